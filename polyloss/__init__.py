@@ -1,0 +1,71 @@
+"""polyloss: training losses written once against the Python array API standard.
+
+The same loss code runs on NumPy, CuPy, PyTorch, array-api-strict and any
+array-API library a backend plugin adds; detector loss recipes are pluggy
+plugins. ``import polyloss`` imports neither torch nor cupy nor jax.
+"""
+
+from polyloss._api import RecipeResult
+from polyloss._api import backends
+from polyloss._api import get_backend
+from polyloss._api import get_loss
+from polyloss._api import get_recipe
+from polyloss._api import losses
+from polyloss._api import recipes
+from polyloss._api import register_plugin
+from polyloss._api import unregister_plugin
+from polyloss._hooks import hookimpl
+from polyloss._namespace import fast_paths
+from polyloss._registry import PluginConflictError
+from polyloss._registry import PluginWarning
+from polyloss._registry import override
+from polyloss.backend import Backend
+from polyloss.functional import binary_cross_entropy
+from polyloss.functional import binary_cross_entropy_with_logits
+from polyloss.functional import cross_entropy
+from polyloss.functional import hinge_loss
+from polyloss.functional import huber_loss
+from polyloss.functional import kl_div
+from polyloss.functional import l1_loss
+from polyloss.functional import mse_loss
+from polyloss.functional import multi_margin_loss
+from polyloss.functional import nll_loss
+from polyloss.functional import sigmoid_focal_loss
+from polyloss.functional import smooth_l1_loss
+from polyloss.functional import softmax_focal_loss
+from polyloss.functional import squared_hinge_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "PluginConflictError",
+    "PluginWarning",
+    "RecipeResult",
+    "__version__",
+    "backends",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "fast_paths",
+    "get_backend",
+    "get_loss",
+    "get_recipe",
+    "hinge_loss",
+    "hookimpl",
+    "huber_loss",
+    "kl_div",
+    "l1_loss",
+    "losses",
+    "mse_loss",
+    "multi_margin_loss",
+    "nll_loss",
+    "override",
+    "recipes",
+    "register_plugin",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "softmax_focal_loss",
+    "squared_hinge_loss",
+    "unregister_plugin",
+]

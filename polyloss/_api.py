@@ -1,0 +1,99 @@
+"""Registry queries of the public API: names, look-ups, run-time registration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from polyloss._registry import registry
+
+__all__ = [
+    "RecipeResult",
+    "backends",
+    "get_backend",
+    "get_loss",
+    "get_recipe",
+    "losses",
+    "recipes",
+    "register_plugin",
+    "unregister_plugin",
+]
+
+
+def backends() -> list[str]:
+    """Sorted names of the registered backends (installed or not)."""
+    return sorted(registry.tables.backends)
+
+
+def get_backend(name: str) -> Any:
+    """The registered backend object called ``name``."""
+    try:
+        return registry.tables.backends[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; registered: {', '.join(backends())}") from None
+
+
+def losses() -> list[str]:
+    """Sorted names of the registered losses."""
+    return sorted(registry.tables.losses)
+
+
+def get_loss(name: str) -> Callable[..., Any]:
+    """The loss function registered as ``name``."""
+    try:
+        return registry.tables.losses[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; registered: {', '.join(losses())}") from None
+
+
+def recipes() -> list[str]:
+    """Sorted names of the registered detector recipes."""
+    return sorted(registry.tables.recipes)
+
+
+def get_recipe(name: str, **config: Any) -> Any:
+    """Build the recipe registered as ``name`` with ``config`` (keyword arguments)."""
+    try:
+        factory = registry.tables.recipes[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; registered: {', '.join(recipes()) or 'none'}") from None
+    return factory(**config)
+
+
+def register_plugin(plugin: object, *, name: str | None = None) -> str:
+    """Register a plugin object (a module or any object with hook implementations) now.
+
+    Caches of names and of array types are invalidated. Returns the plugin's
+    registered name, to pass to :func:`unregister_plugin`.
+    """
+    return registry.register(plugin, name=name)
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove the plugin registered as ``name`` and invalidate the caches."""
+    registry.unregister(name)
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    """What a detector recipe returns.
+
+    Attributes:
+        total: scalar array, differentiable, equal to the sum of the components.
+        components: named scalar arrays, each already weighted.
+    """
+
+    total: Any
+    components: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_components(cls, components: Mapping[str, Any]) -> RecipeResult:
+        """Build a result whose total is the sum of ``components`` (in order)."""
+        items = list(components.values())
+        if not items:
+            raise ValueError("a RecipeResult needs at least one component")
+        total = items[0]
+        for item in items[1:]:
+            total = total + item
+        return cls(total=total, components=dict(components))

@@ -1,0 +1,118 @@
+"""``python -m polyloss``: list what is registered, check that backends agree."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_DISAGREE = 1
+EXIT_USAGE = 2
+
+_CHECK_LIBRARIES = ("numpy", "array_api_strict", "torch", "cupy")
+
+
+def _installed_cases() -> list[Any]:
+    from polyloss.testing.cases import available_cases
+
+    return [case for case, reason in available_cases() if reason is None]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import polyloss as pl
+    from polyloss._registry import registry
+
+    print("backends:")
+    for name in pl.backends():
+        backend = pl.get_backend(name)
+        plugin, dist = registry.provider("backend", name)
+        if backend.available():
+            importlib.import_module(backend.module_name or name)
+            state = f"{backend.module_name} {backend.version()}"
+        else:
+            state = "not installed"
+        print(f"  {name:<12} {state:<28} from {dist or plugin}")
+    print("losses:")
+    for name in pl.losses():
+        plugin, dist = registry.provider("loss", name)
+        print(f"  {name:<34} from {dist or plugin}")
+    print("recipes:")
+    for name in pl.recipes():
+        plugin, dist = registry.provider("recipe", name)
+        print(f"  {name:<34} from {dist or plugin}")
+    if registry.failures:
+        print("plugins that failed to load:")
+        for failure in registry.failures:
+            print(f"  {failure.plugin} ({failure.distribution}): {failure.error}")
+    return EXIT_OK
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-300)
+    return float(np.max(np.abs(a - b))) / scale if a.size else 0.0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import polyloss as pl
+    from polyloss._samples import sample
+
+    cases = [c for c in _installed_cases() if args.backend is None or c.library in args.backend]
+    names = args.losses or pl.losses()
+    header = f"{'loss':<34}" + "".join(f"{c.name:>18}" for c in cases)
+    print("relative difference from float64 NumPy (value); ok when below each dtype's tolerance")
+    print(header)
+    print("-" * len(header))
+    worst_status = EXIT_OK
+    for name in names:
+        data = sample(name)
+        if data is None:
+            print(f"{name:<34}" + "no built-in sample".rjust(18))
+            continue
+        x, y, options = data
+        loss = pl.get_loss(name)
+        reference = np.asarray(loss(x, y, **options))
+        row = f"{name:<34}"
+        for case in cases:
+            with case.active():
+                try:
+                    value = case.to_numpy(loss(case.asarray(x), case.asarray(y), **options))
+                    diff = _relative_difference(np.asarray(value, dtype=float), reference)
+                    ok = diff <= max(case.rtol, 1e-12) * 10
+                    cell = f"{diff:.1e} {'ok' if ok else 'FAIL'}"
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    ok = False
+                    cell = f"error {type(exc).__name__}"
+            if not ok:
+                worst_status = EXIT_DISAGREE
+            row += f"{cell:>18}"
+        print(row)
+    print("all backends agree" if worst_status == EXIT_OK else "some backends DISAGREE")
+    return worst_status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m polyloss", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="list backends (with versions), losses, recipes and failed plugins")
+    p_list.set_defaults(func=cmd_list)
+    p_check = sub.add_parser("check", help="run every loss on every installed backend on sample data")
+    p_check.add_argument("losses", nargs="*", help="loss names (default: all registered)")
+    p_check.add_argument("--backend", action="append", choices=_CHECK_LIBRARIES,
+                         help="restrict to these libraries (repeatable)")
+    p_check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Argument checks and reductions shared by every loss.
+
+Checks read shapes and dtypes only (never array values), except the value
+checks marked *host*, which run only where a backend says values can be read
+without a device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from polyloss.backend._base import Backend
+
+REDUCTIONS = ("none", "mean", "sum")
+KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+_HALF = ("float16", "bfloat16")
+
+
+def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> None:
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, allowed))}, got {reduction!r}")
+
+
+def is_floating(backend: Backend, dtype: Any) -> bool:
+    return bool(backend.xp.isdtype(dtype, "real floating"))
+
+
+def is_integer(backend: Backend, dtype: Any) -> bool:
+    return bool(backend.xp.isdtype(dtype, "integral"))
+
+
+def check_floating(backend: Backend, x: Any, name: str = "input") -> None:
+    if not is_floating(backend, x.dtype):
+        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+
+
+def check_same_shape(input: Any, target: Any, *, input_name: str = "input", target_name: str = "target") -> None:
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(
+            f"{target_name} shape {tuple(target.shape)} must equal {input_name} shape "
+            f"{tuple(input.shape)} (polyloss never broadcasts a target)"
+        )
+
+
+def check_broadcastable(x: Any, shape: tuple[int, ...], name: str, into: str = "input") -> None:
+    """``x`` must broadcast to ``shape`` without enlarging it."""
+    xs = tuple(x.shape)
+    ok = len(xs) <= len(shape) and all(a in (1, b) for a, b in zip(reversed(xs), reversed(shape)))
+    if not ok:
+        raise ValueError(f"{name} shape {xs} does not broadcast to {into} shape {tuple(shape)}")
+
+
+def check_number(value: object, name: str, *, minimum: float | None = 0.0, strict: bool = False,
+                 maximum: float | None = None) -> float:
+    """A Python real number within bounds, returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a Python number, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    if minimum is not None and (v < minimum or (strict and v == minimum)):
+        rel = ">" if strict else ">="
+        raise ValueError(f"{name} must be {rel} {minimum}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return v
+
+
+def normalize_axis(axis: object, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an input with {ndim} dimension(s)")
+    return axis % ndim
+
+
+def as_dtype_of(backend: Backend, x: Any, like: Any) -> Any:
+    """``x`` cast to ``like``'s dtype when it differs (keeps autograd graphs)."""
+    if x.dtype == like.dtype:
+        return x
+    return backend.xp.astype(x, like.dtype)
+
+
+def upcast_half(backend: Backend, x: Any) -> Any:
+    """float16/bfloat16 -> float32 for internal accumulation (others unchanged)."""
+    if str(x.dtype).rsplit(".", 1)[-1] in _HALF:
+        return backend.xp.astype(x, backend.xp.float32)
+    return x
+
+
+def reduce(backend: Backend, loss: Any, reduction: str) -> Any:
+    """``none`` / ``sum`` / ``mean`` of an element-wise loss (mean of empty is 0)."""
+    if reduction == "none":
+        return loss
+    xp = backend.xp
+    total = xp.sum(loss)
+    if reduction == "mean":
+        n = math.prod(loss.shape)
+        total = total / n if n else total
+    return _as_array(backend, total)
+
+
+def weighted_mean(backend: Backend, total: Any, denominator: Any) -> Any:
+    """``total / denominator`` that is 0 (with zero gradient) where the denominator is 0."""
+    xp = backend.xp
+    safe = xp.where(denominator == 0, 1.0, denominator)
+    return _as_array(backend, total / safe)
+
+
+def _as_array(backend: Backend, value: Any) -> Any:
+    # NumPy reductions return NumPy scalars; the contract is an array
+    if backend.host and not hasattr(value, "__array_namespace__"):
+        return backend.xp.asarray(value)
+    return value
+
+
+def check_class_indices(backend: Backend, target: Any, num_classes: int, *, ignore_index: int | None,
+                        name: str = "target") -> None:
+    """Host backends only: every index in [0, C) or equal to ``ignore_index``."""
+    if not backend.host or math.prod(target.shape) == 0:
+        return
+    xp = backend.xp
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (target != ignore_index)
+    if bool(xp.any(bad)):
+        lo = int(xp.min(xp.where(bad, target, num_classes)))
+        hi = int(xp.max(xp.where(bad, target, -1)))
+        bad_value = lo if lo < 0 else hi
+        raise ValueError(
+            f"{name} holds class index {bad_value} outside [0, {num_classes})"
+            + (f" that is not ignore_index={ignore_index}" if ignore_index is not None else "")
+        )

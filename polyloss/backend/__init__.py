@@ -1,0 +1,5 @@
+"""Array backends. Built-in: NumPy, PyTorch, CuPy; any other through a plugin."""
+
+from polyloss.backend._base import Backend, GenericBackend
+
+__all__ = ["Backend", "GenericBackend"]

@@ -1,0 +1,147 @@
+"""The backend object: an array namespace plus what the standard lacks.
+
+A backend binds one array-API namespace (``xp``) and adds the primitives the
+standard does not have (``logsumexp``, ``sigmoid``, ``stop_gradient``, ...),
+each with a portable fallback written in array-API code, and optionally a
+mapping of *fast paths*: native whole-loss kernels keyed by loss name.
+
+Backends are found once per array type and then cached (see
+:mod:`polyloss._namespace`); nothing here runs a pluggy hook.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+__all__ = ["Backend", "GenericBackend"]
+
+_NO_FAST_PATHS: Mapping[str, Callable[..., Any]] = MappingProxyType({})
+
+
+class Backend:
+    """Base class of every backend; subclass it in a backend plugin.
+
+    Class attributes a subclass sets:
+
+    ``name``
+        Registered name (``"numpy"``, ``"torch"``, ...).
+    ``module_name``
+        Top-level module of the array library. The backend is only asked about
+        an array once this module is in :data:`sys.modules`, so registering a
+        backend never imports its library.
+    ``host``
+        True when array values can be read without a device synchronisation
+        (NumPy). Enables value checks such as class indices out of range.
+
+    Methods a subclass overrides: :meth:`matches`, :meth:`load_namespace`, and
+    any primitive it has natively. :attr:`fast_paths` maps a loss name to a
+    callable with the loss's signature returning the loss or
+    ``NotImplemented`` when the options are not ones it covers exactly.
+    """
+
+    name: str = "generic"
+    module_name: str | None = None
+    host: bool = False
+
+    def __init__(self) -> None:
+        self._xp: ModuleType | None = None
+        self.fast_paths: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
+
+    # -- identification -------------------------------------------------
+    def matches(self, x: object) -> bool:
+        """Whether ``x`` is an array of this backend's library."""
+        return False
+
+    def load_namespace(self) -> ModuleType:
+        """Import and return the array-API namespace (called once, lazily)."""
+        raise NotImplementedError
+
+    @property
+    def xp(self) -> ModuleType:
+        if self._xp is None:
+            self._xp = self.load_namespace()
+        return self._xp
+
+    def available(self) -> bool:
+        """Whether the library can be imported here (used by listings, not per call)."""
+        if self.module_name is None:
+            return True
+        if self.module_name in sys.modules:
+            return True
+        import importlib.util
+
+        return importlib.util.find_spec(self.module_name) is not None
+
+    def version(self) -> str:
+        module = sys.modules.get(self.module_name or "")
+        return str(getattr(module, "__version__", "unknown"))
+
+    def is_host_array(self, x: Any) -> bool:
+        """Whether the values of ``x`` can be read without a device sync."""
+        return self.host
+
+    def device(self, x: Any) -> Any:
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
+    def __repr__(self) -> str:
+        return f"<polyloss backend {self.name!r}>"
+
+    # -- primitives the standard lacks (portable fallbacks) -------------
+    def stop_gradient(self, x: Any) -> Any:
+        """``x`` with no gradient flowing back (identity where there is no autograd)."""
+        return x
+
+    def logsumexp(self, x: Any, axis: int, keepdims: bool = False) -> Any:
+        """``log(sum(exp(x), axis))``, shifted by the maximum for stability."""
+        xp = self.xp
+        m = xp.max(x, axis=axis, keepdims=True)
+        # an all -inf slice would give inf - inf = nan; shift by 0 there
+        m = xp.where(xp.isfinite(m), m, 0.0)
+        m = self.stop_gradient(m)
+        out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else xp.squeeze(out, axis=axis)
+
+    def log_softmax(self, x: Any, axis: int) -> Any:
+        """``x - logsumexp(x, axis)``."""
+        return x - self.logsumexp(x, axis, keepdims=True)
+
+    def sigmoid(self, x: Any) -> Any:
+        """Logistic sigmoid, written so neither branch overflows."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    def log_sigmoid(self, x: Any) -> Any:
+        """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for any x."""
+        xp = self.xp
+        return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+    def xlogy(self, x: Any, y: Any) -> Any:
+        """``x * log(y)`` with ``0 * log(0) = 0``."""
+        xp = self.xp
+        zero = x == 0
+        return xp.where(zero, 0.0, x * xp.log(xp.where(zero, 1.0, y)))
+
+
+class GenericBackend(Backend):
+    """The backend for any namespace array-api-compat understands, with no plugin."""
+
+    host = False
+
+    def __init__(self, xp: ModuleType, *, host: bool = False) -> None:
+        super().__init__()
+        self._xp = xp
+        self.name = getattr(xp, "__name__", "generic")
+        self.host = host
+
+    def load_namespace(self) -> ModuleType:  # pragma: no cover - set in __init__
+        assert self._xp is not None
+        return self._xp
+
+    def version(self) -> str:
+        return str(getattr(self._xp, "__version__", "unknown"))

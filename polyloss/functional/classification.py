@@ -1,0 +1,372 @@
+"""Classification losses: binary and categorical cross-entropy, NLL, KL divergence."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from polyloss import _validation as v
+from polyloss._namespace import check_same, resolve
+from polyloss.backend._base import Backend
+from polyloss.functional._common import (
+    compute_dtype,
+    finish,
+    optional_array,
+    pointwise_inputs,
+    reduce_weighted,
+    try_fast_path,
+)
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "kl_div",
+    "nll_loss",
+]
+
+_LOG_CLAMP = -100.0
+
+
+def binary_cross_entropy(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+    r"""Binary cross-entropy on probabilities.
+
+    .. math::
+        \ell_i = -w_i\,[\,y_i \max(\log x_i, -100) + (1 - y_i)\max(\log(1 - x_i), -100)\,]
+
+    Each log is clamped at -100 as in PyTorch, so probabilities of exactly 0
+    and 1 give a finite loss.
+
+    Args:
+        input: probabilities in [0, 1].
+        target: same shape, values in [0, 1] (soft labels allowed).
+        weight: optional element weights broadcastable to ``input``;
+            ``"mean"`` is ``mean(w * l)``.
+        reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Matches ``torch.nn.functional.binary_cross_entropy``.
+    """
+    backend = resolve(input, target)
+    pointwise_inputs(backend, input, target, reduction)
+    optional_array(backend, weight, "weight", tuple(input.shape))
+    out = try_fast_path(backend, "binary_cross_entropy", input, target, weight=weight, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    x, y, w = compute_dtype(backend, input, target, weight)
+    log_x = _clamped_log(backend, x)
+    log_1mx = _clamped_log(backend, 1.0 - x)
+    loss = -(y * log_x + (1.0 - y) * log_1mx)
+    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
+
+
+def _clamped_log(backend: Backend, p: Any) -> Any:
+    # log(0) = -inf would make the clamp's gradient 0 * inf = nan; evaluate log at 1 there
+    xp = backend.xp
+    positive = p > 0
+    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_CLAMP), _LOG_CLAMP)
+
+
+def binary_cross_entropy_with_logits(
+    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: str = "mean"
+) -> Any:
+    r"""Binary cross-entropy on logits, through the log-sigmoid.
+
+    .. math::
+        \ell_i = -w_i\,[\,p\,y_i \log\sigma(x_i) + (1 - y_i)\log\sigma(-x_i)\,]
+
+    with :math:`\log\sigma(x) = \min(x, 0) - \log(1 + e^{-|x|})`, finite for
+    logits of any size.
+
+    Args:
+        weight: optional element weights broadcastable to ``input``.
+        pos_weight: optional weight :math:`p` of positive examples,
+            broadcastable to ``input`` (typically shape ``(C,)`` on the last axis).
+        reduction: ``"none"``, ``"mean"`` (default, ``mean(w * l)``) or ``"sum"``.
+
+    Matches ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    """
+    backend = resolve(input, target)
+    pointwise_inputs(backend, input, target, reduction)
+    optional_array(backend, weight, "weight", tuple(input.shape))
+    optional_array(backend, pos_weight, "pos_weight", tuple(input.shape))
+    out = try_fast_path(
+        backend, "binary_cross_entropy_with_logits", input, target,
+        weight=weight, pos_weight=pos_weight, reduction=reduction,
+    )
+    if out is not NotImplemented:
+        return out
+    x, y, w, pw = compute_dtype(backend, input, target, weight, pos_weight)
+    log_sig_pos = backend.log_sigmoid(x)
+    log_sig_neg = log_sig_pos - x  # log(sigmoid(-x)) = log(sigmoid(x)) - x
+    positive = y * log_sig_pos if pw is None else pw * y * log_sig_pos
+    loss = -(positive + (1.0 - y) * log_sig_neg)
+    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
+
+
+# -- categorical ---------------------------------------------------------------
+
+
+def class_axis_inputs(
+    backend: Backend, input: Any, target: Any, axis: int, *, allow_probabilities: bool
+) -> tuple[int, bool]:
+    """Validate ``(input, target)`` of a class-axis loss; returns (axis, target is probabilities)."""
+    v.check_floating(backend, input)
+    if input.ndim == 0:
+        raise ValueError("input must have a class axis, got a 0-d array")
+    axis = v.normalize_axis(axis, input.ndim)
+    expected = tuple(s for i, s in enumerate(input.shape) if i != axis)
+    shape = tuple(target.shape)
+    if v.is_floating(backend, target.dtype):
+        if not allow_probabilities:
+            raise TypeError(f"target must hold integer class indices, got floating dtype {target.dtype}")
+        if shape != tuple(input.shape):
+            if shape == expected:
+                raise TypeError(
+                    f"target has floating dtype {target.dtype} and shape {shape}: class indices "
+                    "must be integers (or pass class probabilities of the input's shape "
+                    f"{tuple(input.shape)})"
+                )
+            raise ValueError(
+                f"target shape {shape} must equal input shape {tuple(input.shape)} for class "
+                f"probabilities, or {expected} for class indices"
+            )
+        return axis, True
+    if not v.is_integer(backend, target.dtype):
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if shape != expected:
+        raise ValueError(
+            f"target shape {shape} must equal input shape {tuple(input.shape)} without the "
+            f"class axis {axis}, i.e. {expected}"
+        )
+    return axis, False
+
+
+def class_weight(backend: Backend, weight: Any, num_classes: int, name: str = "weight") -> None:
+    if weight is None:
+        return
+    if isinstance(weight, (int, float)):
+        raise TypeError(f"{name} must be an array of shape ({num_classes},) or None, got a Python number")
+    check_same(backend, weight, name)
+    if tuple(weight.shape) != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},) (one per class), got {tuple(weight.shape)}")
+
+
+def expand_to_axis(backend: Backend, vector: Any, ndim: int, axis: int) -> Any:
+    """A length-C vector reshaped to broadcast along ``axis`` of an ``ndim`` array."""
+    shape = [1] * ndim
+    shape[axis] = vector.shape[0]
+    return backend.xp.reshape(vector, tuple(shape))
+
+
+def pick(backend: Backend, values: Any, index: Any, axis: int) -> Any:
+    """``values`` taken at ``index`` along ``axis`` (index has values' shape without axis)."""
+    xp = backend.xp
+    taken = xp.take_along_axis(values, xp.expand_dims(index, axis=axis), axis=axis)
+    return xp.squeeze(taken, axis=axis)
+
+
+def index_targets(backend: Backend, target: Any, ignore_index: int | None) -> tuple[Any, Any]:
+    """(valid mask, indices with ignored entries replaced by 0)."""
+    xp = backend.xp
+    if ignore_index is None:
+        return None, target
+    valid = target != ignore_index
+    return valid, xp.where(valid, target, xp.zeros_like(target))
+
+
+def cross_entropy(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    weight: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> Any:
+    r"""Softmax cross-entropy over the class axis.
+
+    With class indices :math:`y_i` and :math:`\log p = \operatorname{log\_softmax}(x)`,
+
+    .. math::
+        \ell_i = (1 - \varepsilon)\,(-w_{y_i} \log p_{i,y_i})
+                 + \frac{\varepsilon}{C}\,\Big(-\sum_c w_c \log p_{i,c}\Big)
+
+    and with class probabilities :math:`q` (same shape as the input),
+    :math:`\ell_i = -\sum_c w_c\,((1-\varepsilon) q_{i,c} + \varepsilon / C)\log p_{i,c}`.
+
+    Args:
+        input: logits; the class axis is ``axis`` (default -1; PyTorch uses 1).
+        target: integer class indices of ``input``'s shape without the class
+            axis, or floating class probabilities of ``input``'s shape.
+        weight: optional class weights of shape ``(C,)``.
+        ignore_index: index targets equal to it contribute nothing (default -100).
+        label_smoothing: :math:`\varepsilon \in [0, 1]` (Szegedy et al., 2016).
+        reduction: ``"none"`` (per sample), ``"mean"`` (default) or ``"sum"``.
+            For index targets ``"mean"`` divides by :math:`\sum w_{y_i}` over
+            the non-ignored samples (the count without weights); for
+            probabilities by the number of samples. All targets ignored gives
+            0 with zero gradient (PyTorch gives NaN: a documented deviation).
+
+    Matches ``torch.nn.functional.cross_entropy``. The logits are never
+    expanded into a one-hot array.
+    """
+    backend = resolve(input, target)
+    v.check_reduction(reduction)
+    axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=True)
+    num_classes = input.shape[axis]
+    class_weight(backend, weight, num_classes)
+    eps = v.check_number(label_smoothing, "label_smoothing", maximum=1.0)
+    if not probabilities:
+        v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+    out = try_fast_path(
+        backend, "cross_entropy", input, target, axis=axis, weight=weight,
+        ignore_index=ignore_index, label_smoothing=eps, reduction=reduction,
+    )
+    if out is not NotImplemented:
+        return out
+    x, w = compute_dtype(backend, input, weight)
+    logp = backend.log_softmax(x, axis)
+    if probabilities:
+        q = v.as_dtype_of(backend, target, x)
+        loss = _cross_entropy_probabilities(backend, logp, q, w, axis, eps)
+        return finish(backend, v.reduce(backend, loss, reduction) if reduction != "mean"
+                      else _mean_over_samples(backend, loss), input)
+    loss, denominator = _nll_terms(backend, logp, target, w, axis, ignore_index, eps)
+    return finish(backend, _index_reduce(backend, loss, denominator, reduction), input)
+
+
+def _cross_entropy_probabilities(backend: Backend, logp: Any, q: Any, w: Any, axis: int, eps: float) -> Any:
+    xp = backend.xp
+    num_classes = logp.shape[axis]
+    if eps > 0.0:
+        q = q * (1.0 - eps) + eps / num_classes
+    terms = q * logp
+    if w is not None:
+        terms = terms * expand_to_axis(backend, w, logp.ndim, axis)
+    return -xp.sum(terms, axis=axis)
+
+
+def _mean_over_samples(backend: Backend, loss: Any) -> Any:
+    return v.reduce(backend, loss, "mean")
+
+
+def _nll_terms(
+    backend: Backend, logp: Any, target: Any, w: Any, axis: int, ignore_index: int | None, eps: float
+) -> tuple[Any, Any]:
+    """Per-sample loss and the "mean" denominator (sum of target weights / count)."""
+    xp = backend.xp
+    valid, safe = index_targets(backend, target, ignore_index)
+    picked = pick(backend, logp, safe, axis)
+    if w is not None:
+        sample_w = xp.take(w, xp.reshape(safe, (-1,)), axis=0)
+        sample_w = xp.reshape(sample_w, tuple(safe.shape))
+        if valid is not None:
+            sample_w = xp.where(valid, sample_w, 0.0)
+        nll = -sample_w * picked
+        denominator = xp.sum(sample_w)
+    else:
+        nll = -picked
+        if valid is not None:
+            nll = xp.where(valid, nll, 0.0)
+            denominator = xp.sum(xp.astype(valid, logp.dtype))
+        else:
+            denominator = math.prod(safe.shape)
+    if eps > 0.0:
+        num_classes = logp.shape[axis]
+        terms = logp if w is None else logp * expand_to_axis(backend, w, logp.ndim, axis)
+        smooth = -xp.sum(terms, axis=axis)
+        if valid is not None:
+            smooth = xp.where(valid, smooth, 0.0)
+        nll = (1.0 - eps) * nll + (eps / num_classes) * smooth
+    return nll, denominator
+
+
+def _index_reduce(backend: Backend, loss: Any, denominator: Any, reduction: str) -> Any:
+    if reduction != "mean":
+        return v.reduce(backend, loss, reduction)
+    total = backend.xp.sum(loss)
+    if isinstance(denominator, int):
+        return v.reduce(backend, loss, "mean") if denominator else v._as_array(backend, total)
+    return v.weighted_mean(backend, total, denominator)
+
+
+def nll_loss(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Any:
+    r"""Negative log-likelihood of log-probabilities, :math:`\ell_i = -w_{y_i}\,x_{i, y_i}`.
+
+    Args:
+        input: log-probabilities; class axis ``axis`` (default -1).
+        target: integer class indices, ``input``'s shape without the class axis.
+        weight: optional class weights ``(C,)``.
+        ignore_index: targets equal to it contribute nothing (default -100).
+        reduction: ``"none"``, ``"mean"`` (default; divides by the sum of the
+            target weights, 0 if every target is ignored) or ``"sum"``.
+
+    Matches ``torch.nn.functional.nll_loss``.
+    """
+    backend = resolve(input, target)
+    v.check_reduction(reduction)
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
+    num_classes = input.shape[axis]
+    class_weight(backend, weight, num_classes)
+    v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+    out = try_fast_path(
+        backend, "nll_loss", input, target, axis=axis, weight=weight,
+        ignore_index=ignore_index, reduction=reduction,
+    )
+    if out is not NotImplemented:
+        return out
+    x, w = compute_dtype(backend, input, weight)
+    loss, denominator = _nll_terms(backend, x, target, w, axis, ignore_index, 0.0)
+    return finish(backend, _index_reduce(backend, loss, denominator, reduction), input)
+
+
+def kl_div(input: Any, target: Any, *, log_target: bool = False, reduction: str = "mean") -> Any:
+    r"""Kullback-Leibler divergence with ``input`` given as log-probabilities.
+
+    .. math::
+        \ell_i = y_i (\log y_i - x_i) \quad\text{or, with log\_target,}\quad
+        \ell_i = e^{y_i} (y_i - x_i)
+
+    with :math:`0 \log 0 = 0`.
+
+    Args:
+        input: log-probabilities.
+        target: probabilities (or log-probabilities with ``log_target=True``),
+            same shape.
+        reduction: ``"none"``, ``"mean"`` (default; over every element, as
+            PyTorch), ``"sum"`` or ``"batchmean"`` (sum / ``input.shape[0]``,
+            the mathematical KL divergence per sample).
+
+    Matches ``torch.nn.functional.kl_div``.
+    """
+    backend = resolve(input, target)
+    v.check_reduction(reduction, v.KL_REDUCTIONS)
+    v.check_floating(backend, input)
+    v.check_same_shape(input, target)
+    if not isinstance(log_target, bool):
+        raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
+    out = try_fast_path(backend, "kl_div", input, target, log_target=log_target, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    xp = backend.xp
+    x, y = compute_dtype(backend, input, target)
+    if log_target:
+        loss = xp.exp(y) * (y - x)
+    else:
+        loss = backend.xlogy(y, y) - y * x
+    if reduction == "batchmean":
+        total = v.reduce(backend, loss, "sum")
+        if input.ndim > 0 and input.shape[0] > 0:
+            total = total / input.shape[0]
+        return finish(backend, total, input)
+    return finish(backend, v.reduce(backend, loss, reduction), input)
+

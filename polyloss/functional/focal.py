@@ -1,0 +1,126 @@
+"""Focal losses (Lin et al., *Focal Loss for Dense Object Detection*, ICCV 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polyloss import _validation as v
+from polyloss._namespace import resolve
+from polyloss.functional._common import compute_dtype, finish, pointwise_inputs, try_fast_path
+from polyloss.functional.classification import (
+    class_axis_inputs,
+    class_weight,
+    index_targets,
+    pick,
+)
+
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
+
+
+def _check_gamma(gamma: Any) -> float:
+    return v.check_number(gamma, "gamma")
+
+
+def sigmoid_focal_loss(
+    input: Any, target: Any, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"
+) -> Any:
+    r"""Sigmoid focal loss, element-wise on logits.
+
+    .. math::
+        \ell_i = -\alpha_t (1 - p_t)^\gamma \log p_t,\quad
+        p_t = p\,y + (1 - p)(1 - y),\quad \alpha_t = \alpha y + (1 - \alpha)(1 - y)
+
+    where :math:`p = \sigma(x)`; :math:`-\log p_t` is the binary cross-entropy
+    with logits, computed through the log-sigmoid (finite for any logit), and
+    :math:`1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)` without cancellation.
+
+    Args:
+        input: logits, any shape.
+        target: binary (or soft) labels of the same shape.
+        alpha: weight of positives in [0, 1], default 0.25; a negative value
+            disables the alpha factor (torchvision's convention).
+        gamma: focusing parameter >= 0, default 2.0.
+        reduction: ``"none"``, ``"mean"`` (default; torchvision's default is
+            ``"none"``) or ``"sum"``.
+
+    Matches ``torchvision.ops.sigmoid_focal_loss``.
+    """
+    backend = resolve(input, target)
+    pointwise_inputs(backend, input, target, reduction)
+    gamma = _check_gamma(gamma)
+    alpha = v.check_number(alpha, "alpha", minimum=None, maximum=1.0)
+    out = try_fast_path(backend, "sigmoid_focal_loss", input, target, alpha=alpha, gamma=gamma, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    x, y = compute_dtype(backend, input, target)
+    log_p = backend.log_sigmoid(x)
+    log_1mp = log_p - x
+    ce = -(y * log_p + (1.0 - y) * log_1mp)
+    if gamma != 0.0:
+        one_minus_pt = y * backend.sigmoid(-x) + (1.0 - y) * backend.sigmoid(x)
+        ce = ce * (one_minus_pt * one_minus_pt if gamma == 2.0 else one_minus_pt**gamma)
+    if alpha >= 0:
+        ce = (alpha * y + (1.0 - alpha) * (1.0 - y)) * ce
+    return finish(backend, v.reduce(backend, ce, reduction), input)
+
+
+def softmax_focal_loss(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    alpha: Any = None,
+    gamma: float = 2.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Any:
+    r"""Multi-class focal loss on softmax probabilities.
+
+    .. math::
+        \ell_i = -\alpha_{y_i}\,(1 - p_{i,y_i})^\gamma \log p_{i,y_i}
+
+    with :math:`\log p = \operatorname{log\_softmax}(x)` and
+    :math:`1 - p_y = -\operatorname{expm1}(\log p_y)` (accurate as :math:`p_y \to 1`).
+    ``gamma=0`` and ``alpha=None`` is exactly :func:`cross_entropy`.
+
+    Args:
+        input: logits, class axis ``axis`` (default -1).
+        target: integer class indices, ``input``'s shape without the class axis.
+        alpha: None (default, no class factor), a Python number (one factor
+            for every class) or an array ``(C,)`` of per-class factors.
+        gamma: focusing parameter >= 0, default 2.0.
+        ignore_index: targets equal to it contribute nothing (default -100).
+        reduction: ``"none"``, ``"mean"`` (default: over the non-ignored
+            samples, 0 if all are ignored) or ``"sum"``.
+    """
+    backend = resolve(input, target)
+    v.check_reduction(reduction)
+    gamma = _check_gamma(gamma)
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
+    num_classes = input.shape[axis]
+    alpha_array = None
+    if alpha is not None and not isinstance(alpha, (int, float)):
+        class_weight(backend, alpha, num_classes, name="alpha")
+        alpha_array = alpha
+    elif alpha is not None:
+        alpha = v.check_number(alpha, "alpha")
+    v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+    xp = backend.xp
+    x, a = compute_dtype(backend, input, alpha_array)
+    logp = backend.log_softmax(x, axis)
+    valid, safe = index_targets(backend, target, ignore_index)
+    logp_y = pick(backend, logp, safe, axis)
+    loss = -logp_y
+    if gamma != 0.0:
+        one_minus_p = -xp.expm1(logp_y)
+        loss = loss * (one_minus_p * one_minus_p if gamma == 2.0 else one_minus_p**gamma)
+    if a is not None:
+        loss = loss * xp.reshape(xp.take(a, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
+    elif alpha is not None:
+        loss = loss * alpha
+    loss = xp.where(valid, loss, 0.0)
+    if reduction == "mean":
+        count = xp.sum(xp.astype(valid, loss.dtype))
+        return finish(backend, v.weighted_mean(backend, xp.sum(loss), count), input)
+    return finish(backend, v.reduce(backend, loss, reduction), input)
+
