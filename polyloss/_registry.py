@@ -21,8 +21,10 @@ import importlib
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import pluggy
@@ -126,7 +128,7 @@ class Registry:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            except Exception as exc:
                 self._fail(ep.name, dist, exc, "failed to load")
                 continue
             self._dists[ep.name] = dist
@@ -165,7 +167,7 @@ class Registry:
                 try:
                     answer = impl.function()
                     items = _as_items(answer, kind)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self._fail(plugin_name, self._dists.get(plugin_name), exc, f"raised in {hook_name}")
                     continue
                 for name, value in items:

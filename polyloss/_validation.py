@@ -46,7 +46,7 @@ def check_same_shape(input: Any, target: Any, *, input_name: str = "input", targ
 def check_broadcastable(x: Any, shape: tuple[int, ...], name: str, into: str = "input") -> None:
     """``x`` must broadcast to ``shape`` without enlarging it."""
     xs = tuple(x.shape)
-    ok = len(xs) <= len(shape) and all(a in (1, b) for a, b in zip(reversed(xs), reversed(shape)))
+    ok = len(xs) <= len(shape) and all(a in (1, b) for a, b in zip(reversed(xs), reversed(shape), strict=False))
     if not ok:
         raise ValueError(f"{name} shape {xs} does not broadcast to {into} shape {tuple(shape)}")
 
@@ -109,10 +109,7 @@ def weighted_mean(backend: Backend, total: Any, denominator: Any) -> Any:
 
 
 def _as_array(backend: Backend, value: Any) -> Any:
-    # NumPy reductions return NumPy scalars; the contract is an array
-    if backend.host and not hasattr(value, "__array_namespace__"):
-        return backend.xp.asarray(value)
-    return value
+    return backend.as_array(value)
 
 
 def check_class_indices(backend: Backend, target: Any, num_classes: int, *, ignore_index: int | None,

@@ -88,6 +88,10 @@ class Backend:
 
         return array_api_compat.device(x)
 
+    def as_array(self, value: Any) -> Any:
+        """A reduction's result as an array of this namespace (NumPy returns scalars)."""
+        return value
+
     def __repr__(self) -> str:
         return f"<polyloss backend {self.name!r}>"
 

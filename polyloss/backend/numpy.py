@@ -29,6 +29,10 @@ class NumpyBackend(Backend):
     def device(self, x: Any) -> Any:
         return "cpu"
 
+    def as_array(self, value: Any) -> Any:
+        np = sys.modules["numpy"]
+        return value if type(value) is np.ndarray else np.asarray(value)
+
     def logsumexp(self, x: Any, axis: int, keepdims: bool = False) -> Any:
         np = sys.modules["numpy"]
         m = np.max(x, axis=axis, keepdims=True)

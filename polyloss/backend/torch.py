@@ -118,7 +118,8 @@ def _cross_entropy(
 
 def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, reduction: str) -> Any:
     F = _F()
-    x = _to_class_dim_1(input, axis)
+    # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
+    x = _to_class_dim_1(input, axis).contiguous()
     w = _same_dtype(weight, input)
     t = target if target.dtype == _torch().int64 else target.long()
     if reduction != "mean":
@@ -142,6 +143,8 @@ def _multi_margin(
 ) -> Any:
     if input.ndim > 2 or (input.ndim == 2 and axis != 1) or _empty_mean(input, reduction):
         return NotImplemented
+    if input.device.type == "cpu" and input.dtype in (_torch().float16, _torch().bfloat16):
+        return NotImplemented  # no half-precision CPU kernel
     t = target if target.dtype == _torch().int64 else target.long()
     return _F().multi_margin_loss(
         input, t, p=p, margin=margin, weight=_same_dtype(weight, input), reduction=reduction

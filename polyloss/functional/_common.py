@@ -42,8 +42,8 @@ def compute_dtype(backend: Backend, input: Any, *others: Any) -> tuple[Any, ...]
 
 
 def finish(backend: Backend, loss: Any, input: Any) -> Any:
-    """Back to the input's dtype (after half-precision upcasting)."""
-    return v.as_dtype_of(backend, loss, input)
+    """Back to the input's dtype (after half-precision upcasting), as an array."""
+    return backend.as_array(v.as_dtype_of(backend, loss, input))
 
 
 def reduce_weighted(backend: Backend, loss: Any, weight: Any, reduction: str, *, normalize_by_weight: bool) -> Any:

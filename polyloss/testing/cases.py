@@ -118,7 +118,7 @@ def _gpu_cupy() -> bool:
         import cupy
 
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no driver, no device
+    except Exception:
         return False
 
 

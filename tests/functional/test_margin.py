@@ -1,0 +1,86 @@
+"""Margin losses: multi_margin against torch.nn.functional, hinge against the closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _support import F, assert_close, check_against, run_polyloss, torch
+
+import polyloss as pl
+
+REDUCTIONS = ["none", "mean", "sum"]
+
+
+def _hinge_reference(margin, squared):
+    def ref(x, y, reduction="mean"):
+        signed = torch.where(y == 0, -1.0, y.to(x.dtype))
+        h = torch.clamp(margin - signed * x, min=0.0)
+        h = h * h if squared else h
+        return {"none": h, "mean": h.mean(), "sum": h.sum()}[reduction]
+    return ref
+
+
+@pytest.mark.parametrize("shape", [(9,), (4, 5), (2, 3, 4)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("labels", ["pm1", "01"])
+@pytest.mark.parametrize("squared", [False, True])
+def test_hinge(xp, shape, reduction, margin, labels, squared):
+    rng = np.random.default_rng(0)
+    x = 2 * rng.normal(size=shape) + 0.0123  # keep away from the kink
+    y = rng.integers(0, 2, size=shape)
+    y = (2 * y - 1) if labels == "pm1" else y
+    fn = pl.squared_hinge_loss if squared else pl.hinge_loss
+    options = {"margin": margin, "reduction": reduction}
+    value, grad = run_polyloss(xp, fn, x, y.astype(float), options)
+    ref = _hinge_reference(margin, squared)
+    xt = torch.tensor(x, requires_grad=True)
+    out = ref(xt, torch.tensor(y, dtype=torch.float64), reduction=reduction)
+    out.sum().backward()
+    assert_close(value, out.detach().numpy(), xp, scale=10)
+    if grad is not None:
+        assert_close(grad, xt.grad.numpy(), xp, scale=10)
+    # integer and boolean labels give the same numbers
+    other = fn(xp.asarray(x), xp.asarray(y), **options)
+    assert_close(xp.to_numpy(other), value, xp)
+    if labels == "01":
+        other = fn(xp.asarray(x), xp.asarray(y.astype(bool)), **options)
+        assert_close(xp.to_numpy(other), value, xp)
+
+
+def test_hinge_gradient_at_kink_is_finite_subgradient_zero():
+    x = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    pl.hinge_loss(x, y, reduction="sum").backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64))
+
+
+def _torch_multi_margin(axis):
+    def ref(x, t, **kw):
+        c = x.shape[axis]
+        x2 = x.movedim(axis, -1).reshape(-1, c)
+        out = F.multi_margin_loss(x2, t.reshape(-1), **kw)
+        return out.reshape(t.shape) if kw.get("reduction") == "none" else out
+    return ref
+
+
+@pytest.mark.parametrize("shape,axis", [((6, 5), -1), ((5, 6), 0), ((2, 5, 3), 1), ((5,), 0)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [0.5, 1.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin(xp, shape, axis, reduction, p, margin, weighted):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape) + 0.0071
+    c = shape[axis]
+    t = rng.integers(0, c, size=tuple(s for i, s in enumerate(shape) if i != axis % len(shape)))
+    options = {"reduction": reduction, "p": p, "margin": margin}
+    if weighted:
+        options["weight"] = rng.uniform(0.2, 2, size=c)
+    if len(shape) == 1:
+        ref_options = dict(options)
+        check_against(xp, pl.multi_margin_loss, F.multi_margin_loss, x, t, {**options, "axis": axis},
+                      ref_options=ref_options)
+    else:
+        check_against(xp, pl.multi_margin_loss, _torch_multi_margin(axis), x, t, {**options, "axis": axis},
+                      ref_options=options)

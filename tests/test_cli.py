@@ -1,0 +1,52 @@
+"""The command line: list and check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from polyloss._cli import main
+
+
+def test_check_prints_agreeing_table(capsys):
+    assert main(["check", "--backend", "numpy", "--backend", "array_api_strict"]) == 0
+    out = capsys.readouterr().out
+    assert "cross_entropy" in out and "strict-strictest" in out
+    assert "all backends agree" in out
+
+
+def test_check_detects_disagreement(capsys, monkeypatch):
+    import polyloss.functional.regression as regression
+
+    original = regression.mse_loss
+
+    def broken(input, target, **kw):
+        out = original(input, target, **kw)
+        return out * 1.5 if type(input).__module__.startswith("array_api_strict") else out
+
+    from polyloss._registry import registry
+
+    monkeypatch.setitem(registry.tables.losses, "mse_loss", broken)
+    assert main(["check", "mse_loss", "--backend", "numpy", "--backend", "array_api_strict"]) == 1
+    assert "DISAGREE" in capsys.readouterr().out
+
+
+def test_list_names_backends_losses(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy" in out and "cross_entropy" in out and "from polyloss" in out
+
+
+def test_module_entry_point_and_usage_error():
+    done = subprocess.run([sys.executable, "-m", "polyloss", "list"], capture_output=True, text=True)
+    assert done.returncode == 0 and "losses:" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "polyloss", "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 2
+
+
+@pytest.mark.parametrize("command", ["list", "check"])
+def test_help(command):
+    done = subprocess.run([sys.executable, "-m", "polyloss", command, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage" in done.stdout
