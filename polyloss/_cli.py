@@ -95,6 +95,44 @@ def cmd_check(args: argparse.Namespace) -> int:
     return worst_status
 
 
+class Progress:
+    """A one-line progress indicator on stderr (silent when stderr is not a terminal unless forced)."""
+
+    def __init__(self, total: int | None = None, *, enabled: bool | None = None) -> None:
+        self.total = total
+        self.count = 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if not self.enabled:
+            return
+        done = f"[{self.count}/{self.total}]" if self.total else f"[{self.count}]"
+        sys.stderr.write(f"\r\033[K{done} {message}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from polyloss import _bench
+
+    progress = Progress(enabled=not args.quiet and None)
+    result = _bench.run(full=args.full, tiny_only=args.tiny, backends=args.backend, names=args.losses or None, repeat=args.repeat,
+                        json_path=args.json, progress=progress)
+    progress.close()
+    print("ratio = polyloss / reference (median of repeats; < 1 is faster); generic = fast paths off / reference")
+    print(result["table"])
+    imp = result["import"]
+    print(f"import polyloss on top of numpy: {imp['polyloss_over_numpy_ms']:.1f} ms")
+    if args.json:
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m polyloss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--backend", action="append", choices=_CHECK_LIBRARIES,
                          help="restrict to these libraries (repeatable)")
     p_check.set_defaults(func=cmd_check)
+    p_bench = sub.add_parser("bench", help="speed ratios against torch.nn.functional and hand-written NumPy")
+    p_bench.add_argument("losses", nargs="*", help="loss names (default: every loss with a reference)")
+    p_bench.add_argument("--backend", action="append", choices=("numpy", "torch"), help="repeatable")
+    p_bench.add_argument("--full", action="store_true", help="also cross-entropy at 65536 x 1000")
+    p_bench.add_argument("--tiny", action="store_true", help="only the per-call overhead size (quick)")
+    p_bench.add_argument("--repeat", type=int, default=7, help="timing repeats (median is reported)")
+    p_bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p_bench.add_argument("--quiet", action="store_true", help="no progress line")
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -23,20 +23,20 @@ def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) ->
 
 
 def is_floating(backend: Backend, dtype: Any) -> bool:
-    return bool(backend.xp.isdtype(dtype, "real floating"))
+    return backend.dtype_kind(dtype) == "f"
 
 
 def is_integer(backend: Backend, dtype: Any) -> bool:
-    return bool(backend.xp.isdtype(dtype, "integral"))
+    return backend.dtype_kind(dtype) == "i"
 
 
 def check_floating(backend: Backend, x: Any, name: str = "input") -> None:
-    if not is_floating(backend, x.dtype):
+    if backend.dtype_kind(x.dtype) != "f":
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
 
 
 def check_same_shape(input: Any, target: Any, *, input_name: str = "input", target_name: str = "target") -> None:
-    if tuple(input.shape) != tuple(target.shape):
+    if input.shape != target.shape and tuple(input.shape) != tuple(target.shape):
         raise ValueError(
             f"{target_name} shape {tuple(target.shape)} must equal {input_name} shape "
             f"{tuple(input.shape)} (polyloss never broadcasts a target)"
@@ -54,6 +54,10 @@ def check_broadcastable(x: Any, shape: tuple[int, ...], name: str, into: str = "
 def check_number(value: object, name: str, *, minimum: float | None = 0.0, strict: bool = False,
                  maximum: float | None = None) -> float:
     """A Python real number within bounds, returned as float."""
+    if type(value) is float and (minimum is None or value > minimum or (value == minimum and not strict)) and (
+        maximum is None or value <= maximum
+    ):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a Python number, got {type(value).__name__}")
     v = float(value)
@@ -68,6 +72,8 @@ def check_number(value: object, name: str, *, minimum: float | None = 0.0, stric
 
 
 def normalize_axis(axis: object, ndim: int, name: str = "axis") -> int:
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis % ndim
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
     if not -ndim <= axis < ndim:

@@ -50,3 +50,17 @@ def test_module_entry_point_and_usage_error():
 def test_help(command):
     done = subprocess.run([sys.executable, "-m", "polyloss", command, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "usage" in done.stdout
+
+
+def test_bench_writes_ratio_table_and_json(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "bench.json"
+    assert main(["bench", "mse_loss", "cross_entropy", "--tiny", "--repeat", "1", "--json", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio" in out and "mse_loss" in out and "import polyloss" in out
+    data = json.loads(path.read_text())
+    backends = {row["backend"] for row in data["rows"]}
+    assert backends == {"numpy", "torch"}
+    assert all(row["ratio"] > 0 for row in data["rows"])
+    assert {"torch"} == {row["backend"] for row in data["rows"] if row["generic_ratio"] is not None}

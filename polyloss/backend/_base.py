@@ -12,8 +12,10 @@ Backends are found once per array type and then cached (see
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
-from types import MappingProxyType, ModuleType
+from collections.abc import Callable
+from collections.abc import Mapping
+from types import MappingProxyType
+from types import ModuleType
 from typing import Any
 
 __all__ = ["Backend", "GenericBackend"]
@@ -48,6 +50,7 @@ class Backend:
 
     def __init__(self) -> None:
         self._xp: ModuleType | None = None
+        self._kinds: dict[Any, str] = {}
         self.fast_paths: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
 
     # -- identification -------------------------------------------------
@@ -88,6 +91,24 @@ class Backend:
 
         return array_api_compat.device(x)
 
+    def dtype_kind(self, dtype: Any) -> str:
+        """``"f"`` real floating, ``"i"`` integer, ``"b"`` bool, ``"c"`` complex, ``"?"`` other (cached)."""
+        kind = self._kinds.get(dtype)
+        if kind is None:
+            xp = self.xp
+            if xp.isdtype(dtype, "real floating"):
+                kind = "f"
+            elif xp.isdtype(dtype, "integral"):
+                kind = "i"
+            elif xp.isdtype(dtype, "bool"):
+                kind = "b"
+            elif xp.isdtype(dtype, "complex floating"):
+                kind = "c"
+            else:
+                kind = "?"
+            self._kinds[dtype] = kind
+        return kind
+
     def as_array(self, value: Any) -> Any:
         """A reduction's result as an array of this namespace (NumPy returns scalars)."""
         return value
@@ -113,6 +134,10 @@ class Backend:
     def log_softmax(self, x: Any, axis: int) -> Any:
         """``x - logsumexp(x, axis)``."""
         return x - self.logsumexp(x, axis, keepdims=True)
+
+    def relu(self, x: Any) -> Any:
+        """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``)."""
+        return self.xp.where(x > 0, x, 0.0)
 
     def sigmoid(self, x: Any) -> Any:
         """Logistic sigmoid, written so neither branch overflows."""

@@ -33,6 +33,9 @@ class NumpyBackend(Backend):
         np = sys.modules["numpy"]
         return value if type(value) is np.ndarray else np.asarray(value)
 
+    def relu(self, x: Any) -> Any:
+        return sys.modules["numpy"].maximum(x, 0.0)
+
     def logsumexp(self, x: Any, axis: int, keepdims: bool = False) -> Any:
         np = sys.modules["numpy"]
         m = np.max(x, axis=axis, keepdims=True)

@@ -17,14 +17,19 @@ from typing import Any
 from polyloss._hooks import hookimpl
 from polyloss.backend._base import Backend
 
+_modules: dict[str, Any] = {}
+
 
 def _torch() -> Any:
     return sys.modules["torch"]
 
 
 def _F() -> Any:
-    import torch.nn.functional as F
+    F = _modules.get("F")
+    if F is None:
+        import torch.nn.functional as F
 
+        _modules["F"] = F
     return F
 
 
@@ -33,25 +38,25 @@ def _same_dtype(x: Any, like: Any) -> Any:
 
 
 def _mse(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
-    if weight is not None:
+    if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
     return _F().mse_loss(input, _same_dtype(target, input), reduction=reduction)
 
 
 def _l1(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
-    if weight is not None:
+    if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
     return _F().l1_loss(input, _same_dtype(target, input), reduction=reduction)
 
 
 def _smooth_l1(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
-    if weight is not None:
+    if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
     return _F().smooth_l1_loss(input, _same_dtype(target, input), beta=beta, reduction=reduction)
 
 
 def _huber(input: Any, target: Any, *, delta: float, weight: Any, reduction: str) -> Any:
-    if weight is not None:
+    if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
     return _F().huber_loss(input, _same_dtype(target, input), delta=delta, reduction=reduction)
 
@@ -84,14 +89,35 @@ def _to_class_dim_1(input: Any, axis: int) -> Any:
     return input if input.ndim == 1 or axis == 1 else input.movedim(axis, 1)
 
 
+_SUM = 2  # ATen's reduction enum: none 0, mean 1, sum 2
+
+
 def _index_mean(total: Any, target: Any, weight: Any, ignore_index: int) -> Any:
     torch = _torch()
     valid = target != ignore_index
     if weight is None:
         return total / valid.sum().clamp_min(1)
     sample_weight = torch.where(valid, weight[torch.where(valid, target, 0)], 0)
-    denominator = sample_weight.sum()
-    return total / torch.where(denominator == 0, 1, denominator)
+    return _divide_by_total_weight(total, sample_weight.sum())
+
+
+def _divide_by_total_weight(total: Any, total_weight: Any) -> Any:
+    torch = _torch()
+    return total / torch.where(total_weight == 0, 1, total_weight)
+
+
+def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: int) -> Any:
+    """Mean NLL that is 0 when every target is ignored (PyTorch's mean gives NaN there)."""
+    if log_probabilities.ndim <= 2:
+        # ATen's forward also returns the total weight: no extra pass over the targets
+        total, total_weight = _torch().ops.aten.nll_loss_forward(
+            log_probabilities, target, weight, _SUM, ignore_index
+        )
+        if weight is None:
+            return total / total_weight.clamp_min(1)
+        return _divide_by_total_weight(total, total_weight)
+    total = _F().nll_loss(log_probabilities, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+    return _index_mean(total, target, weight, ignore_index)
 
 
 def _cross_entropy(
@@ -110,6 +136,8 @@ def _cross_entropy(
         return F.cross_entropy(
             x, t, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
         )
+    if label_smoothing == 0.0:
+        return _nll_mean(_torch().log_softmax(x, 1 if x.ndim > 1 else 0), t, w, ignore_index)
     total = F.cross_entropy(
         x, t, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="sum"
     )
@@ -124,8 +152,7 @@ def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, 
     t = target if target.dtype == _torch().int64 else target.long()
     if reduction != "mean":
         return F.nll_loss(x, t, weight=w, ignore_index=ignore_index, reduction=reduction)
-    total = F.nll_loss(x, t, weight=w, ignore_index=ignore_index, reduction="sum")
-    return _index_mean(total, t, w, ignore_index)
+    return _nll_mean(x, t, w, ignore_index)
 
 
 def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
@@ -141,8 +168,8 @@ def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any
 def _multi_margin(
     input: Any, target: Any, *, p: int, margin: float, weight: Any, axis: int, reduction: str
 ) -> Any:
-    if input.ndim > 2 or (input.ndim == 2 and axis != 1) or _empty_mean(input, reduction):
-        return NotImplemented
+    if input.ndim > 2 or (input.ndim == 2 and axis != 1) or input.numel() == 0:
+        return NotImplemented  # ATen's kernel returns uninitialised memory for an empty batch under "sum"
     if input.device.type == "cpu" and input.dtype in (_torch().float16, _torch().bfloat16):
         return NotImplemented  # no half-precision CPU kernel
     t = target if target.dtype == _torch().int64 else target.long()
@@ -201,6 +228,9 @@ class TorchBackend(Backend):
 
     def sigmoid(self, x: Any) -> Any:
         return _torch().sigmoid(x)
+
+    def relu(self, x: Any) -> Any:
+        return _torch().relu(x)
 
     def log_sigmoid(self, x: Any) -> Any:
         return _F().logsigmoid(x)

@@ -110,35 +110,39 @@ def class_axis_inputs(
     backend: Backend, input: Any, target: Any, axis: int, *, allow_probabilities: bool
 ) -> tuple[int, bool]:
     """Validate ``(input, target)`` of a class-axis loss; returns (axis, target is probabilities)."""
-    v.check_floating(backend, input)
-    if input.ndim == 0:
+    kind = backend.dtype_kind
+    if kind(input.dtype) != "f":
+        raise TypeError(f"input must have a real floating dtype, got {input.dtype}")
+    ndim = input.ndim
+    if ndim == 0:
         raise ValueError("input must have a class axis, got a 0-d array")
-    axis = v.normalize_axis(axis, input.ndim)
-    expected = tuple(s for i, s in enumerate(input.shape) if i != axis)
+    axis = v.normalize_axis(axis, ndim)
+    in_shape = tuple(input.shape)
     shape = tuple(target.shape)
-    if v.is_floating(backend, target.dtype):
-        if not allow_probabilities:
-            raise TypeError(f"target must hold integer class indices, got floating dtype {target.dtype}")
-        if shape != tuple(input.shape):
-            if shape == expected:
-                raise TypeError(
-                    f"target has floating dtype {target.dtype} and shape {shape}: class indices "
-                    "must be integers (or pass class probabilities of the input's shape "
-                    f"{tuple(input.shape)})"
-                )
+    expected = in_shape[:axis] + in_shape[axis + 1 :]
+    target_kind = kind(target.dtype)
+    if target_kind == "i":
+        if shape != expected:
             raise ValueError(
-                f"target shape {shape} must equal input shape {tuple(input.shape)} for class "
-                f"probabilities, or {expected} for class indices"
+                f"target shape {shape} must equal input shape {in_shape} without the "
+                f"class axis {axis}, i.e. {expected}"
             )
-        return axis, True
-    if not v.is_integer(backend, target.dtype):
+        return axis, False
+    if target_kind != "f":
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-    if shape != expected:
+    if not allow_probabilities:
+        raise TypeError(f"target must hold integer class indices, got floating dtype {target.dtype}")
+    if shape != in_shape:
+        if shape == expected:
+            raise TypeError(
+                f"target has floating dtype {target.dtype} and shape {shape}: class indices "
+                f"must be integers (or pass class probabilities of the input's shape {in_shape})"
+            )
         raise ValueError(
-            f"target shape {shape} must equal input shape {tuple(input.shape)} without the "
-            f"class axis {axis}, i.e. {expected}"
+            f"target shape {shape} must equal input shape {in_shape} for class "
+            f"probabilities, or {expected} for class indices"
         )
-    return axis, False
+    return axis, True
 
 
 def class_weight(backend: Backend, weight: Any, num_classes: int, name: str = "weight") -> None:

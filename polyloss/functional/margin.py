@@ -7,8 +7,12 @@ from typing import Any
 from polyloss import _validation as v
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import compute_dtype, finish, try_fast_path
-from polyloss.functional.classification import class_axis_inputs, class_weight, pick
+from polyloss.functional._common import compute_dtype
+from polyloss.functional._common import finish
+from polyloss.functional._common import try_fast_path
+from polyloss.functional.classification import class_axis_inputs
+from polyloss.functional.classification import class_weight
+from polyloss.functional.classification import pick
 
 __all__ = ["hinge_loss", "multi_margin_loss", "squared_hinge_loss"]
 
@@ -21,7 +25,7 @@ def _signed_target(backend: Backend, input: Any, target: Any) -> Any:
         ok = (y == 1.0) | (y == -1.0) | (y == 0.0)
         if not bool(xp.all(ok)):
             raise ValueError("target of a hinge loss must hold labels in {-1, 1} or {0, 1}")
-    return xp.where(y == 0, -1.0, y)
+    return y - xp.astype(y == 0.0, y.dtype)
 
 
 def _hinge_inputs(backend: Backend, input: Any, target: Any, margin: float, reduction: str) -> float:
@@ -35,11 +39,9 @@ def _hinge_inputs(backend: Backend, input: Any, target: Any, margin: float, redu
 
 
 def _hinge(backend: Backend, input: Any, target: Any, margin: float, squared: bool) -> Any:
-    xp = backend.xp
     (x,) = compute_dtype(backend, input)
     z = margin - _signed_target(backend, x, target) * x
-    # strict inequality: the subgradient at the kink is 0, as torch.relu
-    h = xp.where(z > 0, z, 0.0)
+    h = backend.relu(z)  # subgradient 0 at the kink, as torch.relu
     return h * h if squared else h
 
 
@@ -115,14 +117,13 @@ def multi_margin_loss(
     xp = backend.xp
     x, w = compute_dtype(backend, input, weight)
     x_true = xp.expand_dims(pick(backend, x, target, axis), axis=axis)
-    z = margin - x_true + x
-    h = xp.where(z > 0, z, 0.0)
+    h = backend.relu(margin - x_true + x)
     if p == 2:
         h = h * h
     shape = [1] * x.ndim
     shape[axis] = num_classes
     classes = xp.reshape(xp.arange(num_classes, dtype=target.dtype, device=backend.device(target)), tuple(shape))
-    h = xp.where(classes == xp.expand_dims(target, axis=axis), 0.0, h)
+    h = h * xp.astype(classes != xp.expand_dims(target, axis=axis), h.dtype)
     loss = xp.sum(h, axis=axis) / num_classes
     if w is not None:
         loss = loss * xp.reshape(xp.take(w, xp.reshape(target, (-1,)), axis=0), tuple(target.shape))
