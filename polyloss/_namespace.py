@@ -12,17 +12,24 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
-from polyloss.backend._base import Backend, GenericBackend
+from polyloss.backend._base import Backend
+from polyloss.backend._base import GenericBackend
 
 __all__ = ["fast_paths", "fast_paths_enabled", "resolve", "backend_of"]
 
 _by_type: dict[type, Backend] = {}
 _generic_by_namespace: dict[int, GenericBackend] = {}
 _lock = threading.Lock()
-_fast_enabled: ContextVar[bool] = ContextVar("polyloss_fast_paths", default=True)
+
+
+class _Switches:
+    # a plain attribute (not a ContextVar) so that torch.compile can trace and guard the read
+    fast_paths = True
+
+
+_switches = _Switches()
 
 _HOST_NAMESPACES = ("array_api_strict",)
 
@@ -43,8 +50,8 @@ def _lookup(x: Any, arg: str) -> Backend:
         if module is not None and module not in sys.modules:
             continue
         if backend.matches(x):
-            with _lock:
-                _by_type[type(x)] = backend
+            # single dict stores are atomic; racing threads compute the same answer
+            _by_type[type(x)] = backend
             return backend
     import array_api_compat
 
@@ -56,12 +63,11 @@ def _lookup(x: Any, arg: str) -> Backend:
             f"array-api-strict or one a backend plugin adds), got {type(x).__module__}."
             f"{type(x).__qualname__}"
         ) from None
-    with _lock:
-        backend = _generic_by_namespace.get(id(xp))
-        if backend is None:
-            host = xp.__name__.split(".")[0] in _HOST_NAMESPACES
-            backend = _generic_by_namespace[id(xp)] = GenericBackend(xp, host=host)
-        _by_type[type(x)] = backend
+    backend = _generic_by_namespace.get(id(xp))
+    if backend is None:
+        host = xp.__name__.split(".")[0] in _HOST_NAMESPACES
+        backend = _generic_by_namespace.setdefault(id(xp), GenericBackend(xp, host=host))
+    _by_type[type(x)] = backend
     return backend
 
 
@@ -98,7 +104,7 @@ def check_same(backend: Backend, other: Any, name: str, input_name: str = "input
 
 def fast_paths_enabled() -> bool:
     """Whether native whole-loss kernels may be used (true by default)."""
-    return _fast_enabled.get()
+    return _switches.fast_paths
 
 
 @contextmanager
@@ -106,13 +112,15 @@ def fast_paths(enabled: bool) -> Iterator[None]:
     """Context manager turning backends' native fast paths on or off.
 
     With ``enabled=False`` every loss runs the generic array-API code, e.g. to
-    compare it with the native kernel or to benchmark it.
+    compare it with the native kernel or to benchmark it. The switch is
+    process-wide (not per thread), so that compiled graphs can guard on it.
     """
-    token = _fast_enabled.set(bool(enabled))
+    previous = _switches.fast_paths
+    _switches.fast_paths = bool(enabled)
     try:
         yield
     finally:
-        _fast_enabled.reset(token)
+        _switches.fast_paths = previous
 
 
 def _on_registry_change() -> None:

@@ -6,16 +6,15 @@ import math
 from typing import Any
 
 from polyloss import _validation as v
-from polyloss._namespace import check_same, resolve
+from polyloss._namespace import check_same
+from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import (
-    compute_dtype,
-    finish,
-    optional_array,
-    pointwise_inputs,
-    reduce_weighted,
-    try_fast_path,
-)
+from polyloss.functional._common import compute_dtype
+from polyloss.functional._common import finish
+from polyloss.functional._common import optional_array
+from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import reduce_weighted
+from polyloss.functional._common import try_fast_path
 
 __all__ = [
     "binary_cross_entropy",
@@ -63,7 +62,7 @@ def _clamped_log(backend: Backend, p: Any) -> Any:
     # log(0) = -inf would make the clamp's gradient 0 * inf = nan; evaluate log at 1 there
     xp = backend.xp
     positive = p > 0
-    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_CLAMP), _LOG_CLAMP)
+    return xp.where(positive, xp.clip(xp.log(xp.where(positive, p, 1.0)), min=_LOG_CLAMP), _LOG_CLAMP)
 
 
 def binary_cross_entropy_with_logits(

@@ -66,7 +66,7 @@ def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
     # with the right gradient everywhere and no select (slow on some CPUs)
     xp = backend.xp
     a = xp.abs(d)
-    q = xp.minimum(a, delta)
+    q = xp.clip(a, max=delta)
     return q * (a - 0.5 * q)
 
 
