@@ -96,4 +96,6 @@ class RecipeResult:
         total = items[0]
         for item in items[1:]:
             total = total + item
-        return cls(total=total, components=dict(components))
+        from polyloss._namespace import backend_of
+
+        return cls(total=backend_of(total, "total").as_array(total), components=dict(components))

@@ -1,0 +1,1 @@
+"""Detector loss recipes (built-in plugins): SSD, Faster R-CNN and YOLOv1."""
