@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     "polyloss.backend.torch",
     "polyloss.backend.cupy",
     "polyloss.functional",
+    "polyloss.detection.yolov1",
 )
 ENTRY_POINT_GROUP = PROJECT
 
