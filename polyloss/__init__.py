@@ -19,12 +19,17 @@ from polyloss._namespace import fast_paths
 from polyloss._registry import PluginConflictError
 from polyloss._registry import PluginWarning
 from polyloss._registry import override
+from polyloss.autodiff import value_and_grad
 from polyloss.backend import Backend
 from polyloss.functional import binary_cross_entropy
 from polyloss.functional import binary_cross_entropy_with_logits
+from polyloss.functional import ciou_loss
 from polyloss.functional import cross_entropy
+from polyloss.functional import diou_loss
+from polyloss.functional import giou_loss
 from polyloss.functional import hinge_loss
 from polyloss.functional import huber_loss
+from polyloss.functional import iou_loss
 from polyloss.functional import kl_div
 from polyloss.functional import l1_loss
 from polyloss.functional import mse_loss
@@ -46,14 +51,18 @@ __all__ = [
     "backends",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "ciou_loss",
     "cross_entropy",
+    "diou_loss",
     "fast_paths",
     "get_backend",
     "get_loss",
     "get_recipe",
+    "giou_loss",
     "hinge_loss",
     "hookimpl",
     "huber_loss",
+    "iou_loss",
     "kl_div",
     "l1_loss",
     "losses",
@@ -68,4 +77,5 @@ __all__ = [
     "softmax_focal_loss",
     "squared_hinge_loss",
     "unregister_plugin",
+    "value_and_grad",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +134,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from polyloss._demo import run_demo
+
+    try:
+        result = run_demo(args.backend, args.steps, args.model, args.loss, args.seed, args.plot,
+                          lr=args.lr, progress=io.StringIO() if args.quiet else sys.stderr)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"first-step loss {result.losses[0]:.6f}, last {result.losses[-1]:.6f}, "
+          f"training accuracy {result.accuracy:.3f}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m polyloss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p_bench.add_argument("--quiet", action="store_true", help="no progress line")
     p_bench.set_defaults(func=cmd_bench)
+    p_demo = sub.add_parser("demo", help="train a small model with closed-form gradients (no autograd)")
+    p_demo.add_argument("--backend", default="numpy", choices=("numpy", "torch", "strict"))
+    p_demo.add_argument("--model", default="linear", choices=("linear", "yolov1"))
+    p_demo.add_argument("--loss", default="cross_entropy", help="loss of the linear model")
+    p_demo.add_argument("--steps", type=int, default=100)
+    p_demo.add_argument("--lr", type=float, default=0.5)
+    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--plot", metavar="FILE.png", help="save the loss curve (needs matplotlib)")
+    p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -71,6 +71,11 @@ def check_number(value: object, name: str, *, minimum: float | None = 0.0, stric
     return v
 
 
+def check_ignore_index(ignore_index: object) -> None:
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+
+
 def normalize_axis(axis: object, ndim: int, name: str = "axis") -> int:
     if type(axis) is int and -ndim <= axis < ndim:
         return axis % ndim
@@ -119,9 +124,13 @@ def _as_array(backend: Backend, value: Any) -> Any:
 
 
 def check_class_indices(backend: Backend, target: Any, num_classes: int, *, ignore_index: int | None,
-                        name: str = "target") -> None:
-    """Host backends only: every index in [0, C) or equal to ``ignore_index``."""
-    if not backend.host or math.prod(target.shape) == 0:
+                        name: str = "target", always: bool = False) -> None:
+    """Host backends only: every index in [0, C) or equal to ``ignore_index``.
+
+    ``always=True`` also checks arrays of other backends whose values can be read
+    without a device sync (torch on CPU): used to explain a native kernel's error.
+    """
+    if not (backend.host or (always and backend.is_host_array(target))) or math.prod(target.shape) == 0:
         return
     xp = backend.xp
     bad = (target < 0) | (target >= num_classes)

@@ -64,3 +64,16 @@ def test_bench_writes_ratio_table_and_json(tmp_path, capsys):
     assert backends == {"numpy", "torch"}
     assert all(row["ratio"] > 0 for row in data["rows"])
     assert {"torch"} == {row["backend"] for row in data["rows"] if row["generic_ratio"] is not None}
+
+
+def test_demo_same_first_step_on_numpy_and_torch(capsys):
+    assert main(["demo", "--steps", "5", "--quiet"]) == 0
+    numpy_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["demo", "--steps", "5", "--quiet", "--backend", "torch"]) == 0
+    torch_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert numpy_line.startswith("first-step loss 1.0985")
+    assert numpy_line == torch_line
+
+
+def test_demo_bad_loss_exit_code(capsys):
+    assert main(["demo", "--loss", "no_such_loss", "--quiet"]) == 2

@@ -142,3 +142,17 @@ def test_python_number_weight_is_type_error():
         pl.mse_loss(np.zeros(3), np.zeros(3), weight=2.0)
     with pytest.raises(TypeError, match=r"weight must be an array of shape \(3,\)"):
         pl.cross_entropy(X, T, weight=2.0)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "softmax_focal_loss"])
+def test_ignore_index_type(xp, name):
+    with pytest.raises(TypeError, match="ignore_index must be an int or None, got float"):
+        pl.get_loss(name)(xp.asarray(X), xp.asarray(T), ignore_index=1.5)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "softmax_focal_loss"])
+def test_ignore_index_none_ignores_nothing(xp, name):
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    none = xp.to_numpy(pl.get_loss(name)(xp.asarray(x), xp.asarray(T), ignore_index=None))
+    default = xp.to_numpy(pl.get_loss(name)(xp.asarray(x), xp.asarray(T)))
+    np.testing.assert_allclose(none, default, rtol=xp.rtol)

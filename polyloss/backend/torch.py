@@ -126,6 +126,8 @@ def _cross_entropy(
     F = _F()
     x = _to_class_dim_1(input, axis)
     w = _same_dtype(weight, input)
+    if ignore_index is None:
+        return NotImplemented
     if target.dtype.is_floating_point:
         if _empty_mean(input, reduction):
             return NotImplemented
@@ -145,6 +147,8 @@ def _cross_entropy(
 
 
 def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, reduction: str) -> Any:
+    if ignore_index is None:
+        return NotImplemented
     F = _F()
     # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
     x = _to_class_dim_1(input, axis).contiguous()
@@ -215,7 +219,8 @@ class TorchBackend(Backend):
         return x.device
 
     def is_host_array(self, x: Any) -> bool:
-        return bool(x.device.type == "cpu")
+        # values read while torch.compile traces would break the graph
+        return bool(x.device.type == "cpu") and not _torch().compiler.is_compiling()
 
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()

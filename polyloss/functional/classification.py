@@ -164,8 +164,23 @@ def expand_to_axis(backend: Backend, vector: Any, ndim: int, axis: int) -> Any:
 def pick(backend: Backend, values: Any, index: Any, axis: int) -> Any:
     """``values`` taken at ``index`` along ``axis`` (index has values' shape without axis)."""
     xp = backend.xp
+    if not backend.host:
+        # torch's take_along_dim returns a wrong value for an index >= C instead of raising:
+        # check where the values are readable without a sync (torch on CPU, not while compiling)
+        v.check_class_indices(backend, index, values.shape[axis], ignore_index=None, always=True)
     taken = xp.take_along_axis(values, xp.expand_dims(index, axis=axis), axis=axis)
     return xp.squeeze(taken, axis=axis)
+
+
+def take_per_class(backend: Backend, vector: Any, index: Any) -> Any:
+    """``vector[index]`` for a class-index array of any shape (a per-class weight per sample)."""
+    xp = backend.xp
+    try:
+        taken = xp.take(vector, xp.reshape(index, (-1,)), axis=0)
+    except (IndexError, RuntimeError):  # torch's index_select on an index out of range: say which
+        v.check_class_indices(backend, index, vector.shape[0], ignore_index=None, always=True)
+        raise
+    return xp.reshape(taken, tuple(index.shape))
 
 
 def index_targets(backend: Backend, target: Any, ignore_index: int | None) -> tuple[Any, Any]:
@@ -216,6 +231,7 @@ def cross_entropy(
     """
     backend = resolve(input, target)
     v.check_reduction(reduction)
+    v.check_ignore_index(ignore_index)
     axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=True)
     num_classes = input.shape[axis]
     class_weight(backend, weight, num_classes)
@@ -262,8 +278,7 @@ def _nll_terms(
     valid, safe = index_targets(backend, target, ignore_index)
     picked = pick(backend, logp, safe, axis)
     if w is not None:
-        sample_w = xp.take(w, xp.reshape(safe, (-1,)), axis=0)
-        sample_w = xp.reshape(sample_w, tuple(safe.shape))
+        sample_w = take_per_class(backend, w, safe)
         if valid is not None:
             sample_w = xp.where(valid, sample_w, 0.0)
         nll = -sample_w * picked
@@ -317,6 +332,7 @@ def nll_loss(
     """
     backend = resolve(input, target)
     v.check_reduction(reduction)
+    v.check_ignore_index(ignore_index)
     axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     num_classes = input.shape[axis]
     class_weight(backend, weight, num_classes)
