@@ -121,9 +121,9 @@ class Progress:
 def cmd_bench(args: argparse.Namespace) -> int:
     from polyloss import _bench
 
-    progress = Progress(enabled=not args.quiet and None)
-    result = _bench.run(full=args.full, tiny_only=args.tiny, backends=args.backend, names=args.losses or None, repeat=args.repeat,
-                        json_path=args.json, progress=progress)
+    progress = Progress(enabled=False if args.quiet else None)
+    result = _bench.run(full=args.full, tiny_only=args.tiny, backends=args.backend, names=args.losses or None,
+                        repeat=args.repeat, json_path=args.json, progress=progress)
     progress.close()
     print("ratio = polyloss / reference (median of repeats; < 1 is faster); generic = fast paths off / reference")
     print(result["table"])
