@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--plot", metavar="FILE.png", help="save the loss curve (needs matplotlib)")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=cmd_demo)
+    from polyloss import _plot
+
+    p_plot = sub.add_parser("plot", help="draw losses against their input, with their gradients (needs matplotlib)")
+    _plot.add_arguments(p_plot)
+    p_plot.set_defaults(func=_plot.cmd_plot)
     return parser
 
 
