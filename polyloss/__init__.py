@@ -5,6 +5,7 @@ array-API library a backend plugin adds; detector loss recipes are pluggy
 plugins. ``import polyloss`` imports neither torch nor cupy nor jax.
 """
 
+from polyloss import boxes as boxes  # the polyloss.boxes module, as pl.boxes
 from polyloss._api import RecipeResult
 from polyloss._api import backends
 from polyloss._api import get_backend

@@ -44,14 +44,13 @@ def clear_cache() -> None:
 def _lookup(x: Any, arg: str) -> Backend:
     from polyloss._registry import registry
 
-    backends = registry.tables.backends.values()
-    for backend in backends:
+    tables = registry.tables
+    for backend in tables.backends.values():
         module = backend.module_name
         if module is not None and module not in sys.modules:
             continue
         if backend.matches(x):
-            # single dict stores are atomic; racing threads compute the same answer
-            _by_type[type(x)] = backend
+            _remember(type(x), backend, tables)
             return backend
     import array_api_compat
 
@@ -67,8 +66,22 @@ def _lookup(x: Any, arg: str) -> Backend:
     if backend is None:
         host = xp.__name__.split(".")[0] in _HOST_NAMESPACES
         backend = _generic_by_namespace.setdefault(id(xp), GenericBackend(xp, host=host))
-    _by_type[type(x)] = backend
+    _remember(type(x), backend, tables)
     return backend
+
+
+def _remember(kind: type, backend: Backend, tables: object) -> None:
+    """Cache ``kind -> backend`` unless the plugins changed while it was looked up (a stale answer).
+
+    Lock-free, so that torch.compile can trace a first call: the registry drops its
+    tables before it clears this cache, so a lookup that raced a register/unregister
+    either sees the new tables here and withdraws its answer, or is cleared after.
+    """
+    from polyloss._registry import registry
+
+    _by_type[kind] = backend
+    if registry._tables is not tables:
+        _by_type.pop(kind, None)
 
 
 def backend_of(x: Any, arg: str = "input") -> Backend:

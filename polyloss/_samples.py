@@ -45,6 +45,14 @@ def _hinge(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
     return rng.normal(size=(8, 5)), rng.choice([-1.0, 1.0], size=(8, 5)), {}
 
 
+def _box_pairs(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    def boxes() -> Any:
+        corner = rng.uniform(0.0, 10.0, size=(8, 2))
+        return np.concatenate([corner, corner + rng.uniform(0.5, 5.0, size=(8, 2))], axis=1)
+
+    return boxes(), boxes(), {}
+
+
 SAMPLES = {
     "mse_loss": _regression,
     "l1_loss": _regression,
@@ -60,6 +68,10 @@ SAMPLES = {
     "kl_div": _kl,
     "hinge_loss": _hinge,
     "squared_hinge_loss": _hinge,
+    "iou_loss": _box_pairs,
+    "giou_loss": _box_pairs,
+    "diou_loss": _box_pairs,
+    "ciou_loss": _box_pairs,
 }
 
 

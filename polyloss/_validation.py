@@ -123,6 +123,14 @@ def _as_array(backend: Backend, value: Any) -> Any:
     return backend.as_array(value)
 
 
+def usable_ignore_index(backend: Backend, target: Any, ignore_index: int | None) -> int | None:
+    """``ignore_index``, or None when no value of ``target``'s integer dtype can equal it (-100 for uint8)."""
+    if ignore_index is None or target.dtype == backend.xp.int64:
+        return ignore_index
+    info = backend.xp.iinfo(target.dtype)
+    return ignore_index if info.min <= ignore_index <= info.max else None
+
+
 def check_class_indices(backend: Backend, target: Any, num_classes: int, *, ignore_index: int | None,
                         name: str = "target", always: bool = False) -> None:
     """Host backends only: every index in [0, C) or equal to ``ignore_index``.
@@ -134,11 +142,13 @@ def check_class_indices(backend: Backend, target: Any, num_classes: int, *, igno
         return
     xp = backend.xp
     bad = (target < 0) | (target >= num_classes)
+    ignore_index = usable_ignore_index(backend, target, ignore_index)
     if ignore_index is not None:
         bad = bad & (target != ignore_index)
     if bool(xp.any(bad)):
-        lo = int(xp.min(xp.where(bad, target, num_classes)))
-        hi = int(xp.max(xp.where(bad, target, -1)))
+        wide = xp.astype(target, xp.int64)  # -1 does not fit an unsigned target
+        lo = int(xp.min(xp.where(bad, wide, num_classes)))
+        hi = int(xp.max(xp.where(bad, wide, -1)))
         bad_value = lo if lo < 0 else hi
         raise ValueError(
             f"{name} holds class index {bad_value} outside [0, {num_classes})"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyloss._hooks import hookimpl
+from polyloss.functional.box import ciou_loss, diou_loss, giou_loss, iou_loss
 from polyloss.functional.classification import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -34,6 +35,10 @@ BUILTIN_LOSSES: dict[str, Callable[..., Any]] = {
         multi_margin_loss,
         sigmoid_focal_loss,
         softmax_focal_loss,
+        iou_loss,
+        giou_loss,
+        diou_loss,
+        ciou_loss,
     )
 }
 

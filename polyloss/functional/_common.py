@@ -5,16 +5,64 @@ from __future__ import annotations
 from typing import Any
 
 from polyloss import _validation as v
-from polyloss._namespace import check_same, fast_paths_enabled
+from polyloss._namespace import check_same
+from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
+
+_is_half: dict[Any, bool] = {}
+
+
+def _half(dtype: Any) -> bool:
+    half = _is_half.get(dtype)
+    if half is None:
+        half = _is_half[dtype] = str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
+    return half
 
 
 def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> Any:
-    """The backend's native kernel for ``name`` if it covers these options, else ``NotImplemented``."""
+    """The backend's native kernel for ``name`` if it covers these options, else ``NotImplemented``.
+
+    Half-precision inputs are given to the kernel in float32 and the result cast
+    back (as PyTorch's autocast does for losses): native half kernels round every
+    intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
+    """
     fast = backend.fast_paths.get(name)
     if fast is None or not fast_paths_enabled():
         return NotImplemented
-    return fast(*args, **options)
+    input = args[0]
+    try:
+        if not _half(input.dtype):
+            return fast(*args, **options)
+        up = [v.upcast_half(backend, a) if hasattr(a, "dtype") else a for a in args]
+        out = fast(*up, **{k: v.upcast_half(backend, a) if hasattr(a, "dtype") else a for k, a in options.items()})
+    except (IndexError, RuntimeError):
+        _explain_kernel_error(backend, name, args, options)
+        raise
+    return out if out is NotImplemented else finish(backend, out, input)
+
+
+def _explain_kernel_error(backend: Backend, name: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """A native kernel rejected its arguments: raise ``ValueError`` naming the bad values if they can be read."""
+    input, target = args[0], args[1]
+    if not backend.is_host_array(input):
+        return
+    try:
+        _check_kernel_arguments(backend, name, input, target, options)
+    except ValueError:
+        raise
+    except Exception:  # the explanation failed: the kernel's own error is re-raised
+        return
+
+
+def _check_kernel_arguments(backend: Backend, name: str, input: Any, target: Any, options: dict[str, Any]) -> None:
+    if "axis" in options and backend.dtype_kind(target.dtype) == "i":
+        v.check_class_indices(backend, target, input.shape[options["axis"]],
+                              ignore_index=options.get("ignore_index"), always=True)
+    if name == "binary_cross_entropy":
+        xp = backend.xp
+        for value, arg in ((input, "input"), (target, "target")):
+            if not bool(xp.all((value >= 0) & (value <= 1))):
+                raise ValueError(f"{arg} of binary_cross_entropy must hold probabilities in [0, 1] (not NaN)")
 
 
 def pointwise_inputs(backend: Backend, input: Any, target: Any, reduction: str) -> None:
@@ -22,6 +70,8 @@ def pointwise_inputs(backend: Backend, input: Any, target: Any, reduction: str) 
     v.check_reduction(reduction)
     v.check_floating(backend, input)
     v.check_same_shape(input, target)
+    if backend.dtype_kind(target.dtype) not in "fib":
+        raise TypeError(f"target must have a real (floating, integer or bool) dtype, got {target.dtype}")
 
 
 def optional_array(backend: Backend, value: Any, name: str, shape: tuple[int, ...], into: str = "input") -> None:

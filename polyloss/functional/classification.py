@@ -168,6 +168,8 @@ def pick(backend: Backend, values: Any, index: Any, axis: int) -> Any:
         # torch's take_along_dim returns a wrong value for an index >= C instead of raising:
         # check where the values are readable without a sync (torch on CPU, not while compiling)
         v.check_class_indices(backend, index, values.shape[axis], ignore_index=None, always=True)
+    if index.dtype != xp.int64:  # torch's take_along_dim takes int64 indices only
+        index = xp.astype(index, xp.int64)
     taken = xp.take_along_axis(values, xp.expand_dims(index, axis=axis), axis=axis)
     return xp.squeeze(taken, axis=axis)
 
@@ -186,6 +188,7 @@ def take_per_class(backend: Backend, vector: Any, index: Any) -> Any:
 def index_targets(backend: Backend, target: Any, ignore_index: int | None) -> tuple[Any, Any]:
     """(valid mask, indices with ignored entries replaced by 0)."""
     xp = backend.xp
+    ignore_index = v.usable_ignore_index(backend, target, ignore_index)
     if ignore_index is None:
         return None, target
     valid = target != ignore_index

@@ -6,19 +6,38 @@ from typing import Any
 
 from polyloss import _validation as v
 from polyloss._namespace import resolve
-from polyloss.functional._common import compute_dtype, finish, pointwise_inputs, try_fast_path
-from polyloss.functional.classification import (
-    class_axis_inputs,
-    class_weight,
-    index_targets,
-    pick,
-)
+from polyloss.functional._common import compute_dtype
+from polyloss.functional._common import finish
+from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import try_fast_path
+from polyloss.functional.classification import class_axis_inputs
+from polyloss.functional.classification import class_weight
+from polyloss.functional.classification import index_targets
+from polyloss.functional.classification import pick
+from polyloss.functional.classification import take_per_class
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
 
 
 def _check_gamma(gamma: Any) -> float:
     return v.check_number(gamma, "gamma")
+
+
+def _modulating_factor(backend: Any, m: Any, gamma: float) -> Any:
+    """``m ** gamma`` (``m = 1 - p_t >= 0``) with a finite gradient where ``m`` is 0.
+
+    For ``0 < gamma < 1`` the derivative ``gamma * m ** (gamma - 1)`` is infinite at
+    ``m = 0`` (a saturated, correct prediction) and autograd would give ``inf * 0 = nan``.
+    There the factor is taken as 0 below the dtype's smallest normal number: the loss
+    term it multiplies is itself below that number, so the value changes by less than it.
+    """
+    if gamma == 2.0:
+        return m * m
+    if gamma >= 1.0:
+        return m**gamma
+    xp = backend.xp
+    ok = m >= xp.finfo(m.dtype).smallest_normal
+    return xp.where(ok, xp.where(ok, m, 1.0) ** gamma, 0.0)
 
 
 def sigmoid_focal_loss(
@@ -58,7 +77,7 @@ def sigmoid_focal_loss(
     ce = -(y * log_p + (1.0 - y) * log_1mp)
     if gamma != 0.0:
         one_minus_pt = y * backend.sigmoid(-x) + (1.0 - y) * backend.sigmoid(x)
-        ce = ce * (one_minus_pt * one_minus_pt if gamma == 2.0 else one_minus_pt**gamma)
+        ce = ce * _modulating_factor(backend, one_minus_pt, gamma)
     if alpha >= 0:
         ce = (alpha * y + (1.0 - alpha) * (1.0 - y)) * ce
     return finish(backend, v.reduce(backend, ce, reduction), input)
@@ -96,6 +115,7 @@ def softmax_focal_loss(
     backend = resolve(input, target)
     v.check_reduction(reduction)
     gamma = _check_gamma(gamma)
+    v.check_ignore_index(ignore_index)
     axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     num_classes = input.shape[axis]
     alpha_array = None
@@ -113,11 +133,13 @@ def softmax_focal_loss(
     loss = -logp_y
     if gamma != 0.0:
         one_minus_p = -xp.expm1(logp_y)
-        loss = loss * (one_minus_p * one_minus_p if gamma == 2.0 else one_minus_p**gamma)
+        loss = loss * _modulating_factor(backend, one_minus_p, gamma)
     if a is not None:
-        loss = loss * xp.reshape(xp.take(a, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
+        loss = loss * take_per_class(backend, a, safe)
     elif alpha is not None:
         loss = loss * alpha
+    if valid is None:
+        return finish(backend, v.reduce(backend, loss, reduction), input)
     loss = xp.where(valid, loss, 0.0)
     if reduction == "mean":
         count = xp.sum(xp.astype(valid, loss.dtype))

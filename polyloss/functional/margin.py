@@ -13,6 +13,7 @@ from polyloss.functional._common import try_fast_path
 from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import class_weight
 from polyloss.functional.classification import pick
+from polyloss.functional.classification import take_per_class
 
 __all__ = ["hinge_loss", "multi_margin_loss", "squared_hinge_loss"]
 
@@ -101,7 +102,9 @@ def multi_margin_loss(
     """
     backend = resolve(input, target)
     v.check_reduction(reduction)
-    if p not in (1, 2) or isinstance(p, bool):
+    if isinstance(p, bool) or not isinstance(p, int):
+        raise TypeError(f"p must be the int 1 or 2, got {type(p).__name__}")
+    if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     margin = v.check_number(margin, "margin")
     axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
@@ -126,5 +129,5 @@ def multi_margin_loss(
     h = h * xp.astype(classes != xp.expand_dims(target, axis=axis), h.dtype)
     loss = xp.sum(h, axis=axis) / num_classes
     if w is not None:
-        loss = loss * xp.reshape(xp.take(w, xp.reshape(target, (-1,)), axis=0), tuple(target.shape))
+        loss = loss * take_per_class(backend, w, target)
     return finish(backend, v.reduce(backend, loss, reduction), input)

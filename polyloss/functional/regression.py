@@ -66,7 +66,10 @@ def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
     # with the right gradient everywhere and no select (slow on some CPUs)
     xp = backend.xp
     a = xp.abs(d)
-    q = xp.clip(a, max=delta)
+    if delta > 3.4e38 and delta > float(xp.finfo(d.dtype).max):
+        q = a  # torch cannot clip at a bound beyond the dtype; every finite |d| is below it anyway
+    else:
+        q = xp.clip(a, max=delta)
     return q * (a - 0.5 * q)
 
 

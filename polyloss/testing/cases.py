@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "available_cases", "case_params"]
+__all__ = ["Case", "available_cases", "case_params", "register_case", "unregister_case"]
 
 
 @dataclass
@@ -136,8 +138,49 @@ def _strict_flags(**flags: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
     return setup, teardown
 
 
+_extra_cases: dict[str, tuple[Case, Callable[[], str | None] | str | None]] = {}
+
+
+def register_case(case: Case, skip: Callable[[], str | None] | str | None = None) -> Case:
+    """Add a backend case (e.g. a plugin's own library) to :func:`available_cases` and the ``xp`` fixture.
+
+    Args:
+        case: the case; ``case.library`` is the module imported as ``xp.ns``
+            (``"jax.numpy"``). Arrays are made with ``ns.asarray(a, dtype=...)``
+            and read back with ``numpy.asarray``, so any library that supports
+            both works; ``setup``/``teardown`` run around each test.
+        skip: a reason string, or a callable returning one (or None) when the
+            case is listed, for when the library is not usable here.
+
+    Returns the case. Registering a name again replaces the earlier case. Call
+    it at import time of the plugin's ``conftest.py`` (the ``xp`` fixture is
+    parametrised when tests are collected).
+    """
+    _extra_cases[case.name] = (case, skip)
+    return case
+
+
+def unregister_case(name: str) -> None:
+    """Remove a case added with :func:`register_case` (no error if absent)."""
+    _extra_cases.pop(name, None)
+
+
 def available_cases() -> list[tuple[Case, str | None]]:
-    """Every case with the reason it is skipped here (None when it runs)."""
+    """Every case with the reason it is skipped here (None when it runs); registered cases last."""
+    return [*_builtin_cases(), *_registered_cases()]
+
+
+def _registered_cases() -> list[tuple[Case, str | None]]:
+    out = []
+    for case, skip in _extra_cases.values():
+        reason = skip() if callable(skip) else skip
+        if reason is None and not _has(case.library.split(".")[0]):
+            reason = f"{case.library} is not installed"
+        out.append((case, reason))
+    return out
+
+
+def _builtin_cases() -> list[tuple[Case, str | None]]:
     cases: list[tuple[Case, str | None]] = [(Case("numpy", "numpy"), None)]
     if _has("array_api_strict"):
         import array_api_strict as s

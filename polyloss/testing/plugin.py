@@ -1,7 +1,9 @@
 """pytest plugin: the ``xp`` fixture over every installed backend.
 
 Enable it in a plugin's ``conftest.py`` with
-``pytest_plugins = ["polyloss.testing.plugin"]``.
+``pytest_plugins = ["polyloss.testing.plugin"]``. The cases are listed when
+tests are collected, so cases added with
+:func:`polyloss.testing.cases.register_case` in a ``conftest.py`` are included.
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from polyloss.testing.cases import Case, case_params
+from polyloss.testing.cases import Case
+from polyloss.testing.cases import case_params
 
 
-@pytest.fixture(params=case_params())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "xp" in metafunc.fixturenames:
+        metafunc.parametrize("xp", case_params(), indirect=True)
+
+
+@pytest.fixture
 def xp(request: pytest.FixtureRequest) -> Iterator[Case]:
     """One backend case: ``xp.asarray(numpy_data)``, ``xp.to_numpy(result)``, ``xp.ns``."""
     case: Case = request.param

@@ -1,0 +1,557 @@
+"""Boxes: conversions, the IoU family, box coding, matching, sampling and mining.
+
+Every function is written against the array API standard and accepts leading
+batch axes: pairwise functions take ``(..., N, 4)`` and ``(..., M, 4)`` and
+return ``(..., N, M)``; the matcher takes a ``(..., G, P)`` quality matrix
+with an optional ``(..., G)`` mask of real ground truth (padding is ``False``,
+in recipes label ``-1``). Nothing here has a data-dependent shape, uses
+boolean-mask indexing or reads array values in Python, so it runs unchanged on
+lazy and jit backends and on array-api-strict with its strictest flags.
+
+Semantics follow ``torchvision.ops`` and ``torchvision.models.detection._utils``
+except where noted (zero-area boxes give an IoU of 0 instead of NaN; low-quality
+matches need an IoU above 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from typing import ClassVar
+
+from polyloss import _validation as v
+from polyloss._namespace import check_same
+from polyloss._namespace import resolve
+from polyloss.backend._base import Backend
+
+__all__ = [
+    "BalancedSampler",
+    "BoxCoder",
+    "DEFAULT_DECODE_CLIP",
+    "Matcher",
+    "SSDMatcher",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "complete_box_iou",
+    "decode_boxes",
+    "distance_box_iou",
+    "encode_boxes",
+    "generalized_box_iou",
+    "hard_negative_mining",
+    "random_keys",
+    "rank",
+    "sample_balanced",
+]
+
+#: Largest ``dw``/``dh`` :func:`decode_boxes` exponentiates (Faster R-CNN's ``log(1000 / 16)``).
+DEFAULT_DECODE_CLIP = math.log(1000.0 / 16)
+
+_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+# -- helpers -----------------------------------------------------------------
+def _boxes_backend(boxes: Any, name: str = "boxes") -> Backend:
+    backend = resolve(boxes, input_name=name)
+    if boxes.ndim < 1 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape (..., 4), got {tuple(boxes.shape)}")
+    return backend
+
+
+def _pair_backend(boxes1: Any, boxes2: Any) -> Backend:
+    backend = _boxes_backend(boxes1, "boxes1")
+    check_same(backend, boxes2, "boxes2", "boxes1")
+    _boxes_backend(boxes2, "boxes2")
+    if boxes1.ndim < 2 or boxes2.ndim < 2:
+        raise ValueError(
+            f"pairwise box functions need (..., N, 4) and (..., M, 4), got {tuple(boxes1.shape)} "
+            f"and {tuple(boxes2.shape)}"
+        )
+    v.check_floating(backend, boxes1, "boxes1")
+    return backend
+
+
+def _unstack(xp: Any, boxes: Any) -> tuple[Any, Any, Any, Any]:
+    return boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+
+
+def _safe_divide(xp: Any, num: Any, den: Any) -> Any:
+    """``num / den`` where ``den > 0``, else 0 (the gradient is 0 there too)."""
+    ok = den > 0
+    return xp.where(ok, num / xp.where(ok, den, 1.0), 0.0)
+
+
+def _pairwise(xp: Any, boxes1: Any, boxes2: Any) -> tuple[Any, Any]:
+    """``(..., N, 1, 4)`` and ``(..., 1, M, 4)`` views for broadcasting."""
+    if boxes2.dtype != boxes1.dtype:
+        boxes2 = xp.astype(boxes2, boxes1.dtype)
+    return xp.expand_dims(boxes1, axis=-2), xp.expand_dims(boxes2, axis=-3)
+
+
+def _inter_union_enclosing(xp: Any, a: Any, b: Any, enclosing: bool = True) -> tuple[Any, Any, Any, Any]:
+    """Intersection, union, enclosing width and height (None unless asked) of broadcast boxes."""
+    ax1, ay1, ax2, ay2 = _unstack(xp, a)
+    bx1, by1, bx2, by2 = _unstack(xp, b)
+    iw = xp.clip(xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1), min=0.0)
+    ih = xp.clip(xp.minimum(ay2, by2) - xp.maximum(ay1, by1), min=0.0)
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    if not enclosing:
+        return inter, union, None, None
+    ew = xp.clip(xp.maximum(ax2, bx2) - xp.minimum(ax1, bx1), min=0.0)
+    eh = xp.clip(xp.maximum(ay2, by2) - xp.minimum(ay1, by1), min=0.0)
+    return inter, union, ew, eh
+
+
+def _center_distance2(xp: Any, a: Any, b: Any) -> Any:
+    dx = (a[..., 0] + a[..., 2]) / 2 - (b[..., 0] + b[..., 2]) / 2
+    dy = (a[..., 1] + a[..., 3]) / 2 - (b[..., 1] + b[..., 3]) / 2
+    return dx * dx + dy * dy
+
+
+def _angle(xp: Any, b: Any) -> Any:
+    w = b[..., 2] - b[..., 0]
+    h = b[..., 3] - b[..., 1]
+    return xp.atan2(w, xp.where((w == 0) & (h == 0), 1.0, h))
+
+
+def _aspect_term(xp: Any, a: Any, b: Any) -> Any:
+    """CIoU's ``v = 4/pi^2 (atan(w1/h1) - atan(w2/h2))^2``.
+
+    ``atan(w/h)`` is computed as ``atan2(w, h)``: equal for ``h > 0`` and for
+    ``h = 0 < w`` (``pi/2``), and finite (0, finite gradient) for a point box
+    where torchvision gives NaN.
+    """
+    d = _angle(xp, a) - _angle(xp, b)
+    return (4.0 / math.pi**2) * d * d
+
+
+# -- conversions and areas -----------------------------------------------------
+def box_convert(boxes: Any, in_fmt: str, out_fmt: str) -> Any:
+    """Convert ``(..., 4)`` boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
+
+    ``xyxy`` is (x1, y1, x2, y2); ``xywh`` is (x1, y1, width, height);
+    ``cxcywh`` is (centre x, centre y, width, height). As
+    ``torchvision.ops.box_convert``, any leading axes.
+    """
+    for fmt, name in ((in_fmt, "in_fmt"), (out_fmt, "out_fmt")):
+        if fmt not in _FORMATS:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, _FORMATS))}, got {fmt!r}")
+    backend = _boxes_backend(boxes)
+    if in_fmt == out_fmt:
+        return boxes
+    xp = backend.xp
+    a, b, c, d = _unstack(xp, boxes)
+    if in_fmt == "xywh":
+        x1, y1, x2, y2 = a, b, a + c, b + d
+    elif in_fmt == "cxcywh":
+        x1, y1, x2, y2 = a - c / 2, b - d / 2, a + c / 2, b + d / 2
+    else:
+        x1, y1, x2, y2 = a, b, c, d
+    if out_fmt == "xyxy":
+        out = (x1, y1, x2, y2)
+    elif out_fmt == "xywh":
+        out = (x1, y1, x2 - x1, y2 - y1)
+    else:
+        out = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+    return xp.stack(out, axis=-1)
+
+
+def box_area(boxes: Any) -> Any:
+    """Area ``(x2 - x1) (y2 - y1)`` of ``(..., 4)`` xyxy boxes, shape ``(...)``."""
+    backend = _boxes_backend(boxes)
+    x1, y1, x2, y2 = _unstack(backend.xp, boxes)
+    return (x2 - x1) * (y2 - y1)
+
+
+# -- the IoU family (pairwise) --------------------------------------------------
+def box_iou(boxes1: Any, boxes2: Any) -> Any:
+    r"""Pairwise intersection over union of xyxy boxes, ``(..., N, M)``.
+
+    :math:`\mathrm{IoU} = |A \cap B| / |A \cup B|`; leading axes broadcast. Where
+    the union is 0 (two zero-area boxes) the IoU is 0, not NaN as in
+    ``torchvision.ops.box_iou``.
+    """
+    xp = _pair_backend(boxes1, boxes2).xp
+    a, b = _pairwise(xp, boxes1, boxes2)
+    inter, union, _, _ = _inter_union_enclosing(xp, a, b, enclosing=False)
+    return _safe_divide(xp, inter, union)
+
+
+def generalized_box_iou(boxes1: Any, boxes2: Any) -> Any:
+    r"""Pairwise generalized IoU (Rezatofighi et al. 2019), ``(..., N, M)``.
+
+    :math:`\mathrm{GIoU} = \mathrm{IoU} - (|C| - |A \cup B|) / |C|` with ``C``
+    the smallest enclosing box. Degenerate pairs (zero union or enclosing
+    area) give 0 terms instead of NaN.
+    """
+    xp = _pair_backend(boxes1, boxes2).xp
+    a, b = _pairwise(xp, boxes1, boxes2)
+    inter, union, ew, eh = _inter_union_enclosing(xp, a, b)
+    enclosing = ew * eh
+    return _safe_divide(xp, inter, union) - _safe_divide(xp, enclosing - union, enclosing)
+
+
+def distance_box_iou(boxes1: Any, boxes2: Any, *, eps: float = 1e-7) -> Any:
+    r"""Pairwise distance IoU (Zheng et al. 2020), ``(..., N, M)``.
+
+    :math:`\mathrm{DIoU} = \mathrm{IoU} - \rho^2 / (c^2 + \epsilon)` with
+    :math:`\rho` the distance between the centres and ``c`` the diagonal of
+    the enclosing box. ``eps`` defaults to 1e-7 as torchvision.
+    """
+    eps = v.check_number(eps, "eps")
+    xp = _pair_backend(boxes1, boxes2).xp
+    a, b = _pairwise(xp, boxes1, boxes2)
+    inter, union, ew, eh = _inter_union_enclosing(xp, a, b)
+    return _safe_divide(xp, inter, union) - _center_distance2(xp, a, b) / (ew * ew + eh * eh + eps)
+
+
+def complete_box_iou(boxes1: Any, boxes2: Any, *, eps: float = 1e-7) -> Any:
+    r"""Pairwise complete IoU (Zheng et al. 2020), ``(..., N, M)``.
+
+    :math:`\mathrm{CIoU} = \mathrm{DIoU} - \alpha v`,
+    :math:`v = \tfrac{4}{\pi^2}(\arctan\tfrac{w_1}{h_1} - \arctan\tfrac{w_2}{h_2})^2`,
+    :math:`\alpha = v / (1 - \mathrm{IoU} + v + \epsilon)` taken as a constant
+    (no gradient flows through it), as ``torchvision.ops.complete_box_iou``.
+    """
+    eps = v.check_number(eps, "eps")
+    backend = _pair_backend(boxes1, boxes2)
+    xp = backend.xp
+    a, b = _pairwise(xp, boxes1, boxes2)
+    inter, union, ew, eh = _inter_union_enclosing(xp, a, b)
+    iou = _safe_divide(xp, inter, union)
+    diou = iou - _center_distance2(xp, a, b) / (ew * ew + eh * eh + eps)
+    va = _aspect_term(xp, a, b)
+    alpha = backend.stop_gradient(va / (1.0 - iou + va + eps))
+    return diou - alpha * va
+
+
+# -- box coding --------------------------------------------------------------------
+def _weights(weights: Sequence[float]) -> tuple[float, float, float, float]:
+    if isinstance(weights, (str, bytes)) or len(weights) != 4:
+        raise ValueError(f"weights must be four numbers (wx, wy, ww, wh), got {weights!r}")
+    wx, wy, ww, wh = (v.check_number(w, f"weights[{i}]", strict=True) for i, w in enumerate(weights))
+    return wx, wy, ww, wh
+
+
+def encode_boxes(boxes: Any, anchors: Any, *, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> Any:
+    r"""Regression targets of xyxy ``boxes`` relative to xyxy ``anchors`` (Girshick et al. 2014).
+
+    .. math::
+        t_x = w_x \frac{x - x_a}{w_a},\ t_y = w_y \frac{y - y_a}{h_a},\
+        t_w = w_w \log\frac{w}{w_a},\ t_h = w_h \log\frac{h}{h_a}
+
+    with centres ``(x, y)`` and sizes ``(w, h)``. ``weights`` are Faster
+    R-CNN's ``BoxCoder`` weights: (1, 1, 1, 1) for the RPN, (10, 10, 5, 5) for
+    the box head; SSD's variances (0.1, 0.2) are weights (10, 10, 5, 5).
+    ``boxes`` and ``anchors`` broadcast; the result has their broadcast shape.
+    """
+    wx, wy, ww, wh = _weights(weights)
+    backend = _boxes_backend(boxes)
+    check_same(backend, anchors, "anchors", "boxes")
+    _boxes_backend(anchors, "anchors")
+    xp = backend.xp
+    if anchors.dtype != boxes.dtype:
+        anchors = xp.astype(anchors, boxes.dtype)
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    ax = anchors[..., 0] + 0.5 * aw
+    ay = anchors[..., 1] + 0.5 * ah
+    bw = boxes[..., 2] - boxes[..., 0]
+    bh = boxes[..., 3] - boxes[..., 1]
+    bx = boxes[..., 0] + 0.5 * bw
+    by = boxes[..., 1] + 0.5 * bh
+    return xp.stack(
+        (wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * xp.log(bw / aw), wh * xp.log(bh / ah)), axis=-1
+    )
+
+
+def decode_boxes(
+    deltas: Any,
+    anchors: Any,
+    *,
+    weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    clip: float = DEFAULT_DECODE_CLIP,
+) -> Any:
+    r"""Inverse of :func:`encode_boxes`: xyxy boxes from ``deltas`` relative to ``anchors``.
+
+    ``dw / ww`` and ``dh / wh`` are clamped above at ``clip`` (default
+    ``log(1000 / 16)``, as torchvision's ``BoxCoder``) before ``exp``, so huge
+    deltas cannot overflow. ``deltas`` and ``anchors`` broadcast (e.g.
+    ``(N, C, 4)`` deltas of C classes against ``(N, 1, 4)`` anchors).
+    """
+    wx, wy, ww, wh = _weights(weights)
+    clip = v.check_number(clip, "clip", minimum=None)
+    backend = _boxes_backend(deltas, "deltas")
+    check_same(backend, anchors, "anchors", "deltas")
+    _boxes_backend(anchors, "anchors")
+    xp = backend.xp
+    if anchors.dtype != deltas.dtype:
+        anchors = xp.astype(anchors, deltas.dtype)
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    ax = anchors[..., 0] + 0.5 * aw
+    ay = anchors[..., 1] + 0.5 * ah
+    cx = deltas[..., 0] / wx * aw + ax
+    cy = deltas[..., 1] / wy * ah + ay
+    w = xp.exp(xp.clip(deltas[..., 2] / ww, max=clip)) * aw
+    h = xp.exp(xp.clip(deltas[..., 3] / wh, max=clip)) * ah
+    return xp.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
+
+
+@dataclass(frozen=True)
+class BoxCoder:
+    """A named pair :func:`encode_boxes` / :func:`decode_boxes` with fixed weights (a recipe part)."""
+
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    clip: float = DEFAULT_DECODE_CLIP
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", _weights(self.weights))
+
+    def encode(self, boxes: Any, anchors: Any) -> Any:
+        """Regression targets of ``boxes`` relative to ``anchors``."""
+        return encode_boxes(boxes, anchors, weights=self.weights)
+
+    def decode(self, deltas: Any, anchors: Any) -> Any:
+        """Boxes from ``deltas`` relative to ``anchors``."""
+        return decode_boxes(deltas, anchors, weights=self.weights, clip=self.clip)
+
+
+# -- matching ---------------------------------------------------------------------
+def _valid_mask(backend: Backend, quality: Any, valid: Any) -> Any:
+    if valid is None:
+        return None
+    check_same(backend, valid, "valid", "quality")
+    if tuple(valid.shape) != tuple(quality.shape[:-1]):
+        raise ValueError(f"valid shape {tuple(valid.shape)} must be quality's shape without its last axis "
+                         f"{tuple(quality.shape[:-1])}")
+    if backend.dtype_kind(valid.dtype) != "b":
+        raise TypeError(f"valid must be a boolean array, got {valid.dtype}")
+    return valid
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Assign each prediction (anchor, prior, proposal) to at most one ground truth.
+
+    Called on a quality matrix ``(..., G, P)`` (usually :func:`box_iou` of the
+    ground truth against the predictions) and an optional ``valid`` mask
+    ``(..., G)`` (False for padding, which never matches), it returns an int64
+    array ``(..., P)``: the index of the matched ground truth, or
+    :attr:`BELOW_LOW_THRESHOLD` (-1) when the best quality is below
+    ``low_threshold``, or :attr:`BETWEEN_THRESHOLDS` (-2) when it is in
+    ``[low_threshold, high_threshold)``. Ties go to the first ground truth.
+
+    With ``allow_low_quality_matches`` every prediction whose quality equals a
+    ground truth's best quality (ties included) keeps its best match even
+    below the thresholds, as torchvision's ``Matcher``, but only where that
+    best quality is above 0: a ground truth that overlaps nothing makes no
+    prediction positive (torchvision would match it to every prediction).
+    """
+
+    high_threshold: float
+    low_threshold: float
+    allow_low_quality_matches: bool = False
+
+    BELOW_LOW_THRESHOLD: ClassVar[int] = -1
+    BETWEEN_THRESHOLDS: ClassVar[int] = -2
+
+    def __post_init__(self) -> None:
+        hi = v.check_number(self.high_threshold, "high_threshold", minimum=None)
+        lo = v.check_number(self.low_threshold, "low_threshold", minimum=None)
+        if lo > hi:
+            raise ValueError(f"low_threshold={lo} must be <= high_threshold={hi}")
+
+    def __call__(self, quality: Any, valid: Any = None) -> Any:
+        backend = resolve(quality, input_name="quality")
+        if quality.ndim < 2:
+            raise ValueError(f"quality must have shape (..., G, P), got {tuple(quality.shape)}")
+        valid = _valid_mask(backend, quality, valid)
+        xp = backend.xp
+        if quality.shape[-2] == 0 or quality.shape[-1] == 0:
+            # no ground truth (everything background) or no predictions; static shapes, and no
+            # reduction over an empty axis (which torch refuses)
+            return xp.full((*quality.shape[:-2], quality.shape[-1]), -1, dtype=xp.int64,
+                           device=backend.device(quality))
+        q = quality if valid is None else xp.where(xp.expand_dims(valid, axis=-1), quality, -math.inf)
+        return self._match(backend, q, valid)
+
+    def _match(self, backend: Backend, q: Any, valid: Any) -> Any:
+        xp = backend.xp
+        best = xp.max(q, axis=-2)
+        best_gt = xp.astype(xp.argmax(q, axis=-2), xp.int64)
+        below = best < self.low_threshold
+        between = (best >= self.low_threshold) & (best < self.high_threshold)
+        matches = xp.where(below, self.BELOW_LOW_THRESHOLD, xp.where(between, self.BETWEEN_THRESHOLDS, best_gt))
+        if self.allow_low_quality_matches:
+            highest = xp.max(q, axis=-1, keepdims=True)
+            is_best = (q == highest) & (highest > 0)
+            if valid is not None:
+                is_best = is_best & xp.expand_dims(valid, axis=-1)
+            matches = xp.where(xp.any(is_best, axis=-2), best_gt, matches)
+        return matches
+
+
+@dataclass(frozen=True)
+class SSDMatcher(Matcher):
+    """SSD's matcher (Liu et al. 2016; torchvision's ``SSDMatcher``).
+
+    A prediction matches its best ground truth when the quality is at least
+    ``threshold`` (``high_threshold == low_threshold``, no low-quality rule);
+    then every real ground truth takes its own best prediction (first on ties)
+    whatever the quality, and when two ground truths pick the same prediction
+    the later one wins.
+    """
+
+    high_threshold: float = 0.5
+    low_threshold: float = 0.5
+    allow_low_quality_matches: bool = False
+
+    @classmethod
+    def with_threshold(cls, threshold: float) -> SSDMatcher:
+        """The matcher for one IoU ``threshold``."""
+        return cls(threshold, threshold)
+
+    def _match(self, backend: Backend, q: Any, valid: Any) -> Any:
+        xp = backend.xp
+        matches = super()._match(backend, q, valid)
+        g, p = q.shape[-2], q.shape[-1]
+        device = backend.device(q)
+        best_prior = xp.astype(xp.argmax(q, axis=-1), xp.int64)  # (..., G)
+        hit = xp.expand_dims(best_prior, axis=-1) == xp.arange(p, dtype=xp.int64, device=device)
+        if valid is not None:
+            hit = hit & xp.expand_dims(valid, axis=-1)
+        gt_index = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
+        forced = xp.max(xp.where(hit, gt_index, -1), axis=-2)  # the later ground truth wins
+        return xp.where(forced >= 0, forced, matches)
+
+
+# -- sampling and mining ---------------------------------------------------------------
+def rank(backend: Backend, keys: Any, *, descending: bool = False) -> Any:
+    """Position of each element of ``keys`` in its row's stable sort (last axis), int64.
+
+    Two stable ``argsort`` calls (the standard has no top-k); ties are ranked
+    by index.
+    """
+    xp = backend.xp
+    order = xp.argsort(keys, axis=-1, descending=descending, stable=True)
+    return xp.astype(xp.argsort(order, axis=-1, stable=True), xp.int64)
+
+
+def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: Any) -> Any:
+    """Distinct random int64 keys: an independent random permutation of ``0..shape[-1]-1`` per row.
+
+    ``seed``: an int (the same keys every call), ``None`` (fresh keys) or a
+    ``numpy.random.Generator`` (drawn from it, advancing it). A backend may
+    provide ``random_keys(shape, seed=, device=)`` natively; otherwise the keys
+    are drawn with NumPy on the host and moved to ``device`` (one transfer of
+    ``prod(shape)`` integers).
+    """
+    native = getattr(backend, "random_keys", None)
+    if native is not None:
+        return native(shape, seed=seed, device=device)
+    import numpy as np
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = shape[-1] if shape else 1
+    keys = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), shape), axis=-1)
+    xp = backend.xp
+    return xp.asarray(keys, dtype=xp.int64, device=device)
+
+
+def sample_balanced(
+    labels: Any,
+    *,
+    batch_size_per_image: int,
+    positive_fraction: float,
+    seed: Any = None,
+) -> tuple[Any, Any]:
+    """Balanced random sampling of positives and negatives, per row (torchvision's sampler).
+
+    Args:
+        labels: int array ``(..., A)``: ``>= 1`` positive, ``0`` negative,
+            negative values ignored (never sampled).
+        batch_size_per_image: at most this many samples per row.
+        positive_fraction: at most ``int(batch_size_per_image * positive_fraction)``
+            positives per row; negatives fill the rest of the batch.
+        seed: int (same sample every call), None (fresh) or a
+            ``numpy.random.Generator``.
+
+    Returns:
+        Boolean masks ``(positive, negative)`` of ``labels``' shape. Each
+        sample is uniformly random among the candidates of its row; when there
+        are fewer candidates than places, every candidate is taken.
+    """
+    backend = resolve(labels, input_name="labels")
+    if backend.dtype_kind(labels.dtype) != "i":
+        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    if isinstance(batch_size_per_image, bool) or not isinstance(batch_size_per_image, int) or batch_size_per_image < 0:
+        raise ValueError(f"batch_size_per_image must be a non-negative int, got {batch_size_per_image!r}")
+    fraction = v.check_number(positive_fraction, "positive_fraction", maximum=1.0)
+    xp = backend.xp
+    if labels.ndim == 0:
+        raise ValueError("labels must have at least one axis")
+    n = labels.shape[-1]
+    keys = random_keys(backend, tuple(labels.shape), seed=seed, device=backend.device(labels))
+    positive = labels >= 1
+    negative = labels == 0
+    cap = int(batch_size_per_image * fraction)
+    n_pos = xp.sum(xp.astype(positive, xp.int64), axis=-1, keepdims=True)
+    n_neg = xp.sum(xp.astype(negative, xp.int64), axis=-1, keepdims=True)
+    num_pos = xp.where(n_pos < cap, n_pos, cap)
+    room = batch_size_per_image - num_pos
+    num_neg = xp.where(n_neg < room, n_neg, room)
+    # one ranking: positives (keys in [0, n)), then negatives ([n, 2n)), then the ignored;
+    # a negative's rank minus the row's positive count is its rank among the negatives
+    order = rank(backend, xp.where(positive, keys, xp.where(negative, keys + n, keys + 2 * n)))
+    return positive & (order < num_pos), negative & (order - n_pos < num_neg)
+
+
+@dataclass(frozen=True)
+class BalancedSampler:
+    """:func:`sample_balanced` with fixed sizes (a recipe part)."""
+
+    batch_size_per_image: int
+    positive_fraction: float
+
+    def __call__(self, labels: Any, *, seed: Any = None) -> tuple[Any, Any]:
+        return sample_balanced(
+            labels,
+            batch_size_per_image=self.batch_size_per_image,
+            positive_fraction=self.positive_fraction,
+            seed=seed,
+        )
+
+
+def hard_negative_mining(loss: Any, positive: Any, *, neg_pos_ratio: float = 3.0) -> Any:
+    """Hard negatives per row: the highest-loss non-positives (Liu et al. 2016).
+
+    Args:
+        loss: ``(..., P)`` per-prediction loss used to rank (no gradient).
+        positive: boolean ``(..., P)``; positives are never selected.
+        neg_pos_ratio: per row, at most ``floor(neg_pos_ratio * positives)``
+            negatives (fewer when the row has fewer non-positives; a row with
+            no positive selects none). Ties are taken in index order.
+
+    Returns:
+        Boolean mask ``(..., P)`` of the selected negatives, disjoint from
+        ``positive`` (torchvision's SSD can select positives again when they
+        exceed a quarter of the priors; this never does).
+    """
+    backend = resolve(loss, positive, input_name="loss", target_name="positive")
+    ratio = v.check_number(neg_pos_ratio, "neg_pos_ratio")
+    v.check_floating(backend, loss, "loss")
+    v.check_same_shape(loss, positive, input_name="loss", target_name="positive")
+    if backend.dtype_kind(positive.dtype) != "b":
+        raise TypeError(f"positive must be a boolean array, got {positive.dtype}")
+    xp = backend.xp
+    n_pos = xp.sum(xp.astype(positive, xp.int64), axis=-1, keepdims=True)
+    if ratio.is_integer():
+        k = n_pos * int(ratio)
+    else:
+        k = xp.astype(xp.floor(ratio * xp.astype(n_pos, loss.dtype)), xp.int64)
+    key = xp.where(positive, -math.inf, backend.stop_gradient(loss))
+    return (rank(backend, key, descending=True) < k) & ~positive

@@ -1,0 +1,285 @@
+"""Building blocks shared by the detector recipes.
+
+A recipe is assembled from named parts, each replaceable by a constructor
+argument or by overriding an attribute in a subclass:
+
+``matcher``
+    a :class:`polyloss.boxes.Matcher` (quality ``(N, G, P)`` -> matches ``(N, P)``);
+``box_coder``
+    a :class:`polyloss.boxes.BoxCoder` (``encode(boxes, anchors)``);
+``classification_loss``
+    ``(logits, target) -> per-prediction loss`` (no reduction);
+``regression_loss``
+    ``(deltas (..., 4), targets (..., 4)) -> per-coordinate loss`` (no reduction);
+``weights``
+    a mapping component name -> Python float multiplying that component.
+
+Ground truth goes through :func:`normalize_ground_truth`: either padded
+``(N, G, 4)`` boxes with ``(N, G)`` labels (``-1`` marks padding) or a sequence
+of per-image ``(G_i, 4)`` / ``(G_i,)`` arrays, padded here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyloss._api import RecipeResult
+from polyloss._namespace import check_same
+from polyloss._namespace import resolve
+from polyloss.backend._base import Backend
+from polyloss.functional import binary_cross_entropy_with_logits
+from polyloss.functional import cross_entropy
+from polyloss.functional import smooth_l1_loss
+
+__all__ = [
+    "DetectionRecipe",
+    "GroundTruth",
+    "check_shape",
+    "count",
+    "masked_sum",
+    "normalize_ground_truth",
+    "per_prediction",
+    "sigmoid_objectness_loss",
+    "smooth_l1",
+    "softmax_cross_entropy",
+]
+
+LossPart = Callable[[Any, Any], Any]
+
+
+def softmax_cross_entropy(logits: Any, target: Any) -> Any:
+    """Per-prediction softmax cross-entropy over the last axis (the default classification part)."""
+    return cross_entropy(logits, target, reduction="none")
+
+
+def sigmoid_objectness_loss(logits: Any, target: Any) -> Any:
+    """Per-prediction binary cross-entropy with logits (the default RPN objectness part)."""
+    return binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+
+def smooth_l1(beta: float) -> LossPart:
+    """The default regression part: element-wise smooth L1 with threshold ``beta``."""
+    return functools.partial(smooth_l1_loss, beta=beta, reduction="none")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Ground truth padded to a common ``G >= 1``.
+
+    Attributes:
+        boxes: ``(N, G, 4)`` xyxy boxes in the predictions' dtype (padding: 0).
+        labels: ``(N, G)`` int64 labels (padding: -1).
+        valid: ``(N, G)`` bool, True for real boxes.
+    """
+
+    boxes: Any
+    labels: Any
+    valid: Any
+
+
+def check_shape(x: Any, shape: Sequence[int | None], name: str, what: str) -> None:
+    """``x.shape`` must match ``shape`` (None: any size), else ``ValueError`` naming both."""
+    got = tuple(x.shape)
+    if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape, strict=False)):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {what} = {want}, got {got}")
+
+
+def _is_sequence(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def _pad_sequence(backend: Backend, items: Sequence[Any], tail: tuple[int, ...], fill: Any, dtype: Any,
+                  device: Any, name: str) -> tuple[Any, int]:
+    xp = backend.xp
+    for i, item in enumerate(items):
+        check_same(backend, item, f"{name}[{i}]", "the predictions")
+        if tuple(item.shape[1:]) != tail or item.ndim != 1 + len(tail):
+            raise ValueError(f"{name}[{i}] must have shape (G_i{''.join(', ' + str(t) for t in tail)}), "
+                             f"got {tuple(item.shape)}")
+    g = max([int(item.shape[0]) for item in items], default=0)
+    g = max(g, 1)
+    rows = []
+    for item in items:
+        item = item if item.dtype == dtype else xp.astype(item, dtype)
+        missing = g - int(item.shape[0])
+        if missing:
+            item = xp.concat([item, xp.full((missing, *tail), fill, dtype=dtype, device=device)], axis=0)
+        rows.append(item)
+    return xp.stack(rows, axis=0), g
+
+
+def normalize_ground_truth(
+    backend: Backend,
+    gt_boxes: Any,
+    gt_labels: Any,
+    *,
+    like: Any,
+    batch_size: int,
+    validate: bool = True,
+    num_classes: int | None = None,
+    labels_required: bool = True,
+) -> GroundTruth:
+    """Padded ground truth from either accepted layout.
+
+    Args:
+        backend: the predictions' backend; every array must belong to it.
+        gt_boxes: ``(N, G, 4)`` array or a sequence of N ``(G_i, 4)`` arrays.
+        gt_labels: ``(N, G)`` int array (-1 = padding), a sequence of N
+            ``(G_i,)`` arrays, or None when ``labels_required`` is False (then
+            every box is real).
+        like: an array whose dtype the boxes take (the predictions).
+        batch_size: N of the predictions.
+        validate: on host backends, raise ``ValueError`` for a real box with
+            ``x2 <= x1`` or ``y2 <= y1`` (naming image and box) and for a label
+            outside ``[1, num_classes)`` (0 is the background class).
+        num_classes: the label range checked when validating.
+
+    Returns:
+        A :class:`GroundTruth` with ``G >= 1`` (an empty batch gets one padding box).
+    """
+    xp = backend.xp
+    device = backend.device(like)
+    dtype = like.dtype
+    if gt_labels is None and labels_required:
+        raise ValueError("gt_labels is required (class per box, -1 for padding)")
+    if _is_sequence(gt_boxes):
+        if len(gt_boxes) != batch_size:
+            raise ValueError(f"gt_boxes holds {len(gt_boxes)} images but the predictions have batch size {batch_size}")
+        if gt_labels is not None and (not _is_sequence(gt_labels) or len(gt_labels) != batch_size):
+            raise ValueError("with per-image gt_boxes, gt_labels must be a sequence of as many per-image arrays")
+        boxes, g = _pad_sequence(backend, gt_boxes, (4,), 0.0, dtype, device, "gt_boxes")
+        if gt_labels is None:
+            items = [xp.zeros((int(b.shape[0]),), dtype=xp.int64, device=device) for b in gt_boxes]
+        else:
+            items = list(gt_labels)
+            for i, (lab, b) in enumerate(zip(items, gt_boxes, strict=True)):
+                check_same(backend, lab, f"gt_labels[{i}]", "the predictions")
+                if backend.dtype_kind(lab.dtype) != "i":
+                    raise TypeError(f"gt_labels[{i}] must have an integer dtype, got {lab.dtype}")
+                if tuple(lab.shape) != (int(b.shape[0]),):
+                    raise ValueError(f"gt_labels[{i}] shape {tuple(lab.shape)} must be ({int(b.shape[0])},) "
+                                     f"to match gt_boxes[{i}] shape {tuple(b.shape)}")
+        labels, _ = _pad_sequence(backend, items, (), -1, xp.int64, device, "gt_labels")
+    else:
+        check_same(backend, gt_boxes, "gt_boxes", "the predictions")
+        check_shape(gt_boxes, (batch_size, None, 4), "gt_boxes", "(N, G, 4)")
+        if backend.dtype_kind(gt_boxes.dtype) not in "fi":
+            raise TypeError(f"gt_boxes must have a real numeric dtype, got {gt_boxes.dtype}")
+        boxes = gt_boxes if gt_boxes.dtype == dtype else xp.astype(gt_boxes, dtype)
+        g = int(boxes.shape[1])
+        if gt_labels is None:
+            labels = xp.zeros((batch_size, g), dtype=xp.int64, device=device)
+        else:
+            if _is_sequence(gt_labels):
+                raise ValueError("padded gt_boxes need padded gt_labels of shape (N, G), got a sequence")
+            check_same(backend, gt_labels, "gt_labels", "the predictions")
+            if tuple(gt_labels.shape) != (batch_size, g):
+                raise ValueError(f"gt_labels shape {tuple(gt_labels.shape)} must be (N, G) = {(batch_size, g)} "
+                                 f"to match gt_boxes shape {tuple(gt_boxes.shape)}")
+            if backend.dtype_kind(gt_labels.dtype) != "i":
+                raise TypeError(f"gt_labels must have an integer dtype, got {gt_labels.dtype}")
+            labels = gt_labels if gt_labels.dtype == xp.int64 else xp.astype(gt_labels, xp.int64)
+        if g == 0:
+            boxes = xp.zeros((batch_size, 1, 4), dtype=dtype, device=device)
+            labels = xp.full((batch_size, 1), -1, dtype=xp.int64, device=device)
+    valid = labels >= 0
+    if validate and backend.is_host_array(boxes) and batch_size > 0:
+        _validate(backend, boxes, labels, valid, num_classes if gt_labels is not None else None)
+    return GroundTruth(boxes=boxes, labels=labels, valid=valid)
+
+
+def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
+    xp = backend.xp
+    if not bool(xp.any(bad)):
+        return None
+    g = int(bad.shape[1])
+    flat = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
+    return flat // g, flat % g
+
+
+def _validate(backend: Backend, boxes: Any, labels: Any, valid: Any, num_classes: int | None) -> None:
+    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    where = _first(backend, valid & ((x2 <= x1) | (y2 <= y1)))
+    if where is not None:
+        i, j = where
+        coords = [float(boxes[i, j, k]) for k in range(4)]
+        raise ValueError(
+            f"degenerate ground-truth box {j} of image {i}: {coords} (xyxy needs x2 > x1 and y2 > y1); "
+            "pass validate=False to skip this check"
+        )
+    where = _first(backend, labels < -1)
+    if where is not None:
+        i, j = where
+        raise ValueError(f"gt_labels[{i}][{j}] = {int(labels[i, j])}: labels are class indices, -1 marks padding")
+    if num_classes is not None:
+        where = _first(backend, valid & ((labels == 0) | (labels >= num_classes)))
+        if where is not None:
+            i, j = where
+            raise ValueError(
+                f"gt_labels[{i}][{j}] = {int(labels[i, j])} is outside [1, num_classes={num_classes}) "
+                "(0 is the background class, -1 marks padding)"
+            )
+
+
+def per_prediction(backend: Backend, loss: Any, ndim: int) -> Any:
+    """Sum a part's output over its trailing axes so that it has ``ndim`` axes."""
+    xp = backend.xp
+    while loss.ndim > ndim:
+        loss = xp.sum(loss, axis=-1)
+    return loss
+
+
+def masked_sum(backend: Backend, loss: Any, mask: Any) -> Any:
+    """``sum(loss where mask)``; unselected entries (even inf/NaN) contribute nothing."""
+    xp = backend.xp
+    return xp.sum(xp.where(mask, loss, 0.0))
+
+
+def count(backend: Backend, mask: Any, like: Any) -> Any:
+    """``max(1, number of True in mask)`` in ``like``'s dtype (a normaliser)."""
+    xp = backend.xp
+    n = xp.sum(xp.astype(mask, like.dtype))
+    return xp.where(n > 0, n, 1.0)
+
+
+class DetectionRecipe:
+    """Base class of the built-in recipes: named parts, weights, and the result type.
+
+    Subclasses set :attr:`component_names` and call :meth:`result` with the
+    unweighted components; ``weights`` (a mapping name -> float) scales them.
+    """
+
+    component_names: tuple[str, ...] = ()
+
+    def __init__(self, *, weights: Mapping[str, float] | None = None, validate: bool = True) -> None:
+        self.weights = self._check_weights(weights)
+        self.validate = bool(validate)
+
+    def _check_weights(self, weights: Mapping[str, float] | None) -> dict[str, float]:
+        out = dict.fromkeys(self.component_names, 1.0)
+        for name, value in (weights or {}).items():
+            if name not in out:
+                raise ValueError(f"unknown weight {name!r}; components: {', '.join(self.component_names)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise TypeError(f"weights[{name!r}] must be a Python number, got {value!r}")
+            out[name] = float(value)
+        return out
+
+    def result(self, backend: Backend, components: Mapping[str, Any]) -> RecipeResult:
+        """A :class:`polyloss.RecipeResult` of the weighted components."""
+        weighted = {}
+        for name, value in components.items():
+            w = self.weights.get(name, 1.0)
+            weighted[name] = backend.as_array(value if w == 1.0 else value * w)
+        return RecipeResult.from_components(weighted)
+
+    @staticmethod
+    def backend_of(x: Any, name: str) -> Backend:
+        return resolve(x, input_name=name)

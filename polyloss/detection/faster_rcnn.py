@@ -1,0 +1,404 @@
+"""The ``"faster_rcnn"`` recipe: RPN and Fast R-CNN head losses (Ren et al., NeurIPS 2015).
+
+Numbers follow torchvision's ``RegionProposalNetwork.assign_targets_to_anchors``
++ ``compute_loss`` and ``RoIHeads.select_training_samples`` + ``fastrcnn_loss``,
+batched over images with padded ground truth and no per-image Python loop.
+One documented difference: a low-quality match needs an IoU above 0 (a ground
+truth that overlaps no anchor makes no anchor positive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyloss import _validation as v
+from polyloss._api import RecipeResult
+from polyloss._hooks import hookimpl
+from polyloss._namespace import check_same
+from polyloss.backend._base import Backend
+from polyloss.boxes import BalancedSampler
+from polyloss.boxes import BoxCoder
+from polyloss.boxes import Matcher
+from polyloss.boxes import box_iou
+from polyloss.detection._base import DetectionRecipe
+from polyloss.detection._base import GroundTruth
+from polyloss.detection._base import LossPart
+from polyloss.detection._base import _pad_sequence
+from polyloss.detection._base import check_shape
+from polyloss.detection._base import count
+from polyloss.detection._base import masked_sum
+from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import per_prediction
+from polyloss.detection._base import sigmoid_objectness_loss
+from polyloss.detection._base import smooth_l1
+from polyloss.detection._base import softmax_cross_entropy
+
+__all__ = ["AnchorTargets", "FasterRCNNLoss", "SampledProposals"]
+
+_CONFIG = object()  # "use the recipe's configured seed"
+
+
+@dataclass(frozen=True)
+class AnchorTargets:
+    """RPN targets of a batch (from :meth:`FasterRCNNLoss.assign_anchors`).
+
+    Attributes:
+        labels: ``(N, A)`` int64: 1 object, 0 background, -1 ignored (between thresholds).
+        box_targets: ``(N, A, 4)`` encoded targets (0 where the label is not 1).
+    """
+
+    labels: Any
+    box_targets: Any
+
+
+@dataclass(frozen=True)
+class SampledProposals:
+    """What the box head runs on (from :meth:`FasterRCNNLoss.sample_proposals`).
+
+    Attributes:
+        boxes: ``(N, R, 4)`` sampled proposals (ground truth included), sampled
+            ones first in their original order; padding rows hold an unsampled
+            box (possibly an all-zero padding box) and are ignored by the loss.
+        labels: ``(N, R)`` int64 class: >= 1 object, 0 background, -1 padding.
+        targets: ``(N, R, 4)`` encoded regression targets (0 for background and padding).
+    """
+
+    boxes: Any
+    labels: Any
+    targets: Any
+
+
+def _background_or_ignored(xp: Any, matches: Any) -> Any:
+    """0 where a match is below the low threshold, -1 elsewhere (between thresholds)."""
+    return xp.where(matches == Matcher.BELOW_LOW_THRESHOLD, 0, xp.full_like(matches, -1))
+
+
+def _count_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+class FasterRCNNLoss(DetectionRecipe):
+    r"""Faster R-CNN training losses, registered as recipe ``"faster_rcnn"``.
+
+    RPN: anchors with IoU >= ``rpn_fg_iou`` (or the best anchors of a ground
+    truth, when that IoU is above 0) are objects, IoU < ``rpn_bg_iou`` are
+    background, the rest ignored; ``rpn_batch_size`` anchors per image are
+    sampled, at most ``rpn_positive_fraction`` of them objects. Head: the
+    ground truth is appended to the proposals, proposals with IoU >=
+    ``roi_fg_iou`` take their ground truth's class, IoU < ``roi_bg_iou`` are
+    background; ``roi_batch_size`` per image are sampled with at most
+    ``roi_positive_fraction`` objects.
+
+    Losses (torchvision's normalisation): ``rpn_objectness`` and
+    ``roi_classifier`` are means over the sampled set of the whole batch;
+    ``rpn_box`` and ``roi_box`` are smooth L1 (``beta``) summed over sampled
+    positives and divided by the number sampled. With nothing sampled they are 0.
+
+    Config: ``num_classes`` (background 0 included), ``rpn_fg_iou=0.7``,
+    ``rpn_bg_iou=0.3``, ``rpn_batch_size=256``, ``rpn_positive_fraction=0.5``,
+    ``roi_fg_iou=0.5``, ``roi_bg_iou=0.5``, ``roi_batch_size=512``,
+    ``roi_positive_fraction=0.25``, ``rpn_box_weights=(1, 1, 1, 1)``,
+    ``roi_box_weights=(10, 10, 5, 5)``, ``beta=1/9``, ``seed=None`` (an int
+    gives the same sample for the same inputs on every call; None draws fresh;
+    a ``numpy.random.Generator`` is drawn from), ``validate=True``.
+
+    Parts (constructor keywords, or attributes a subclass overrides):
+    ``rpn_matcher``, ``roi_matcher``, ``rpn_box_coder``, ``roi_box_coder``,
+    ``rpn_sampler``, ``roi_sampler``, ``objectness_loss`` (``(logits (N, A),
+    target (N, A) float) -> (N, A)``), ``classification_loss``,
+    ``regression_loss`` and ``weights`` (per component, default 1).
+
+    Stages: :meth:`assign_anchors`, :meth:`rpn_loss`, :meth:`sample_proposals`,
+    :meth:`roi_loss`, :meth:`combine`; calling the recipe runs
+    ``combine(rpn_loss(...), roi_loss(...))``.
+    """
+
+    component_names = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
+
+    def __init__(
+        self,
+        num_classes: int,
+        rpn_fg_iou: float = 0.7,
+        rpn_bg_iou: float = 0.3,
+        rpn_batch_size: int = 256,
+        rpn_positive_fraction: float = 0.5,
+        roi_fg_iou: float = 0.5,
+        roi_bg_iou: float = 0.5,
+        roi_batch_size: int = 512,
+        roi_positive_fraction: float = 0.25,
+        rpn_box_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        roi_box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        beta: float = 1.0 / 9,
+        seed: Any = None,
+        *,
+        rpn_matcher: Matcher | None = None,
+        roi_matcher: Matcher | None = None,
+        rpn_box_coder: BoxCoder | None = None,
+        roi_box_coder: BoxCoder | None = None,
+        rpn_sampler: Callable[..., tuple[Any, Any]] | None = None,
+        roi_sampler: Callable[..., tuple[Any, Any]] | None = None,
+        objectness_loss: LossPart | None = None,
+        classification_loss: LossPart | None = None,
+        regression_loss: LossPart | None = None,
+        weights: Mapping[str, float] | None = None,
+        validate: bool = True,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+        super().__init__(weights=weights, validate=validate)
+        self.num_classes = num_classes
+        self.rpn_batch_size = _count_int("rpn_batch_size", rpn_batch_size)
+        self.roi_batch_size = _count_int("roi_batch_size", roi_batch_size)
+        self.beta = v.check_number(beta, "beta")
+        self.seed = seed
+        self.rpn_matcher = rpn_matcher if rpn_matcher is not None else Matcher(
+            v.check_number(rpn_fg_iou, "rpn_fg_iou"), v.check_number(rpn_bg_iou, "rpn_bg_iou"),
+            allow_low_quality_matches=True)
+        self.roi_matcher = roi_matcher if roi_matcher is not None else Matcher(
+            v.check_number(roi_fg_iou, "roi_fg_iou"), v.check_number(roi_bg_iou, "roi_bg_iou"))
+        self.rpn_box_coder = rpn_box_coder if rpn_box_coder is not None else BoxCoder(tuple(rpn_box_weights))
+        self.roi_box_coder = roi_box_coder if roi_box_coder is not None else BoxCoder(tuple(roi_box_weights))
+        self.rpn_sampler = rpn_sampler if rpn_sampler is not None else BalancedSampler(
+            self.rpn_batch_size, v.check_number(rpn_positive_fraction, "rpn_positive_fraction", maximum=1.0))
+        self.roi_sampler = roi_sampler if roi_sampler is not None else BalancedSampler(
+            self.roi_batch_size, v.check_number(roi_positive_fraction, "roi_positive_fraction", maximum=1.0))
+        self.objectness_loss = objectness_loss if objectness_loss is not None else sigmoid_objectness_loss
+        self.classification_loss = classification_loss if classification_loss is not None else softmax_cross_entropy
+        self.regression_loss = regression_loss if regression_loss is not None else smooth_l1(self.beta)
+
+    def __repr__(self) -> str:
+        return f"FasterRCNNLoss(num_classes={self.num_classes}, seed={self.seed!r})"
+
+    # -- helpers -----------------------------------------------------------------
+    def _seed(self, seed: Any, stream: int) -> Any:
+        """The configured (or given) seed, split into independent streams per stage."""
+        seed = self.seed if seed is _CONFIG else seed
+        if isinstance(seed, bool) or (seed is not None and isinstance(seed, int) and seed < 0):
+            raise ValueError(f"seed must be a non-negative int, None or a numpy.random.Generator, got {seed!r}")
+        if isinstance(seed, int):
+            import numpy as np
+
+            return np.random.default_rng([seed, stream])
+        return seed
+
+    def _gt(self, backend: Backend, gt_boxes: Any, gt_labels: Any, like: Any, batch_size: int,
+            validate: bool | None, labels_required: bool) -> GroundTruth:
+        return normalize_ground_truth(
+            backend, gt_boxes, gt_labels, like=like, batch_size=batch_size,
+            validate=self.validate if validate is None else validate,
+            num_classes=self.num_classes if labels_required else None, labels_required=labels_required,
+        )
+
+    @staticmethod
+    def _gather_boxes(xp: Any, boxes: Any, index: Any) -> Any:
+        """``boxes (N, G, 4)`` at ``index (N, K)`` -> ``(N, K, 4)``."""
+        n, k = (int(s) for s in index.shape)
+        return xp.take_along_axis(boxes, xp.broadcast_to(xp.expand_dims(index, axis=-1), (n, k, 4)), axis=1)
+
+    # -- RPN ---------------------------------------------------------------------
+    def assign_anchors(self, anchors: Any, gt: GroundTruth) -> AnchorTargets:
+        """RPN labels (1 / 0 / -1) and regression targets of ``anchors`` ``(A, 4)`` or ``(N, A, 4)``."""
+        backend = self.backend_of(anchors, "anchors")
+        xp = backend.xp
+        n = int(gt.boxes.shape[0])
+        a = int(anchors.shape[-2])
+        matches = self.rpn_matcher(box_iou(gt.boxes, anchors), gt.valid)
+        positive = matches >= 0
+        labels = xp.where(positive, 1, _background_or_ignored(xp, matches))
+        anchors_b = xp.broadcast_to(anchors, (n, a, 4))
+        matched = self._gather_boxes(xp, gt.boxes, xp.where(positive, matches, 0))
+        positive4 = xp.expand_dims(positive, axis=-1)
+        matched = xp.where(positive4, matched, anchors_b)
+        targets = xp.where(positive4, self.rpn_box_coder.encode(matched, anchors_b), 0.0)
+        return AnchorTargets(labels=xp.astype(labels, xp.int64), box_targets=targets)
+
+    def rpn_loss(
+        self,
+        anchors: Any,
+        objectness: Any,
+        rpn_deltas: Any,
+        gt_boxes: Any,
+        gt_labels: Any = None,
+        *,
+        seed: Any = _CONFIG,
+        validate: bool | None = None,
+    ) -> RecipeResult:
+        """RPN losses: components ``"rpn_objectness"`` and ``"rpn_box"``.
+
+        Args:
+            anchors: ``(A, 4)`` xyxy anchors shared by the batch, or ``(N, A, 4)``.
+            objectness: ``(N, A)`` logits.
+            rpn_deltas: ``(N, A, 4)`` predicted deltas.
+            gt_boxes: padded ``(N, G, 4)`` or per-image sequence.
+            gt_labels: only marks padding (-1); None means every box is real.
+            seed: overrides the configured seed for this call.
+        """
+        backend = self.backend_of(objectness, "objectness")
+        for x, name in ((anchors, "anchors"), (rpn_deltas, "rpn_deltas")):
+            check_same(backend, x, name, "objectness")
+        v.check_floating(backend, objectness, "objectness")
+        v.check_floating(backend, rpn_deltas, "rpn_deltas")
+        v.check_floating(backend, anchors, "anchors")
+        if objectness.ndim != 2:
+            raise ValueError(f"objectness must have shape (N, A), got {tuple(objectness.shape)}")
+        n, a = (int(s) for s in objectness.shape)
+        check_shape(rpn_deltas, (n, a, 4), "rpn_deltas", "(N, A, 4)")
+        if tuple(anchors.shape) not in ((a, 4), (n, a, 4)):
+            raise ValueError(f"anchors must have shape (A, 4) or (N, A, 4) with A = {a}, got {tuple(anchors.shape)}")
+        xp = backend.xp
+        gt = self._gt(backend, gt_boxes, gt_labels, anchors, n, validate, labels_required=False)
+        targets = self.assign_anchors(anchors, gt)
+        positive, negative = self.rpn_sampler(targets.labels, seed=self._seed(seed, 0))
+        sampled = positive | negative
+        normaliser = count(backend, sampled, objectness)
+        target = xp.astype(positive, objectness.dtype)
+        objectness_term = per_prediction(backend, self.objectness_loss(objectness, target), 2)
+        box_targets = targets.box_targets
+        if box_targets.dtype != rpn_deltas.dtype:
+            box_targets = xp.astype(box_targets, rpn_deltas.dtype)
+        box_term = per_prediction(backend, self.regression_loss(rpn_deltas, box_targets), 2)
+        return self.result(backend, {
+            "rpn_objectness": masked_sum(backend, objectness_term, sampled) / normaliser,
+            "rpn_box": masked_sum(backend, box_term, positive) / normaliser,
+        })
+
+    # -- box head --------------------------------------------------------------------
+    def sample_proposals(
+        self,
+        proposals: Any,
+        gt_boxes: Any,
+        gt_labels: Any,
+        *,
+        seed: Any = _CONFIG,
+        validate: bool | None = None,
+    ) -> SampledProposals:
+        """Choose the proposals the head trains on, and their targets.
+
+        The ground truth is appended to the proposals (as torchvision does),
+        every proposal is matched to the ground truth, and
+        ``roi_batch_size`` per image are sampled. The result has
+        ``R = min(roi_batch_size, R0 + G)`` rows per image (a static shape);
+        images with fewer samples are padded with label -1.
+
+        Args:
+            proposals: ``(N, R0, 4)`` xyxy, or a sequence of N ``(R0_i, 4)``
+                arrays (padding rows are never sampled).
+            gt_boxes, gt_labels: padded ``(N, G, 4)`` / ``(N, G)`` or per-image sequences.
+            seed: overrides the configured seed for this call.
+        """
+        if isinstance(proposals, (list, tuple)):
+            if not proposals:
+                raise ValueError("proposals must hold at least one image")
+            backend = self.backend_of(proposals[0], "proposals[0]")
+            like = proposals[0]
+            boxes0, _ = _pad_sequence(backend, proposals, (4,), 0.0, like.dtype, backend.device(like), "proposals")
+            xp = backend.xp
+            r0 = int(boxes0.shape[1])
+            sizes = xp.asarray([int(p.shape[0]) for p in proposals], dtype=xp.int64, device=backend.device(like))
+            proposal_valid = xp.arange(r0, dtype=xp.int64, device=backend.device(like)) < xp.expand_dims(sizes, 1)
+        else:
+            backend = self.backend_of(proposals, "proposals")
+            if proposals.ndim != 3 or proposals.shape[-1] != 4:
+                raise ValueError(f"proposals must have shape (N, R0, 4), got {tuple(proposals.shape)}")
+            boxes0 = proposals
+            xp = backend.xp
+            proposal_valid = xp.ones(tuple(proposals.shape[:2]), dtype=xp.bool, device=backend.device(proposals))
+        v.check_floating(backend, boxes0, "proposals")
+        n = int(boxes0.shape[0])
+        gt = self._gt(backend, gt_boxes, gt_labels, boxes0, n, validate, labels_required=True)
+        boxes = xp.concat([boxes0, gt.boxes], axis=1)  # (N, T, 4)
+        valid = xp.concat([proposal_valid, gt.valid], axis=1)
+        t = int(boxes.shape[1])
+        matches = self.roi_matcher(box_iou(gt.boxes, boxes), gt.valid)  # (N, T)
+        positive = matches >= 0
+        index = xp.where(positive, matches, 0)
+        labels = xp.where(positive, xp.take_along_axis(gt.labels, index, axis=1),
+                          _background_or_ignored(xp, matches))
+        labels = xp.where(valid, labels, -1)
+        pos, neg = self.roi_sampler(labels, seed=self._seed(seed, 1))
+        sampled = pos | neg
+        # sampled proposals first, each group in its original order; keep a static R
+        r = min(self.roi_batch_size, t)
+        position = xp.arange(t, dtype=xp.int64, device=backend.device(boxes))
+        order = xp.argsort(xp.where(sampled, position, position + t), axis=-1, stable=True)[:, :r]
+        out_boxes = self._gather_boxes(xp, boxes, order)
+        out_labels = xp.take_along_axis(xp.where(sampled, labels, -1), order, axis=1)
+        matched = self._gather_boxes(xp, gt.boxes, xp.take_along_axis(index, order, axis=1))
+        foreground = xp.expand_dims(out_labels > 0, axis=-1)
+        # rows without a target are encoded unit box against unit box: finite, no 0/0 anywhere
+        unit = xp.asarray([0.0, 0.0, 1.0, 1.0], dtype=out_boxes.dtype, device=backend.device(out_boxes))
+        reference = xp.where(foreground, out_boxes, unit)
+        targets = xp.where(foreground, self.roi_box_coder.encode(xp.where(foreground, matched, unit), reference), 0.0)
+        return SampledProposals(boxes=out_boxes, labels=xp.astype(out_labels, xp.int64), targets=targets)
+
+    def roi_loss(self, class_logits: Any, box_deltas: Any, sampled: SampledProposals) -> RecipeResult:
+        """Head losses: components ``"roi_classifier"`` and ``"roi_box"``.
+
+        Args:
+            class_logits: ``(N, R, C)`` for the boxes of ``sampled``.
+            box_deltas: ``(N, R, C, 4)`` (or ``(N, R, 4 C)``) class-specific deltas;
+                the deltas of the target class enter the box term.
+            sampled: the result of :meth:`sample_proposals`.
+        """
+        backend = self.backend_of(class_logits, "class_logits")
+        check_same(backend, box_deltas, "box_deltas", "class_logits")
+        v.check_floating(backend, class_logits, "class_logits")
+        v.check_floating(backend, box_deltas, "box_deltas")
+        xp = backend.xp
+        n, r = (int(s) for s in sampled.labels.shape)
+        c = self.num_classes
+        check_shape(class_logits, (n, r, c), "class_logits", "(N, R, num_classes)")
+        if tuple(box_deltas.shape) == (n, r, 4 * c):
+            box_deltas = xp.reshape(box_deltas, (n, r, c, 4))
+        check_shape(box_deltas, (n, r, c, 4), "box_deltas", "(N, R, num_classes, 4)")
+        labels = sampled.labels
+        chosen = labels >= 0
+        foreground = labels > 0
+        normaliser = count(backend, chosen, class_logits)
+        cls = per_prediction(backend, self.classification_loss(class_logits, xp.where(chosen, labels, 0)), 2)
+        index = xp.broadcast_to(xp.reshape(xp.where(foreground, labels, 0), (n, r, 1, 1)), (n, r, 1, 4))
+        deltas = xp.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
+        targets = sampled.targets
+        if targets.dtype != deltas.dtype:
+            targets = xp.astype(targets, deltas.dtype)
+        box = per_prediction(backend, self.regression_loss(deltas, targets), 2)
+        return self.result(backend, {
+            "roi_classifier": masked_sum(backend, cls, chosen) / normaliser,
+            "roi_box": masked_sum(backend, box, foreground) / normaliser,
+        })
+
+    def combine(self, rpn_result: RecipeResult, roi_result: RecipeResult) -> RecipeResult:
+        """One four-component result from :meth:`rpn_loss` and :meth:`roi_loss` (already weighted)."""
+        return RecipeResult.from_components({**rpn_result.components, **roi_result.components})
+
+    def __call__(
+        self,
+        anchors: Any,
+        objectness: Any,
+        rpn_deltas: Any,
+        gt_boxes: Any,
+        gt_labels: Any,
+        class_logits: Any,
+        box_deltas: Any,
+        sampled: SampledProposals,
+        *,
+        seed: Any = _CONFIG,
+        validate: bool | None = None,
+    ) -> RecipeResult:
+        """``combine(rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels), roi_loss(...))``.
+
+        ``sampled`` comes from :meth:`sample_proposals`, called before the head ran.
+        """
+        rpn = self.rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
+        return self.combine(rpn, self.roi_loss(class_logits, box_deltas, sampled))
+
+
+@hookimpl
+def polyloss_register_recipes() -> dict[str, Callable[..., Any]]:
+    return {"faster_rcnn": FasterRCNNLoss}

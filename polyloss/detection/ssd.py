@@ -1,0 +1,229 @@
+"""The ``"ssd"`` recipe: SSD's MultiBox loss (Liu et al., *SSD: Single Shot MultiBox Detector*, ECCV 2016).
+
+Numbers follow torchvision's ``SSD.compute_loss`` except for one documented
+fix: hard-negative mining never selects a positive prior, so no prior is
+counted twice (torchvision counts positives again when they exceed a quarter
+of the priors).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyloss import _validation as v
+from polyloss._api import RecipeResult
+from polyloss._hooks import hookimpl
+from polyloss._namespace import check_same
+from polyloss.boxes import BoxCoder
+from polyloss.boxes import Matcher
+from polyloss.boxes import SSDMatcher
+from polyloss.boxes import box_iou
+from polyloss.boxes import hard_negative_mining
+from polyloss.detection._base import DetectionRecipe
+from polyloss.detection._base import GroundTruth
+from polyloss.detection._base import LossPart
+from polyloss.detection._base import check_shape
+from polyloss.detection._base import count
+from polyloss.detection._base import masked_sum
+from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import per_prediction
+from polyloss.detection._base import smooth_l1
+from polyloss.detection._base import softmax_cross_entropy
+
+__all__ = ["SSDLoss", "SSDTargets"]
+
+
+@dataclass(frozen=True)
+class SSDTargets:
+    """Per-prior targets of a batch (from :meth:`SSDLoss.assign`).
+
+    Attributes:
+        matches: ``(N, P)`` int64 index of the matched ground truth, -1 for background.
+        positive: ``(N, P)`` bool, True for matched priors.
+        labels: ``(N, P)`` int64 class target (0 = background).
+        box_targets: ``(N, P, 4)`` encoded regression targets (0 for background).
+    """
+
+    matches: Any
+    positive: Any
+    labels: Any
+    box_targets: Any
+
+
+class SSDLoss(DetectionRecipe):
+    r"""SSD MultiBox loss, registered as recipe ``"ssd"``.
+
+    .. math::
+        L = \frac{1}{\max(1, N_{pos})}\Big(\sum_{i \in pos \cup neg} \mathrm{CE}_i
+            + \alpha \sum_{i \in pos} \mathrm{smoothL1}_\beta(\ell_i - g_i)\Big)
+
+    with :math:`N_{pos}` the matched priors of the whole batch.
+
+    Args:
+        num_classes: C, including the background class 0.
+        iou_threshold: a prior matches its best ground truth at IoU >= this (0.5);
+            then every ground truth also takes its best prior (the later one wins
+            a prior two ground truths pick).
+        neg_pos_ratio: per image, at most ``neg_pos_ratio`` x its positives hard
+            negatives, ranked by their cross-entropy (3); never a positive.
+        alpha: weight of the localisation term (1.0).
+        box_weights: box coder weights (10, 10, 5, 5), i.e. variances (0.1, 0.2).
+        beta: smooth L1 threshold (1.0).
+        validate: check ground truth on host backends (True).
+
+    The arguments are the config of ``pl.get_recipe("ssd", ...)``.
+
+    Parts (constructor keywords; or override the attributes in a subclass):
+    ``matcher``, ``box_coder``, ``classification_loss`` (``(logits (N, P, C),
+    labels (N, P)) -> (N, P)``), ``regression_loss`` (``(deltas, targets)
+    -> (N, P, 4)`` or ``(N, P)``), ``negative_miner`` (``(loss (N, P),
+    positive (N, P)) -> negative mask``), ``weights`` (``{"loc": alpha,
+    "conf": 1.0}`` by default).
+
+    Call ``recipe(box_deltas (N, P, 4), class_logits (N, P, C), priors (P, 4),
+    gt_boxes, gt_labels)`` with xyxy priors and ground truth (padded with label
+    -1, or per-image sequences); it returns a :class:`polyloss.RecipeResult`
+    with components ``"loc"`` and ``"conf"``. An image without ground truth
+    contributes nothing (no positives, so no negatives either); a batch
+    without any gives 0. Stages: :meth:`assign`, :meth:`mine`, :meth:`loss`.
+    """
+
+    component_names = ("loc", "conf")
+
+    def __init__(
+        self,
+        num_classes: int,
+        iou_threshold: float = 0.5,
+        neg_pos_ratio: float = 3,
+        alpha: float = 1.0,
+        box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        beta: float = 1.0,
+        *,
+        matcher: Matcher | None = None,
+        box_coder: BoxCoder | None = None,
+        classification_loss: LossPart | None = None,
+        regression_loss: LossPart | None = None,
+        negative_miner: Callable[[Any, Any], Any] | None = None,
+        weights: Mapping[str, float] | None = None,
+        validate: bool = True,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+        self.num_classes = num_classes
+        self.iou_threshold = v.check_number(iou_threshold, "iou_threshold", maximum=1.0)
+        self.neg_pos_ratio = v.check_number(neg_pos_ratio, "neg_pos_ratio")
+        self.alpha = v.check_number(alpha, "alpha")
+        self.beta = v.check_number(beta, "beta")
+        super().__init__(weights={"loc": self.alpha, **(weights or {})}, validate=validate)
+        self.matcher = matcher if matcher is not None else SSDMatcher.with_threshold(self.iou_threshold)
+        self.box_coder = box_coder if box_coder is not None else BoxCoder(tuple(box_weights))
+        self.classification_loss = classification_loss if classification_loss is not None else softmax_cross_entropy
+        self.regression_loss = regression_loss if regression_loss is not None else smooth_l1(self.beta)
+        self.negative_miner = (
+            negative_miner
+            if negative_miner is not None
+            else functools.partial(hard_negative_mining, neg_pos_ratio=self.neg_pos_ratio)
+        )
+
+    def __repr__(self) -> str:
+        return (f"SSDLoss(num_classes={self.num_classes}, iou_threshold={self.iou_threshold}, "
+                f"neg_pos_ratio={self.neg_pos_ratio}, alpha={self.alpha}, "
+                f"box_weights={self.box_coder.weights}, beta={self.beta})")
+
+    # -- stages ------------------------------------------------------------------
+    def ground_truth(self, priors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int,
+                     validate: bool | None = None) -> GroundTruth:
+        """Ground truth padded to ``(N, G, ...)`` (see :func:`normalize_ground_truth`)."""
+        backend = self.backend_of(priors, "priors")
+        return normalize_ground_truth(
+            backend, gt_boxes, gt_labels, like=priors, batch_size=batch_size,
+            validate=self.validate if validate is None else validate, num_classes=self.num_classes,
+        )
+
+    def assign(self, priors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int | None = None,
+               validate: bool | None = None) -> SSDTargets:
+        """Match priors to ground truth and encode the regression targets.
+
+        Args:
+            priors: ``(P, 4)`` (or per image ``(N, P, 4)``) xyxy priors.
+            gt_boxes, gt_labels: padded or per-image ground truth.
+            batch_size: N (taken from the ground truth when omitted).
+        """
+        backend = self.backend_of(priors, "priors")
+        v.check_floating(backend, priors, "priors")
+        if priors.ndim not in (2, 3) or priors.shape[-1] != 4:
+            raise ValueError(f"priors must have shape (P, 4) or (N, P, 4), got {tuple(priors.shape)}")
+        if batch_size is None:
+            batch_size = len(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else int(gt_boxes.shape[0])
+        gt = self.ground_truth(priors, gt_boxes, gt_labels, batch_size=batch_size, validate=validate)
+        xp = backend.xp
+        p = int(priors.shape[-2])
+        anchors = xp.broadcast_to(priors, (batch_size, p, 4))
+        matches = self.matcher(box_iou(gt.boxes, priors), gt.valid)  # (N, P)
+        positive = matches >= 0
+        index = xp.where(positive, matches, 0)
+        matched_labels = xp.take_along_axis(gt.labels, index, axis=1)
+        index4 = xp.broadcast_to(xp.expand_dims(index, axis=-1), (batch_size, p, 4))
+        matched_boxes = xp.take_along_axis(gt.boxes, index4, axis=1)
+        # a background prior is encoded against itself: exactly 0, never log(0)
+        positive4 = xp.expand_dims(positive, axis=-1)
+        matched_boxes = xp.where(positive4, matched_boxes, anchors)
+        box_targets = xp.where(positive4, self.box_coder.encode(matched_boxes, anchors), 0.0)
+        labels = xp.where(positive, matched_labels, 0)
+        return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets)
+
+    def mine(self, class_loss: Any, positive: Any) -> Any:
+        """Hard negatives ``(N, P)``: per image the highest-loss non-positive priors."""
+        return self.negative_miner(class_loss, positive)
+
+    def loss(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> RecipeResult:
+        """Both terms on assigned targets, normalised by max(1, positives in the batch)."""
+        backend = self.backend_of(class_logits, "class_logits")
+        check_same(backend, box_deltas, "box_deltas", "class_logits")
+        v.check_floating(backend, class_logits, "class_logits")
+        v.check_floating(backend, box_deltas, "box_deltas")
+        n, p = (int(s) for s in targets.labels.shape)
+        check_shape(class_logits, (n, p, self.num_classes), "class_logits", "(N, P, num_classes)")
+        check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
+        xp = backend.xp
+        box_targets = targets.box_targets
+        if box_targets.dtype != box_deltas.dtype:
+            box_targets = xp.astype(box_targets, box_deltas.dtype)
+        class_loss = per_prediction(backend, self.classification_loss(class_logits, targets.labels), 2)
+        negative = self.mine(class_loss, targets.positive)
+        regression = per_prediction(backend, self.regression_loss(box_deltas, box_targets), 2)
+        normaliser = count(backend, targets.positive, class_logits)
+        loc = masked_sum(backend, regression, targets.positive) / normaliser
+        conf = masked_sum(backend, class_loss, targets.positive | negative) / normaliser
+        return self.result(backend, {"loc": loc, "conf": conf})
+
+    def __call__(
+        self,
+        box_deltas: Any,
+        class_logits: Any,
+        priors: Any,
+        gt_boxes: Any,
+        gt_labels: Any,
+        *,
+        validate: bool | None = None,
+    ) -> RecipeResult:
+        backend = self.backend_of(class_logits, "class_logits")
+        check_same(backend, priors, "priors", "class_logits")
+        if class_logits.ndim != 3:
+            raise ValueError(f"class_logits must have shape (N, P, num_classes), got {tuple(class_logits.shape)}")
+        n, p = int(class_logits.shape[0]), int(class_logits.shape[1])
+        if priors.ndim < 2 or int(priors.shape[-2]) != p:
+            raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
+                             f"(class_logits shape {tuple(class_logits.shape)})")
+        targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+        return self.loss(box_deltas, class_logits, targets)
+
+
+@hookimpl
+def polyloss_register_recipes() -> dict[str, Callable[..., Any]]:
+    return {"ssd": SSDLoss}
