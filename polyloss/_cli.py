@@ -58,42 +58,76 @@ def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b))) / scale if a.size else 0.0
 
 
+def _agreement_row(label: str, cases: list[Any], compute: Any, reference: np.ndarray) -> tuple[str, bool]:
+    """One table row: the relative difference of ``compute(case)`` from ``reference`` per case."""
+    row = f"{label:<34}"
+    all_ok = True
+    for case in cases:
+        with case.active():
+            try:
+                value = np.asarray(compute(case), dtype=float)
+                diff = _relative_difference(value, reference)
+                ok = diff <= max(case.rtol, 1e-12) * 10
+                cell = f"{diff:.1e} {'ok' if ok else 'FAIL'}"
+            except Exception as exc:
+                ok = False
+                cell = f"error {type(exc).__name__}"
+        all_ok = all_ok and ok
+        row += f"{cell:>18}"
+    return row, all_ok
+
+
+def _recipe_values(result: Any, to_numpy: Any) -> np.ndarray:
+    parts = [result.total, *result.components.values()]
+    return np.array([float(to_numpy(p)) for p in parts])
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import polyloss as pl
+    from polyloss._samples import recipe_sample
     from polyloss._samples import sample
 
     cases = [c for c in _installed_cases() if args.backend is None or c.library in args.backend]
     names = args.losses or pl.losses()
-    header = f"{'loss':<34}" + "".join(f"{c.name:>18}" for c in cases)
-    print("relative difference from float64 NumPy (value); ok when below each dtype's tolerance")
+    recipe_names = [n for n in pl.recipes() if not args.losses or n in args.losses]
+    names = [n for n in names if n in pl.losses()]
+    header = f"{'loss / recipe':<34}" + "".join(f"{c.name:>18}" for c in cases)
+    print("relative difference from float64 NumPy; ok when below each dtype's tolerance")
     print(header)
     print("-" * len(header))
-    worst_status = EXIT_OK
+    progress = Progress(len(names) + len(recipe_names), enabled=False if args.quiet else None)
+    agree = True
     for name in names:
+        progress(name)
         data = sample(name)
         if data is None:
             print(f"{name:<34}" + "no built-in sample".rjust(18))
             continue
         x, y, options = data
         loss = pl.get_loss(name)
-        reference = np.asarray(loss(x, y, **options))
-        row = f"{name:<34}"
-        for case in cases:
-            with case.active():
-                try:
-                    value = case.to_numpy(loss(case.asarray(x), case.asarray(y), **options))
-                    diff = _relative_difference(np.asarray(value, dtype=float), reference)
-                    ok = diff <= max(case.rtol, 1e-12) * 10
-                    cell = f"{diff:.1e} {'ok' if ok else 'FAIL'}"
-                except Exception as exc:
-                    ok = False
-                    cell = f"error {type(exc).__name__}"
-            if not ok:
-                worst_status = EXIT_DISAGREE
-            row += f"{cell:>18}"
+        reference = np.asarray(loss(x, y, **options), dtype=float)
+        row, ok = _agreement_row(
+            name, cases, lambda case: case.to_numpy(loss(case.asarray(x), case.asarray(y), **options)), reference
+        )
+        agree = agree and ok
         print(row)
-    print("all backends agree" if worst_status == EXIT_OK else "some backends DISAGREE")
-    return worst_status
+    for name in recipe_names:
+        progress(name)
+        made = recipe_sample(name)
+        if made is None:
+            print(f"{'recipe ' + name:<34}" + "no built-in sample".rjust(18))
+            continue
+        config, run = made
+        reference = _recipe_values(run(pl.get_recipe(name, **config), np.asarray), np.asarray)
+        row, ok = _agreement_row(
+            f"recipe {name}", cases,
+            lambda case: _recipe_values(run(pl.get_recipe(name, **config), case.asarray), case.to_numpy), reference,
+        )
+        agree = agree and ok
+        print(row)
+    progress.close()
+    print("all backends agree" if agree else "some backends DISAGREE")
+    return EXIT_OK if agree else EXIT_DISAGREE
 
 
 class Progress:
@@ -153,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list backends (with versions), losses, recipes and failed plugins")
     p_list.set_defaults(func=cmd_list)
-    p_check = sub.add_parser("check", help="run every loss on every installed backend on sample data")
-    p_check.add_argument("losses", nargs="*", help="loss names (default: all registered)")
+    p_check = sub.add_parser("check", help="run every loss and recipe on every installed backend on sample data")
+    p_check.add_argument("losses", nargs="*", help="loss or recipe names (default: all registered)")
+    p_check.add_argument("--quiet", action="store_true", help="no progress line")
     p_check.add_argument("--backend", action="append", choices=_CHECK_LIBRARIES,
                          help="restrict to these libraries (repeatable)")
     p_check.set_defaults(func=cmd_check)

@@ -77,3 +77,11 @@ def test_demo_same_first_step_on_numpy_and_torch(capsys):
 
 def test_demo_bad_loss_exit_code(capsys):
     assert main(["demo", "--loss", "no_such_loss", "--quiet"]) == 2
+
+
+def test_check_covers_recipes(capsys):
+    assert main(["check", "ssd", "yolov1", "faster_rcnn", "--backend", "numpy", "--backend", "torch", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for name in ("recipe ssd", "recipe yolov1", "recipe faster_rcnn"):
+        assert name in out
+    assert "FAIL" not in out and "all backends agree" in out
