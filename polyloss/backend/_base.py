@@ -156,6 +156,22 @@ class Backend:
         zero = x == 0
         return xp.where(zero, 0.0, x * xp.log(xp.where(zero, 1.0, y)))
 
+    # -- collectives (data-parallel training) ----------------------------
+    def world_size(self) -> int:
+        """Number of processes :meth:`all_reduce_sum` sums over (1: a single process)."""
+        return 1
+
+    def all_reduce_sum(self, x: Any) -> Any:
+        """``x`` summed element-wise over every process of the data-parallel job.
+
+        Used for counts (normalisers), which carry no gradient: a backend with
+        collectives returns a new array without gradient and leaves ``x``
+        untouched. Every process must call it, in the same order, with arrays
+        of the same shape and dtype. The default is the identity: a single
+        process (:meth:`world_size` 1), where the sum is ``x`` itself.
+        """
+        return x
+
 
 class GenericBackend(Backend):
     """The backend for any namespace array-api-compat understands, with no plugin."""

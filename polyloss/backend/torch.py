@@ -33,6 +33,16 @@ def _F() -> Any:
     return F
 
 
+def _dist() -> Any:
+    """``torch.distributed`` when it is built and a default process group is initialised, else None."""
+    dist = _modules.get("dist")
+    if dist is None:
+        import torch.distributed as dist
+
+        _modules["dist"] = dist
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
 def _same_dtype(x: Any, like: Any) -> Any:
     return x if x is None or x.dtype == like.dtype else x.to(like.dtype)
 
@@ -106,13 +116,23 @@ def _divide_by_total_weight(total: Any, total_weight: Any) -> Any:
     return total / torch.where(total_weight == 0, 1, total_weight)
 
 
+def _nll_forward() -> Any:
+    """ATen's ``nll_loss_forward`` -> (output, total weight), differentiable.
+
+    Outside torch.compile its C++ entry point is called directly: the Python
+    wrapper of ``torch.ops`` costs about 0.5 us per call at tiny sizes.
+    """
+    op = _modules.get("nll_loss_forward")
+    if op is None:
+        op = _modules["nll_loss_forward"] = _torch().ops.aten.nll_loss_forward.default
+    return op if _torch().compiler.is_compiling() else op._op
+
+
 def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: int) -> Any:
     """Mean NLL that is 0 when every target is ignored (PyTorch's mean gives NaN there)."""
     if log_probabilities.ndim <= 2:
         # ATen's forward also returns the total weight: no extra pass over the targets
-        total, total_weight = _torch().ops.aten.nll_loss_forward(
-            log_probabilities, target, weight, _SUM, ignore_index
-        )
+        total, total_weight = _nll_forward()(log_probabilities, target, weight, _SUM, ignore_index)
         if weight is None:
             return total / total_weight.clamp_min(1)
         return _divide_by_total_weight(total, total_weight)
@@ -123,6 +143,12 @@ def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: in
 def _cross_entropy(
     input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, label_smoothing: float, reduction: str
 ) -> Any:
+    torch = _torch()
+    if (reduction == "mean" and weight is None and label_smoothing == 0.0 and ignore_index is not None
+            and input.ndim == 2 and axis == 1 and target.dtype == torch.int64):
+        # the common case in as few Python steps as possible (per-call overhead at small sizes)
+        total, total_weight = _nll_forward()(torch.log_softmax(input, 1), target, None, _SUM, ignore_index)
+        return total / total_weight.clamp_min(1)
     F = _F()
     x = _to_class_dim_1(input, axis)
     w = _same_dtype(weight, input)
@@ -149,6 +175,10 @@ def _cross_entropy(
 def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, reduction: str) -> Any:
     if ignore_index is None:
         return NotImplemented
+    if (reduction == "mean" and weight is None and input.ndim == 2 and axis == 1
+            and target.dtype == _torch().int64):
+        total, total_weight = _nll_forward()(input, target, None, _SUM, ignore_index)
+        return total / total_weight.clamp_min(1)
     F = _F()
     # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
     x = _to_class_dim_1(input, axis).contiguous()
@@ -242,6 +272,23 @@ class TorchBackend(Backend):
 
     def xlogy(self, x: Any, y: Any) -> Any:
         return _torch().xlogy(x, y)
+
+    def world_size(self) -> int:
+        """``torch.distributed``'s world size when a default process group is initialised, else 1."""
+        dist = _dist()
+        return int(dist.get_world_size()) if dist is not None else 1
+
+    def all_reduce_sum(self, x: Any) -> Any:
+        """Sum over the default process group (``torch.distributed.all_reduce``) of a detached copy of ``x``.
+
+        ``x`` itself when ``torch.distributed`` is not available or not initialised.
+        """
+        dist = _dist()
+        if dist is None:
+            return x
+        out = x.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
 
 
 

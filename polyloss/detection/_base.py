@@ -38,8 +38,10 @@ from polyloss.functional import cross_entropy
 from polyloss.functional import smooth_l1_loss
 
 __all__ = [
+    "NORMALIZE_OVER",
     "DetectionRecipe",
     "GroundTruth",
+    "check_normalize_over",
     "check_shape",
     "count",
     "masked_sum",
@@ -242,25 +244,75 @@ def masked_sum(backend: Backend, loss: Any, mask: Any) -> Any:
     return xp.sum(xp.where(mask, loss, 0.0))
 
 
-def count(backend: Backend, mask: Any, like: Any) -> Any:
-    """``max(1, number of True in mask)`` in ``like``'s dtype (a normaliser)."""
+def count(backend: Backend, mask: Any, like: Any, *, normalize_over: str = "local") -> Any:
+    """A normaliser: ``max(1, number of True in mask)`` in ``like``'s dtype.
+
+    With ``normalize_over="world"`` the number is summed over the processes of
+    a data-parallel job first (:meth:`Backend.all_reduce_sum`) and the result
+    is divided by the world size ``W``: a term ``local_sum / count(...)`` is
+    then ``W * local_sum / max(1, global count)``, whose average over the
+    ``W`` processes is the single-process value on the concatenated batch
+    (see :data:`NORMALIZE_OVER`).
+    """
     xp = backend.xp
     n = xp.sum(xp.astype(mask, like.dtype))
-    return xp.where(n > 0, n, 1.0)
+    world = 1
+    if normalize_over == "world":
+        n = backend.all_reduce_sum(n)
+        world = backend.world_size()
+    n = xp.where(n > 0, n, 1.0)
+    return n / float(world) if world != 1 else n
+
+
+NORMALIZE_OVER = ("local", "world")
+"""Values of the recipes' ``normalize_over`` option.
+
+``"local"`` (default)
+    counts (positives, sampled anchors, ...) are those of the batch the
+    process sees: in data-parallel training each worker divides by its own
+    count, so averaging gradients over workers does not reproduce the loss of
+    one process on the whole batch.
+``"world"``
+    counts are summed over every process of the data-parallel job through
+    the backend (``torch.distributed`` when a process group is initialised;
+    with a single process, or a backend without collectives, the same as
+    ``"local"``), and each worker's loss is ``W * local_sum / global_count``
+    with ``W`` the world size. When the framework averages gradients over the
+    ``W`` workers (DDP's all-reduce mean), the averaged gradient is exactly
+    the gradient of the single-process loss on the concatenated batch, and
+    the mean of the workers' losses is that loss. Every worker must call the
+    recipe the same number of times, in the same order (each call runs
+    collectives).
+"""
+
+
+def check_normalize_over(value: object) -> str:
+    """``value`` if it is one of :data:`NORMALIZE_OVER`, else ``ValueError`` naming it."""
+    if not isinstance(value, str) or value not in NORMALIZE_OVER:
+        raise ValueError(f"normalize_over must be one of {', '.join(map(repr, NORMALIZE_OVER))}, got {value!r}")
+    return value
 
 
 class DetectionRecipe:
     """Base class of the built-in recipes: named parts, weights, and the result type.
 
     Subclasses set :attr:`component_names` and call :meth:`result` with the
-    unweighted components; ``weights`` (a mapping name -> float) scales them.
+    unweighted components; ``weights`` (a mapping name -> float) scales them;
+    ``normalize_over`` (``"local"`` or ``"world"``, see :data:`NORMALIZE_OVER`)
+    selects the counts :meth:`count` divides by.
     """
 
     component_names: tuple[str, ...] = ()
 
-    def __init__(self, *, weights: Mapping[str, float] | None = None, validate: bool = True) -> None:
+    def __init__(self, *, weights: Mapping[str, float] | None = None, validate: bool = True,
+                 normalize_over: str = "local") -> None:
         self.weights = self._check_weights(weights)
         self.validate = bool(validate)
+        self.normalize_over = check_normalize_over(normalize_over)
+
+    def count(self, backend: Backend, mask: Any, like: Any) -> Any:
+        """The normaliser of a batch-summed term: :func:`count` under this recipe's ``normalize_over``."""
+        return count(backend, mask, like, normalize_over=self.normalize_over)
 
     def _check_weights(self, weights: Mapping[str, float] | None) -> dict[str, float]:
         out = dict.fromkeys(self.component_names, 1.0)

@@ -29,7 +29,6 @@ from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import _pad_sequence
 from polyloss.detection._base import check_shape
-from polyloss.detection._base import count
 from polyloss.detection._base import masked_sum
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
@@ -106,7 +105,22 @@ class FasterRCNNLoss(DetectionRecipe):
     ``roi_positive_fraction=0.25``, ``rpn_box_weights=(1, 1, 1, 1)``,
     ``roi_box_weights=(10, 10, 5, 5)``, ``beta=1/9``, ``seed=None`` (an int
     gives the same sample for the same inputs on every call; None draws fresh;
-    a ``numpy.random.Generator`` is drawn from), ``validate=True``.
+    a ``numpy.random.Generator`` is drawn from), ``validate=True``,
+    ``normalize_over="local"``.
+
+    ``normalize_over``: with ``"local"`` the sampled sets counted are those of
+    this process's batch; with ``"world"`` the two counts (sampled anchors,
+    sampled proposals) are summed over every process of a data-parallel job
+    through the backend (``torch.distributed`` when a process group is
+    initialised, else the same as ``"local"``) and each process's component
+    is ``W * local_sum / max(1, global count)`` (``W`` the world size): the
+    gradients averaged over the workers (DDP) and the mean of the workers'
+    losses equal those of one process on the concatenated batch, provided each
+    image gets the same sample. Matching is per image; random sampling draws
+    keys for the whole ``(N, A)`` batch from one stream, so a worker holding
+    half of the batch draws different samples than one process would with
+    the same seed: equality is exact when the per-image sample is the same
+    (e.g. when the batch sizes are large enough that every candidate is taken).
 
     Parts (constructor keywords, or attributes a subclass overrides):
     ``rpn_matcher``, ``roi_matcher``, ``rpn_box_coder``, ``roi_box_coder``,
@@ -148,10 +162,11 @@ class FasterRCNNLoss(DetectionRecipe):
         regression_loss: LossPart | None = None,
         weights: Mapping[str, float] | None = None,
         validate: bool = True,
+        normalize_over: str = "local",
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
-        super().__init__(weights=weights, validate=validate)
+        super().__init__(weights=weights, validate=validate, normalize_over=normalize_over)
         self.num_classes = num_classes
         self.rpn_batch_size = _count_int("rpn_batch_size", rpn_batch_size)
         self.roi_batch_size = _count_int("roi_batch_size", roi_batch_size)
@@ -173,7 +188,8 @@ class FasterRCNNLoss(DetectionRecipe):
         self.regression_loss = regression_loss if regression_loss is not None else smooth_l1(self.beta)
 
     def __repr__(self) -> str:
-        return f"FasterRCNNLoss(num_classes={self.num_classes}, seed={self.seed!r})"
+        return (f"FasterRCNNLoss(num_classes={self.num_classes}, seed={self.seed!r}, "
+                f"normalize_over={self.normalize_over!r})")
 
     # -- helpers -----------------------------------------------------------------
     def _seed(self, seed: Any, stream: int) -> Any:
@@ -256,7 +272,7 @@ class FasterRCNNLoss(DetectionRecipe):
         targets = self.assign_anchors(anchors, gt)
         positive, negative = self.rpn_sampler(targets.labels, seed=self._seed(seed, 0))
         sampled = positive | negative
-        normaliser = count(backend, sampled, objectness)
+        normaliser = self.count(backend, sampled, objectness)
         target = xp.astype(positive, objectness.dtype)
         objectness_term = per_prediction(backend, self.objectness_loss(objectness, target), 2)
         box_targets = targets.box_targets
@@ -360,7 +376,7 @@ class FasterRCNNLoss(DetectionRecipe):
         labels = sampled.labels
         chosen = labels >= 0
         foreground = labels > 0
-        normaliser = count(backend, chosen, class_logits)
+        normaliser = self.count(backend, chosen, class_logits)
         cls = per_prediction(backend, self.classification_loss(class_logits, xp.where(chosen, labels, 0)), 2)
         index = xp.broadcast_to(xp.reshape(xp.where(foreground, labels, 0), (n, r, 1, 1)), (n, r, 1, 4))
         deltas = xp.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]

@@ -28,7 +28,6 @@ from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import check_shape
-from polyloss.detection._base import count
 from polyloss.detection._base import masked_sum
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
@@ -75,6 +74,15 @@ class SSDLoss(DetectionRecipe):
         box_weights: box coder weights (10, 10, 5, 5), i.e. variances (0.1, 0.2).
         beta: smooth L1 threshold (1.0).
         validate: check ground truth on host backends (True).
+        normalize_over: ``"local"`` (default): :math:`N_{pos}` counts this
+            process's batch; ``"world"``: it counts the batch of every process
+            of a data-parallel job (all-reduced through the backend, e.g.
+            ``torch.distributed``) and each process's loss is
+            ``W * local_sum / max(1, global N_pos)`` (``W`` the world size), so
+            that gradients averaged over the workers (DDP) and the mean of the
+            workers' losses equal those of one process on the concatenated
+            batch. Matching and mining are per image, so they are unaffected.
+            Without an initialised process group ``"world"`` equals ``"local"``.
 
     The arguments are the config of ``pl.get_recipe("ssd", ...)``.
 
@@ -111,6 +119,7 @@ class SSDLoss(DetectionRecipe):
         negative_miner: Callable[[Any, Any], Any] | None = None,
         weights: Mapping[str, float] | None = None,
         validate: bool = True,
+        normalize_over: str = "local",
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
@@ -119,7 +128,8 @@ class SSDLoss(DetectionRecipe):
         self.neg_pos_ratio = v.check_number(neg_pos_ratio, "neg_pos_ratio")
         self.alpha = v.check_number(alpha, "alpha")
         self.beta = v.check_number(beta, "beta")
-        super().__init__(weights={"loc": self.alpha, **(weights or {})}, validate=validate)
+        super().__init__(weights={"loc": self.alpha, **(weights or {})}, validate=validate,
+                         normalize_over=normalize_over)
         self.matcher = matcher if matcher is not None else SSDMatcher.with_threshold(self.iou_threshold)
         self.box_coder = box_coder if box_coder is not None else BoxCoder(tuple(box_weights))
         self.classification_loss = classification_loss if classification_loss is not None else softmax_cross_entropy
@@ -133,7 +143,7 @@ class SSDLoss(DetectionRecipe):
     def __repr__(self) -> str:
         return (f"SSDLoss(num_classes={self.num_classes}, iou_threshold={self.iou_threshold}, "
                 f"neg_pos_ratio={self.neg_pos_ratio}, alpha={self.alpha}, "
-                f"box_weights={self.box_coder.weights}, beta={self.beta})")
+                f"box_weights={self.box_coder.weights}, beta={self.beta}, normalize_over={self.normalize_over!r})")
 
     # -- stages ------------------------------------------------------------------
     def ground_truth(self, priors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int,
@@ -197,7 +207,7 @@ class SSDLoss(DetectionRecipe):
         class_loss = per_prediction(backend, self.classification_loss(class_logits, targets.labels), 2)
         negative = self.mine(class_loss, targets.positive)
         regression = per_prediction(backend, self.regression_loss(box_deltas, box_targets), 2)
-        normaliser = count(backend, targets.positive, class_logits)
+        normaliser = self.count(backend, targets.positive, class_logits)
         loc = masked_sum(backend, regression, targets.positive) / normaliser
         conf = masked_sum(backend, class_loss, targets.positive | negative) / normaliser
         return self.result(backend, {"loc": loc, "conf": conf})

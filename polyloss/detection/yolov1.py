@@ -32,6 +32,7 @@ from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.detection._base import check_normalize_over
 
 __all__ = [
     "YOLOv1Cells",
@@ -319,6 +320,14 @@ class YOLOv1Loss:
             ``"one"``.
         normalize: ``"batch"`` (sum over everything divided by ``N``) or ``"sum"``.
         validate: check ground-truth values on host backends (default True).
+        normalize_over: ``"local"`` (default) or ``"world"`` for data-parallel
+            training. With ``"world"`` and ``W`` processes (``torch.distributed``
+            initialised), each process's terms are ``W * local_sum / N_global``
+            (``normalize="batch"``, ``N_global`` the images of all processes,
+            all-reduced through the backend) or ``W * local_sum``
+            (``normalize="sum"``), so that gradients averaged over the workers
+            (DDP) and the mean of the workers' losses equal those of one process
+            on the concatenated batch. With a single process it equals ``"local"``.
         box_iou, coord_error, class_error, conf_error: optional replacements of
             the parts of the same name (see below), called as ``fn(backend, a, b)``.
 
@@ -382,6 +391,7 @@ class YOLOv1Loss:
         conf_target: str = "iou",
         normalize: str = "batch",
         validate: bool = True,
+        normalize_over: str = "local",
         box_iou: ErrorFn | None = None,
         coord_error: ErrorFn | None = None,
         class_error: ErrorFn | None = None,
@@ -400,6 +410,7 @@ class YOLOv1Loss:
             raise TypeError(f"validate must be a bool, got {type(validate).__name__}")
         self.conf_target = conf_target
         self.normalize = normalize
+        self.normalize_over = check_normalize_over(normalize_over)
         self.validate = validate
         for part_name, part in (
             ("box_iou", box_iou),
@@ -417,13 +428,31 @@ class YOLOv1Loss:
             f"YOLOv1Loss(grid={self.grid}, boxes_per_cell={self.boxes_per_cell}, "
             f"num_classes={self.num_classes}, lambda_coord={self.lambda_coord}, "
             f"lambda_noobj={self.lambda_noobj}, conf_target={self.conf_target!r}, "
-            f"normalize={self.normalize!r}, validate={self.validate})"
+            f"normalize={self.normalize!r}, normalize_over={self.normalize_over!r}, validate={self.validate})"
         )
 
     @property
     def channels(self) -> int:
         """``B * 5 + C``, the size of ``pred``'s last axis."""
         return self.boxes_per_cell * 5 + self.num_classes
+
+    def scale(self, backend: Backend, pred: Any) -> Any:
+        """The factor multiplying the summed terms (before the lambdas).
+
+        ``1 / max(N, 1)`` for ``normalize="batch"``, 1 for ``"sum"``. With
+        ``normalize_over="world"`` and a world size ``W > 1``:
+        ``W / max(N_global, 1)`` (an array; ``N_global`` all-reduced over the
+        processes) or ``W``.
+        """
+        n = int(pred.shape[0])
+        world = backend.world_size() if self.normalize_over == "world" else 1
+        if world == 1:
+            return 1.0 / max(n, 1) if self.normalize == "batch" else 1.0
+        if self.normalize == "sum":
+            return float(world)
+        xp = backend.xp
+        total = backend.all_reduce_sum(xp.asarray(float(n), dtype=pred.dtype, device=backend.device(pred)))
+        return float(world) / xp.where(total > 0, total, 1.0)
 
     # -- parts with access to the configuration ---------------------------
     def size_transform(self, backend: Backend, wh: Any) -> Any:
@@ -562,7 +591,7 @@ class YOLOv1Loss:
         obj = xp.sum(resp * self.conf_error(backend, conf, conf_target))
         noobj = xp.sum((1.0 - resp) * self.conf_error(backend, conf, xp.zeros_like(conf)))
         cls = xp.sum(cells.obj * self.class_error(backend, scores, cells.classes))
-        scale = 1.0 / max(int(pred.shape[0]), 1) if self.normalize == "batch" else 1.0
+        scale = self.scale(backend, pred)
         return RecipeResult.from_components(
             {
                 "coord": backend.as_array(coord * (self.lambda_coord * scale)),
