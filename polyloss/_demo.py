@@ -1,11 +1,13 @@
-"""Demo: train a linear classifier with closed-form gradients, no autograd.
+"""Demo: train small models with closed-form gradients, no autograd.
 
-``run_demo()`` fits a linear model to built-in synthetic data (Gaussian blobs)
-by plain gradient descent, using :func:`polyloss.value_and_grad` for the
-gradient of the loss with respect to the logits and the chain rule written
-out for the weights. The same code runs on NumPy, PyTorch and
-array-api-strict; data and initial weights come from one NumPy generator, so
-the same seed gives the same losses on every backend.
+``run_demo()`` fits a linear classifier to built-in synthetic data (Gaussian
+blobs), or a tiny grid detector to built-in synthetic scenes with the
+``"yolov1"`` recipe, by plain gradient descent: :func:`polyloss.value_and_grad`
+(or the recipe's ``value_and_grad``) gives the gradient with respect to the
+model's outputs and the chain rule is written out for the weights. The same
+code runs on NumPy, PyTorch and array-api-strict; data and initial weights
+come from one NumPy generator, so the same seed gives the same losses on
+every backend.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TextIO
 
 import numpy as np
 
-__all__ = ["BACKENDS", "DemoResult", "LOSSES", "make_blobs", "run_demo"]
+__all__ = ["BACKENDS", "DemoResult", "LOSSES", "MODELS", "make_blobs", "make_scenes", "run_demo"]
 
 #: losses taking one logit per class (integer class targets)
 _CLASS_LOSSES = ("cross_entropy", "multi_margin_loss", "softmax_focal_loss")
@@ -27,6 +29,11 @@ _CLASS_LOSSES = ("cross_entropy", "multi_margin_loss", "softmax_focal_loss")
 _BINARY_LOSSES = ("hinge_loss", "squared_hinge_loss", "binary_cross_entropy_with_logits", "sigmoid_focal_loss")
 LOSSES = _CLASS_LOSSES + _BINARY_LOSSES
 BACKENDS = ("numpy", "torch", "strict")
+MODELS = ("linear", "yolov1")
+#: the grid detector: S x S cells, B boxes per cell, images of _IMAGE x _IMAGE pixels
+_GRID, _BOXES_PER_CELL, _IMAGE = 2, 1, 8
+#: the detector's input scale (features of norm 0.7 and a constant 0.7): stable up to lr ~ 1
+_FEATURE_SCALE = 0.7
 _BAR_WIDTH = 30
 
 
@@ -36,7 +43,9 @@ class DemoResult:
 
     Attributes:
         losses: the training loss before each step (``steps`` values).
-        accuracy: training accuracy of the final model.
+        accuracy: training accuracy of the final model (for ``"yolov1"``: the
+            fraction of images whose most confident predictor lies in the
+            object's cell and predicts its class).
         plot: path of the PNG written, or None.
     """
 
@@ -57,6 +66,30 @@ def make_blobs(samples: int, classes: int, seed: int) -> tuple[np.ndarray, np.nd
     points = centres[labels] + rng.normal(size=(samples, 2))
     points = (points - points.mean(axis=0)) / points.std(axis=0)
     return points, labels.astype(np.int64)
+
+
+def make_scenes(
+    samples: int, classes: int, seed: int, *, size: int = _IMAGE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``samples`` synthetic images holding one box each, for the grid detector.
+
+    Each image has ``classes`` channels of ``size x size`` pixels; the box
+    (width and height in [0.3, 0.6] of the image, inside it) is drawn as ones
+    in the channel of its class. Returns ``(images (N, classes, size, size),
+    boxes (N, 1, 4), labels (N, 1))``: float64 pixels, image-normalised xyxy
+    float64 boxes and int64 labels in ``[0, classes)``.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=samples)
+    wh = rng.uniform(0.3, 0.6, size=(samples, 2))
+    centre = rng.uniform(wh / 2, 1 - wh / 2)
+    boxes = np.concatenate([centre - wh / 2, centre + wh / 2], axis=1)
+    pixels = (np.arange(size) + 0.5) / size
+    inside_x = (pixels >= boxes[:, 0:1]) & (pixels <= boxes[:, 2:3])
+    inside_y = (pixels >= boxes[:, 1:2]) & (pixels <= boxes[:, 3:4])
+    images = np.zeros((samples, classes, size, size))
+    images[np.arange(samples), labels] = inside_y[:, :, None] & inside_x[:, None, :]
+    return images, boxes[:, None, :], labels[:, None].astype(np.int64)
 
 
 def _namespace(backend: str) -> tuple[Any, Any]:
@@ -98,7 +131,8 @@ def _print_curve(out: TextIO, losses: list[float], rows: int = 10) -> None:
         out.write(f"{i:>4}  {losses[i]:8.4f}  {bar}\n")
 
 
-def _save_plot(path: str, losses: list[float], loss: str, backend: str) -> str | None:
+def _save_plot(path: str, losses: list[float], loss: str, backend: str, *, model: str = "linear classifier"
+               ) -> str | None:
     try:
         import matplotlib
 
@@ -111,7 +145,7 @@ def _save_plot(path: str, losses: list[float], loss: str, backend: str) -> str |
     ax.plot(range(len(losses)), losses)
     ax.set_xlabel("step")
     ax.set_ylabel(loss)
-    ax.set_title(f"linear classifier, {backend}, closed-form gradients")
+    ax.set_title(f"{model}, {backend}, closed-form gradients")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -132,13 +166,16 @@ def run_demo(
     out: TextIO | None = None,
     progress: TextIO | None = None,
 ) -> DemoResult:
-    """Train a linear classifier by gradient descent with :func:`polyloss.value_and_grad`.
+    """Train a small model by gradient descent with closed-form gradients (no autograd).
 
     Args:
         backend: ``"numpy"`` (default), ``"torch"`` (CPU, float64; autograd is
             not used) or ``"strict"`` (array-api-strict).
         steps: gradient-descent steps (default 100).
-        model: ``"linear"`` (the only model so far).
+        model: ``"linear"`` (a linear classifier trained with
+            :func:`polyloss.value_and_grad` of ``loss``) or ``"yolov1"`` (a grid
+            detector trained with the ``"yolov1"`` recipe's ``value_and_grad``;
+            ``loss`` is not used).
         loss: a class-axis loss (``"cross_entropy"``, ``"multi_margin_loss"``,
             ``"softmax_focal_loss"``: ``classes`` logits per point) or a binary
             one (``"hinge_loss"``, ``"squared_hinge_loss"``,
@@ -147,19 +184,25 @@ def run_demo(
         seed: seeds the data and the initial weights (same losses on every backend).
         plot: path of a PNG of the loss curve, written when matplotlib is installed.
         lr: learning rate (default 0.5).
-        samples, classes: size of the synthetic data set.
+        samples, classes: size of the synthetic data set (images and object
+            classes for ``"yolov1"``).
         out: where the loss curve is printed (default ``sys.stdout``).
         progress: where the progress bar goes (default ``sys.stderr``).
 
     Returns:
         A :class:`DemoResult` with the loss before each step and the final accuracy.
 
-    The model is ``logits = X @ W + b``; with ``G = d loss / d logits`` from
-    :func:`polyloss.value_and_grad`, ``dW = X^T G`` and ``db = sum(G, axis=0)``.
+    The linear model is ``logits = X @ W + b``; with ``G = d loss / d logits``
+    from :func:`polyloss.value_and_grad`, ``dW = X^T G`` and ``db = sum(G, axis=0)``.
+
+    The grid detector maps an image (its pixels scaled to norm 0.7, plus a
+    constant input 0.7) linearly to the ``(N, S, S, B*5 + C)`` YOLOv1 output
+    with ``S = 2``, ``B = 1``, ``C = classes``: ``pred = X @ W``,
+    ``dW = X^T G`` with ``G`` the recipe's gradient with respect to ``pred``.
     """
-    if model != "linear":
-        raise ValueError(f"model must be 'linear', got {model!r} (a YOLOv1 demo is not available yet)")
-    if loss not in LOSSES:
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}, got {model!r}")
+    if model == "linear" and loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -168,6 +211,9 @@ def run_demo(
     out = sys.stdout if out is None else out
     progress = sys.stderr if progress is None else progress
     xp, asarray = _namespace(backend)
+    if model == "yolov1":
+        return _run_yolov1(xp, asarray, backend, steps, seed, plot, lr=lr, samples=samples, classes=classes,
+                           out=out, progress=progress)
     binary = loss in _BINARY_LOSSES
     points, labels = make_blobs(samples, 2 if binary else classes, seed)
     rng = np.random.default_rng(seed + 1)
@@ -198,6 +244,51 @@ def run_demo(
     out.write(f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f}\n")
     if plot is not None:
         result.plot = _save_plot(plot, result.losses, loss, backend)
+    return result
+
+
+def _run_yolov1(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot: str | None, *, lr: float,
+                samples: int, classes: int, out: TextIO, progress: TextIO | None) -> DemoResult:
+    """The grid detector of :func:`run_demo` trained with the ``"yolov1"`` recipe's closed-form gradient."""
+    from polyloss._api import get_recipe
+
+    s, b = _GRID, _BOXES_PER_CELL
+    channels = 5 * b + classes
+    images, boxes, labels = make_scenes(samples, classes, seed)
+    features = images.reshape(samples, -1)
+    features = features / np.linalg.norm(features, axis=1, keepdims=True)
+    features = _FEATURE_SCALE * np.concatenate([features, np.ones((samples, 1))], axis=1)
+    rng = np.random.default_rng(seed + 1)
+    weights = 0.01 * rng.normal(size=(features.shape[1], s * s * channels))
+    # start every predictor at the cell centre with half the image as its size (the constant input's row)
+    start = np.zeros((s, s, channels))
+    for k in range(b):
+        start[..., 5 * k: 5 * k + 4] = 0.5
+    weights[-1] += start.reshape(-1) / _FEATURE_SCALE
+    recipe = get_recipe("yolov1", grid=s, boxes_per_cell=b, num_classes=classes, validate=False)
+    X, W = asarray(features), asarray(weights)
+    gt_boxes, gt_labels = asarray(boxes), asarray(labels)
+    result = DemoResult()
+    for step in range(steps):
+        pred = xp.reshape(xp.matmul(X, W), (samples, s, s, channels))
+        value, grads = recipe.value_and_grad(pred, gt_boxes, gt_labels)
+        W = W - lr * xp.matmul(xp.matrix_transpose(X), xp.reshape(grads["pred"], (samples, s * s * channels)))
+        result.losses.append(float(value.total))
+        _progress(progress, step + 1, steps, result.losses[-1])
+    pred = _to_numpy(xp.reshape(xp.matmul(X, W), (samples, s, s, channels)))
+    confidence = pred[..., 4: 5 * b: 5].reshape(samples, s * s * b)
+    cell = np.argmax(confidence, axis=1) // b
+    scores = pred[..., 5 * b:].reshape(samples, s * s, classes)[np.arange(samples), cell]
+    centre = (boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2
+    col, row = np.minimum(np.floor(centre * s), s - 1).T
+    result.accuracy = float(np.mean((cell == row * s + col) & (np.argmax(scores, axis=1) == labels[:, 0])))
+    out.write(f"YOLOv1 grid detector (S={s}, B={b}, C={classes}, linear in the pixels), {backend} backend, "
+              f"{steps} steps of gradient descent (lr={lr})\n")
+    _print_curve(out, result.losses)
+    out.write(f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
+              "(most confident predictor in the object's cell, with its class)\n")
+    if plot is not None:
+        result.plot = _save_plot(plot, result.losses, "yolov1 loss", backend, model="YOLOv1 grid detector")
     return result
 
 

@@ -146,7 +146,44 @@ def ref_softmax_focal(x, t, axis=-1, alpha=None, gamma=2.0, ignore_index=-100, r
     return _reduce(loss, reduction)
 
 
+def _ref_box(kind: str, b1: Any, b2: Any, eps: float = 1e-7, reduction: str = "mean") -> Any:
+    """torchvision's IoU-family losses written out, with polyloss's documented ``atan2(w, h)`` for CIoU."""
+    x1, y1, x2, y2 = b1.unbind(-1)
+    x1g, y1g, x2g, y2g = b2.unbind(-1)
+    xkis1, ykis1 = torch.max(x1, x1g), torch.max(y1, y1g)
+    xkis2, ykis2 = torch.min(x2, x2g), torch.min(y2, y2g)
+    intsct = torch.zeros_like(x1)
+    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
+    intsct[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsct
+    iou = intsct / (union + eps)
+    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
+    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
+    if kind == "iou":
+        loss = 1 - iou
+    elif kind == "giou":
+        area_c = (xc2 - xc1) * (yc2 - yc1)
+        loss = 1 - (iou - (area_c - union) / (area_c + eps))
+    else:
+        diag = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + eps
+        dist = ((x1 + x2) / 2 - (x1g + x2g) / 2) ** 2 + ((y1 + y2) / 2 - (y1g + y2g) / 2) ** 2
+        loss = 1 - iou + dist / diag
+        if kind == "ciou":
+            def angle(w, h):
+                return torch.atan2(w, torch.where((w == 0) & (h == 0), 1.0, h))
+
+            v = (4 / torch.pi**2) * (angle(x2g - x1g, y2g - y1g) - angle(x2 - x1, y2 - y1)) ** 2
+            with torch.no_grad():
+                alpha = v / (1 - iou + v + eps)
+            loss = loss + alpha * v
+    return _reduce(loss, reduction)
+
+
 REFERENCES = {
+    "iou_loss": functools.partial(_ref_box, "iou"),
+    "giou_loss": functools.partial(_ref_box, "giou"),
+    "diou_loss": functools.partial(_ref_box, "diou"),
+    "ciou_loss": functools.partial(_ref_box, "ciou"),
     "mse_loss": ref_mse,
     "l1_loss": ref_l1,
     "smooth_l1_loss": ref_smooth_l1,
@@ -168,14 +205,64 @@ REFERENCES = {
 
 Case = tuple[str, np.ndarray, np.ndarray, dict[str, Any]]
 GRID: dict[str, Case] = {}
+#: keys whose data sit on kinks (ties, touching or zero-area boxes): no finite differences there
+KINKED: set[str] = set()
 
 
-def _add(loss: str, x: np.ndarray, y: np.ndarray, **options: Any) -> None:
-    key = loss + "[" + ",".join(f"{k}={_show(v)}" for k, v in options.items()) + f",shape={x.shape}]"
+def _add(loss: str, x: np.ndarray, y: np.ndarray, *, _data: str = "", _kinked: bool = False, **options: Any) -> None:
+    key = (loss + "[" + (f"{_data}," if _data else "") + ",".join(f"{k}={_show(v)}" for k, v in options.items())
+           + f",shape={x.shape}]")
     n = 2
     while key in GRID:  # same options, other data (e.g. full vs last-axis weights)
         key, n = f"{key}#{n}", n + 1
     GRID[key] = (loss, x, y, options)
+    if _kinked:
+        KINKED.add(key)
+
+
+BOX_LOSSES = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
+
+
+def _box_pairs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    """Named (boxes1, boxes2, kinked) sets: float32-representable xyxy boxes."""
+    def boxes(shape: tuple[int, ...], low: float = 0.5, high: float = 2.5) -> np.ndarray:
+        corner = rng.uniform(0, 3, (*shape, 2))
+        return f32(np.concatenate([corner, corner + rng.uniform(low, high, (*shape, 2))], axis=-1))
+
+    a = boxes((6,))
+    b = f32(a + rng.uniform(-0.6, 0.6, a.shape))  # overlapping, generic
+    r1, r2 = boxes((2, 3)), boxes((2, 3))
+    far = f32(boxes((4,)) + np.array([5.0, 4.0, 5.0, 4.0]))  # disjoint from a[:4]
+    inner = boxes((4,))
+    outer = f32(inner + np.concatenate([-rng.uniform(0.1, 1, (4, 2)), rng.uniform(0.1, 1, (4, 2))], axis=1))
+    nested1 = np.concatenate([inner[:2], outer[2:]])  # boxes1 inside boxes2, then boxes2 inside boxes1
+    nested2 = np.concatenate([outer[:2], inner[2:]])
+    g = boxes((7,))
+    degenerate = g.copy()
+    degenerate[0, 2] = degenerate[0, 0]  # zero width, inside-ish
+    degenerate[1, 3] = degenerate[1, 1]  # zero height
+    degenerate[2, 2:] = degenerate[2, :2]  # a point box
+    degenerate[3] = f32(g[3] + 0.1)
+    degenerate[3, 2] = degenerate[3, 0]  # zero width overlapping the target
+    degenerate[4] = [1.0, 1.0, 1.0, 1.0]  # a point box against the same point box
+    targets = g.copy()
+    targets[4] = [1.0, 1.0, 1.0, 1.0]
+    degenerate[5:] = f32(g[5:] + 0.3)
+    ties = boxes((5,))
+    tie_targets = ties.copy()  # identical boxes
+    tie_targets[1, 0] = ties[1, 2]  # touching: boxes2 starts where boxes1 ends
+    tie_targets[1, 2] = ties[1, 2] + 1.0
+    tie_targets[2, [0, 1]] = f32(ties[2, [0, 1]] - 0.5)  # shared right and bottom edges
+    tie_targets[3, [2, 3]] = f32(ties[3, [2, 3]] + 0.25)  # shared left and top edges
+    tie_targets[4, 0] = f32(ties[4, 0] - 0.5)  # shared x2 only
+    return {
+        "random": (a, b, False),
+        "random3d": (r1, r2, False),
+        "disjoint": (a[:4], far, False),
+        "nested": (nested1, nested2, False),
+        "degenerate": (degenerate, targets, True),
+        "ties": (ties, tie_targets, True),
+    }
 
 
 def _show(value: Any) -> str:
@@ -280,6 +367,14 @@ def _build_grid() -> None:
                             t.flat[::3] = -100
                         a = f32(rng.uniform(0.2, 1, (c,))) if alpha == "array" else alpha
                         _add("softmax_focal_loss", x, t, axis=axis, alpha=a, gamma=gamma, reduction=reduction)
+    pairs = _box_pairs(rng)
+    for loss in BOX_LOSSES:
+        for data, (b1, b2, kinked) in pairs.items():
+            # eps = 0 needs a positive union everywhere (no zero-area boxes) and, for CIoU,
+            # 1 - IoU + v > 0 (no identical boxes)
+            for eps in (1e-7, 0.5) if kinked else (0.0, 1e-7, 0.5):
+                for reduction in REDUCTIONS:
+                    _add(loss, b1, b2, _data=data, _kinked=kinked, eps=eps, reduction=reduction)
 
 
 _build_grid()
@@ -336,6 +431,7 @@ def test_matches_torch_autograd(xp, key):
 def test_grid_covers_every_builtin_loss():
     assert {case[0] for case in GRID.values()} == set(BUILTIN_LOSSES)
     assert len(GRID) > 300
+    assert sum(case[0] in BOX_LOSSES for case in GRID.values()) == 4 * (4 * 3 + 2 * 2) * 3
 
 
 # -- cotangents --------------------------------------------------------------------
@@ -375,13 +471,37 @@ def test_cotangent_errors():
 
 # -- finite differences (NumPy float64, independent of torch) ------------------------
 
-FD_KEYS = [k for k in GRID if not k.startswith(("l1_loss", "hinge_loss", "multi_margin_loss[p=1"))][::7]
+_NOT_SMOOTH = ("l1_loss", "hinge_loss", "multi_margin_loss[p=1", *BOX_LOSSES)
+FD_KEYS = [k for k in GRID if not k.startswith(_NOT_SMOOTH) and k not in KINKED][::7]
+#: every smooth IoU-family case (they are small)
+FD_KEYS += [k for k in GRID if k.startswith(BOX_LOSSES) and k not in KINKED]
+
+
+def _aspect_term(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
+    """CIoU's v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 (boxes of positive size)."""
+    def angle(b):
+        return np.arctan((b[..., 2] - b[..., 0]) / (b[..., 3] - b[..., 1]))
+
+    return 4 / np.pi**2 * (angle(b2) - angle(b1)) ** 2
+
+
+def _ciou_alpha_frozen(x0: np.ndarray, y: np.ndarray, eps: float = 1e-7, reduction: str = "mean") -> Any:
+    """CIoU as a function of the boxes with alpha held at its value at ``x0`` (the gradient's convention)."""
+    iou0 = 1 - pl.iou_loss(x0, y, eps=eps, reduction="none")
+    v0 = _aspect_term(x0, y)
+    alpha = v0 / (1 - iou0 + v0 + eps)
+
+    def fn(x, y, **_):
+        loss = pl.diou_loss(x, y, eps=eps, reduction="none") + alpha * _aspect_term(x, y)
+        return {"none": loss, "sum": np.sum(loss), "mean": np.mean(loss)}[reduction]
+
+    return fn
 
 
 @pytest.mark.parametrize("key", FD_KEYS)
 def test_central_finite_differences(key):
     loss, x, y, options = GRID[key]
-    fn = pl.get_loss(loss)
+    fn = _ciou_alpha_frozen(x, y, **options) if loss == "ciou_loss" else pl.get_loss(loss)
     _, grad = pl.value_and_grad(loss, x, y, **options)
     h = 1e-6
     numeric = np.zeros_like(x)
@@ -596,3 +716,26 @@ def test_torch_input_requiring_grad_keeps_working():
     value, grad = pl.value_and_grad(pl.cross_entropy, x, t)
     value.backward()
     torch.testing.assert_close(grad.detach(), x.grad)
+
+
+def test_ciou_alpha_is_a_constant_as_in_the_forward():
+    # differentiating through alpha would give another gradient: the grid's reference must not
+    loss, x, y, options = GRID["ciou_loss[random,eps=1e-07,reduction=sum,shape=(6, 4)]"]
+    _, grad = pl.value_and_grad(loss, x, y, **options)
+    xt = t64(x, requires_grad=True)
+    pl.ciou_loss(xt, t64(y), **options).backward()
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-10)
+    xt2 = t64(x, requires_grad=True)
+    _ref_box_with_alpha_gradient(xt2, t64(y)).backward()
+    assert not np.allclose(grad, xt2.grad.numpy(), rtol=1e-3)
+
+
+def _ref_box_with_alpha_gradient(b1: Any, b2: Any) -> Any:
+    diou = _ref_box("diou", b1, b2, reduction="none")
+    iou = 1 - _ref_box("iou", b1, b2, reduction="none")
+
+    def angle(b):
+        return torch.atan((b[..., 2] - b[..., 0]) / (b[..., 3] - b[..., 1]))
+
+    v = 4 / torch.pi**2 * (angle(b2) - angle(b1)) ** 2
+    return (diou + v / (1 - iou + v + 1e-7) * v).sum()

@@ -21,6 +21,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from polyloss.autodiff.box import ciou_loss_grad
+from polyloss.autodiff.box import diou_loss_grad
+from polyloss.autodiff.box import giou_loss_grad
+from polyloss.autodiff.box import iou_loss_grad
 from polyloss.autodiff.classification import binary_cross_entropy_grad
 from polyloss.autodiff.classification import binary_cross_entropy_with_logits_grad
 from polyloss.autodiff.classification import cross_entropy_grad
@@ -35,6 +39,7 @@ from polyloss.autodiff.regression import huber_loss_grad
 from polyloss.autodiff.regression import l1_loss_grad
 from polyloss.autodiff.regression import mse_loss_grad
 from polyloss.autodiff.regression import smooth_l1_loss_grad
+from polyloss.functional import box as _box
 from polyloss.functional import classification as _classification
 from polyloss.functional import focal as _focal
 from polyloss.functional import margin as _margin
@@ -42,11 +47,15 @@ from polyloss.functional import regression as _regression
 
 __all__ = [
     "binary_cross_entropy_grad",
+    "ciou_loss_grad",
     "binary_cross_entropy_with_logits_grad",
     "cross_entropy_grad",
+    "diou_loss_grad",
+    "giou_loss_grad",
     "gradient_of",
     "hinge_loss_grad",
     "huber_loss_grad",
+    "iou_loss_grad",
     "kl_div_grad",
     "l1_loss_grad",
     "mse_loss_grad",
@@ -81,6 +90,10 @@ GRADIENTS: dict[Callable[..., Any], GradientFn] = {
     _margin.multi_margin_loss: multi_margin_loss_grad,
     _focal.sigmoid_focal_loss: sigmoid_focal_loss_grad,
     _focal.softmax_focal_loss: softmax_focal_loss_grad,
+    _box.iou_loss: iou_loss_grad,
+    _box.giou_loss: giou_loss_grad,
+    _box.diou_loss: diou_loss_grad,
+    _box.ciou_loss: ciou_loss_grad,
 }
 
 

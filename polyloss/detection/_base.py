@@ -335,3 +335,12 @@ class DetectionRecipe:
     @staticmethod
     def backend_of(x: Any, name: str) -> Backend:
         return resolve(x, input_name=name)
+
+    def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[RecipeResult, dict[str, Any]]:
+        """The call's result and the gradient of its total w.r.t. each prediction array, without autograd.
+
+        The built-in recipes override this (see :mod:`polyloss.autodiff.recipes`);
+        a subclass that does not raises ``TypeError``.
+        """
+        raise TypeError(f"the recipe {type(self).__name__} has no closed-form value_and_grad; "
+                        "use the autograd of an array library that has one")

@@ -414,6 +414,42 @@ class FasterRCNNLoss(DetectionRecipe):
         rpn = self.rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
         return self.combine(rpn, self.roi_loss(class_logits, box_deltas, sampled))
 
+    # -- closed-form gradients (no autograd; see polyloss.autodiff.recipes) ----------
+    def rpn_value_and_grad(
+        self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any = None, *,
+        seed: Any = _CONFIG, validate: bool | None = None,
+    ) -> tuple[RecipeResult, dict[str, Any]]:
+        """:meth:`rpn_loss` and the gradient of its total: ``(result, {"objectness": ..., "rpn_deltas": ...})``.
+
+        Matching and sampling are constants; one sample serves value and gradient.
+        """
+        from polyloss.autodiff.recipes import faster_rcnn_rpn_value_and_grad
+
+        return faster_rcnn_rpn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels,
+                                              seed=seed, validate=validate)
+
+    def roi_value_and_grad(self, class_logits: Any, box_deltas: Any,
+                           sampled: SampledProposals) -> tuple[RecipeResult, dict[str, Any]]:
+        """:meth:`roi_loss` and the gradient of its total: ``(result, {"class_logits": ..., "box_deltas": ...})``."""
+        from polyloss.autodiff.recipes import faster_rcnn_roi_value_and_grad
+
+        return faster_rcnn_roi_value_and_grad(self, class_logits, box_deltas, sampled)
+
+    def value_and_grad(
+        self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any, class_logits: Any,
+        box_deltas: Any, sampled: SampledProposals, *, seed: Any = _CONFIG, validate: bool | None = None,
+    ) -> tuple[RecipeResult, dict[str, Any]]:
+        """The call's result and the gradient of its total with respect to the four prediction arrays.
+
+        Returns:
+            ``(result, grads)`` with ``grads`` keyed ``"objectness"``,
+            ``"rpn_deltas"``, ``"class_logits"`` and ``"box_deltas"``.
+        """
+        from polyloss.autodiff.recipes import faster_rcnn_value_and_grad
+
+        return faster_rcnn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels, class_logits,
+                                          box_deltas, sampled, seed=seed, validate=validate)
+
 
 @hookimpl
 def polyloss_register_recipes() -> dict[str, Callable[..., Any]]:

@@ -233,6 +233,21 @@ class SSDLoss(DetectionRecipe):
         targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
         return self.loss(box_deltas, class_logits, targets)
 
+    def value_and_grad(
+        self, box_deltas: Any, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any, *,
+        validate: bool | None = None,
+    ) -> tuple[RecipeResult, dict[str, Any]]:
+        """The call's result and the gradient of its total, in closed form (no autograd).
+
+        Returns:
+            ``(result, {"box_deltas": ..., "class_logits": ...})``, each gradient
+            of its argument's shape, namespace and dtype; matching and mining are
+            constants (see :mod:`polyloss.autodiff.recipes`).
+        """
+        from polyloss.autodiff.recipes import ssd_value_and_grad
+
+        return ssd_value_and_grad(self, box_deltas, class_logits, priors, gt_boxes, gt_labels, validate=validate)
+
 
 @hookimpl
 def polyloss_register_recipes() -> dict[str, Callable[..., Any]]:

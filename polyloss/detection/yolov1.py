@@ -605,6 +605,18 @@ class YOLOv1Loss:
         """The YOLOv1 loss of a batch; see the class docstring."""
         return self.loss_from_targets(pred, self.assign_targets(pred, gt_boxes, gt_labels))
 
+    def value_and_grad(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> tuple[RecipeResult, dict[str, Any]]:
+        """The call's result and the gradient of its total, in closed form (no autograd).
+
+        Returns:
+            ``(result, {"pred": ...})``; the assignment (responsible predictors,
+            IoU confidence targets) is a constant. Needs the default parts
+            (squared errors, safe square root), else ``TypeError``.
+        """
+        from polyloss.autodiff.recipes import yolov1_value_and_grad
+
+        return yolov1_value_and_grad(self, pred, gt_boxes, gt_labels)
+
 
 @hookimpl
 def polyloss_register_recipes() -> dict[str, Callable[..., Any]]:
