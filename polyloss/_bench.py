@@ -231,29 +231,423 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | None = None, names: list[str] | None = None,
-        repeat: int = 7, json_path: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the results dict (also written as JSON to ``json_path``)."""
+def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | None = None,
+        names: list[str] | None = None, repeat: int = 7, json_path: str | None = None,
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the results dict (also written as JSON to ``json_path``).
+
+    ``tiny_only`` times the per-call overhead size only (no large size, recipes
+    or memory); ``full`` adds cross-entropy at 65536 x 1000.
+    """
     names = names or [n for n in pl.losses() if _np_reference(n) or n in ("multi_margin_loss", "sigmoid_focal_loss")]
     sizes = {"tiny": (8, 5)} if tiny_only else {"tiny": (8, 5), "large": (1024, 1024)}
     report = progress or (lambda message: None)
     backends = backends or ["numpy", "torch"]
-    rows: list[Row] = []
-    if "numpy" in backends:
-        rows += bench_numpy(names, sizes, repeat=repeat, progress=report)
     if "torch" in backends:
         try:
             import torch  # noqa: F401
         except ImportError:
             report("torch is not installed: skipped")
-        else:
-            rows += bench_torch(names, sizes, repeat=repeat, threads=[1, None], progress=report)
-            if full:
-                rows += bench_torch(["cross_entropy"], {"65536x1000": (65536, 1000)}, repeat=3, threads=[None],
-                                    progress=report)
-    result = {"rows": [asdict(r) | {"ratio": r.ratio, "generic_ratio": r.generic_ratio} for r in rows],
-              "import": import_time(repeat=1 if tiny_only else 5), "table": format_table(rows)}
+            backends = [b for b in backends if b != "torch"]
+    rows: list[Row] = []
+    recipe_rows: list[RecipeRow] = []
+    mem: dict[str, Any] | None = None
+    if "numpy" in backends:
+        rows += bench_numpy(names, sizes, repeat=repeat, progress=report)
+    if "torch" in backends:
+        rows += bench_torch(names, sizes, repeat=repeat, threads=[1, None], progress=report)
+        if full:
+            rows += bench_torch(["cross_entropy"], {"65536x1000": CE_LARGE}, repeat=3, threads=[None],
+                                progress=report)
+    if not tiny_only:
+        recipe_rows = bench_recipes(backends, repeat=max(3, repeat // 2), threads=[1, None], progress=report)
+        report("peak memory of the large cross-entropy")
+        mem = memory(backends)
+    result: dict[str, Any] = {
+        "rows": [asdict(r) | {"ratio": r.ratio, "generic_ratio": r.generic_ratio} for r in rows],
+        "recipes": [asdict(r) | {"vs_torchvision": r.vs_torchvision} for r in recipe_rows],
+        "torchvision": torchvision_available(),
+        "memory": mem,
+        "import": import_time(repeat=1 if tiny_only else 5),
+        "machine": machine(),
+        "table": format_table(rows),
+        "recipe_table": format_recipe_table(recipe_rows) if recipe_rows else "",
+        "memory_table": format_memory(mem) if mem else "",
+    }
     if json_path:
         with open(json_path, "w") as fh:
-            json.dump({k: v for k, v in result.items() if k != "table"}, fh, indent=1)
+            json.dump(result, fh, indent=1)
     return result
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from: CPU count, library versions, torch threads."""
+    import os
+    import platform
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                            "polyloss": pl.__version__, "platform": platform.platform()}
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                 "cuda": bool(torch.cuda.is_available())}
+    return info
+
+
+# -- detector recipes -----------------------------------------------------------------------------------------------
+
+SSD_SHAPE = {"batch": 32, "priors": 8732, "classes": 21, "max_boxes": 10}
+RPN_SHAPE = {"batch": 8, "anchors": 20000, "max_boxes": 10}
+
+
+@dataclass
+class RecipeRow:
+    recipe: str
+    backend: str
+    mode: str
+    threads: str
+    polyloss_s: float
+    generic_s: float | None
+    torchvision_s: float | None
+
+    @property
+    def vs_torchvision(self) -> float | None:
+        return None if self.torchvision_s is None else self.polyloss_s / self.torchvision_s
+
+
+def _random_boxes(rng: np.random.Generator, n: int, scale: float = 1.0) -> np.ndarray:
+    """``n`` xyxy boxes inside ``[0, scale]^2`` with sides between 5% and 60% of it."""
+    centre = rng.uniform(0.1, 0.9, (n, 2))
+    size = rng.uniform(0.05, 0.6, (n, 2))
+    lo = np.clip(centre - size / 2, 0.0, 1.0)
+    hi = np.clip(centre + size / 2, 0.0, 1.0)
+    return (np.concatenate([lo, np.maximum(hi, lo + 0.01)], axis=1) * scale).astype(np.float32)
+
+
+def _ground_truth(rng: np.random.Generator, batch: int, max_boxes: int, num_classes: int,
+                  scale: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Padded ``(N, G, 4)`` boxes and ``(N, G)`` labels (-1 padding); 1 to ``max_boxes`` real boxes per image."""
+    counts = [int(c) for c in rng.integers(1, max_boxes + 1, batch)]
+    boxes = np.zeros((batch, max_boxes, 4), np.float32)
+    labels = np.full((batch, max_boxes), -1, np.int64)
+    for i, c in enumerate(counts):
+        boxes[i, :c] = _random_boxes(rng, c, scale)
+        labels[i, :c] = rng.integers(1, num_classes, c)
+    return boxes, labels, counts
+
+
+def ssd_inputs(seed: int = 0) -> dict[str, Any]:
+    """SSD300-sized NumPy inputs: 8732 priors, 21 classes, batch 32, up to 10 boxes per image."""
+    rng = np.random.default_rng(seed)
+    s = SSD_SHAPE
+    boxes, labels, counts = _ground_truth(rng, s["batch"], s["max_boxes"], s["classes"], 300.0)
+    return {
+        "priors": _random_boxes(rng, s["priors"], 300.0),
+        "gt_boxes": boxes, "gt_labels": labels, "counts": counts,
+        "class_logits": rng.standard_normal((s["batch"], s["priors"], s["classes"]), dtype=np.float32),
+        "box_deltas": 0.5 * rng.standard_normal((s["batch"], s["priors"], 4), dtype=np.float32),
+    }
+
+
+def rpn_inputs(seed: int = 0) -> dict[str, Any]:
+    """Faster R-CNN RPN inputs: batch 8, 20000 anchors, up to 10 boxes per image."""
+    rng = np.random.default_rng(seed)
+    s = RPN_SHAPE
+    boxes, labels, counts = _ground_truth(rng, s["batch"], s["max_boxes"], 2, 800.0)
+    return {
+        "anchors": _random_boxes(rng, s["anchors"], 800.0),
+        "gt_boxes": boxes, "gt_labels": np.where(labels >= 0, 0, -1), "counts": counts,
+        "objectness": rng.standard_normal((s["batch"], s["anchors"]), dtype=np.float32),
+        "rpn_deltas": 0.5 * rng.standard_normal((s["batch"], s["anchors"], 4), dtype=np.float32),
+    }
+
+
+def torchvision_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def _torchvision_ssd(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    """torchvision's SSD matching (``SSDMatcher`` on ``box_iou``) and ``SSD.compute_loss`` on the same inputs."""
+    import types
+
+    import torch
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.ops import boxes as box_ops
+
+    priors = torch.from_numpy(data["priors"])
+    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]),
+                "labels": torch.from_numpy(data["gt_labels"][i, :c])} for i, c in enumerate(data["counts"])]
+    model = types.SimpleNamespace(box_coder=det_utils.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), neg_to_pos_ratio=3,
+                                  proposal_matcher=det_utils.SSDMatcher(0.5))
+    anchors = [priors] * len(targets)
+
+    def loss(box_deltas: Any, class_logits: Any) -> Any:
+        matched = [model.proposal_matcher(box_ops.box_iou(t["boxes"], priors)) for t in targets]
+        out = SSD.compute_loss(model, targets, {"bbox_regression": box_deltas, "cls_logits": class_logits},
+                               anchors, matched)
+        return out["bbox_regression"] + out["classification"]
+
+    return loss
+
+
+def _torchvision_rpn(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    """torchvision's ``RegionProposalNetwork.assign_targets_to_anchors`` + encoding + ``compute_loss``."""
+    import types
+
+    import torch
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+    from torchvision.ops import boxes as box_ops
+
+    anchors = torch.from_numpy(data["anchors"])
+    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c])} for i, c in enumerate(data["counts"])]
+    model = types.SimpleNamespace(
+        box_similarity=box_ops.box_iou,
+        proposal_matcher=det_utils.Matcher(0.7, 0.3, allow_low_quality_matches=True),
+        fg_bg_sampler=det_utils.BalancedPositiveNegativeSampler(256, 0.5),
+        box_coder=det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+    )
+    per_image = [anchors] * len(targets)
+
+    def loss(objectness: Any, rpn_deltas: Any) -> Any:
+        labels, matched_gt = RegionProposalNetwork.assign_targets_to_anchors(model, per_image, targets)
+        regression_targets = model.box_coder.encode(matched_gt, per_image)
+        obj, box = RegionProposalNetwork.compute_loss(
+            model, objectness.reshape(-1, 1), rpn_deltas.reshape(-1, 4), labels, regression_targets)
+        return obj + box
+
+    return loss
+
+
+def _recipe_callables(recipe: str, backend: str) -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
+    """(loss of the prediction arrays, prediction arrays, torchvision's loss or None) for one recipe."""
+    data = ssd_inputs() if recipe == "ssd" else rpn_inputs()
+    def convert(a: np.ndarray) -> Any:
+        if backend == "torch":
+            return sys.modules["torch"].from_numpy(a)
+        return a
+
+    if backend == "torch":
+        import torch  # noqa: F401
+    if recipe == "ssd":
+        ssd = pl.get_recipe("ssd", num_classes=SSD_SHAPE["classes"])
+        priors, boxes, labels = (convert(data[k]) for k in ("priors", "gt_boxes", "gt_labels"))
+
+        def ssd_loss(box_deltas: Any, class_logits: Any) -> Any:
+            return ssd(box_deltas, class_logits, priors, boxes, labels).total
+
+        preds = (convert(data["box_deltas"]), convert(data["class_logits"]))
+        reference = _torchvision_ssd(data) if backend == "torch" and torchvision_available() else None
+        return ssd_loss, preds, reference
+    frcnn = pl.get_recipe("faster_rcnn", num_classes=2, seed=0)
+    anchors, boxes, labels = (convert(data[k]) for k in ("anchors", "gt_boxes", "gt_labels"))
+
+    def rpn_loss(objectness: Any, rpn_deltas: Any) -> Any:
+        return frcnn.rpn_loss(anchors, objectness, rpn_deltas, boxes, labels).total
+
+    preds = (convert(data["objectness"]), convert(data["rpn_deltas"]))
+    reference = _torchvision_rpn(data) if backend == "torch" and torchvision_available() else None
+    return rpn_loss, preds, reference
+
+
+def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None],
+                  progress: Callable[[str], None]) -> list[RecipeRow]:
+    """SSD and Faster R-CNN RPN (matching, encoding, sampling or mining, and loss) per backend."""
+    rows: list[RecipeRow] = []
+    for recipe in ("ssd", "rpn"):
+        if "numpy" in backends:
+            loss, preds, _ = _recipe_callables(recipe, "numpy")
+            progress(f"numpy {recipe} recipe")
+            t = _median_time(lambda: loss(*preds), repeat, min_time=0.2)
+            rows.append(RecipeRow(recipe, "numpy", "forward", "default", t, None, None))
+        if "torch" not in backends:
+            continue
+        import torch
+
+        loss, preds, reference = _recipe_callables(recipe, "torch")
+        default_threads = torch.get_num_threads()
+        for n_threads in threads:
+            torch.set_num_threads(n_threads or default_threads)
+            label = "1" if n_threads == 1 else f"default({default_threads})"
+            for mode in ("forward", "forward+backward"):
+                progress(f"torch {recipe} recipe {mode} threads={label}")
+                args = tuple(p.clone().requires_grad_(mode != "forward") for p in preds)
+
+                def go(f: Callable[..., Any], args: tuple[Any, ...] = args, backward: bool = mode != "forward"
+                       ) -> Callable[[], None]:
+                    def call() -> None:
+                        out = f(*args)
+                        if backward:
+                            torch.autograd.grad(out, args)
+                    return call
+
+                t_pl = _median_time(go(loss), repeat, min_time=0.2)
+                with pl.fast_paths(False):
+                    t_gen = _median_time(go(loss), repeat, min_time=0.2)
+                t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
+                rows.append(RecipeRow(recipe, "torch", mode, label, t_pl, t_gen, t_tv))
+        torch.set_num_threads(default_threads)
+    return rows
+
+
+def format_recipe_table(rows: list[RecipeRow]) -> str:
+    torch_forward = {(r.recipe, r.threads): r.polyloss_s for r in rows if r.backend == "torch" and r.mode == "forward"}
+    best_torch = {recipe: min(t for (name, _), t in torch_forward.items() if name == recipe)
+                  for recipe, _ in torch_forward}
+    lines = [f"{'recipe':<8}{'backend':<8}{'mode':<18}{'threads':<12}{'ms':>9}{'generic ms':>12}"
+             f"{'vs torchvision':>16}{'numpy/torch':>13}"]
+    for r in rows:
+        generic = "" if r.generic_s is None else f"{1e3 * r.generic_s:.1f}"
+        tv = "n/a" if r.vs_torchvision is None else f"{r.vs_torchvision:.2f}"
+        ratio = f"{r.polyloss_s / best_torch[r.recipe]:.2f}" if r.backend == "numpy" and r.recipe in best_torch else ""
+        lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
+                     f"{tv:>16}{ratio:>13}")
+    if not torchvision_available():
+        lines.append("torchvision comparison unavailable: torchvision is not installed here "
+                     "(the 'vs torchvision' column is n/a)")
+    return "\n".join(lines)
+
+
+# -- memory of the large cross-entropy ----------------------------------------------------------------------
+
+CE_LARGE = (65536, 1000)
+
+
+def _rss_bytes() -> int:
+    import os
+
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[tuple[str, str]]:
+    """(op, dtype) of every new torch buffer with ``shape``'s element count while ``fn()`` runs (backward too).
+
+    A one-hot encoding of the targets would appear here as an integer, bool or
+    extra float output of the logits' size.
+    """
+    import math
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    size = math.prod(shape)
+    seen: list[tuple[str, str]] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            shared = {a.untyped_storage().data_ptr() for a in (*args, *(kwargs or {}).values()) if hasattr(a, "numel")}
+            for o in out if isinstance(out, (tuple, list)) else (out,):
+                # new buffers only: views and detached aliases share an input's storage
+                if hasattr(o, "numel") and o.numel() == size and o.untyped_storage().data_ptr() not in shared:
+                    seen.append((str(func), str(o.dtype)))
+            return out
+
+    with Record():
+        fn()
+    return seen
+
+
+def _memory_child(impl: str, rows: int, cols: int) -> None:  # runs in a fresh interpreter
+    import resource
+
+    if impl.startswith("numpy"):
+        import tracemalloc
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((rows, cols), dtype=np.float32)
+        t = rng.integers(0, cols, rows)
+        ref = _np_reference("cross_entropy")
+        assert ref is not None
+        fn = (lambda: pl.cross_entropy(x, t)) if impl == "numpy-polyloss" else (lambda: ref(x, t))
+        tracemalloc.start()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+        print(json.dumps({"impl": impl, "peak_above_inputs_bytes": peak, "logits_bytes": x.nbytes}))
+        return
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(rows, cols, requires_grad=True)
+    t = torch.randint(0, cols, (rows,))
+
+    def step() -> None:
+        if impl == "torch-native":
+            out = F.cross_entropy(x, t)
+        elif impl == "torch-generic":
+            with pl.fast_paths(False):
+                out = pl.cross_entropy(x, t)
+        else:
+            out = pl.cross_entropy(x, t)
+        torch.autograd.grad(out, x)
+
+    base = _rss_bytes()
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    outputs = logits_sized_outputs(step, (rows, cols))
+    print(json.dumps({"impl": impl, "peak_above_inputs_bytes": peak - base, "logits_bytes": x.numel() * 4,
+                      "logits_sized_outputs": outputs}))
+
+
+def memory(backends: list[str], shape: tuple[int, int] = CE_LARGE) -> dict[str, Any]:
+    """Peak memory of cross-entropy (forward + backward on torch, forward on NumPy) above its inputs.
+
+    Each implementation runs in a fresh interpreter: peak RSS above the RSS with
+    the inputs allocated on torch (plus a record of every op output of the
+    logits' size), ``tracemalloc``'s peak on NumPy. Raises ``AssertionError`` if
+    polyloss materialises a one-hot (an integer or bool array of the logits' size)
+    or needs a logits-sized buffer more than the native code.
+    """
+    impls = []
+    if "numpy" in backends:
+        impls += ["numpy-reference", "numpy-polyloss"]
+    if "torch" in backends:
+        impls += ["torch-native", "torch-polyloss", "torch-generic"]
+    out: dict[str, Any] = {"shape": list(shape)}
+    for impl in impls:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"from polyloss._bench import _memory_child; _memory_child({impl!r}, {shape[0]}, "
+             f"{shape[1]})"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            out[impl] = {"error": proc.stderr.strip().splitlines()[-1:]}
+            continue
+        out[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+    logits = 4 * shape[0] * shape[1]
+    for impl in ("torch-polyloss", "torch-generic"):
+        seen = out.get(impl, {}).get("logits_sized_outputs")
+        if seen is None:
+            continue
+        one_hot = [s for s in seen if "float" not in s[1]]
+        assert not one_hot, f"{impl} materialises a one-hot of the logits' size: {one_hot}"
+    native = out.get("torch-native", {}).get("peak_above_inputs_bytes")
+    mine = out.get("torch-polyloss", {}).get("peak_above_inputs_bytes")
+    if native is not None and mine is not None:
+        assert mine <= native + logits // 2, f"cross_entropy peak {mine} B vs native {native} B: an extra buffer"
+    np_ref = out.get("numpy-reference", {}).get("peak_above_inputs_bytes")
+    np_mine = out.get("numpy-polyloss", {}).get("peak_above_inputs_bytes")
+    if np_ref is not None and np_mine is not None:
+        assert np_mine <= np_ref + logits // 2, f"numpy cross_entropy peak {np_mine} B vs reference {np_ref} B"
+    return out
+
+
+def format_memory(mem: dict[str, Any]) -> str:
+    rows, cols = mem["shape"]
+    logits = 4 * rows * cols
+    lines = [f"cross_entropy {rows}x{cols} float32 (logits {logits / 2**20:.0f} MiB): peak memory above the inputs"]
+    for impl, value in mem.items():
+        if impl == "shape":
+            continue
+        if "error" in value:
+            lines.append(f"  {impl:<17} failed: {value['error']}")
+            continue
+        peak = value["peak_above_inputs_bytes"]
+        what = "forward" if impl.startswith("numpy") else "forward+backward"
+        extra = ""
+        if "logits_sized_outputs" in value:
+            extra = f", {len(value['logits_sized_outputs'])} logits-sized buffers, all float: no one-hot"
+        lines.append(f"  {impl:<17}{peak / 2**20:>8.0f} MiB = {peak / logits:.2f} x logits ({what}{extra})")
+    return "\n".join(lines)

@@ -161,6 +161,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     progress.close()
     print("ratio = polyloss / reference (median of repeats; < 1 is faster); generic = fast paths off / reference")
     print(result["table"])
+    if result["recipe_table"]:
+        print()
+        print("detector recipes: median ms per call; vs torchvision = polyloss / torchvision; "
+              "numpy/torch = numpy forward / fastest torch forward")
+        print(result["recipe_table"])
+    elif not args.tiny:
+        print("torchvision comparison unavailable"
+              + ("" if result["torchvision"] else ": torchvision is not installed"))
+    if result["memory_table"]:
+        print()
+        print(result["memory_table"])
     imp = result["import"]
     print(f"import polyloss on top of numpy: {imp['polyloss_over_numpy_ms']:.1f} ms")
     if args.json:
@@ -197,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("losses", nargs="*", help="loss names (default: every loss with a reference)")
     p_bench.add_argument("--backend", action="append", choices=("numpy", "torch"), help="repeatable")
     p_bench.add_argument("--full", action="store_true", help="also cross-entropy at 65536 x 1000")
-    p_bench.add_argument("--tiny", action="store_true", help="only the per-call overhead size (quick)")
+    p_bench.add_argument("--tiny", action="store_true",
+                         help="only the per-call overhead size (quick; no recipes, no memory)")
     p_bench.add_argument("--repeat", type=int, default=7, help="timing repeats (median is reported)")
     p_bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p_bench.add_argument("--quiet", action="store_true", help="no progress line")

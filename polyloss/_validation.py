@@ -72,6 +72,8 @@ def check_number(value: object, name: str, *, minimum: float | None = 0.0, stric
 
 
 def check_ignore_index(ignore_index: object) -> None:
+    if type(ignore_index) is int:
+        return
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
 
@@ -141,6 +143,8 @@ def check_class_indices(backend: Backend, target: Any, num_classes: int, *, igno
     if not (backend.host or (always and backend.is_host_array(target))) or math.prod(target.shape) == 0:
         return
     xp = backend.xp
+    if int(xp.min(target)) >= 0 and int(xp.max(target)) < num_classes:
+        return  # two reductions instead of four element-wise passes in the common case
     bad = (target < 0) | (target >= num_classes)
     ignore_index = usable_ignore_index(backend, target, ignore_index)
     if ignore_index is not None:

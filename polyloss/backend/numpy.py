@@ -10,12 +10,123 @@ from polyloss._hooks import hookimpl
 from polyloss.backend._base import Backend
 
 
+def _np() -> Any:
+    return sys.modules["numpy"]
+
+
+def _row_logsumexp(np: Any, x: Any) -> Any:
+    """``logsumexp`` over the last axis of a 2-D array with one temporary of ``x``'s size."""
+    m = np.max(x, axis=1, keepdims=True)
+    m[~np.isfinite(m)] = 0.0  # an all -inf row: shift by 0
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    return np.log(np.sum(e, axis=1)) + m[:, 0]
+
+
+def _pick_rows_mean(np: Any, x: Any, target: Any, ignore_index: int | None, sign: float,
+                    offset: Any = None) -> Any:
+    """Mean over the non-ignored rows of ``sign * x[i, target_i] + offset_i`` (0 when every row is ignored)."""
+    rows = np.arange(x.shape[0])
+    if ignore_index is None or (ignore_index < 0 and (target.size == 0 or int(target.min()) >= 0)):
+        picked = x[rows, target] * sign  # nothing can be ignored: no masks
+        if offset is not None:
+            picked += offset
+        return np.sum(picked) / picked.shape[0] if picked.shape[0] else np.sum(picked)
+    valid = target != ignore_index
+    picked = x[rows, np.where(valid, target, 0)] * sign
+    if offset is not None:
+        picked += offset
+    n = int(np.count_nonzero(valid))
+    total = np.sum(picked, where=valid)
+    return total / n if n else total * 0.0
+
+
+def _simple_index_case(input: Any, target: Any, axis: int, weight: Any, reduction: str) -> bool:
+    return (weight is None and reduction == "mean" and input.ndim == 2 and axis == 1
+            and input.dtype.kind == "f" and input.dtype.itemsize >= 4 and target.dtype.kind in "iu"
+            and input.shape[1] > 0)
+
+
+def _cross_entropy(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None,
+                   label_smoothing: float, reduction: str) -> Any:
+    np = _np()
+    if label_smoothing != 0.0 or not _simple_index_case(input, target, axis, weight, reduction):
+        return NotImplemented
+    # logsumexp - x[target] per row: the full log-softmax is never formed
+    total = _pick_rows_mean(np, input, target, ignore_index, -1.0, _row_logsumexp(np, input))
+    return np.asarray(total, dtype=input.dtype)
+
+
+def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, reduction: str) -> Any:
+    np = _np()
+    if not _simple_index_case(input, target, axis, weight, reduction):
+        return NotImplemented
+    return np.asarray(_pick_rows_mean(np, input, target, ignore_index, -1.0), dtype=input.dtype)
+
+
+def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+    np = _np()
+    if weight is not None or reduction == "none" or input.dtype.itemsize < 4 or input.size == 0 or input.ndim == 0:
+        return NotImplemented
+    y = target if target.dtype == input.dtype else target.astype(input.dtype)
+    with np.errstate(divide="ignore"):
+        log_x = np.log(input)
+        log_1mx = np.subtract(1.0, input)
+        np.log(log_1mx, out=log_1mx)
+    np.maximum(log_x, -100.0, out=log_x)
+    np.maximum(log_1mx, -100.0, out=log_1mx)
+    # -(y log x + (1 - y) log(1 - x)) = -(log(1 - x) + y (log x - log(1 - x)))
+    np.subtract(log_x, log_1mx, out=log_x)
+    log_x *= y
+    log_x += log_1mx
+    total = -np.sum(log_x)
+    return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
+
+
+def _hinge_any(input: Any, target: Any, margin: float, reduction: str, squared: bool) -> Any:
+    np = _np()
+    if reduction == "none" or input.dtype.itemsize < 4 or input.size == 0 or input.ndim == 0:
+        return NotImplemented
+    y = target if target.dtype == input.dtype else target.astype(input.dtype)
+    zeros = int(np.count_nonzero(y == 0.0))
+    if zeros + int(np.count_nonzero(y == 1.0)) + int(np.count_nonzero(y == -1.0)) != y.size:
+        raise ValueError("target of a hinge loss must hold labels in {-1, 1} or {0, 1}")
+    if zeros:
+        y = np.where(y == 0.0, -1.0, y).astype(input.dtype, copy=False)
+    z = np.multiply(y, input)
+    np.subtract(margin, z, out=z)
+    np.maximum(z, 0.0, out=z)
+    total = np.vdot(z, z) if squared else np.sum(z)
+    return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
+
+
+def _hinge(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
+    return _hinge_any(input, target, margin, reduction, squared=False)
+
+
+def _squared_hinge(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
+    return _hinge_any(input, target, margin, reduction, squared=True)
+
+
+FAST_PATHS = {
+    "cross_entropy": _cross_entropy,
+    "nll_loss": _nll,
+    "binary_cross_entropy": _bce,
+    "hinge_loss": _hinge,
+    "squared_hinge_loss": _squared_hinge,
+}
+
+
 class NumpyBackend(Backend):
     """NumPy arrays through ``array_api_compat.numpy``; values are on the host."""
 
     name = "numpy"
     module_name = "numpy"
     host = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast_paths = FAST_PATHS
 
     def matches(self, x: object) -> bool:
         np = sys.modules["numpy"]

@@ -122,10 +122,13 @@ def _nll_forward() -> Any:
     Outside torch.compile its C++ entry point is called directly: the Python
     wrapper of ``torch.ops`` costs about 0.5 us per call at tiny sizes.
     """
+    torch = _torch()
+    if torch.compiler.is_compiling():
+        return torch.ops.aten.nll_loss_forward.default
     op = _modules.get("nll_loss_forward")
     if op is None:
-        op = _modules["nll_loss_forward"] = _torch().ops.aten.nll_loss_forward.default
-    return op if _torch().compiler.is_compiling() else op._op
+        op = _modules["nll_loss_forward"] = torch.ops.aten.nll_loss_forward.default._op
+    return op
 
 
 def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: int) -> Any:

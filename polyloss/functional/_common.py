@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from polyloss import _validation as v
+from polyloss._namespace import _switches
 from polyloss._namespace import check_same
-from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
 
 _is_half: dict[Any, bool] = {}
@@ -27,11 +27,12 @@ def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> An
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
     """
     fast = backend.fast_paths.get(name)
-    if fast is None or not fast_paths_enabled():
+    if fast is None or not _switches.fast_paths:
         return NotImplemented
     input = args[0]
     try:
-        if not _half(input.dtype):
+        half = _is_half.get(input.dtype)
+        if not (_half(input.dtype) if half is None else half):
             return fast(*args, **options)
         up = [v.upcast_half(backend, a) if hasattr(a, "dtype") else a for a in args]
         out = fast(*up, **{k: v.upcast_half(backend, a) if hasattr(a, "dtype") else a for k, a in options.items()})

@@ -112,25 +112,29 @@ def class_axis_inputs(
     kind = backend.dtype_kind
     if kind(input.dtype) != "f":
         raise TypeError(f"input must have a real floating dtype, got {input.dtype}")
-    ndim = input.ndim
+    in_shape = input.shape
+    ndim = len(in_shape)
     if ndim == 0:
         raise ValueError("input must have a class axis, got a 0-d array")
-    axis = v.normalize_axis(axis, ndim)
-    in_shape = tuple(input.shape)
-    shape = tuple(target.shape)
-    expected = in_shape[:axis] + in_shape[axis + 1 :]
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case without a call (per-call overhead)
+        axis = axis % ndim
+    else:
+        axis = v.normalize_axis(axis, ndim)
+    shape = target.shape
+    expected = in_shape[:-1] if axis == ndim - 1 else in_shape[:axis] + in_shape[axis + 1 :]
     target_kind = kind(target.dtype)
     if target_kind == "i":
-        if shape != expected:
+        if shape != expected and tuple(shape) != tuple(expected):
             raise ValueError(
-                f"target shape {shape} must equal input shape {in_shape} without the "
-                f"class axis {axis}, i.e. {expected}"
+                f"target shape {tuple(shape)} must equal input shape {tuple(in_shape)} without the "
+                f"class axis {axis}, i.e. {tuple(expected)}"
             )
         return axis, False
     if target_kind != "f":
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     if not allow_probabilities:
         raise TypeError(f"target must hold integer class indices, got floating dtype {target.dtype}")
+    in_shape, shape, expected = tuple(in_shape), tuple(shape), tuple(expected)
     if shape != in_shape:
         if shape == expected:
             raise TypeError(
@@ -237,9 +241,12 @@ def cross_entropy(
     v.check_ignore_index(ignore_index)
     axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=True)
     num_classes = input.shape[axis]
-    class_weight(backend, weight, num_classes)
-    eps = v.check_number(label_smoothing, "label_smoothing", maximum=1.0)
-    if not probabilities:
+    if weight is not None:
+        class_weight(backend, weight, num_classes)
+    eps = label_smoothing
+    if eps != 0.0 or type(eps) is not float:  # the default skips a call (per-call overhead)
+        eps = v.check_number(label_smoothing, "label_smoothing", maximum=1.0)
+    if not probabilities and backend.host:
         v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
     out = try_fast_path(
         backend, "cross_entropy", input, target, axis=axis, weight=weight,
@@ -338,8 +345,10 @@ def nll_loss(
     v.check_ignore_index(ignore_index)
     axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     num_classes = input.shape[axis]
-    class_weight(backend, weight, num_classes)
-    v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+    if weight is not None:
+        class_weight(backend, weight, num_classes)
+    if backend.host:
+        v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
     out = try_fast_path(
         backend, "nll_loss", input, target, axis=axis, weight=weight,
         ignore_index=ignore_index, reduction=reduction,

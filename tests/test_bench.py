@@ -1,0 +1,91 @@
+"""The benchmark's helpers and the NumPy fast paths it motivated (values against NumPy written here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polyloss as pl
+from polyloss import _bench
+from polyloss.boxes import _max_argmax_rows
+from polyloss.boxes import top_k_mask
+
+
+def _logsumexp(x):
+    m = x.max(-1, keepdims=True)
+    return np.log(np.exp(x - m).sum(-1)) + m[:, 0]
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_numpy_cross_entropy_and_nll_fast_paths(ignore):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 7))
+    t = rng.integers(0, 7, 50)
+    if ignore:
+        t[::3] = -100
+    keep = t != -100
+    expected_ce = np.mean(_logsumexp(x)[keep] - x[np.arange(50), np.where(keep, t, 0)][keep])
+    expected_nll = -np.mean(x[np.arange(50), np.where(keep, t, 0)][keep])
+    np.testing.assert_allclose(pl.cross_entropy(x, t), expected_ce, rtol=1e-12)
+    np.testing.assert_allclose(pl.nll_loss(x, t), expected_nll, rtol=1e-12)
+    all_ignored = np.full(50, -100)
+    assert float(pl.cross_entropy(x, all_ignored)) == 0.0
+    assert float(pl.nll_loss(x, all_ignored)) == 0.0
+
+
+def test_numpy_bce_and_hinge_fast_paths():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, (20, 30))
+    p[0, 0], p[0, 1] = 0.0, 1.0
+    y = rng.integers(0, 2, (20, 30)).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        expected = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
+    np.testing.assert_allclose(pl.binary_cross_entropy(p, y), expected, rtol=1e-12)
+    s = rng.standard_normal((20, 30))
+    signed = 2 * y - 1
+    np.testing.assert_allclose(pl.hinge_loss(s, y), np.mean(np.maximum(0, 1 - signed * s)), rtol=1e-12)
+    np.testing.assert_allclose(pl.squared_hinge_loss(s, signed, reduction="sum"),
+                               np.sum(np.maximum(0, 1 - signed * s) ** 2), rtol=1e-12)
+    with pytest.raises(ValueError, match="labels in"):
+        pl.hinge_loss(s, y * 2)
+
+
+def test_top_k_mask_equals_a_stable_ranking_with_ties():
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 5, (6, 40)).astype(np.float64)  # many ties
+    k = rng.integers(0, 45, (6, 1))
+    backend = pl.get_backend("numpy")
+    for descending in (False, True):
+        order = np.argsort(-keys if descending else keys, axis=-1, kind="stable")
+        ranks = np.argsort(order, axis=-1, kind="stable")
+        np.testing.assert_array_equal(top_k_mask(backend, keys, k, descending=descending), ranks < k)
+
+
+def test_max_argmax_rows_takes_the_first_maximum():
+    rng = np.random.default_rng(3)
+    q = rng.integers(0, 3, (4, 9, 25)).astype(np.float32)
+    best, index = _max_argmax_rows(pl.get_backend("numpy").xp, q)
+    np.testing.assert_array_equal(best, q.max(axis=-2))
+    np.testing.assert_array_equal(index, q.argmax(axis=-2))
+
+
+def test_cross_entropy_materialises_no_one_hot():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(256, 1000, requires_grad=True)
+    t = torch.randint(0, 1000, (256,))
+    for enabled in (True, False):
+        def step(enabled=enabled):
+            with pl.fast_paths(enabled):
+                torch.autograd.grad(pl.cross_entropy(x, t), x)
+
+        seen = _bench.logits_sized_outputs(step, (256, 1000))
+        assert seen and all("float" in dtype for _, dtype in seen), seen
+        assert len(seen) <= (3 if enabled else 5), seen
+
+
+def test_recipe_inputs_have_the_stated_sizes():
+    ssd = _bench.ssd_inputs()
+    assert ssd["class_logits"].shape == (32, 8732, 21) and ssd["gt_boxes"].shape == (32, 10, 4)
+    assert all(1 <= c <= 10 for c in ssd["counts"])
+    rpn = _bench.rpn_inputs()
+    assert rpn["objectness"].shape == (8, 20000) and rpn["rpn_deltas"].shape == (8, 20000, 4)
