@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _support import F, assert_close, check_against, run_polyloss, torch
+from _support import F
+from _support import assert_close
+from _support import check_against
+from _support import run_polyloss
+from _support import torch
 
 import polyloss as pl
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _support import F, assert_close, check_against, fast_and_generic, run_polyloss, t64, torch
+from _support import F
+from _support import assert_close
+from _support import check_against
+from _support import fast_and_generic
+from _support import run_polyloss
+from _support import t64
+from _support import torch
 
 import polyloss as pl
 
