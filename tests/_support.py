@@ -81,3 +81,39 @@ def fast_and_generic(fn: Callable[..., Any], *args: Any, **options: Any) -> tupl
     with pl.fast_paths(False):
         generic = fn(*args, **options)
     return fast, generic
+
+
+def assert_fast_path_matches_generic(fn: Callable[..., Any], x: np.ndarray, y: np.ndarray, **options: Any) -> None:
+    """On float64 torch tensors, the fast path's value and autograd gradient equal the generic path's."""
+    xt = t64(x, requires_grad=True)
+    fast, generic = fast_and_generic(fn, xt, t64(y), **options)
+    torch.testing.assert_close(fast, generic, rtol=1e-12, atol=1e-14)
+    (g_fast,) = torch.autograd.grad(fast.sum(), xt)
+    (g_generic,) = torch.autograd.grad(generic.sum(), xt)
+    torch.testing.assert_close(g_fast, g_generic, rtol=1e-12, atol=1e-14)
+
+
+def torchvision_sigmoid_focal(x: Any, t: Any, alpha: float = 0.25, gamma: float = 2.0) -> Any:
+    """Element-wise ``torchvision.ops.sigmoid_focal_loss``, written out (torchvision is not installed)."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss
+
+
+def to_library(library: str, a: Any) -> Any:
+    """A NumPy array as an array of ``library`` ("numpy", "strict" or "torch"); anything else unchanged."""
+    if not isinstance(a, np.ndarray):
+        return a
+    if library == "torch":
+        return torch.from_numpy(a.copy())
+    if library == "strict":
+        import array_api_strict
+
+        if a.dtype == np.float16:  # array-api-strict has no float16
+            a = a.astype(np.float32)
+        return array_api_strict.asarray(a)
+    return a

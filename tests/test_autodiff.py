@@ -20,6 +20,7 @@ import pytest
 from _support import F
 from _support import t64
 from _support import torch
+from _support import torchvision_sigmoid_focal
 
 import polyloss as pl
 from polyloss import autodiff
@@ -121,14 +122,7 @@ def ref_multi_margin(x, y, p=1, margin=1.0, weight=None, axis=-1, reduction="mea
 
 
 def ref_sigmoid_focal(x, t, alpha=0.25, gamma=2.0, reduction="mean"):
-    """torchvision.ops.sigmoid_focal_loss written out (torchvision is not installed)."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-    return _reduce(loss, reduction)
+    return _reduce(torchvision_sigmoid_focal(x, t, alpha, gamma), reduction)
 
 
 def ref_softmax_focal(x, t, axis=-1, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean"):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import to_library
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -62,18 +63,6 @@ def related_array(draw: Any, x: np.ndarray) -> np.ndarray:
     return draw(raw_array(tuple(shape)))
 
 
-def _convert(library: str, a: Any) -> Any:
-    if not isinstance(a, np.ndarray):
-        return a
-    if library == "torch":
-        return torch.from_numpy(a.copy())
-    if library == "strict":
-        if a.dtype == np.float16:  # array-api-strict has no float16
-            a = a.astype(np.float32)
-        return strict.asarray(a)
-    return a
-
-
 def _namespace_ok(library: str, out: Any) -> bool:
     if library == "torch":
         return isinstance(out, torch.Tensor)
@@ -85,8 +74,8 @@ def _namespace_ok(library: str, out: Any) -> bool:
 def _call_all(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any]) -> None:
     fn = pl.get_loss(name)
     for library in LIBRARIES:
-        args = (_convert(library, x), _convert(library, y))
-        options = {k: _convert(library, v) for k, v in opts.items()}
+        args = (to_library(library, x), to_library(library, y))
+        options = {k: to_library(library, v) for k, v in opts.items()}
         for fast in (True, False) if library == "torch" else (True,):
             try:
                 with pl.fast_paths(fast), np.errstate(all="ignore"):
@@ -247,7 +236,7 @@ def test_unsigned_targets_with_the_default_ignore_index(name):
     t = np.array([0, 3, 1])
     expected = float(pl.get_loss(name)(x, t))
     for library in LIBRARIES:
-        got = pl.get_loss(name)(_convert(library, x), _convert(library, t.astype(np.uint8)))
+        got = pl.get_loss(name)(to_library(library, x), to_library(library, t.astype(np.uint8)))
         assert float(np.asarray(got)) == pytest.approx(expected, rel=1e-12)
 
 
@@ -266,7 +255,7 @@ RECIPES = [name for name in ("ssd", "faster_rcnn", "yolov1") if name in pl.recip
 
 
 def _recipe_call(recipe: Any, name: str, arrays: dict[str, np.ndarray], library: str) -> Any:
-    a = {k: _convert(library, v) for k, v in arrays.items()}
+    a = {k: to_library(library, v) for k, v in arrays.items()}
     if name == "ssd":
         return recipe(a["deltas"], a["logits"], a["priors"], a["gt_boxes"], a["gt_labels"])
     if name == "faster_rcnn":
@@ -373,7 +362,7 @@ def test_recipe_with_no_priors_on_torch(name):
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_unsigned_target_out_of_range_is_a_value_error(library):
     # array-api-strict raised OverflowError building the message (-1 as a uint8 fill value)
-    x, t = _convert(library, np.zeros((2, 3))), _convert(library, np.array([1, 7], dtype=np.uint8))
+    x, t = to_library(library, np.zeros((2, 3))), to_library(library, np.array([1, 7], dtype=np.uint8))
     for name in ("nll_loss", "softmax_focal_loss", "cross_entropy"):
         with pytest.raises(ValueError, match="class index 7 outside"):
             pl.get_loss(name)(x, t)

@@ -35,18 +35,6 @@ HOOK_SPECS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.i
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("POLYLOSS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.delenv("POLYLOSS_PLUGINS", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry.reload()
-    yield tmp_path
-    for module in tmp_path.glob("*.py"):
-        sys.modules.pop(module.stem, None)
-    registry.reload()
-
-
-@pytest.fixture
 def toy_dist(site: Path) -> Path:
     make_dist(site, "polyloss-toy", {"toy_losses": "toy_losses", "toy_recipes": "toy_recipes"},
               {"toy_losses": LOSS_PLUGIN, "toy_recipes": RECIPE_PLUGIN})

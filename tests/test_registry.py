@@ -28,19 +28,6 @@ from polyloss._registry import PluginWarning
 from polyloss._registry import registry
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A folder on sys.path for throw-away distributions; the registry is reloaded before and after."""
-    monkeypatch.delenv("POLYLOSS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.delenv("POLYLOSS_PLUGINS", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry.reload()
-    yield tmp_path
-    for module in tmp_path.glob("*.py"):
-        sys.modules.pop(module.stem, None)
-    registry.reload()
-
-
 def _load() -> list[str]:
     """Build the registry now; return the plugin names in registration order."""
     registry.tables  # noqa: B018

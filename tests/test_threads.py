@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import to_library
 
 import polyloss as pl
 from polyloss import _namespace
@@ -33,21 +34,11 @@ THREADS = 16
 LIBRARIES = ("numpy", "strict", "torch")
 
 
-def _convert(library: str, a: Any) -> Any:
-    if not isinstance(a, np.ndarray):
-        return a
-    if library == "torch":
-        return torch.from_numpy(a.copy())
-    if library == "strict":
-        return strict.asarray(a)
-    return a
-
-
 def _compute(task: tuple[str, str, int]) -> float:
     name, library, seed = task
     x, y, opts = sample(name, seed)
-    out = pl.get_loss(name)(_convert(library, x), _convert(library, y),
-                            **{k: _convert(library, v) for k, v in opts.items()})
+    out = pl.get_loss(name)(to_library(library, x), to_library(library, y),
+                            **{k: to_library(library, v) for k, v in opts.items()})
     return float(np.asarray(out.detach() if library == "torch" else out))
 
 

@@ -14,7 +14,7 @@ from polyloss import _validation as v
 from polyloss._namespace import check_same
 from polyloss.backend._base import Backend
 
-__all__ = ["apply_sample_seed", "one_hot", "pointwise_scale", "upstream"]
+__all__ = ["apply_sample_seed", "one_hot", "pointwise_scale", "sample_upstream", "upstream"]
 
 
 def upstream(backend: Backend, cotangent: Any, value_shape: tuple[int, ...], like: Any) -> Any:
@@ -33,6 +33,15 @@ def upstream(backend: Backend, cotangent: Any, value_shape: tuple[int, ...], lik
     if tuple(c.shape) != tuple(value_shape):
         c = backend.xp.broadcast_to(c, tuple(value_shape))
     return c
+
+
+def sample_upstream(backend: Backend, cotangent: Any, sample_shape: tuple[int, ...], reduction: str, like: Any) -> Any:
+    """Upstream factor of a per-sample loss whose ``"mean"`` is over the ``sample_shape`` samples."""
+    up = upstream(backend, cotangent, sample_shape if reduction == "none" else (), like)
+    n = math.prod(sample_shape)
+    if reduction == "mean" and n:
+        up = up / n
+    return up
 
 
 def pointwise_scale(

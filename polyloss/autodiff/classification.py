@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from polyloss import _validation as v
@@ -10,12 +9,15 @@ from polyloss._namespace import resolve
 from polyloss.autodiff._common import apply_sample_seed
 from polyloss.autodiff._common import one_hot
 from polyloss.autodiff._common import pointwise_scale
+from polyloss.autodiff._common import sample_upstream
 from polyloss.autodiff._common import upstream
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import expand_to_axis
 from polyloss.functional.classification import index_targets
+from polyloss.functional.classification import take_per_class
 
 __all__ = [
     "binary_cross_entropy_grad",
@@ -74,24 +76,16 @@ def index_seed(
     the non-ignored target weights (or their count), 0 -> 1 as the forward does.
     """
     xp = backend.xp
-    sample_shape = tuple(target.shape)
-    up = upstream(backend, cotangent, sample_shape if reduction == "none" else (), x)
     mask = None if valid is None else xp.astype(valid, x.dtype)
-    if reduction == "mean":
-        if sample_weight is not None:
-            denominator = xp.sum(sample_weight if mask is None else sample_weight * mask)
-            up = up / xp.where(denominator == 0, 1.0, denominator)
-        elif mask is not None:
+    if reduction != "mean" or (sample_weight is None and mask is None):
+        up = sample_upstream(backend, cotangent, tuple(target.shape), reduction, x)
+    else:
+        if sample_weight is None:
             denominator = xp.sum(mask)
-            up = up / xp.where(denominator == 0, 1.0, denominator)
-        elif math.prod(sample_shape):
-            up = up / math.prod(sample_shape)
+        else:
+            denominator = xp.sum(sample_weight if mask is None else sample_weight * mask)
+        up = upstream(backend, cotangent, (), x) / xp.where(denominator == 0, 1.0, denominator)
     return up if mask is None else mask * up
-
-
-def _sample_weight(backend: Backend, w: Any, safe: Any) -> Any:
-    xp = backend.xp
-    return xp.reshape(xp.take(w, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
 
 
 def cross_entropy_grad(
@@ -120,22 +114,19 @@ def cross_entropy_grad(
     """
     backend = resolve(input, target)
     xp = backend.xp
+    axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=True)
     x, w = compute_dtype(backend, input, weight)
-    axis = v.normalize_axis(axis, x.ndim)
     num_classes = x.shape[axis]
     eps = float(label_smoothing)
     p = xp.exp(backend.log_softmax(x, axis))
     wk = None if w is None else expand_to_axis(backend, w, x.ndim, axis)
-    if backend.dtype_kind(target.dtype) == "f":
+    if probabilities:
         q = v.as_dtype_of(backend, target, x)
         if eps > 0.0:
             q = q * (1.0 - eps) + eps / num_classes
         wq = q if wk is None else q * wk
         g = p * xp.sum(wq, axis=axis, keepdims=True) - wq
-        sample_shape = tuple(g.shape[:axis] + g.shape[axis + 1 :])
-        up = upstream(backend, cotangent, sample_shape if reduction == "none" else (), x)
-        if reduction == "mean" and math.prod(sample_shape):
-            up = up / math.prod(sample_shape)
+        up = sample_upstream(backend, cotangent, tuple(g.shape[:axis] + g.shape[axis + 1 :]), reduction, x)
         return finish(backend, apply_sample_seed(backend, g, up, axis), input)
     valid, safe = index_targets(backend, target, ignore_index)
     hot = xp.astype(one_hot(backend, safe, num_classes, axis, x.ndim), x.dtype)
@@ -143,7 +134,7 @@ def cross_entropy_grad(
         sw = None
         g = p - hot if eps == 0.0 else p - (1.0 - eps) * hot - eps / num_classes
     else:
-        sw = _sample_weight(backend, w, safe)
+        sw = take_per_class(backend, w, safe)
         wy = xp.expand_dims(sw, axis=axis)
         g = (1.0 - eps) * wy * (p - hot)
         if eps > 0.0:
@@ -165,13 +156,13 @@ def nll_loss_grad(
     r"""Gradient of :func:`polyloss.nll_loss`: :math:`-w_{y_i}` at the target class, 0 elsewhere and when ignored."""
     backend = resolve(input, target)
     xp = backend.xp
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     x, w = compute_dtype(backend, input, weight)
-    axis = v.normalize_axis(axis, x.ndim)
     valid, safe = index_targets(backend, target, ignore_index)
     g = -xp.astype(one_hot(backend, safe, x.shape[axis], axis, x.ndim), x.dtype)
     sw = None
     if w is not None:
-        sw = _sample_weight(backend, w, safe)
+        sw = take_per_class(backend, w, safe)
         g = g * xp.expand_dims(sw, axis=axis)
     seed = index_seed(backend, x, target, valid, sw, reduction, cotangent)
     return finish(backend, apply_sample_seed(backend, g, seed, axis), input)

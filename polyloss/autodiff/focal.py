@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from polyloss import _validation as v
 from polyloss._namespace import resolve
 from polyloss.autodiff._common import apply_sample_seed
 from polyloss.autodiff._common import one_hot
@@ -13,8 +12,10 @@ from polyloss.autodiff.classification import index_seed
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import index_targets
 from polyloss.functional.classification import pick
+from polyloss.functional.classification import take_per_class
 
 __all__ = ["sigmoid_focal_loss_grad", "softmax_focal_loss_grad"]
 
@@ -89,8 +90,8 @@ def softmax_focal_loss_grad(
     backend = resolve(input, target)
     xp = backend.xp
     alpha_array = None if alpha is None or isinstance(alpha, (int, float)) else alpha
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     x, a = compute_dtype(backend, input, alpha_array)
-    axis = v.normalize_axis(axis, x.ndim)
     gamma = float(gamma)
     logp = backend.log_softmax(x, axis)
     valid, safe = index_targets(backend, target, ignore_index)
@@ -101,7 +102,7 @@ def softmax_focal_loss_grad(
         mod, dmod = _modulator(backend, -xp.expm1(logp_y), gamma)
         coef = dmod * xp.exp(logp_y) * logp_y - mod
     if a is not None:
-        coef = coef * xp.reshape(xp.take(a, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
+        coef = coef * take_per_class(backend, a, safe)
     elif alpha is not None:
         coef = coef * float(alpha)
     hot = xp.astype(one_hot(backend, safe, x.shape[axis], axis, x.ndim), x.dtype)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from polyloss import _validation as v
 from polyloss._namespace import resolve
 from polyloss.autodiff._common import apply_sample_seed
 from polyloss.autodiff._common import one_hot
 from polyloss.autodiff._common import pointwise_scale
-from polyloss.autodiff._common import upstream
+from polyloss.autodiff._common import sample_upstream
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import pick
+from polyloss.functional.classification import take_per_class
+from polyloss.functional.margin import _signed_target
 
 __all__ = ["hinge_loss_grad", "multi_margin_loss_grad", "squared_hinge_loss_grad"]
 
@@ -23,8 +24,7 @@ def _hinge_grad(backend: Backend, input: Any, target: Any, margin: float, reduct
                 squared: bool) -> Any:
     xp = backend.xp
     (x,) = compute_dtype(backend, input)
-    y = xp.astype(target, x.dtype)
-    s = xp.where(y == 0.0, -1.0, y)  # {0, 1} labels read as {-1, 1}, as the loss does
+    s = _signed_target(backend, x, target)  # {0, 1} labels read as {-1, 1}, as the loss does
     z = float(margin) - s * x
     # strict inequality, as the loss's forward: the subgradient at the kink z = 0 is 0
     g = xp.where(z > 0, -2.0 * z * s if squared else -s, 0.0)
@@ -69,19 +69,15 @@ def multi_margin_loss_grad(
     """
     backend = resolve(input, target)
     xp = backend.xp
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     x, w = compute_dtype(backend, input, weight)
-    axis = v.normalize_axis(axis, x.ndim)
     num_classes = x.shape[axis]
     z = float(margin) - xp.expand_dims(pick(backend, x, target, axis), axis=axis) + x
     hot = one_hot(backend, target, num_classes, axis, x.ndim)
     active = (z > 0) & ~hot
     dh = xp.where(active, 2.0 * z, 0.0) if p == 2 else xp.astype(active, x.dtype)
     g = dh - xp.astype(hot, x.dtype) * xp.sum(dh, axis=axis, keepdims=True)
-    sample_shape = tuple(target.shape)
-    up = upstream(backend, cotangent, sample_shape if reduction == "none" else (), x)
-    if reduction == "mean" and math.prod(sample_shape):
-        up = up / math.prod(sample_shape)
-    up = up / num_classes
+    up = sample_upstream(backend, cotangent, tuple(target.shape), reduction, x) / num_classes
     if w is not None:
-        up = up * xp.reshape(xp.take(w, xp.reshape(target, (-1,)), axis=0), sample_shape)
+        up = up * take_per_class(backend, w, target)
     return finish(backend, apply_sample_seed(backend, g, up, axis), input)

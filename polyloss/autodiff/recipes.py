@@ -24,13 +24,10 @@ import functools
 from typing import TYPE_CHECKING
 from typing import Any
 
-from polyloss import _validation as v
 from polyloss._api import RecipeResult
-from polyloss._namespace import check_same
 from polyloss.backend._base import Backend
-from polyloss.detection._base import check_shape
-from polyloss.detection._base import masked_sum
-from polyloss.detection._base import per_prediction
+from polyloss.detection._base import DetectionRecipe
+from polyloss.detection._base import LossStage
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.detection._base import softmax_cross_entropy
 
@@ -47,6 +44,7 @@ __all__ = [
     "faster_rcnn_rpn_value_and_grad",
     "faster_rcnn_value_and_grad",
     "part_vjp",
+    "stage_grads",
     "ssd_loss_value_and_grad",
     "ssd_value_and_grad",
     "yolov1_value_and_grad",
@@ -104,9 +102,17 @@ def part_vjp(backend: Backend, part: Any, name: str, input: Any, target: Any, ou
     return grad_fn(input, target, cotangent=c, **options)
 
 
-def _factor(backend: Backend, mask: Any, scale: Any, like: Any) -> Any:
-    """``scale`` where ``mask``, else 0, in ``like``'s dtype (the cotangent of a masked, normalised sum)."""
-    return backend.xp.astype(mask, like.dtype) * scale
+def stage_grads(recipe: DetectionRecipe, stage: LossStage) -> Grads:
+    """The gradient of the weighted total of ``stage``'s terms w.r.t. each term's input, keyed by its argument.
+
+    Each term's cotangent is :meth:`LossStage.cotangent` (``weight / normaliser``
+    on the term's mask), pulled back through the recipe part that computed it.
+    """
+    return {
+        term.argument: part_vjp(stage.backend, getattr(recipe, term.part), term.part, term.input, term.target,
+                                term.output, stage.cotangent(term, recipe.weights))
+        for term in stage.terms
+    }
 
 
 # -- SSD ---------------------------------------------------------------------------------
@@ -119,50 +125,14 @@ def ssd_loss_value_and_grad(recipe: SSDLoss, box_deltas: Any, class_logits: Any,
     ``loc = w_loc * sum_pos(reg) / n``, ``conf = w_conf * sum_{pos or neg}(ce) / n``
     with the hard negatives and ``n = max(1, positives)`` constants.
     """
-    backend = recipe.backend_of(class_logits, "class_logits")
-    check_same(backend, box_deltas, "box_deltas", "class_logits")
-    v.check_floating(backend, class_logits, "class_logits")
-    v.check_floating(backend, box_deltas, "box_deltas")
-    n, p = (int(s) for s in targets.labels.shape)
-    check_shape(class_logits, (n, p, recipe.num_classes), "class_logits", "(N, P, num_classes)")
-    check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
-    xp = backend.xp
-    box_targets = targets.box_targets
-    if box_targets.dtype != box_deltas.dtype:
-        box_targets = xp.astype(box_targets, box_deltas.dtype)
-    class_out = recipe.classification_loss(class_logits, targets.labels)
-    class_loss = per_prediction(backend, class_out, 2)
-    negative = recipe.mine(class_loss, targets.positive)
-    regression_out = recipe.regression_loss(box_deltas, box_targets)
-    regression = per_prediction(backend, regression_out, 2)
-    normaliser = recipe.count(backend, targets.positive, class_logits)
-    chosen = targets.positive | negative
-    result = recipe.result(backend, {
-        "loc": masked_sum(backend, regression, targets.positive) / normaliser,
-        "conf": masked_sum(backend, class_loss, chosen) / normaliser,
-    })
-    c_loc = _factor(backend, targets.positive, recipe.weights["loc"] / normaliser, box_deltas)
-    c_conf = _factor(backend, chosen, recipe.weights["conf"] / normaliser, class_logits)
-    return result, {
-        "box_deltas": part_vjp(backend, recipe.regression_loss, "regression_loss", box_deltas, box_targets,
-                               regression_out, c_loc),
-        "class_logits": part_vjp(backend, recipe.classification_loss, "classification_loss", class_logits,
-                                 targets.labels, class_out, c_conf),
-    }
+    stage = recipe._loss_stage(box_deltas, class_logits, targets)
+    return recipe.result(stage.backend, stage.components()), stage_grads(recipe, stage)
 
 
 def ssd_value_and_grad(recipe: SSDLoss, box_deltas: Any, class_logits: Any, priors: Any, gt_boxes: Any,
                        gt_labels: Any, *, validate: bool | None = None) -> tuple[RecipeResult, Grads]:
     """``recipe(box_deltas, class_logits, priors, gt_boxes, gt_labels)`` and its gradient."""
-    backend = recipe.backend_of(class_logits, "class_logits")
-    check_same(backend, priors, "priors", "class_logits")
-    if class_logits.ndim != 3:
-        raise ValueError(f"class_logits must have shape (N, P, num_classes), got {tuple(class_logits.shape)}")
-    n, p = int(class_logits.shape[0]), int(class_logits.shape[1])
-    if priors.ndim < 2 or int(priors.shape[-2]) != p:
-        raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
-                         f"(class_logits shape {tuple(class_logits.shape)})")
-    targets = recipe.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+    targets = recipe._call_targets(class_logits, priors, gt_boxes, gt_labels, validate)
     return ssd_loss_value_and_grad(recipe, box_deltas, class_logits, targets)
 
 
@@ -177,44 +147,8 @@ def faster_rcnn_rpn_value_and_grad(
 
     The sample is drawn once and serves both the value and the gradient.
     """
-    backend = recipe.backend_of(objectness, "objectness")
-    for x, name in ((anchors, "anchors"), (rpn_deltas, "rpn_deltas")):
-        check_same(backend, x, name, "objectness")
-    v.check_floating(backend, objectness, "objectness")
-    v.check_floating(backend, rpn_deltas, "rpn_deltas")
-    v.check_floating(backend, anchors, "anchors")
-    if objectness.ndim != 2:
-        raise ValueError(f"objectness must have shape (N, A), got {tuple(objectness.shape)}")
-    n, a = (int(s) for s in objectness.shape)
-    check_shape(rpn_deltas, (n, a, 4), "rpn_deltas", "(N, A, 4)")
-    if tuple(anchors.shape) not in ((a, 4), (n, a, 4)):
-        raise ValueError(f"anchors must have shape (A, 4) or (N, A, 4) with A = {a}, got {tuple(anchors.shape)}")
-    xp = backend.xp
-    gt = recipe._gt(backend, gt_boxes, gt_labels, anchors, n, validate, labels_required=False)
-    targets = recipe.assign_anchors(anchors, gt)
-    positive, negative = recipe.rpn_sampler(targets.labels, seed=recipe._seed(seed, 0))
-    sampled = positive | negative
-    normaliser = recipe.count(backend, sampled, objectness)
-    target = xp.astype(positive, objectness.dtype)
-    objectness_out = recipe.objectness_loss(objectness, target)
-    objectness_term = per_prediction(backend, objectness_out, 2)
-    box_targets = targets.box_targets
-    if box_targets.dtype != rpn_deltas.dtype:
-        box_targets = xp.astype(box_targets, rpn_deltas.dtype)
-    box_out = recipe.regression_loss(rpn_deltas, box_targets)
-    box_term = per_prediction(backend, box_out, 2)
-    result = recipe.result(backend, {
-        "rpn_objectness": masked_sum(backend, objectness_term, sampled) / normaliser,
-        "rpn_box": masked_sum(backend, box_term, positive) / normaliser,
-    })
-    c_obj = _factor(backend, sampled, recipe.weights["rpn_objectness"] / normaliser, objectness)
-    c_box = _factor(backend, positive, recipe.weights["rpn_box"] / normaliser, rpn_deltas)
-    return result, {
-        "objectness": part_vjp(backend, recipe.objectness_loss, "objectness_loss", objectness, target,
-                               objectness_out, c_obj),
-        "rpn_deltas": part_vjp(backend, recipe.regression_loss, "regression_loss", rpn_deltas, box_targets,
-                               box_out, c_box),
-    }
+    stage = recipe._rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
+    return recipe.result(stage.backend, stage.components()), stage_grads(recipe, stage)
 
 
 def faster_rcnn_roi_value_and_grad(recipe: FasterRCNNLoss, class_logits: Any, box_deltas: Any,
@@ -224,49 +158,18 @@ def faster_rcnn_roi_value_and_grad(recipe: FasterRCNNLoss, class_logits: Any, bo
     ``box_deltas``'s gradient has its shape (``(N, R, C, 4)`` or ``(N, R, 4 C)``)
     and is non-zero only at the target class of foreground rows.
     """
-    backend = recipe.backend_of(class_logits, "class_logits")
-    check_same(backend, box_deltas, "box_deltas", "class_logits")
-    v.check_floating(backend, class_logits, "class_logits")
-    v.check_floating(backend, box_deltas, "box_deltas")
-    xp = backend.xp
-    n, r = (int(s) for s in sampled.labels.shape)
-    c = recipe.num_classes
-    check_shape(class_logits, (n, r, c), "class_logits", "(N, R, num_classes)")
-    input_shape = tuple(box_deltas.shape)
-    if input_shape == (n, r, 4 * c):
-        box_deltas = xp.reshape(box_deltas, (n, r, c, 4))
-    check_shape(box_deltas, (n, r, c, 4), "box_deltas", "(N, R, num_classes, 4)")
-    labels = sampled.labels
-    chosen = labels >= 0
-    foreground = labels > 0
-    normaliser = recipe.count(backend, chosen, class_logits)
-    cls_target = xp.where(chosen, labels, 0)
-    cls_out = recipe.classification_loss(class_logits, cls_target)
-    cls = per_prediction(backend, cls_out, 2)
-    class_index = xp.where(foreground, labels, 0)
-    index = xp.broadcast_to(xp.reshape(class_index, (n, r, 1, 1)), (n, r, 1, 4))
-    deltas = xp.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
-    targets = sampled.targets
-    if targets.dtype != deltas.dtype:
-        targets = xp.astype(targets, deltas.dtype)
-    box_out = recipe.regression_loss(deltas, targets)
-    box = per_prediction(backend, box_out, 2)
-    result = recipe.result(backend, {
-        "roi_classifier": masked_sum(backend, cls, chosen) / normaliser,
-        "roi_box": masked_sum(backend, box, foreground) / normaliser,
-    })
-    c_cls = _factor(backend, chosen, recipe.weights["roi_classifier"] / normaliser, class_logits)
-    c_box = _factor(backend, foreground, recipe.weights["roi_box"] / normaliser, box_deltas)
-    g_cls = part_vjp(backend, recipe.classification_loss, "classification_loss", class_logits, cls_target,
-                     cls_out, c_cls)
-    g_sel = part_vjp(backend, recipe.regression_loss, "regression_loss", deltas, targets, box_out, c_box)
+    stage = recipe._roi_stage(class_logits, box_deltas, sampled)
+    grads = stage_grads(recipe, stage)
+    xp = stage.backend.xp
+    class_index = stage.aux["class_index"]
+    g_sel = grads["box_deltas"]  # w.r.t. the target class's deltas (N, R, 4)
     # scatter back to the class the row's deltas were taken from (take_along_axis's adjoint)
-    classes = xp.arange(c, dtype=class_index.dtype, device=backend.device(class_index))
+    classes = xp.arange(recipe.num_classes, dtype=class_index.dtype, device=stage.backend.device(class_index))
     one_hot = xp.astype(xp.expand_dims(class_index, axis=-1) == classes, g_sel.dtype)  # (N, R, C)
     g_box = xp.expand_dims(one_hot, axis=-1) * xp.expand_dims(g_sel, axis=2)
-    if tuple(g_box.shape) != input_shape:
-        g_box = xp.reshape(g_box, input_shape)
-    return result, {"class_logits": g_cls, "box_deltas": g_box}
+    if tuple(g_box.shape) != tuple(box_deltas.shape):
+        g_box = xp.reshape(g_box, tuple(box_deltas.shape))
+    return recipe.result(stage.backend, stage.components()), {**grads, "box_deltas": g_box}
 
 
 def faster_rcnn_value_and_grad(

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from polyloss import _validation as v
 from polyloss._api import RecipeResult
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
@@ -41,7 +42,11 @@ __all__ = [
     "NORMALIZE_OVER",
     "DetectionRecipe",
     "GroundTruth",
+    "LossStage",
+    "LossTerm",
     "check_normalize_over",
+    "check_num_classes",
+    "check_predictions",
     "check_shape",
     "count",
     "masked_sum",
@@ -91,6 +96,26 @@ def check_shape(x: Any, shape: Sequence[int | None], name: str, what: str) -> No
     if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape, strict=False)):
         want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {what} = {want}, got {got}")
+
+
+def check_predictions(backend: Backend, reference: str, arrays: Mapping[str, Any]) -> None:
+    """Every array of ``arrays`` (name -> array) belongs to ``backend`` and has a real floating dtype.
+
+    Raises ``TypeError`` naming the array (and ``reference``, the array the
+    backend was taken from, for a foreign namespace).
+    """
+    for name, x in arrays.items():
+        if name != reference:
+            check_same(backend, x, name, reference)
+    for name, x in arrays.items():
+        v.check_floating(backend, x, name)
+
+
+def check_num_classes(num_classes: object) -> int:
+    """``num_classes`` if it is an int >= 2 (background included), else ``ValueError`` naming it."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    return num_classes
 
 
 def _is_sequence(x: Any) -> bool:
@@ -262,6 +287,59 @@ def count(backend: Backend, mask: Any, like: Any, *, normalize_over: str = "loca
         world = backend.world_size()
     n = xp.where(n > 0, n, 1.0)
     return n / float(world) if world != 1 else n
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One component of a recipe stage, ``sum(loss where mask) / normaliser``, and what its gradient needs.
+
+    Attributes:
+        component: the component's name (weighted by ``recipe.weights[component]``).
+        part: the attribute name of the recipe part that computed it (``"regression_loss"``, ...).
+        argument: the name of the prediction array ``input`` comes from (the gradient's key).
+        input: what the part was called with (the predictions, or values taken from them).
+        target: the part's target.
+        output: what the part returned.
+        loss: ``output`` summed per prediction (:func:`per_prediction`).
+        mask: the predictions the term sums over (bool).
+    """
+
+    component: str
+    part: str
+    argument: str
+    input: Any
+    target: Any
+    output: Any
+    loss: Any
+    mask: Any
+
+
+@dataclass(frozen=True)
+class LossStage:
+    """A recipe stage's terms and the intermediate values its value and its gradient share.
+
+    Attributes:
+        backend: the predictions' backend.
+        targets: the assigned (or sampled) targets the stage ran on.
+        aux: named intermediate arrays of the stage: its masks (``"positive"``,
+            ``"negative"``, ...) and indices the gradient reuses.
+        normaliser: the count every term is divided by (:meth:`DetectionRecipe.count`).
+        terms: the components, in the result's order.
+    """
+
+    backend: Backend
+    targets: Any
+    aux: Mapping[str, Any]
+    normaliser: Any
+    terms: tuple[LossTerm, ...]
+
+    def components(self) -> dict[str, Any]:
+        """The unweighted components: ``sum(term.loss where term.mask) / normaliser`` by name."""
+        return {t.component: masked_sum(self.backend, t.loss, t.mask) / self.normaliser for t in self.terms}
+
+    def cotangent(self, term: LossTerm, weights: Mapping[str, float]) -> Any:
+        """``d total / d term.loss``: ``weight / normaliser`` where ``term.mask``, else 0, in the input's dtype."""
+        return self.backend.xp.astype(term.mask, term.input.dtype) * (weights[term.component] / self.normaliser)
 
 
 NORMALIZE_OVER = ("local", "world")

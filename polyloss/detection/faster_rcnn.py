@@ -18,7 +18,6 @@ from typing import Any
 from polyloss import _validation as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
-from polyloss._namespace import check_same
 from polyloss.backend._base import Backend
 from polyloss.boxes import BalancedSampler
 from polyloss.boxes import BoxCoder
@@ -27,9 +26,12 @@ from polyloss.boxes import box_iou
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
+from polyloss.detection._base import LossStage
+from polyloss.detection._base import LossTerm
 from polyloss.detection._base import _pad_sequence
+from polyloss.detection._base import check_num_classes
+from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
-from polyloss.detection._base import masked_sum
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
 from polyloss.detection._base import sigmoid_objectness_loss
@@ -164,10 +166,8 @@ class FasterRCNNLoss(DetectionRecipe):
         validate: bool = True,
         normalize_over: str = "local",
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+        self.num_classes = check_num_classes(num_classes)
         super().__init__(weights=weights, validate=validate, normalize_over=normalize_over)
-        self.num_classes = num_classes
         self.rpn_batch_size = _count_int("rpn_batch_size", rpn_batch_size)
         self.roi_batch_size = _count_int("roi_batch_size", roi_batch_size)
         self.beta = v.check_number(beta, "beta")
@@ -255,12 +255,15 @@ class FasterRCNNLoss(DetectionRecipe):
             gt_labels: only marks padding (-1); None means every box is real.
             seed: overrides the configured seed for this call.
         """
+        stage = self._rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
+        return self.result(stage.backend, stage.components())
+
+    def _rpn_stage(self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any, *,
+                   seed: Any, validate: bool | None) -> LossStage:
+        """The terms of :meth:`rpn_loss` with its one sample and normaliser (shared by :meth:`rpn_value_and_grad`)."""
         backend = self.backend_of(objectness, "objectness")
-        for x, name in ((anchors, "anchors"), (rpn_deltas, "rpn_deltas")):
-            check_same(backend, x, name, "objectness")
-        v.check_floating(backend, objectness, "objectness")
-        v.check_floating(backend, rpn_deltas, "rpn_deltas")
-        v.check_floating(backend, anchors, "anchors")
+        check_predictions(backend, "objectness",
+                          {"objectness": objectness, "anchors": anchors, "rpn_deltas": rpn_deltas})
         if objectness.ndim != 2:
             raise ValueError(f"objectness must have shape (N, A), got {tuple(objectness.shape)}")
         n, a = (int(s) for s in objectness.shape)
@@ -272,17 +275,20 @@ class FasterRCNNLoss(DetectionRecipe):
         targets = self.assign_anchors(anchors, gt)
         positive, negative = self.rpn_sampler(targets.labels, seed=self._seed(seed, 0))
         sampled = positive | negative
-        normaliser = self.count(backend, sampled, objectness)
         target = xp.astype(positive, objectness.dtype)
-        objectness_term = per_prediction(backend, self.objectness_loss(objectness, target), 2)
-        box_targets = targets.box_targets
-        if box_targets.dtype != rpn_deltas.dtype:
-            box_targets = xp.astype(box_targets, rpn_deltas.dtype)
-        box_term = per_prediction(backend, self.regression_loss(rpn_deltas, box_targets), 2)
-        return self.result(backend, {
-            "rpn_objectness": masked_sum(backend, objectness_term, sampled) / normaliser,
-            "rpn_box": masked_sum(backend, box_term, positive) / normaliser,
-        })
+        objectness_out = self.objectness_loss(objectness, target)
+        box_targets = v.as_dtype_of(backend, targets.box_targets, rpn_deltas)
+        box_out = self.regression_loss(rpn_deltas, box_targets)
+        return LossStage(
+            backend=backend, targets=targets, aux={"positive": positive, "negative": negative, "sampled": sampled},
+            normaliser=self.count(backend, sampled, objectness),
+            terms=(
+                LossTerm("rpn_objectness", "objectness_loss", "objectness", objectness, target, objectness_out,
+                         per_prediction(backend, objectness_out, 2), sampled),
+                LossTerm("rpn_box", "regression_loss", "rpn_deltas", rpn_deltas, box_targets, box_out,
+                         per_prediction(backend, box_out, 2), positive),
+            ),
+        )
 
     # -- box head --------------------------------------------------------------------
     def sample_proposals(
@@ -362,10 +368,17 @@ class FasterRCNNLoss(DetectionRecipe):
                 the deltas of the target class enter the box term.
             sampled: the result of :meth:`sample_proposals`.
         """
+        stage = self._roi_stage(class_logits, box_deltas, sampled)
+        return self.result(stage.backend, stage.components())
+
+    def _roi_stage(self, class_logits: Any, box_deltas: Any, sampled: SampledProposals) -> LossStage:
+        """The terms of :meth:`roi_loss` (shared by :meth:`roi_value_and_grad`).
+
+        The box term's input is the target class's deltas ``(N, R, 4)``, taken
+        at ``aux["class_index"]`` from ``box_deltas`` viewed as ``(N, R, C, 4)``.
+        """
         backend = self.backend_of(class_logits, "class_logits")
-        check_same(backend, box_deltas, "box_deltas", "class_logits")
-        v.check_floating(backend, class_logits, "class_logits")
-        v.check_floating(backend, box_deltas, "box_deltas")
+        check_predictions(backend, "class_logits", {"class_logits": class_logits, "box_deltas": box_deltas})
         xp = backend.xp
         n, r = (int(s) for s in sampled.labels.shape)
         c = self.num_classes
@@ -376,18 +389,24 @@ class FasterRCNNLoss(DetectionRecipe):
         labels = sampled.labels
         chosen = labels >= 0
         foreground = labels > 0
-        normaliser = self.count(backend, chosen, class_logits)
-        cls = per_prediction(backend, self.classification_loss(class_logits, xp.where(chosen, labels, 0)), 2)
-        index = xp.broadcast_to(xp.reshape(xp.where(foreground, labels, 0), (n, r, 1, 1)), (n, r, 1, 4))
+        cls_target = xp.where(chosen, labels, 0)
+        cls_out = self.classification_loss(class_logits, cls_target)
+        class_index = xp.where(foreground, labels, 0)
+        index = xp.broadcast_to(xp.reshape(class_index, (n, r, 1, 1)), (n, r, 1, 4))
         deltas = xp.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
-        targets = sampled.targets
-        if targets.dtype != deltas.dtype:
-            targets = xp.astype(targets, deltas.dtype)
-        box = per_prediction(backend, self.regression_loss(deltas, targets), 2)
-        return self.result(backend, {
-            "roi_classifier": masked_sum(backend, cls, chosen) / normaliser,
-            "roi_box": masked_sum(backend, box, foreground) / normaliser,
-        })
+        targets = v.as_dtype_of(backend, sampled.targets, deltas)
+        box_out = self.regression_loss(deltas, targets)
+        return LossStage(
+            backend=backend, targets=sampled,
+            aux={"chosen": chosen, "foreground": foreground, "class_index": class_index},
+            normaliser=self.count(backend, chosen, class_logits),
+            terms=(
+                LossTerm("roi_classifier", "classification_loss", "class_logits", class_logits, cls_target, cls_out,
+                         per_prediction(backend, cls_out, 2), chosen),
+                LossTerm("roi_box", "regression_loss", "box_deltas", deltas, targets, box_out,
+                         per_prediction(backend, box_out, 2), foreground),
+            ),
+        )
 
     def combine(self, rpn_result: RecipeResult, roi_result: RecipeResult) -> RecipeResult:
         """One four-component result from :meth:`rpn_loss` and :meth:`roi_loss` (already weighted)."""

@@ -27,8 +27,11 @@ from polyloss.boxes import hard_negative_mining
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
+from polyloss.detection._base import LossStage
+from polyloss.detection._base import LossTerm
+from polyloss.detection._base import check_num_classes
+from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
-from polyloss.detection._base import masked_sum
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
 from polyloss.detection._base import smooth_l1
@@ -121,9 +124,7 @@ class SSDLoss(DetectionRecipe):
         validate: bool = True,
         normalize_over: str = "local",
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.iou_threshold = v.check_number(iou_threshold, "iou_threshold", maximum=1.0)
         self.neg_pos_ratio = v.check_number(neg_pos_ratio, "neg_pos_ratio")
         self.alpha = v.check_number(alpha, "alpha")
@@ -191,26 +192,48 @@ class SSDLoss(DetectionRecipe):
         """Hard negatives ``(N, P)``: per image the highest-loss non-positive priors."""
         return self.negative_miner(class_loss, positive)
 
-    def loss(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> RecipeResult:
-        """Both terms on assigned targets, normalised by max(1, positives in the batch)."""
+    def _loss_stage(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> LossStage:
+        """The terms of :meth:`loss` with the hard negatives and the normaliser (shared by :meth:`value_and_grad`)."""
         backend = self.backend_of(class_logits, "class_logits")
-        check_same(backend, box_deltas, "box_deltas", "class_logits")
-        v.check_floating(backend, class_logits, "class_logits")
-        v.check_floating(backend, box_deltas, "box_deltas")
+        check_predictions(backend, "class_logits", {"class_logits": class_logits, "box_deltas": box_deltas})
         n, p = (int(s) for s in targets.labels.shape)
         check_shape(class_logits, (n, p, self.num_classes), "class_logits", "(N, P, num_classes)")
         check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
-        xp = backend.xp
-        box_targets = targets.box_targets
-        if box_targets.dtype != box_deltas.dtype:
-            box_targets = xp.astype(box_targets, box_deltas.dtype)
-        class_loss = per_prediction(backend, self.classification_loss(class_logits, targets.labels), 2)
-        negative = self.mine(class_loss, targets.positive)
-        regression = per_prediction(backend, self.regression_loss(box_deltas, box_targets), 2)
-        normaliser = self.count(backend, targets.positive, class_logits)
-        loc = masked_sum(backend, regression, targets.positive) / normaliser
-        conf = masked_sum(backend, class_loss, targets.positive | negative) / normaliser
-        return self.result(backend, {"loc": loc, "conf": conf})
+        box_targets = v.as_dtype_of(backend, targets.box_targets, box_deltas)
+        positive = targets.positive
+        class_out = self.classification_loss(class_logits, targets.labels)
+        class_loss = per_prediction(backend, class_out, 2)
+        negative = self.mine(class_loss, positive)
+        regression_out = self.regression_loss(box_deltas, box_targets)
+        regression = per_prediction(backend, regression_out, 2)
+        return LossStage(
+            backend=backend, targets=targets, aux={"positive": positive, "negative": negative},
+            normaliser=self.count(backend, positive, class_logits),
+            terms=(
+                LossTerm("loc", "regression_loss", "box_deltas", box_deltas, box_targets, regression_out, regression,
+                         positive),
+                LossTerm("conf", "classification_loss", "class_logits", class_logits, targets.labels, class_out,
+                         class_loss, positive | negative),
+            ),
+        )
+
+    def loss(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> RecipeResult:
+        """Both terms on assigned targets, normalised by max(1, positives in the batch)."""
+        stage = self._loss_stage(box_deltas, class_logits, targets)
+        return self.result(stage.backend, stage.components())
+
+    def _call_targets(self, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any,
+                      validate: bool | None) -> SSDTargets:
+        """:meth:`assign` for a call: ``priors`` checked against ``class_logits`` ``(N, P, C)``."""
+        backend = self.backend_of(class_logits, "class_logits")
+        check_same(backend, priors, "priors", "class_logits")
+        if class_logits.ndim != 3:
+            raise ValueError(f"class_logits must have shape (N, P, num_classes), got {tuple(class_logits.shape)}")
+        n, p = int(class_logits.shape[0]), int(class_logits.shape[1])
+        if priors.ndim < 2 or int(priors.shape[-2]) != p:
+            raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
+                             f"(class_logits shape {tuple(class_logits.shape)})")
+        return self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
 
     def __call__(
         self,
@@ -222,15 +245,7 @@ class SSDLoss(DetectionRecipe):
         *,
         validate: bool | None = None,
     ) -> RecipeResult:
-        backend = self.backend_of(class_logits, "class_logits")
-        check_same(backend, priors, "priors", "class_logits")
-        if class_logits.ndim != 3:
-            raise ValueError(f"class_logits must have shape (N, P, num_classes), got {tuple(class_logits.shape)}")
-        n, p = int(class_logits.shape[0]), int(class_logits.shape[1])
-        if priors.ndim < 2 or int(priors.shape[-2]) != p:
-            raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
-                             f"(class_logits shape {tuple(class_logits.shape)})")
-        targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+        targets = self._call_targets(class_logits, priors, gt_boxes, gt_labels, validate)
         return self.loss(box_deltas, class_logits, targets)
 
     def value_and_grad(

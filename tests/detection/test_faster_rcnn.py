@@ -15,6 +15,13 @@ import math
 
 import numpy as np
 import pytest
+from _detection import anchor_grid
+from _detection import encode
+from _detection import finite_differences
+from _detection import iou
+from _detection import pad
+from _detection import random_gt
+from _detection import smooth_l1
 
 import polyloss as pl
 from polyloss.detection.faster_rcnn import FasterRCNNLoss
@@ -24,28 +31,6 @@ BIG = {"rpn_batch_size": 100_000, "roi_batch_size": 100_000}
 
 
 # -- reference ------------------------------------------------------------------------
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def encode(box, anchor, w):
-    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
-    bw, bh = box[2] - box[0], box[3] - box[1]
-    return np.array([
-        w[0] * ((box[0] + 0.5 * bw) - (anchor[0] + 0.5 * aw)) / aw,
-        w[1] * ((box[1] + 0.5 * bh) - (anchor[1] + 0.5 * ah)) / ah,
-        w[2] * math.log(bw / aw),
-        w[3] * math.log(bh / ah),
-    ])
-
-
-def smooth_l1(d: float, beta: float) -> float:
-    return 0.5 * d * d / beta if abs(d) < beta else abs(d) - 0.5 * beta
-
-
 def bce_logits(x: float, y: float) -> float:
     return max(x, 0.0) - x * y + math.log1p(math.exp(-abs(x)))
 
@@ -128,31 +113,11 @@ def ref_fastrcnn(selected, class_logits, box_deltas, *, beta=1 / 9):
 
 # -- data -------------------------------------------------------------------------------------
 def make_anchors(size: int = 5) -> np.ndarray:
-    out = []
-    for y in range(size):
-        for x in range(size):
-            for w, h in ((2.0, 2.0), (3.0, 1.5), (1.5, 3.0)):
-                out.append([x + 0.5 - w / 2, y + 0.5 - h / 2, x + 0.5 + w / 2, y + 0.5 + h / 2])
-    return np.array(out)
+    return anchor_grid(size)
 
 
 def make_gt(rng, counts):
-    gt_list, label_list = [], []
-    for c in counts:
-        corner = rng.uniform(0, 3.0, size=(c, 2))
-        gt_list.append(np.concatenate([corner, corner + rng.uniform(1.0, 2.5, size=(c, 2))], axis=1))
-        label_list.append(rng.integers(1, C, size=c))
-    return gt_list, label_list
-
-
-def pad(gt_list, label_list, g=None):
-    g = max(max(len(x) for x in gt_list), 1) if g is None else g
-    boxes = np.zeros((len(gt_list), g, 4))
-    labels = np.full((len(gt_list), g), -1, dtype=np.int64)
-    for i, (b, lab) in enumerate(zip(gt_list, label_list, strict=True)):
-        boxes[i, : len(b)] = b
-        labels[i, : len(b)] = lab
-    return boxes, labels
+    return random_gt(rng, counts, C, 3.0, (1.0, 2.5))
 
 
 def rtol_of(xp):
@@ -411,17 +376,9 @@ def test_torch_gradients_match_finite_differences():
     o_t = torch.tensor(obj, requires_grad=True)
     d_t = torch.tensor(deltas, requires_grad=True)
     recipe.rpn_loss(torch.tensor(anchors), o_t, d_t, torch.tensor(boxes), torch.tensor(labels)).total.backward()
-    h = 1e-6
-    for arr, grad, which in ((obj, o_t.grad.numpy(), 0), (deltas, d_t.grad.numpy(), 1)):
-        for flat in rng.choice(arr.size, size=10, replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            up, down = arr.copy(), arr.copy()
-            up[idx] += h
-            down[idx] -= h
-            args_up = (up, deltas) if which == 0 else (obj, up)
-            args_down = (down, deltas) if which == 0 else (obj, down)
-            fd = (sum(ref_rpn(anchors, *args_up, gt_list)) - sum(ref_rpn(anchors, *args_down, gt_list))) / (2 * h)
-            np.testing.assert_allclose(grad[idx], fd, rtol=1e-5, atol=1e-8)
+    finite_differences(lambda obj, deltas: sum(ref_rpn(anchors, obj, deltas, gt_list)),
+                       {"obj": obj, "deltas": deltas}, {"obj": o_t.grad.numpy(), "deltas": d_t.grad.numpy()}, rng,
+                       per_array=10, rtol=1e-5, atol=1e-8)
     # the head
     proposals = [anchors + rng.normal(scale=0.1, size=anchors.shape) for _ in range(2)]
     sampled = recipe.sample_proposals(torch.tensor(np.stack(proposals)), torch.tensor(boxes), torch.tensor(labels))
@@ -432,16 +389,10 @@ def test_torch_gradients_match_finite_differences():
     b_t = torch.tensor(bd, requires_grad=True)
     recipe.roi_loss(l_t, b_t, sampled).total.backward()
     selected = [ref_select(proposals[i], gt_list[i], label_list[i]) for i in range(2)]
-    for arr, grad, which in ((logits, l_t.grad.numpy(), 0), (bd, b_t.grad.numpy(), 1)):
-        for flat in rng.choice(arr.size, size=12, replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            up, down = arr.copy(), arr.copy()
-            up[idx] += h
-            down[idx] -= h
-            f_up = ref_fastrcnn(selected, *((up, bd) if which == 0 else (logits, up)))
-            f_down = ref_fastrcnn(selected, *((down, bd) if which == 0 else (logits, down)))
-            # rows past an image's samples are padding: the reference never reads them, the gradient is 0
-            np.testing.assert_allclose(grad[idx], (sum(f_up) - sum(f_down)) / (2 * h), rtol=1e-5, atol=1e-8)
+    # rows past an image's samples are padding: the reference never reads them, the gradient is 0
+    finite_differences(lambda logits, bd: sum(ref_fastrcnn(selected, logits, bd)),
+                       {"logits": logits, "bd": bd}, {"logits": l_t.grad.numpy(), "bd": b_t.grad.numpy()}, rng,
+                       rtol=1e-5, atol=1e-8)
 
 
 def test_no_anchors_gives_zero(xp):

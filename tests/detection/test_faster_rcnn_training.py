@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _detection import one_object_scenes
 
 import polyloss as pl
 
@@ -27,10 +28,8 @@ def test_tiny_training_run_lowers_rpn_and_head_losses():
     anchors_np = _anchors()
     a = len(anchors_np)
     n = 16
-    corner = rng.uniform(0, 2.0, size=(n, 1, 2))
-    gt = np.concatenate([corner, corner + rng.uniform(1.0, 2.0, size=(n, 1, 2))], axis=-1)
-    labels = rng.integers(1, C, size=(n, 1))
-    features = torch.tensor(np.concatenate([gt[:, 0] / 4, np.eye(C)[labels[:, 0]]], axis=1), dtype=torch.float32)
+    gt, labels, features = one_object_scenes(rng, n, 2.0, C)
+    features = torch.tensor(features, dtype=torch.float32)
     anchors = torch.tensor(anchors_np, dtype=torch.float32)
     gt_t, lab_t = torch.tensor(gt, dtype=torch.float32), torch.tensor(labels)
     # proposals: the anchors, jittered (fixed across steps, as a stand-in for the RPN's output)

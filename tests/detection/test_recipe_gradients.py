@@ -14,6 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _detection import ANCHOR_SHAPES
+from _detection import anchor_grid
+from _detection import finite_differences
+from _detection import yolo_pred
+from _support import t64
 
 import polyloss as pl
 from polyloss.autodiff.recipes import part_vjp
@@ -25,13 +30,6 @@ C = 4
 
 def f32(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float32).astype(np.float64)
-
-
-def t64(a: np.ndarray, requires_grad: bool = False) -> Any:
-    a = np.asarray(a)
-    if a.dtype.kind == "f":
-        return torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad)
-    return torch.tensor(a, dtype=torch.int64)
 
 
 def _tol(xp: Any) -> float:
@@ -68,31 +66,11 @@ def torch_reference(call: Any, arrays: dict[str, np.ndarray]) -> tuple[dict[str,
     return {k: float(v.detach()) for k, v in result.components.items()}, grads
 
 
-def finite_differences(total: Any, arrays: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-                       rng: np.random.Generator, per_array: int = 12, h: float = 1e-6) -> None:
-    """Central differences of ``total(**arrays)`` at ``per_array`` random entries of each array."""
-    for name, arr in arrays.items():
-        if arr.size == 0:
-            continue
-        for flat in rng.choice(arr.size, size=min(per_array, arr.size), replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            up, down = arr.copy(), arr.copy()
-            up[idx] += h
-            down[idx] -= h
-            numeric = (total(**{**arrays, name: up}) - total(**{**arrays, name: down})) / (2 * h)
-            np.testing.assert_allclose(grads[name][idx], numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name}{idx}")
-
-
 # -- SSD ----------------------------------------------------------------------------------
 
 
 def ssd_priors(size: int = 4) -> np.ndarray:
-    out = []
-    for y in range(size):
-        for x in range(size):
-            for w, h in ((2.0, 2.0), (3.0, 1.5)):
-                out.append([x + 0.5 - w / 2, y + 0.5 - h / 2, x + 0.5 + w / 2, y + 0.5 + h / 2])
-    return np.array(out)
+    return anchor_grid(size, ANCHOR_SHAPES[:2])
 
 
 def ground_truth(rng: np.random.Generator, counts: list[int], span: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -159,15 +137,6 @@ def test_ssd_finite_differences(config):
 # -- Faster R-CNN -------------------------------------------------------------------------
 
 
-def anchors_grid(size: int = 3) -> np.ndarray:
-    out = []
-    for y in range(size):
-        for x in range(size):
-            for w, h in ((2.0, 2.0), (3.0, 1.5), (1.5, 3.0)):
-                out.append([x + 0.5 - w / 2, y + 0.5 - h / 2, x + 0.5 + w / 2, y + 0.5 + h / 2])
-    return np.array(out)
-
-
 FRCNN_CONFIGS = {
     # small batches: the sampler really chooses
     "sampled": {"rpn_batch_size": 12, "rpn_positive_fraction": 0.25, "roi_batch_size": 10,
@@ -179,7 +148,7 @@ FRCNN_CONFIGS = {
 
 def frcnn_data(counts: list[int], seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    anchors = anchors_grid()
+    anchors = anchor_grid(3)
     boxes, labels = ground_truth(rng, counts, span=1.5)
     n, a = len(counts), len(anchors)
     proposals = f32(np.stack([anchors + rng.normal(scale=0.15, size=anchors.shape) for _ in range(n)]))
@@ -294,12 +263,7 @@ S, B, YC = 3, 2, 3
 def yolo_data(seed: int = 0, empty: bool = False) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     n = 3
-    pred = np.empty((n, S, S, 5 * B + YC))
-    for b in range(B):
-        pred[..., 5 * b: 5 * b + 2] = rng.uniform(0.0, 1.0, size=(n, S, S, 2))
-        pred[..., 5 * b + 2: 5 * b + 4] = rng.uniform(0.1, 0.7, size=(n, S, S, 2))
-        pred[..., 5 * b + 4] = rng.uniform(-0.5, 1.2, size=(n, S, S))
-    pred[..., 5 * B:] = rng.normal(size=(n, S, S, YC))
+    pred = yolo_pred(rng, n, S, B, YC, min_size=0.1)
     pred[0, 0, 0, 2] = -0.3  # a negative width: sqrt(max(w, eps)) has zero gradient there
     pred = f32(pred)
     boxes, labels = [], []

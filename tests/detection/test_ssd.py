@@ -13,6 +13,15 @@ import math
 
 import numpy as np
 import pytest
+from _detection import ANCHOR_SHAPES
+from _detection import anchor_grid
+from _detection import encode
+from _detection import finite_differences
+from _detection import iou
+from _detection import one_object_scenes
+from _detection import pad
+from _detection import random_gt
+from _detection import smooth_l1
 
 import polyloss as pl
 from polyloss.detection.ssd import SSDLoss
@@ -21,28 +30,6 @@ C = 4
 
 
 # -- reference ----------------------------------------------------------------------
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def encode(box: np.ndarray, anchor: np.ndarray, w: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)) -> list[float]:
-    aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
-    bw, bh = box[2] - box[0], box[3] - box[1]
-    return [
-        w[0] * ((box[0] + 0.5 * bw) - (anchor[0] + 0.5 * aw)) / aw,
-        w[1] * ((box[1] + 0.5 * bh) - (anchor[1] + 0.5 * ah)) / ah,
-        w[2] * math.log(bw / aw),
-        w[3] * math.log(bh / ah),
-    ]
-
-
-def smooth_l1(d: float, beta: float) -> float:
-    return 0.5 * d * d / beta if abs(d) < beta else abs(d) - 0.5 * beta
-
-
 def ssd_match(gt: np.ndarray, priors: np.ndarray, threshold: float) -> list[int]:
     p = len(priors)
     if len(gt) == 0:
@@ -97,35 +84,15 @@ def ref_ssd(deltas, logits, priors, gt_list, label_list, *, threshold=0.5, ratio
 
 # -- data ----------------------------------------------------------------------------
 def make_priors(size: int = 6) -> np.ndarray:
-    out = []
-    for y in range(size):
-        for x in range(size):
-            for w, h in ((2.0, 2.0), (3.0, 1.5)):
-                cx, cy = x + 0.5, y + 0.5
-                out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-    return np.array(out)
+    return anchor_grid(size, ANCHOR_SHAPES[:2])
 
 
 def make_batch(rng: np.random.Generator, priors: np.ndarray, counts: list[int]):
     n, p = len(counts), len(priors)
-    gt_list, label_list = [], []
-    for c in counts:
-        corner = rng.uniform(0, 4.5, size=(c, 2))
-        gt_list.append(np.concatenate([corner, corner + rng.uniform(1.0, 3.0, size=(c, 2))], axis=1))
-        label_list.append(rng.integers(1, C, size=c))
+    gt_list, label_list = random_gt(rng, counts, C, 4.5, (1.0, 3.0))
     deltas = rng.normal(size=(n, p, 4))
     logits = rng.normal(size=(n, p, C)) * 2
     return deltas, logits, gt_list, label_list
-
-
-def pad(gt_list, label_list, g: int | None = None):
-    g = max(max(len(x) for x in gt_list), 1) if g is None else g
-    boxes = np.zeros((len(gt_list), g, 4))
-    labels = np.full((len(gt_list), g), -1, dtype=np.int64)
-    for i, (b, lab) in enumerate(zip(gt_list, label_list, strict=True)):
-        boxes[i, : len(b)] = b
-        labels[i, : len(b)] = lab
-    return boxes, labels
 
 
 def to_np(xp, result):
@@ -289,18 +256,8 @@ def test_torch_gradients_match_finite_differences():
         loc, conf = ref_ssd(dd, zz, priors, gt_list, label_list)
         return loc + conf
 
-    h = 1e-6
-    for arr, grad in ((deltas, d.grad.numpy()), (logits, z.grad.numpy())):
-        for flat in rng.choice(arr.size, size=12, replace=False):
-            idx = np.unravel_index(flat, arr.shape)
-            up, down = arr.copy(), arr.copy()
-            up[idx] += h
-            down[idx] -= h
-            if arr is deltas:
-                fd = (total(up, logits) - total(down, logits)) / (2 * h)
-            else:
-                fd = (total(deltas, up) - total(deltas, down)) / (2 * h)
-            np.testing.assert_allclose(grad[idx], fd, rtol=1e-5, atol=1e-8)
+    finite_differences(total, {"dd": deltas, "zz": logits}, {"dd": d.grad.numpy(), "zz": z.grad.numpy()}, rng,
+                       rtol=1e-5, atol=1e-8)
 
 
 def test_parts_can_be_replaced():
@@ -332,10 +289,8 @@ def test_tiny_training_run_lowers_the_loss():
     priors_np = make_priors(4)
     p = len(priors_np)
     n = 32
-    corner = rng.uniform(0, 2.5, size=(n, 1, 2))
-    gt = np.concatenate([corner, corner + rng.uniform(1.0, 2.0, size=(n, 1, 2))], axis=-1)
-    labels = rng.integers(1, C, size=(n, 1))
-    features = torch.tensor(np.concatenate([gt[:, 0] / 4, np.eye(C)[labels[:, 0]]], axis=1), dtype=torch.float32)
+    gt, labels, features = one_object_scenes(rng, n, 2.5, C)
+    features = torch.tensor(features, dtype=torch.float32)
     model = torch.nn.Sequential(torch.nn.Linear(4 + C, 64), torch.nn.ReLU(), torch.nn.Linear(64, p * (4 + C)))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     recipe = pl.get_recipe("ssd", num_classes=C)

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from _detection import yolo_pred
 
 import polyloss as pl
 from polyloss.detection.yolov1 import YOLOv1Loss
@@ -109,12 +110,7 @@ def _random_box(rng, cell=None, S=4):
 
 
 def _pred(rng, N, S, B, C, *, negative_sizes=True):
-    pred = np.empty((N, S, S, 5 * B + C))
-    for b in range(B):
-        pred[..., 5 * b : 5 * b + 2] = rng.uniform(0.0, 1.0, size=(N, S, S, 2))
-        pred[..., 5 * b + 2 : 5 * b + 4] = rng.uniform(0.05, 0.7, size=(N, S, S, 2))
-        pred[..., 5 * b + 4] = rng.uniform(-0.5, 1.2, size=(N, S, S))
-    pred[..., 5 * B :] = rng.normal(size=(N, S, S, C))
+    pred = yolo_pred(rng, N, S, B, C)
     if negative_sizes:
         pred[0, 0, 0, 2] = -0.3  # negative width: clamped at 0 for the IoU, sqrt(eps) in the loss
         pred[0, 1, 1, 5 * (B - 1) + 3] = -0.1

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from _support import F
 from _support import assert_close
+from _support import assert_fast_path_matches_generic
 from _support import check_against
-from _support import fast_and_generic
 from _support import run_polyloss
 from _support import t64
-from _support import torch
 
 import polyloss as pl
 
@@ -186,12 +185,7 @@ def test_fast_path_equals_generic(name, make, option_sets, reduction):
               "cw": t64(rng.uniform(0.2, 2, 4))}
     for options in option_sets:
         opts = {k: arrays[v] if isinstance(v, str) else v for k, v in options.items()}
-        xt = t64(x, requires_grad=True)
-        fast, generic = fast_and_generic(getattr(pl, name), xt, t64(y), reduction=reduction, **opts)
-        torch.testing.assert_close(fast, generic, rtol=1e-12, atol=1e-14)
-        (g_fast,) = torch.autograd.grad(fast.sum(), xt)
-        (g_generic,) = torch.autograd.grad(generic.sum(), xt)
-        torch.testing.assert_close(g_fast, g_generic, rtol=1e-12, atol=1e-14)
+        assert_fast_path_matches_generic(getattr(pl, name), x, y, reduction=reduction, **opts)
 
 
 def test_cross_entropy_never_one_hot_and_int32_targets(xp):

@@ -8,6 +8,7 @@ from _support import F
 from _support import check_against
 from _support import run_polyloss
 from _support import torch
+from _support import torchvision_sigmoid_focal
 
 import polyloss as pl
 
@@ -15,13 +16,7 @@ REDUCTIONS = ["none", "mean", "sum"]
 
 
 def _torchvision_sigmoid_focal(x, t, alpha=0.25, gamma=2.0, reduction="mean"):
-    """torchvision.ops.sigmoid_focal_loss, written out (torchvision is not a test dependency)."""
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    loss = torchvision_sigmoid_focal(x, t, alpha, gamma)
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 

@@ -50,13 +50,14 @@ def ref_matcher(quality: np.ndarray, high: float = 0.5, low: float = 0.4, allow_
     return matches
 
 
-def ref_encode(gt: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-    """torchvision BoxCoder.encode_single with weights (1, 1, 1, 1), one box."""
+def ref_encode(gt: np.ndarray, anchor: np.ndarray, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
+    """torchvision BoxCoder.encode_single with ``weights`` (RetinaNet's (1, 1, 1, 1) by default), one box."""
+    wx, wy, ww, wh = weights
     aw, ah = anchor[2] - anchor[0], anchor[3] - anchor[1]
     ax, ay = anchor[0] + 0.5 * aw, anchor[1] + 0.5 * ah
     gw, gh = gt[2] - gt[0], gt[3] - gt[1]
     gx, gy = gt[0] + 0.5 * gw, gt[1] + 0.5 * gh
-    return np.array([(gx - ax) / aw, (gy - ay) / ah, math.log(gw / aw), math.log(gh / ah)])
+    return np.array([wx * (gx - ax) / aw, wy * (gy - ay) / ah, ww * math.log(gw / aw), wh * math.log(gh / ah)])
 
 
 def ref_decode(delta: np.ndarray, anchor: np.ndarray) -> np.ndarray:

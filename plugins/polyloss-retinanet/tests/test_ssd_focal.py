@@ -12,6 +12,7 @@ from test_retinanet import make_anchors
 from test_retinanet import make_ground_truth
 from test_retinanet import pad
 from test_retinanet import ref_box_iou
+from test_retinanet import ref_encode
 from test_retinanet import ref_smooth_l1
 
 import polyloss as pl
@@ -30,15 +31,6 @@ def ref_ssd_matches(quality: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return matches
 
 
-def ref_encode_ssd(gt: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """torchvision BoxCoder.encode_single with weights (10, 10, 5, 5), one box."""
-    pw, ph = prior[2] - prior[0], prior[3] - prior[1]
-    px, py = prior[0] + 0.5 * pw, prior[1] + 0.5 * ph
-    gw, gh = gt[2] - gt[0], gt[3] - gt[1]
-    gx, gy = gt[0] + 0.5 * gw, gt[1] + 0.5 * gh
-    return np.array([10 * (gx - px) / pw, 10 * (gy - py) / ph, 5 * math.log(gw / pw), 5 * math.log(gh / ph)])
-
-
 def ref_softmax_focal(row: np.ndarray, y: int, gamma: float) -> float:
     m = row.max()
     log_p = row[y] - (m + math.log(np.exp(row - m).sum()))
@@ -55,7 +47,7 @@ def ref_ssd_focal(deltas, logits, priors, gt_boxes, gt_labels, *, gamma):
             conf += ref_softmax_focal(logits[i, p], y, gamma)  # every prior: no mining
             if matches[p] >= 0:
                 num_pos += 1
-                t = ref_encode_ssd(gt[matches[p]], priors[p])
+                t = ref_encode(gt[matches[p]], priors[p], (10.0, 10.0, 5.0, 5.0))
                 loc += sum(ref_smooth_l1(deltas[i, p, k] - t[k], 1.0) for k in range(4))
     return {"conf": conf / max(1, num_pos), "loc": loc / max(1, num_pos)}
 
