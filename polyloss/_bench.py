@@ -91,7 +91,55 @@ def _torch_reference(name: str) -> Callable[..., Any] | None:
         loss = ce * (1 - p_t) ** 2
         return ((0.25 * y + 0.75 * (1 - y)) * loss).mean()
 
+    def inter_union(b1: Any, b2: Any) -> tuple[Any, Any]:
+        # torchvision.ops' _loss_inter_union: the intersection filled in through a boolean mask
+        x1, y1, x2, y2 = b1.unbind(dim=-1)
+        x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
+        xi1, yi1 = torch.max(x1, x1g), torch.max(y1, y1g)
+        xi2, yi2 = torch.min(x2, x2g), torch.min(y2, y2g)
+        inter = torch.zeros_like(x1)
+        hit = (yi2 > yi1) & (xi2 > xi1)
+        inter[hit] = (xi2[hit] - xi1[hit]) * (yi2[hit] - yi1[hit])
+        return inter, (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+
+    def enclosing(b1: Any, b2: Any) -> tuple[Any, Any]:
+        x1, y1, x2, y2 = b1.unbind(dim=-1)
+        x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
+        return torch.max(x2, x2g) - torch.min(x1, x1g), torch.max(y2, y2g) - torch.min(y1, y1g)
+
+    def giou(b1: Any, b2: Any, eps: float = 1e-7) -> Any:  # torchvision.ops.generalized_box_iou_loss, "mean"
+        inter, union = inter_union(b1, b2)
+        iou = inter / (union + eps)
+        ew, eh = enclosing(b1, b2)
+        area_c = ew * eh
+        return (1 - (iou - (area_c - union) / (area_c + eps))).mean()
+
+    def diou_and_iou(b1: Any, b2: Any, eps: float = 1e-7) -> tuple[Any, Any]:
+        inter, union = inter_union(b1, b2)
+        iou = inter / (union + eps)
+        ew, eh = enclosing(b1, b2)
+        diag = ew**2 + eh**2 + eps
+        x1, y1, x2, y2 = b1.unbind(dim=-1)
+        x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
+        rho = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
+        return 1 - iou + rho / diag, iou
+
+    def diou(b1: Any, b2: Any) -> Any:  # torchvision.ops.distance_box_iou_loss, "mean"
+        return diou_and_iou(b1, b2)[0].mean()
+
+    def ciou(b1: Any, b2: Any, eps: float = 1e-7) -> Any:  # torchvision.ops.complete_box_iou_loss, "mean"
+        loss, iou = diou_and_iou(b1, b2, eps)
+        x1, y1, x2, y2 = b1.unbind(dim=-1)
+        x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
+        v = (4 / torch.pi**2) * torch.pow(torch.atan((x2g - x1g) / (y2g - y1g)) - torch.atan((x2 - x1) / (y2 - y1)), 2)
+        with torch.no_grad():
+            alpha = v / (1 - iou + v + eps)
+        return (loss + alpha * v).mean()
+
     table: dict[str, Callable[..., Any]] = {
+        "giou_loss": giou,
+        "diou_loss": diou,
+        "ciou_loss": ciou,
         "mse_loss": F.mse_loss,
         "l1_loss": F.l1_loss,
         "smooth_l1_loss": F.smooth_l1_loss,
@@ -109,7 +157,13 @@ def _torch_reference(name: str) -> Callable[..., Any] | None:
     return table.get(name)
 
 
+BOX_LOSSES = ("giou_loss", "diou_loss", "ciou_loss")
+
+
 def _data(name: str, rows: int, cols: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if name.endswith("iou_loss"):  # rows * cols / 4 pairs of overlapping and disjoint xyxy boxes
+        n = max(1, rows * cols // 4)
+        return _random_boxes(rng, n), _random_boxes(rng, n)
     x = rng.standard_normal((rows, cols), dtype=np.float32)
     if name in ("cross_entropy", "nll_loss", "multi_margin_loss", "softmax_focal_loss"):
         if name == "nll_loss":
@@ -125,6 +179,10 @@ def _data(name: str, rows: int, cols: int, rng: np.random.Generator) -> tuple[np
         y = np.exp(x - _logsumexp(x)[:, None])
         return x - _logsumexp(x)[:, None], y
     return x, rng.standard_normal((rows, cols), dtype=np.float32)
+
+
+#: losses with a PyTorch reference only (torch.nn.functional or torchvision's formula)
+TORCH_ONLY = ("multi_margin_loss", "sigmoid_focal_loss", *BOX_LOSSES)
 
 
 def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
@@ -239,7 +297,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     ``tiny_only`` times the per-call overhead size only (no large size, recipes
     or memory); ``full`` adds cross-entropy at 65536 x 1000.
     """
-    names = names or [n for n in pl.losses() if _np_reference(n) or n in ("multi_margin_loss", "sigmoid_focal_loss")]
+    names = names or [n for n in pl.losses() if _np_reference(n) or n in TORCH_ONLY]
     sizes = {"tiny": (8, 5)} if tiny_only else {"tiny": (8, 5), "large": (1024, 1024)}
     report = progress or (lambda message: None)
     backends = backends or ["numpy", "torch"]

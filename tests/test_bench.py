@@ -89,3 +89,15 @@ def test_recipe_inputs_have_the_stated_sizes():
     assert all(1 <= c <= 10 for c in ssd["counts"])
     rpn = _bench.rpn_inputs()
     assert rpn["objectness"].shape == (8, 20000) and rpn["rpn_deltas"].shape == (8, 20000, 4)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "giou_loss", "diou_loss", "ciou_loss"])
+def test_torch_references_of_the_chains_of_small_ops_give_polyloss_values(name):
+    torch = pytest.importorskip("torch")
+    x, y = (torch.from_numpy(a).double() for a in _bench._data(name, 64, 32, np.random.default_rng(5)))
+    assert name in _bench.TORCH_ONLY
+    if name != "sigmoid_focal_loss":
+        assert x.shape == (512, 4)
+    reference = _bench._torch_reference(name)(x, y)
+    with pl.fast_paths(False):
+        np.testing.assert_allclose(reference.item(), pl.get_loss(name)(x, y).item(), rtol=1e-12)

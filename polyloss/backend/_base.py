@@ -139,6 +139,17 @@ class Backend:
         """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``)."""
         return self.xp.where(x > 0, x, 0.0)
 
+    def clip(self, x: Any, min: float | None = None, max: float | None = None) -> Any:
+        """``x`` clipped to ``[min, max]`` (Python-float bounds; None: unbounded).
+
+        The gradient is 1 strictly inside the bounds and 0 strictly outside;
+        at a bound itself it is backend-defined (1 for this fallback, the
+        standard ``clip`` under autograd; 0 on PyTorch, ``hardtanh``'s rule), so
+        loss code uses it only where the result's gradient does not depend on
+        it (as the Huber loss, whose kink term is multiplied by ``|d| - q = 0``).
+        """
+        return self.xp.clip(x, min=min, max=max)
+
     def sigmoid(self, x: Any) -> Any:
         """Logistic sigmoid, written so neither branch overflows."""
         xp = self.xp

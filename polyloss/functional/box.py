@@ -17,11 +17,18 @@ from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional._common import try_fast_path
 
 __all__ = ["ciou_loss", "diou_loss", "giou_loss", "iou_loss"]
 
 
 def _prepare(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Backend, float, Any, Any]:
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
+    return backend, eps, b1, b2
+
+
+def _check(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Backend, float]:
     backend = resolve(boxes1, boxes2, input_name="boxes1", target_name="boxes2")
     v.check_reduction(reduction)
     v.check_floating(backend, boxes1, "boxes1")
@@ -30,9 +37,7 @@ def _prepare(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Back
         raise ValueError(f"boxes1 and boxes2 must have shape (..., 4), got {tuple(boxes1.shape)}")
     if backend.dtype_kind(boxes2.dtype) not in "fi":
         raise TypeError(f"boxes2 must have a real numeric dtype, got {boxes2.dtype}")
-    eps = v.check_number(eps, "eps")
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    return backend, eps, b1, b2
+    return backend, v.check_number(eps, "eps")
 
 
 def _iou_parts(xp: Any, b1: Any, b2: Any, eps: float) -> tuple[Any, Any, Any, Any]:
@@ -80,7 +85,11 @@ def iou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "m
     and height. Differentiable with respect to ``boxes1`` (and ``boxes2``).
     Symmetric in its two arguments.
     """
-    backend, eps, b1, b2 = _prepare(boxes1, boxes2, eps, reduction)
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    out = try_fast_path(backend, "iou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
     iou, _, _, _ = _iou_parts(backend.xp, b1, b2, eps)
     return finish(backend, v.reduce(backend, 1.0 - iou, reduction), boxes1)
 
@@ -96,7 +105,11 @@ def giou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
     Matches ``torchvision.ops.generalized_box_iou_loss`` (whose default
     reduction is ``"none"``; polyloss's is ``"mean"``).
     """
-    backend, eps, b1, b2 = _prepare(boxes1, boxes2, eps, reduction)
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    out = try_fast_path(backend, "giou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
     iou, union, ew, eh = _iou_parts(backend.xp, b1, b2, eps)
     area_c = ew * eh
     loss = 1.0 - (iou - (area_c - union) / (area_c + eps))
@@ -113,7 +126,11 @@ def diou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
     diagonal of the smallest enclosing box. Args as :func:`iou_loss`.
     Matches ``torchvision.ops.distance_box_iou_loss``.
     """
-    backend, eps, b1, b2 = _prepare(boxes1, boxes2, eps, reduction)
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    out = try_fast_path(backend, "diou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
     loss, _ = _diou(backend.xp, b1, b2, eps)
     return finish(backend, v.reduce(backend, loss, reduction), boxes1)
 
@@ -132,7 +149,11 @@ def ciou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
     with ``h >= 0, w > 0`` and finite (0, with a finite gradient) for a
     point box, where torchvision gives NaN. Args as :func:`iou_loss`.
     """
-    backend, eps, b1, b2 = _prepare(boxes1, boxes2, eps, reduction)
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    out = try_fast_path(backend, "ciou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
     xp = backend.xp
     loss, iou = _diou(xp, b1, b2, eps)
     d = _angle(xp, b2) - _angle(xp, b1)

@@ -63,13 +63,14 @@ def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "me
 
 def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
     # with q = min(|d|, delta): q (|d| - q/2) is 0.5 d^2 below delta and delta (|d| - delta/2) above,
-    # with the right gradient everywhere and no select (slow on some CPUs)
+    # with the right gradient everywhere and no select (slow on some CPUs). At |d| = delta the gradient
+    # q'(|d| - q) + q = delta whatever clip's gradient at its bound (q' is 1 or 0 by backend)
     xp = backend.xp
     a = xp.abs(d)
     if delta > 3.4e38 and delta > float(xp.finfo(d.dtype).max):
         q = a  # torch cannot clip at a bound beyond the dtype; every finite |d| is below it anyway
     else:
-        q = xp.clip(a, max=delta)
+        q = backend.clip(a, max=delta)
     return q * (a - 0.5 * q)
 
 
