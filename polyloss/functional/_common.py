@@ -31,8 +31,7 @@ def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> An
         return NotImplemented
     input = args[0]
     try:
-        half = _is_half.get(input.dtype)
-        if not (_half(input.dtype) if half is None else half):
+        if not _half(input.dtype):
             return fast(*args, **options)
         up = [v.upcast_half(backend, a) if hasattr(a, "dtype") else a for a in args]
         out = fast(*up, **{k: v.upcast_half(backend, a) if hasattr(a, "dtype") else a for k, a in options.items()})
