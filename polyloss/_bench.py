@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import polyloss as pl
+from polyloss._torchvision import import_torchvision
 
 
 @dataclass
@@ -154,6 +155,15 @@ def _torch_reference(name: str) -> Callable[..., Any] | None:
         "squared_hinge_loss": lambda x, y: torch.clamp(1 - y * x, min=0).pow(2).mean(),
         "sigmoid_focal_loss": sigmoid_focal,
     }
+    torchvision = import_torchvision()
+    if torchvision is not None:  # the real thing where it is installed
+        ops = torchvision.ops
+        table |= {
+            "sigmoid_focal_loss": lambda x, y: ops.sigmoid_focal_loss(x, y, reduction="mean"),
+            "giou_loss": lambda b1, b2: ops.generalized_box_iou_loss(b1, b2, reduction="mean"),
+            "diou_loss": lambda b1, b2: ops.distance_box_iou_loss(b1, b2, reduction="mean"),
+            "ciou_loss": lambda b1, b2: ops.complete_box_iou_loss(b1, b2, reduction="mean"),
+        }
     return table.get(name)
 
 
@@ -421,9 +431,7 @@ def rpn_inputs(seed: int = 0) -> dict[str, Any]:
 
 
 def torchvision_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torchvision") is not None
+    return import_torchvision() is not None
 
 
 def _torchvision_ssd(data: dict[str, Any]) -> Callable[[Any, Any], Any]:

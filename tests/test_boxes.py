@@ -362,3 +362,25 @@ def test_hard_negative_mining_matches_reference(xp, ratio):
     np.testing.assert_array_equal(got, ref_mining(loss, positive, ratio))
     assert not np.any(got & positive)
     assert not got[2].any()
+
+
+@pytest.mark.parametrize("ground_truth", [3, 40])  # row by row up to 32 ground truths, whole matrix above
+def test_matchers_match_reference_on_both_sides_of_the_row_loop_limit(xp, ground_truth):
+    rng = np.random.default_rng(11)
+    anchors = random_boxes(rng, 60, hi=6.0)
+    counts = [ground_truth, 0, ground_truth - 2]
+    gt, valid = _padded_gt(rng, counts, ground_truth)
+    q = B.box_iou(xp.asarray(gt), xp.asarray(anchors))
+    q_np = xp.to_numpy(q)
+    for i, c in enumerate(counts):
+        np.testing.assert_allclose(q_np[i, :c], ref_pairwise(gt[i, :c], anchors, "iou"), rtol=max(xp.rtol, 1e-12),
+                                   atol=1e-6)
+    matchers = {
+        "low": (B.Matcher(0.5, 0.3, allow_low_quality_matches=True), lambda m: ref_match(m, 0.5, 0.3, True)),
+        "plain": (B.Matcher(0.5, 0.3), lambda m: ref_match(m, 0.5, 0.3, False)),
+        "ssd": (B.SSDMatcher.with_threshold(0.5), lambda m: ref_ssd_match(m, 0.5)),
+    }
+    for name, (matcher, reference) in matchers.items():
+        got = xp.to_numpy(matcher(q, xp.asarray(valid)))
+        for i, c in enumerate(counts):
+            np.testing.assert_array_equal(got[i], reference(q_np[i, :c]), err_msg=f"{name} image {i}")

@@ -168,6 +168,18 @@ class Backend:
         return xp.where(zero, 0.0, x * xp.log(xp.where(zero, 1.0, y)))
 
     # -- collectives (data-parallel training) ----------------------------
+    def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:
+        """``xp.take_along_axis`` for ``indices`` in ``[0, n)`` of ``x``'s rank (no negative indices)."""
+        return self.xp.take_along_axis(x, indices, axis=axis)
+
+    def sorted_head(self, keys: Any, count: Any, *, descending: bool = False) -> Any:
+        """A prefix of ``sort(keys, axis=-1, descending=descending)`` at least ``max(count)`` long.
+
+        ``count``: int array ``(..., 1)`` with values in ``[1, n]``. The generic
+        version sorts whole rows; a backend with a top-k sorts only the head.
+        """
+        return self.xp.sort(keys, axis=-1, descending=descending)
+
     def world_size(self) -> int:
         """Number of processes :meth:`all_reduce_sum` sums over (1: a single process)."""
         return 1

@@ -61,8 +61,16 @@ LossPart = Callable[[Any, Any], Any]
 
 
 def softmax_cross_entropy(logits: Any, target: Any) -> Any:
-    """Per-prediction softmax cross-entropy over the last axis (the default classification part)."""
-    return cross_entropy(logits, target, reduction="none")
+    """Per-prediction softmax cross-entropy over the last axis (the default classification part).
+
+    Leading axes are flattened into one ``(rows, C)`` problem, the layout the
+    native kernels are fastest on (class axis last and contiguous).
+    """
+    if logits.ndim <= 2 or tuple(target.shape) != tuple(logits.shape[:-1]):
+        return cross_entropy(logits, target, reduction="none")
+    xp = resolve(logits, input_name="logits").xp
+    flat = cross_entropy(xp.reshape(logits, (-1, logits.shape[-1])), xp.reshape(target, (-1,)), reduction="none")
+    return xp.reshape(flat, tuple(target.shape))
 
 
 def sigmoid_objectness_loss(logits: Any, target: Any) -> Any:

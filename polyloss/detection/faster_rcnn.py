@@ -212,10 +212,11 @@ class FasterRCNNLoss(DetectionRecipe):
         )
 
     @staticmethod
-    def _gather_boxes(xp: Any, boxes: Any, index: Any) -> Any:
+    def _gather_boxes(backend: Backend, boxes: Any, index: Any) -> Any:
         """``boxes (N, G, 4)`` at ``index (N, K)`` -> ``(N, K, 4)``."""
+        xp = backend.xp
         n, k = (int(s) for s in index.shape)
-        return xp.take_along_axis(boxes, xp.broadcast_to(xp.expand_dims(index, axis=-1), (n, k, 4)), axis=1)
+        return backend.take_along_axis(boxes, xp.broadcast_to(xp.expand_dims(index, axis=-1), (n, k, 4)), axis=1)
 
     # -- RPN ---------------------------------------------------------------------
     def assign_anchors(self, anchors: Any, gt: GroundTruth) -> AnchorTargets:
@@ -228,7 +229,7 @@ class FasterRCNNLoss(DetectionRecipe):
         positive = matches >= 0
         labels = xp.where(positive, 1, _background_or_ignored(xp, matches))
         anchors_b = xp.broadcast_to(anchors, (n, a, 4))
-        matched = self._gather_boxes(xp, gt.boxes, xp.where(positive, matches, 0))
+        matched = self._gather_boxes(backend, gt.boxes, xp.where(positive, matches, 0))
         positive4 = xp.expand_dims(positive, axis=-1)
         matched = xp.where(positive4, matched, anchors_b)
         targets = xp.where(positive4, self.rpn_box_coder.encode(matched, anchors_b), 0.0)
@@ -340,7 +341,7 @@ class FasterRCNNLoss(DetectionRecipe):
         matches = self.roi_matcher(box_iou(gt.boxes, boxes), gt.valid)  # (N, T)
         positive = matches >= 0
         index = xp.where(positive, matches, 0)
-        labels = xp.where(positive, xp.take_along_axis(gt.labels, index, axis=1),
+        labels = xp.where(positive, backend.take_along_axis(gt.labels, index, axis=1),
                           _background_or_ignored(xp, matches))
         labels = xp.where(valid, labels, -1)
         pos, neg = self.roi_sampler(labels, seed=self._seed(seed, 1))
@@ -349,9 +350,9 @@ class FasterRCNNLoss(DetectionRecipe):
         r = min(self.roi_batch_size, t)
         position = xp.arange(t, dtype=xp.int64, device=backend.device(boxes))
         order = xp.argsort(xp.where(sampled, position, position + t), axis=-1, stable=True)[:, :r]
-        out_boxes = self._gather_boxes(xp, boxes, order)
-        out_labels = xp.take_along_axis(xp.where(sampled, labels, -1), order, axis=1)
-        matched = self._gather_boxes(xp, gt.boxes, xp.take_along_axis(index, order, axis=1))
+        out_boxes = self._gather_boxes(backend, boxes, order)
+        out_labels = backend.take_along_axis(xp.where(sampled, labels, -1), order, axis=1)
+        matched = self._gather_boxes(backend, gt.boxes, backend.take_along_axis(index, order, axis=1))
         foreground = xp.expand_dims(out_labels > 0, axis=-1)
         # rows without a target are encoded unit box against unit box: finite, no 0/0 anywhere
         unit = xp.asarray([0.0, 0.0, 1.0, 1.0], dtype=out_boxes.dtype, device=backend.device(out_boxes))
@@ -393,7 +394,7 @@ class FasterRCNNLoss(DetectionRecipe):
         cls_out = self.classification_loss(class_logits, cls_target)
         class_index = xp.where(foreground, labels, 0)
         index = xp.broadcast_to(xp.reshape(class_index, (n, r, 1, 1)), (n, r, 1, 4))
-        deltas = xp.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
+        deltas = backend.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
         targets = v.as_dtype_of(backend, sampled.targets, deltas)
         box_out = self.regression_loss(deltas, targets)
         return LossStage(

@@ -178,9 +178,9 @@ class SSDLoss(DetectionRecipe):
         matches = self.matcher(box_iou(gt.boxes, priors), gt.valid)  # (N, P)
         positive = matches >= 0
         index = xp.where(positive, matches, 0)
-        matched_labels = xp.take_along_axis(gt.labels, index, axis=1)
+        matched_labels = backend.take_along_axis(gt.labels, index, axis=1)
         index4 = xp.broadcast_to(xp.expand_dims(index, axis=-1), (batch_size, p, 4))
-        matched_boxes = xp.take_along_axis(gt.boxes, index4, axis=1)
+        matched_boxes = backend.take_along_axis(gt.boxes, index4, axis=1)
         # a background prior is encoded against itself: exactly 0, never log(0)
         positive4 = xp.expand_dims(positive, axis=-1)
         matched_boxes = xp.where(positive4, matched_boxes, anchors)

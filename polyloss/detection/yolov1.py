@@ -519,7 +519,7 @@ class YOLOv1Loss:
         fields = xp.where(valid[:, None, :], fields, 0.0)
         fields = xp.concat([fields, xp.matrix_transpose(one_hot)], axis=1)  # (N, 8 + C, G)
         index = xp.broadcast_to(owner_index[:, None, :], (n, 8 + c, s * s))
-        per_cell = xp.take_along_axis(fields, index, axis=2) * obj[:, None, :]  # (N, 8 + C, S*S)
+        per_cell = backend.take_along_axis(fields, index, axis=2) * obj[:, None, :]  # (N, 8 + C, S*S)
         per_cell = xp.reshape(xp.permute_dims(per_cell, (0, 2, 1)), (n, s, s, 8 + c))
         return YOLOv1Cells(
             obj=xp.reshape(obj, (n, s, s)),
