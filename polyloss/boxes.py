@@ -112,10 +112,23 @@ def _pairwise_map(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Any:
         a = tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1))
         b = tuple(xp.expand_dims(c, axis=-2) for c in _unstack(xp, boxes2))
         return pair(a, b)
-    b = tuple(c * 1.0 for c in _unstack(xp, boxes2))  # contiguous copies, read n times
-    rows = [pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[..., row, :])), b)
-            for row in range(n)]
-    return xp.stack(rows, axis=-2)
+    return xp.stack(_pairwise_rows(xp, boxes1, boxes2, pair), axis=-2)
+
+
+def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> list[Any]:
+    """``pair`` of each row of ``boxes1 (..., N, 4)`` against ``boxes2 (..., M, 4)``: N arrays ``(..., M)``."""
+    if boxes2.dtype != boxes1.dtype:
+        boxes2 = xp.astype(boxes2, boxes1.dtype)
+    b = tuple(c * 1.0 for c in _unstack(xp, boxes2))  # contiguous copies, read N times
+    return [pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[..., row, :])), b)
+            for row in range(boxes1.shape[-2])]
+
+
+def _iou_of(xp: Any) -> Any:
+    def iou(a: Coords, b: Coords) -> Any:
+        return _inter_over_union(xp, *_inter_union(xp, a, b))
+
+    return iou
 
 
 def _area(c: Coords) -> Any:
@@ -207,11 +220,7 @@ def box_iou(boxes1: Any, boxes2: Any) -> Any:
     ``torchvision.ops.box_iou``.
     """
     xp = _pair_backend(boxes1, boxes2).xp
-
-    def iou(a: Coords, b: Coords) -> Any:
-        return _inter_over_union(xp, *_inter_union(xp, a, b))
-
-    return _pairwise_map(xp, boxes1, boxes2, iou)
+    return _pairwise_map(xp, boxes1, boxes2, _iou_of(xp))
 
 
 def generalized_box_iou(boxes1: Any, boxes2: Any) -> Any:
@@ -364,14 +373,49 @@ class BoxCoder:
         return decode_boxes(deltas, anchors, weights=self.weights, clip=self.clip)
 
 
+def encode_matched(coder: Any, backend: Backend, gt_boxes: Any, valid: Any, index: Any, anchors: Any,
+                   positive: Any) -> Any:
+    """Regression targets ``(N, P, 4)`` of the ground truth matched to each anchor, 0 where not ``positive``.
+
+    ``where(positive, coder.encode(gt_boxes[index], anchors), 0)`` for
+    ``gt_boxes (N, G, 4)`` with ``valid (N, G)``, ``index (N, P)`` in
+    ``[0, G)`` and ``anchors (P, 4)`` or ``(N, P, 4)``. With a
+    :class:`BoxCoder` the ground truth's centres and log sizes are computed on
+    the G boxes and the anchors' offsets and scales on the P anchors, leaving
+    a gather and three passes over ``(N, P, 4)``.
+    """
+    xp = backend.xp
+    n, p = (int(s) for s in index.shape)
+    index4 = xp.broadcast_to(xp.expand_dims(index, axis=-1), (n, p, 4))
+    positive4 = xp.expand_dims(positive, axis=-1)
+    if anchors.dtype != gt_boxes.dtype:
+        anchors = xp.astype(anchors, gt_boxes.dtype)
+    if type(coder) is not BoxCoder:
+        matched = xp.where(positive4, backend.take_along_axis(gt_boxes, index4, axis=1), anchors)
+        return xp.where(positive4, coder.encode(matched, anchors), 0.0)
+    wx, wy, ww, wh = coder.weights
+    x1, y1, x2, y2 = _unstack(xp, gt_boxes)
+    one = xp.ones(valid.shape, dtype=gt_boxes.dtype, device=_device_of(gt_boxes))
+    width = xp.where(valid, x2 - x1, one)  # padding (which may hold anything) gets a finite log
+    height = xp.where(valid, y2 - y1, one)
+    gt_fields = xp.stack((x1 + 0.5 * width, y1 + 0.5 * height, xp.log(width), xp.log(height)), axis=-1)
+    ax1, ay1, ax2, ay2 = _unstack(xp, anchors)
+    aw = ax2 - ax1
+    ah = ay2 - ay1
+    offset = xp.stack((ax1 + 0.5 * aw, ay1 + 0.5 * ah, xp.log(aw), xp.log(ah)), axis=-1)
+    scale = xp.stack((wx / aw, wy / ah, ww + 0.0 * aw, wh + 0.0 * ah), axis=-1)
+    targets = (backend.take_along_axis(gt_fields, index4, axis=1) - offset) * scale
+    return xp.where(positive4, targets, 0.0)
+
+
 # -- matching ---------------------------------------------------------------------
-def _valid_mask(backend: Backend, quality: Any, valid: Any) -> Any:
+def _valid_mask(backend: Backend, quality_shape: tuple[int, ...], valid: Any) -> Any:
     if valid is None:
         return None
     check_same(backend, valid, "valid", "quality")
-    if tuple(valid.shape) != tuple(quality.shape[:-1]):
+    if tuple(valid.shape) != tuple(quality_shape[:-1]):
         raise ValueError(f"valid shape {tuple(valid.shape)} must be quality's shape without its last axis "
-                         f"{tuple(quality.shape[:-1])}")
+                         f"{tuple(quality_shape[:-1])}")
     if backend.dtype_kind(valid.dtype) != "b":
         raise TypeError(f"valid must be a boolean array, got {valid.dtype}")
     return valid
@@ -413,7 +457,7 @@ class Matcher:
         backend = resolve(quality, input_name="quality")
         if quality.ndim < 2:
             raise ValueError(f"quality must have shape (..., G, P), got {tuple(quality.shape)}")
-        valid = _valid_mask(backend, quality, valid)
+        valid = _valid_mask(backend, tuple(quality.shape), valid)
         xp = backend.xp
         if quality.shape[-2] == 0 or quality.shape[-1] == 0:
             # no ground truth (everything background) or no predictions; static shapes, and no
@@ -421,6 +465,23 @@ class Matcher:
             return xp.full((*quality.shape[:-2], quality.shape[-1]), -1, dtype=xp.int64,
                            device=backend.device(quality))
         return self._match(backend, _Quality.of(xp, quality, valid))
+
+    def match_boxes(self, gt_boxes: Any, predictions: Any, valid: Any = None) -> Any:
+        """``self(box_iou(gt_boxes, predictions), valid)``, the IoU rows going straight into the matching.
+
+        Up to 32 ground truths the ``(..., G, P)`` IoU matrix is never
+        stacked; the result is the same. A subclass that overrides
+        ``__call__`` is called on the matrix.
+        """
+        g = gt_boxes.shape[-2] if gt_boxes.ndim >= 2 else 0
+        p = predictions.shape[-2] if predictions.ndim >= 2 else 0
+        if type(self).__call__ is not Matcher.__call__ or not 0 < g <= _SMALL_AXIS or p == 0:
+            return self(box_iou(gt_boxes, predictions), valid)
+        backend = _pair_backend(gt_boxes, predictions)
+        xp = backend.xp
+        rows = _pairwise_rows(xp, gt_boxes, predictions, _iou_of(xp))
+        valid = _valid_mask(backend, (*rows[0].shape[:-1], g, p), valid)
+        return self._match(backend, _Quality.from_rows(xp, rows, valid))
 
     def _match(self, backend: Backend, q: _Quality) -> Any:
         xp = backend.xp
@@ -456,9 +517,12 @@ class _Quality:
         if g > _SMALL_AXIS:
             whole = quality if valid is None else xp.where(xp.expand_dims(valid, axis=-1), quality, -math.inf)
             return cls(xp, None, whole)
-        rows = [quality[..., row, :] for row in range(g)]
+        return cls.from_rows(xp, [quality[..., row, :] for row in range(g)], valid)
+
+    @classmethod
+    def from_rows(cls, xp: Any, rows: list[Any], valid: Any) -> _Quality:
         if valid is not None:
-            padding = xp.where(valid, xp.zeros(valid.shape, dtype=quality.dtype, device=_device_of(quality)),
+            padding = xp.where(valid, xp.zeros(valid.shape, dtype=rows[0].dtype, device=_device_of(rows[0])),
                                -math.inf)
             rows = [row + xp.expand_dims(padding[..., i], axis=-1) for i, row in enumerate(rows)]
         return cls(xp, rows, None)
@@ -568,8 +632,8 @@ def rank(backend: Backend, keys: Any, *, descending: bool = False) -> Any:
     return xp.astype(xp.argsort(order, axis=-1, stable=True), xp.int64)
 
 
-def top_k_mask(backend: Backend, keys: Any, k: Any, *, descending: bool = False, sorted_keys: Any = None) -> Any:
-    """``rank(backend, keys, descending=descending) < k`` with one (partial) sort of the values.
+def top_k_mask(backend: Backend, keys: Any, k: Any, *, descending: bool = False, distinct: bool = False) -> Any:
+    """``rank(backend, keys, descending=descending) < k`` with one selection instead of two argsorts.
 
     Per row, the ``k``-th key is the threshold: keys strictly before it are
     taken, and of the keys equal to it the first ones in index order (a
@@ -578,7 +642,7 @@ def top_k_mask(backend: Backend, keys: Any, k: Any, *, descending: bool = False,
     Args:
         keys: ``(..., P)`` real or integer keys (no NaN).
         k: int array ``(..., 1)`` (or a Python int): how many per row; 0 takes none.
-        sorted_keys: ``sort(keys, axis=-1, descending=descending)``, when already computed.
+        distinct: the keys of a row are known to be distinct (no tie to break).
     """
     xp = backend.xp
     n = keys.shape[-1]
@@ -587,9 +651,9 @@ def top_k_mask(backend: Backend, keys: Any, k: Any, *, descending: bool = False,
         return xp.zeros(keys.shape, dtype=xp.bool, device=device)
     if isinstance(k, int):
         k = xp.full((*keys.shape[:-1], 1), k, dtype=xp.int64, device=device)
-    position = xp.clip(k, 1, n)
-    s = sorted_keys if sorted_keys is not None else backend.sorted_head(keys, position, descending=descending)
-    threshold = backend.take_along_axis(s, position - 1, axis=-1)
+    threshold = backend.kth_value(keys, xp.clip(k, 1, n), descending=descending)
+    if distinct:
+        return (keys >= threshold if descending else keys <= threshold) & (k > 0)
     before = keys > threshold if descending else keys < threshold
     tie = keys == threshold
     room = k - xp.sum(xp.astype(before, xp.int64), axis=-1, keepdims=True)
@@ -660,13 +724,12 @@ def sample_balanced(
     num_pos = xp.where(n_pos < cap, n_pos, cap)
     room = batch_size_per_image - num_pos
     num_neg = xp.where(n_neg < room, n_neg, room)
-    # one ranking: positives (keys in [0, n)), then negatives ([n, 2n)), then the ignored;
+    # one ranking: positives (keys in [0, n)), then negatives ([n, 2n)), then the ignored ([2n, 3n));
     # a negative's rank minus the row's positive count is its rank among the negatives
-    # (a negative's rank minus the row's positive count is its rank among the negatives); one sort, two cuts
-    ordered = xp.where(positive, keys, xp.where(negative, keys + n, keys + 2 * n))
-    ordered_sorted = xp.sort(ordered, axis=-1)
-    return (positive & top_k_mask(backend, ordered, num_pos, sorted_keys=ordered_sorted),
-            negative & top_k_mask(backend, ordered, n_pos + num_neg, sorted_keys=ordered_sorted))
+    group = 2 - 2 * xp.astype(positive, xp.int64) - xp.astype(negative, xp.int64)
+    ordered = keys + n * group
+    return (positive & top_k_mask(backend, ordered, num_pos, distinct=True),
+            negative & top_k_mask(backend, ordered, n_pos + num_neg, distinct=True))
 
 
 @dataclass(frozen=True)

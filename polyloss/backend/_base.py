@@ -172,13 +172,15 @@ class Backend:
         """``xp.take_along_axis`` for ``indices`` in ``[0, n)`` of ``x``'s rank (no negative indices)."""
         return self.xp.take_along_axis(x, indices, axis=axis)
 
-    def sorted_head(self, keys: Any, count: Any, *, descending: bool = False) -> Any:
-        """A prefix of ``sort(keys, axis=-1, descending=descending)`` at least ``max(count)`` long.
+    def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
+        """Per row, the value at ``position`` (1-based) of ``sort(keys, axis=-1, descending=descending)``.
 
-        ``count``: int array ``(..., 1)`` with values in ``[1, n]``. The generic
-        version sorts whole rows; a backend with a top-k sorts only the head.
+        ``keys``: ``(..., n)`` real or integer, no NaN; ``position``: int
+        ``(..., 1)`` in ``[1, n]``; returns ``(..., 1)``. The generic version
+        sorts whole rows; backends with a selection algorithm override it.
         """
-        return self.xp.sort(keys, axis=-1, descending=descending)
+        ordered = self.xp.sort(keys, axis=-1, descending=descending)
+        return self.take_along_axis(ordered, position - 1, axis=-1)
 
     def world_size(self) -> int:
         """Number of processes :meth:`all_reduce_sum` sums over (1: a single process)."""

@@ -34,6 +34,8 @@ from polyloss._api import RecipeResult
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.boxes import Matcher
+from polyloss.boxes import box_iou
 from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import cross_entropy
 from polyloss.functional import smooth_l1_loss
@@ -58,6 +60,13 @@ __all__ = [
 ]
 
 LossPart = Callable[[Any, Any], Any]
+
+
+def match_boxes(matcher: Callable[[Any, Any], Any], gt_boxes: Any, predictions: Any, valid: Any) -> Any:
+    """``matcher(box_iou(gt_boxes, predictions), valid)``; a :class:`~polyloss.boxes.Matcher` takes the IoU rows."""
+    if isinstance(matcher, Matcher):
+        return matcher.match_boxes(gt_boxes, predictions, valid)
+    return matcher(box_iou(gt_boxes, predictions), valid)
 
 
 def softmax_cross_entropy(logits: Any, target: Any) -> Any:

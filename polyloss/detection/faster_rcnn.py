@@ -22,7 +22,7 @@ from polyloss.backend._base import Backend
 from polyloss.boxes import BalancedSampler
 from polyloss.boxes import BoxCoder
 from polyloss.boxes import Matcher
-from polyloss.boxes import box_iou
+from polyloss.boxes import encode_matched
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
@@ -32,6 +32,7 @@ from polyloss.detection._base import _pad_sequence
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
+from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
 from polyloss.detection._base import sigmoid_objectness_loss
@@ -71,6 +72,11 @@ class SampledProposals:
     boxes: Any
     labels: Any
     targets: Any
+
+
+def _anchor_labels(xp: Any, matches: Any) -> Any:
+    """int64 1 for a match, 0 below the low threshold (-1), -1 between the thresholds (-2); branch-free."""
+    return xp.astype(matches >= 0, xp.int64) - xp.astype(matches == Matcher.BETWEEN_THRESHOLDS, xp.int64)
 
 
 def _background_or_ignored(xp: Any, matches: Any) -> Any:
@@ -223,17 +229,11 @@ class FasterRCNNLoss(DetectionRecipe):
         """RPN labels (1 / 0 / -1) and regression targets of ``anchors`` ``(A, 4)`` or ``(N, A, 4)``."""
         backend = self.backend_of(anchors, "anchors")
         xp = backend.xp
-        n = int(gt.boxes.shape[0])
-        a = int(anchors.shape[-2])
-        matches = self.rpn_matcher(box_iou(gt.boxes, anchors), gt.valid)
+        matches = match_boxes(self.rpn_matcher, gt.boxes, anchors, gt.valid)
         positive = matches >= 0
-        labels = xp.where(positive, 1, _background_or_ignored(xp, matches))
-        anchors_b = xp.broadcast_to(anchors, (n, a, 4))
-        matched = self._gather_boxes(backend, gt.boxes, xp.where(positive, matches, 0))
-        positive4 = xp.expand_dims(positive, axis=-1)
-        matched = xp.where(positive4, matched, anchors_b)
-        targets = xp.where(positive4, self.rpn_box_coder.encode(matched, anchors_b), 0.0)
-        return AnchorTargets(labels=xp.astype(labels, xp.int64), box_targets=targets)
+        targets = encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, xp.maximum(matches, 0), anchors,
+                                 positive)
+        return AnchorTargets(labels=_anchor_labels(xp, matches), box_targets=targets)
 
     def rpn_loss(
         self,
@@ -338,7 +338,7 @@ class FasterRCNNLoss(DetectionRecipe):
         boxes = xp.concat([boxes0, gt.boxes], axis=1)  # (N, T, 4)
         valid = xp.concat([proposal_valid, gt.valid], axis=1)
         t = int(boxes.shape[1])
-        matches = self.roi_matcher(box_iou(gt.boxes, boxes), gt.valid)  # (N, T)
+        matches = match_boxes(self.roi_matcher, gt.boxes, boxes, gt.valid)  # (N, T)
         positive = matches >= 0
         index = xp.where(positive, matches, 0)
         labels = xp.where(positive, backend.take_along_axis(gt.labels, index, axis=1),

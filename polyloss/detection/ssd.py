@@ -22,7 +22,7 @@ from polyloss._namespace import check_same
 from polyloss.boxes import BoxCoder
 from polyloss.boxes import Matcher
 from polyloss.boxes import SSDMatcher
-from polyloss.boxes import box_iou
+from polyloss.boxes import encode_matched
 from polyloss.boxes import hard_negative_mining
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
@@ -32,6 +32,7 @@ from polyloss.detection._base import LossTerm
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
+from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import per_prediction
 from polyloss.detection._base import smooth_l1
@@ -173,19 +174,11 @@ class SSDLoss(DetectionRecipe):
             batch_size = len(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else int(gt_boxes.shape[0])
         gt = self.ground_truth(priors, gt_boxes, gt_labels, batch_size=batch_size, validate=validate)
         xp = backend.xp
-        p = int(priors.shape[-2])
-        anchors = xp.broadcast_to(priors, (batch_size, p, 4))
-        matches = self.matcher(box_iou(gt.boxes, priors), gt.valid)  # (N, P)
+        matches = match_boxes(self.matcher, gt.boxes, priors, gt.valid)  # (N, P)
         positive = matches >= 0
-        index = xp.where(positive, matches, 0)
-        matched_labels = backend.take_along_axis(gt.labels, index, axis=1)
-        index4 = xp.broadcast_to(xp.expand_dims(index, axis=-1), (batch_size, p, 4))
-        matched_boxes = backend.take_along_axis(gt.boxes, index4, axis=1)
-        # a background prior is encoded against itself: exactly 0, never log(0)
-        positive4 = xp.expand_dims(positive, axis=-1)
-        matched_boxes = xp.where(positive4, matched_boxes, anchors)
-        box_targets = xp.where(positive4, self.box_coder.encode(matched_boxes, anchors), 0.0)
-        labels = xp.where(positive, matched_labels, 0)
+        index = xp.maximum(matches, 0)  # matches are -2, -1 or an index
+        labels = backend.take_along_axis(gt.labels, index, axis=1) * xp.astype(positive, gt.labels.dtype)
+        box_targets = encode_matched(self.box_coder, backend, gt.boxes, gt.valid, index, priors, positive)
         return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets)
 
     def mine(self, class_loss: Any, positive: Any) -> Any:
