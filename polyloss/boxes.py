@@ -373,6 +373,11 @@ class BoxCoder:
         return decode_boxes(deltas, anchors, weights=self.weights, clip=self.clip)
 
 
+def _log_size(xp: Any, size: Any) -> Any:
+    """``log(size)``, -inf for a size of 0 (a degenerate box) without a division warning."""
+    return xp.where(size > 0, xp.log(xp.where(size > 0, size, 1.0)), -math.inf)
+
+
 def encode_matched(coder: Any, backend: Backend, gt_boxes: Any, valid: Any, index: Any, anchors: Any,
                    positive: Any) -> Any:
     """Regression targets ``(N, P, 4)`` of the ground truth matched to each anchor, 0 where not ``positive``.
@@ -395,10 +400,9 @@ def encode_matched(coder: Any, backend: Backend, gt_boxes: Any, valid: Any, inde
         return xp.where(positive4, coder.encode(matched, anchors), 0.0)
     wx, wy, ww, wh = coder.weights
     x1, y1, x2, y2 = _unstack(xp, gt_boxes)
-    one = xp.ones(valid.shape, dtype=gt_boxes.dtype, device=_device_of(gt_boxes))
-    width = xp.where(valid, x2 - x1, one)  # padding (which may hold anything) gets a finite log
-    height = xp.where(valid, y2 - y1, one)
-    gt_fields = xp.stack((x1 + 0.5 * width, y1 + 0.5 * height, xp.log(width), xp.log(height)), axis=-1)
+    width = xp.where(valid, x2 - x1, 1.0)  # padding may hold anything
+    height = xp.where(valid, y2 - y1, 1.0)
+    gt_fields = xp.stack((x1 + 0.5 * width, y1 + 0.5 * height, _log_size(xp, width), _log_size(xp, height)), axis=-1)
     ax1, ay1, ax2, ay2 = _unstack(xp, anchors)
     aw = ax2 - ax1
     ah = ay2 - ay1

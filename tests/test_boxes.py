@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from polyloss import boxes as B
+from polyloss._namespace import resolve
 
 
 def random_boxes(rng: np.random.Generator, *shape: int, lo: float = 0.0, hi: float = 10.0) -> np.ndarray:
@@ -384,3 +385,52 @@ def test_matchers_match_reference_on_both_sides_of_the_row_loop_limit(xp, ground
         got = xp.to_numpy(matcher(q, xp.asarray(valid)))
         for i, c in enumerate(counts):
             np.testing.assert_array_equal(got[i], reference(q_np[i, :c]), err_msg=f"{name} image {i}")
+
+
+def test_encode_matched_equals_gathering_then_encoding(xp):
+    rng = np.random.default_rng(12)
+    gt, valid = _padded_gt(rng, [3, 0, 2], 3)
+    gt[~valid] = np.nan  # padding may hold anything
+    gt[2, 1, 2] = gt[2, 1, 0]  # a zero-width real box, matched by no positive anchor below
+    anchors = random_boxes(rng, 20, hi=6.0)
+    positive = rng.random((3, 20)) < 0.5
+    positive[1] = False
+    index = rng.integers(0, 3, (3, 20))
+    index[1] = 0
+    index[2] = np.where(positive[2], 0, 1)  # image 2's zero-width box 1 only behind background anchors
+    coder = B.BoxCoder((10.0, 10.0, 5.0, 5.0))
+    backend = resolve(xp.asarray(anchors), input_name="anchors")
+    got = xp.to_numpy(B.encode_matched(coder, backend, xp.asarray(gt), xp.asarray(valid), xp.asarray(index),
+                                       xp.asarray(anchors), xp.asarray(positive)))
+    expected = np.zeros((3, 20, 4))
+    for i in range(3):
+        for j in range(20):
+            if positive[i, j]:
+                expected[i, j] = ref_encode(gt[i, index[i, j]], anchors[j], coder.weights)
+    np.testing.assert_allclose(got, expected, rtol=max(xp.rtol, 1e-12), atol=1e-9)
+
+    class Halved(B.BoxCoder):  # a replaced coder is called on the gathered boxes
+        def encode(self, boxes, anchors):
+            return super().encode(boxes, anchors) / 2
+
+    halved = xp.to_numpy(B.encode_matched(Halved(coder.weights), backend, xp.asarray(gt), xp.asarray(valid),
+                                          xp.asarray(index), xp.asarray(anchors), xp.asarray(positive)))
+    np.testing.assert_allclose(halved, expected / 2, rtol=max(xp.rtol, 1e-12), atol=1e-9)
+
+
+def test_match_boxes_equals_matching_the_iou_matrix(xp):
+    rng = np.random.default_rng(13)
+    anchors = random_boxes(rng, 50, hi=6.0)
+    gt, valid = _padded_gt(rng, [4, 1, 0], 4)
+    g, a, m = xp.asarray(gt), xp.asarray(anchors), xp.asarray(valid)
+    for matcher in (B.Matcher(0.5, 0.3, allow_low_quality_matches=True), B.SSDMatcher.with_threshold(0.4)):
+        np.testing.assert_array_equal(xp.to_numpy(matcher.match_boxes(g, a, m)),
+                                      xp.to_numpy(matcher(B.box_iou(g, a), m)))
+
+    class Strict(B.Matcher):  # overriding __call__ keeps it in charge
+        def __call__(self, quality, valid=None):
+            return super().__call__(quality, valid) * 0 - 1
+
+    assert np.all(xp.to_numpy(Strict(0.5, 0.3).match_boxes(g, a, m)) == -1)
+    with pytest.raises(ValueError, match="valid shape"):
+        B.Matcher(0.5, 0.3).match_boxes(g, a, xp.asarray(valid[:, :2]))

@@ -1,0 +1,58 @@
+"""Backend primitives used by the recipes, against NumPy's sort and indexing on every backend."""
+
+import numpy as np
+import pytest
+
+import polyloss as pl
+from polyloss._namespace import resolve
+
+
+def _backend(x):
+    return resolve(x, input_name="keys")
+
+
+@pytest.mark.parametrize("rows", [1, 7, 300])  # NumPy: row-by-row partition up to 256 rows, one sort above
+@pytest.mark.parametrize("descending", [False, True])
+def test_kth_value_is_the_sorted_value_at_each_rows_position(xp, rows, descending):
+    rng = np.random.default_rng(rows)
+    keys = rng.integers(0, 40, (rows, 53)).astype(np.float64)  # many ties
+    keys[0, :5] = -np.inf
+    position = rng.integers(1, 54, (rows, 1))
+    ordered = -np.sort(-keys, axis=-1) if descending else np.sort(keys, axis=-1)
+    expected = np.take_along_axis(ordered, position - 1, axis=-1)
+    x = xp.asarray(keys)
+    got = _backend(x).kth_value(x, xp.asarray(position, dtype=xp.ns.int64), descending=descending)
+    np.testing.assert_array_equal(xp.to_numpy(got), expected.astype(xp.to_numpy(x).dtype))
+
+
+def test_kth_value_on_torch_uses_topk_in_half_precision_and_leaves_no_graph():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((5, 64))
+    position = rng.integers(1, 65, (5, 1))
+    backend = pl.get_backend("torch")
+    for dtype in (torch.float16, torch.float32):
+        x = torch.tensor(keys, dtype=dtype, requires_grad=True)
+        got = backend.kth_value(x, torch.from_numpy(position), descending=True)
+        expected = np.take_along_axis(-np.sort(-x.detach().double().numpy(), axis=-1), position - 1, axis=-1)
+        assert got.dtype == dtype and not got.requires_grad
+        np.testing.assert_array_equal(got.double().numpy(), expected)
+
+
+def test_kth_value_traces_under_torch_compile():
+    torch = pytest.importorskip("torch")
+    backend = pl.get_backend("torch")
+    keys = torch.randn(4, 30)
+    position = torch.tensor([[1], [5], [30], [12]])
+    compiled = torch.compile(lambda k, p: backend.kth_value(k, p, descending=True), fullgraph=True, backend="eager")
+    expected = torch.sort(keys, dim=-1, descending=True).values.gather(1, position - 1)
+    assert torch.equal(compiled(keys, position), expected)
+
+
+def test_take_along_axis_gathers_like_numpy(xp):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((3, 6, 4))
+    index = rng.integers(0, 6, (3, 9, 4))
+    x = xp.asarray(values)
+    got = _backend(x).take_along_axis(x, xp.asarray(index, dtype=xp.ns.int64), axis=1)
+    np.testing.assert_array_equal(xp.to_numpy(got), np.take_along_axis(xp.to_numpy(x), index, axis=1))
