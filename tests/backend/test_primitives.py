@@ -56,3 +56,19 @@ def test_take_along_axis_gathers_like_numpy(xp):
     x = xp.asarray(values)
     got = _backend(x).take_along_axis(x, xp.asarray(index, dtype=xp.ns.int64), axis=1)
     np.testing.assert_array_equal(xp.to_numpy(got), np.take_along_axis(xp.to_numpy(x), index, axis=1))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_take_along_axis_with_indices_broadcast_along_trailing_axes(xp, axis):
+    rng = np.random.default_rng(4)
+    x = xp.asarray(rng.standard_normal((3, 6, 5)))
+    values = xp.to_numpy(x)
+    shape = list(values.shape)
+    shape[axis] = 7
+    small = [1, 1, 1]
+    small[: axis % 3 + 1] = shape[: axis % 3 + 1]  # constant along the axes after ``axis``
+    index = rng.integers(0, values.shape[axis], small)
+    expected = np.take_along_axis(values, np.broadcast_to(index, shape), axis=axis)
+    broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
+    got = _backend(x).take_along_axis(x, broadcast, axis=axis)
+    np.testing.assert_array_equal(xp.to_numpy(got), expected)
