@@ -185,7 +185,7 @@ class NumpyBackend(Backend):
         trailing = x.shape[axis + 1:]
         same_outer = x.ndim == indices.ndim and all(
             indices.shape[d] == x.shape[d] for d in range(x.ndim) if d != axis)
-        if not same_outer or any(stride != 0 for stride in indices.strides[axis + 1:]):
+        if not same_outer or indices.size == 0 or any(stride != 0 for stride in indices.strides[axis + 1:]):
             return np.take_along_axis(x, indices, axis=axis)
         lead, n = math.prod(x.shape[:axis]), x.shape[axis]
         index = indices[(..., *([0] * len(trailing)))].reshape(lead, -1)
