@@ -27,7 +27,7 @@ def _row_logsumexp(np: Any, x: Any) -> Any:
     highest = math.log(float(info.max)) - math.log(max(x.shape[1], 1)) - 1.0
     lowest = math.log(float(info.tiny)) + 1.0
     if x.size and lowest <= float(np.min(x)) and float(np.max(x)) <= highest:
-        return np.log(np.exp(x) @ np.ones(x.shape[1], dtype=x.dtype))
+        return np.log(np.einsum("ij->i", np.exp(x)))  # not a BLAS matvec: its threads would spin beside torch's
     m = np.max(x, axis=1, keepdims=True)
     m[~np.isfinite(m)] = 0.0  # an all -inf row: shift by 0
     e = np.subtract(x, m)
@@ -35,17 +35,28 @@ def _row_logsumexp(np: Any, x: Any) -> Any:
     return np.log(np.sum(e, axis=1)) + m[:, 0]
 
 
+def _pick_rows(np: Any, x: Any, target: Any) -> Any:
+    """A new array of ``x[i, target_i]`` for each row of a 2-D ``x`` (``target`` in ``[0, C)``); through
+    flat indices where ``x`` is C-contiguous, a third faster than ``x[rows, target]``."""
+    rows, cols = x.shape
+    if x.flags.c_contiguous and cols:
+        return x.ravel()[np.arange(0, rows * cols, cols) + target]
+    return x[np.arange(rows), target]
+
+
 def _pick_rows_mean(np: Any, x: Any, target: Any, ignore_index: int | None, sign: float,
                     offset: Any = None) -> Any:
     """Mean over the non-ignored rows of ``sign * x[i, target_i] + offset_i`` (0 when every row is ignored)."""
-    rows = np.arange(x.shape[0])
     if ignore_index is None or (ignore_index < 0 and (target.size == 0 or int(target.min()) >= 0)):
-        picked = x[rows, target] * sign  # nothing can be ignored: no masks
+        picked = _pick_rows(np, x, target)  # nothing can be ignored: no masks
+        picked *= sign
         if offset is not None:
             picked += offset
-        return np.sum(picked) / picked.shape[0] if picked.shape[0] else np.sum(picked)
+        total = np.add.reduce(picked)
+        return total / picked.shape[0] if picked.shape[0] else total
     valid = target != ignore_index
-    picked = x[rows, np.where(valid, target, 0)] * sign
+    picked = _pick_rows(np, x, np.where(valid, target, 0))
+    picked *= sign
     if offset is not None:
         picked += offset
     n = int(np.count_nonzero(valid))
