@@ -231,8 +231,8 @@ class FasterRCNNLoss(DetectionRecipe):
         xp = backend.xp
         matches = match_boxes(self.rpn_matcher, gt.boxes, anchors, gt.valid)
         positive = matches >= 0
-        targets = encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, xp.maximum(matches, 0), anchors,
-                                 positive)
+        index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
+        targets = encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, index, anchors, positive)
         return AnchorTargets(labels=_anchor_labels(xp, matches), box_targets=targets)
 
     def rpn_loss(

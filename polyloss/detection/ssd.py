@@ -176,7 +176,7 @@ class SSDLoss(DetectionRecipe):
         xp = backend.xp
         matches = match_boxes(self.matcher, gt.boxes, priors, gt.valid)  # (N, P)
         positive = matches >= 0
-        index = xp.maximum(matches, 0)  # matches are -2, -1 or an index
+        index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
         labels = backend.take_along_axis(gt.labels, index, axis=1) * xp.astype(positive, gt.labels.dtype)
         box_targets = encode_matched(self.box_coder, backend, gt.boxes, gt.valid, index, priors, positive)
         return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets)
