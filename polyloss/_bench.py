@@ -572,7 +572,7 @@ def format_recipe_table(rows: list[RecipeRow]) -> str:
         lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
                      f"{tv:>16}{ratio:>13}")
     if not torchvision_available():
-        lines.append("torchvision comparison unavailable: torchvision is not installed here "
+        lines.append("torchvision comparison unavailable: torchvision is not importable here "
                      "(the 'vs torchvision' column is n/a)")
     return "\n".join(lines)
 

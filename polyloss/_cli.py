@@ -168,7 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(result["recipe_table"])
     elif not args.tiny:
         print("torchvision comparison unavailable"
-              + ("" if result["torchvision"] else ": torchvision is not installed"))
+              + ("" if result["torchvision"] else ": torchvision is not installed (or cannot be imported)"))
     if result["memory_table"]:
         print()
         print(result["memory_table"])

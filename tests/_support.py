@@ -94,7 +94,7 @@ def assert_fast_path_matches_generic(fn: Callable[..., Any], x: np.ndarray, y: n
 
 
 def torchvision_sigmoid_focal(x: Any, t: Any, alpha: float = 0.25, gamma: float = 2.0) -> Any:
-    """Element-wise ``torchvision.ops.sigmoid_focal_loss``, written out (torchvision is not installed)."""
+    """Element-wise ``torchvision.ops.sigmoid_focal_loss``, written out (no torchvision needed)."""
     p = torch.sigmoid(x)
     ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
     p_t = p * t + (1 - p) * (1 - t)

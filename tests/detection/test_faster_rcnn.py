@@ -1,7 +1,8 @@
 """The "faster_rcnn" recipe against float64 NumPy transcriptions of torchvision.
 
-torchvision is not installed; the references below transcribe, one image at a
-time with Python loops, ``RegionProposalNetwork.assign_targets_to_anchors`` and
+These run on every backend; test_torchvision_recipes.py compares with
+torchvision itself. The references below transcribe, one image at a time with
+Python loops, ``RegionProposalNetwork.assign_targets_to_anchors`` and
 ``compute_loss`` and ``RoIHeads.select_training_samples`` and ``fastrcnn_loss``.
 Sampling is made deterministic by batch sizes large enough that every
 candidate is taken; the sampler itself is tested on its counts and seeds.

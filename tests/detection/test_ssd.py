@@ -1,6 +1,7 @@
 """The "ssd" recipe against a float64 NumPy transcription of torchvision's SSD loss.
 
-torchvision is not installed; ``ref_ssd`` below transcribes, one image and one
+These run on every backend, without torchvision (test_torchvision_recipes.py
+compares with torchvision itself); ``ref_ssd`` below transcribes, one image and one
 prior at a time, torchvision's ``SSD.forward`` matching (``SSDMatcher`` on
 ``box_iou``) and ``SSD.compute_loss`` (per-image encoding with
 ``BoxCoder(10, 10, 5, 5)``, summed smooth L1, cross-entropy, hard-negative

@@ -1,6 +1,7 @@
 """IoU-family box losses against a float64 NumPy transcription of torchvision's formulas.
 
-torchvision is not installed here; the reference below is written from the
+These run without torchvision (tests/test_torchvision_reference.py compares with
+it); the reference below is written from the
 definitions of ``torchvision.ops.generalized_box_iou_loss``,
 ``distance_box_iou_loss`` and ``complete_box_iou_loss`` (and the plain IoU
 loss 1 - IoU with the same ``eps``), one box pair at a time.
