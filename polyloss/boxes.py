@@ -553,7 +553,7 @@ class _Quality:
         hit = None
         for row in self.rows:
             highest = xp.max(row, axis=-1, keepdims=True)
-            row_hit = (row == highest) & (highest > 0)
+            row_hit = row == xp.where(highest > 0, highest, math.nan)  # NaN equals nothing
             hit = row_hit if hit is None else hit | row_hit
         return hit
 
