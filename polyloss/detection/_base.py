@@ -63,10 +63,26 @@ LossPart = Callable[[Any, Any], Any]
 
 
 def match_boxes(matcher: Callable[[Any, Any], Any], gt_boxes: Any, predictions: Any, valid: Any) -> Any:
-    """``matcher(box_iou(gt_boxes, predictions), valid)``; a :class:`~polyloss.boxes.Matcher` takes the IoU rows."""
+    """``matcher(box_iou(gt_boxes, predictions), valid)``; a :class:`~polyloss.boxes.Matcher` takes the IoU rows.
+
+    ``gt_boxes (N, G, 4)`` and ``valid (N, G)``. On host arrays the trailing
+    ground-truth columns that are padding in every image are dropped first
+    (one host read): no IoU row is computed for them, and the matches are the same.
+    """
+    backend = resolve(gt_boxes, input_name="gt_boxes")
+    if valid is not None and backend.is_host_array(valid) and valid.ndim == 2 and int(valid.shape[1]) > 1:
+        gt_boxes, valid = _drop_unused_padding(backend, gt_boxes, valid)
     if isinstance(matcher, Matcher):
         return matcher.match_boxes(gt_boxes, predictions, valid)
     return matcher(box_iou(gt_boxes, predictions), valid)
+
+
+def _drop_unused_padding(backend: Backend, gt_boxes: Any, valid: Any) -> tuple[Any, Any]:
+    xp = backend.xp
+    g = int(valid.shape[1])
+    columns = xp.arange(1, g + 1, dtype=xp.int64, device=backend.device(valid))
+    keep = max(1, int(xp.max(xp.where(xp.any(valid, axis=0), columns, 0))))
+    return (gt_boxes, valid) if keep == g else (gt_boxes[:, :keep, :], valid[:, :keep])
 
 
 def softmax_cross_entropy(logits: Any, target: Any) -> Any:
