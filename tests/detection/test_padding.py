@@ -12,7 +12,7 @@ def _pad(boxes: np.ndarray, labels: np.ndarray, extra: int) -> tuple[np.ndarray,
             np.concatenate([labels, np.full((n, extra), -1)], axis=1))
 
 
-@pytest.mark.parametrize("extra", [1, 40])  # the row-by-row and the whole-matrix matching
+@pytest.mark.parametrize("extra", [1, 40])  # 43 columns: whole-matrix matching where padding is kept
 def test_ssd_and_rpn_ignore_unused_padding_columns(xp, extra):
     rng = np.random.default_rng(5)
     priors = rng.uniform(0, 80, (30, 2))
