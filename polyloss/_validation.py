@@ -134,17 +134,20 @@ def usable_ignore_index(backend: Backend, target: Any, ignore_index: int | None)
 
 
 def check_class_indices(backend: Backend, target: Any, num_classes: int, *, ignore_index: int | None,
-                        name: str = "target", always: bool = False) -> None:
+                        name: str = "target", always: bool = False) -> bool:
     """Host backends only: every index in [0, C) or equal to ``ignore_index``.
 
     ``always=True`` also checks arrays of other backends whose values can be read
     without a device sync (torch on CPU): used to explain a native kernel's error.
+    Returns True when the values were read and every one is in [0, C).
     """
-    if not (backend.host or (always and backend.is_host_array(target))) or math.prod(target.shape) == 0:
-        return
+    if not (backend.host or (always and backend.is_host_array(target))):
+        return False
+    if math.prod(target.shape) == 0:
+        return True
     xp = backend.xp
     if int(xp.min(target)) >= 0 and int(xp.max(target)) < num_classes:
-        return  # two reductions instead of four element-wise passes in the common case
+        return True  # two reductions instead of four element-wise passes in the common case
     bad = (target < 0) | (target >= num_classes)
     ignore_index = usable_ignore_index(backend, target, ignore_index)
     if ignore_index is not None:
@@ -158,3 +161,4 @@ def check_class_indices(backend: Backend, target: Any, num_classes: int, *, igno
             f"{name} holds class index {bad_value} outside [0, {num_classes})"
             + (f" that is not ignore_index={ignore_index}" if ignore_index is not None else "")
         )
+    return False

@@ -109,7 +109,8 @@ def _to_class_dim_1(input: Any, axis: int) -> Any:
     return input if input.ndim == 1 or axis == 1 else input.movedim(axis, 1)
 
 
-_SUM = 2  # ATen's reduction enum: none 0, mean 1, sum 2
+_MEAN = 1  # ATen's reduction enum: none 0, mean 1, sum 2
+_SUM = 2
 
 
 def _index_mean(total: Any, target: Any, weight: Any, ignore_index: int) -> Any:
@@ -153,15 +154,34 @@ def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: in
     return _index_mean(total, target, weight, ignore_index)
 
 
+def _native_mean_on_cpu(input: Any) -> bool:
+    """Whether ATen's own "mean" may be taken and its value read: a plain tensor (not a subclass such as
+    FakeTensor) on the host, outside torch.compile and torch.func transforms (``vmap`` cannot read a value)."""
+    torch = _torch()
+    return (type(input) is torch.Tensor and bool(input.is_cpu) and not torch.compiler.is_compiling()
+            and not torch._C._are_functorch_transforms_active())
+
+
+def _is_number(loss: Any) -> bool:
+    """False for NaN: ATen's mean of class indices is NaN where every target is ignored (0 / 0), where
+    polyloss's is 0, and where the input holds NaN; the caller recomputes the mean then."""
+    value = loss.detach().item()
+    return value == value
+
+
 def _cross_entropy(
     input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, label_smoothing: float, reduction: str
 ) -> Any:
     torch = _torch()
-    if (reduction == "mean" and weight is None and label_smoothing == 0.0 and ignore_index is not None
+    if (reduction == "mean" and label_smoothing == 0.0 and ignore_index is not None
             and input.ndim == 2 and axis == 1 and target.dtype == torch.int64):
-        # the common case in as few Python steps as possible (per-call overhead at small sizes)
-        total, total_weight = _nll_forward()(torch.log_softmax(input, 1), target, None, _SUM, ignore_index)
-        return total / total_weight.clamp_min(1)
+        w = _same_dtype(weight, input)
+        if _native_mean_on_cpu(input):
+            # one C++ call and ATen's own two-node graph: the least per-call overhead at small sizes
+            out = torch._C._nn.cross_entropy_loss(input, target, w, _MEAN, ignore_index, 0.0)
+            if _is_number(out):
+                return out
+        return _nll_mean(torch.log_softmax(input, 1), target, w, ignore_index)
     F = _F()
     x = _to_class_dim_1(input, axis)
     w = _same_dtype(weight, input)
@@ -188,10 +208,13 @@ def _cross_entropy(
 def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, reduction: str) -> Any:
     if ignore_index is None:
         return NotImplemented
-    if (reduction == "mean" and weight is None and input.ndim == 2 and axis == 1
-            and target.dtype == _torch().int64):
-        total, total_weight = _nll_forward()(input, target, None, _SUM, ignore_index)
-        return total / total_weight.clamp_min(1)
+    if reduction == "mean" and input.ndim == 2 and axis == 1 and target.dtype == _torch().int64:
+        w = _same_dtype(weight, input)
+        if _native_mean_on_cpu(input):
+            out = _torch()._C._nn.nll_loss(input, target, w, _MEAN, ignore_index)
+            if _is_number(out):
+                return out
+        return _nll_mean(input, target, w, ignore_index)
     F = _F()
     # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
     x = _to_class_dim_1(input, axis).contiguous()
@@ -238,14 +261,17 @@ _fused: dict[str, Any] = {}
 
 def _wants_grad(input: Any, *others: Any) -> bool | None:
     """True: only ``input`` needs a gradient; False: none does; None: use the generic code (another
-    argument needs a gradient too, or torch.compile is tracing)."""
+    argument needs a gradient too, torch.compile is tracing, or a torch.func transform is active)."""
     torch = _torch()
     if torch.compiler.is_compiling():
         return None  # the compiler fuses the generic code itself; its autograd is the reference
+    if torch._C._are_functorch_transforms_active():
+        return None  # vmap has no batching rule for the in-place and out= ops; grad needs a setup_context
     if not torch.is_grad_enabled():
         return False
-    if any(o is not None and o.requires_grad for o in others):
-        return None
+    for other in others:
+        if other is not None and other.requires_grad:
+            return None
     return bool(input.requires_grad)
 
 
@@ -254,9 +280,8 @@ def _reduce(loss: Any, reduction: str) -> Any:
     if reduction == "none":
         return loss
     total = loss.sum()
-    if reduction == "mean" and loss.numel():
-        total = total / loss.numel()
-    return total
+    count = loss.numel()
+    return total.div_(count) if reduction == "mean" and count else total
 
 
 def _fused_function() -> Any:
@@ -453,33 +478,45 @@ def _box_fast_path(kind: str) -> Any:
     return fast
 
 
-def _hinge_value_and_grad(x: Any, y: Any, margin: float, squared: bool, *, need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise (squared) hinge loss and, if asked, its derivative, on two fresh buffers.
+_scalars: dict[tuple[float, Any, Any], Any] = {}
 
-    Labels map to -1/+1 as in :func:`polyloss.functional.margin._signed_target`
-    (``y (y + 1) - 1``); the derivative is ``-s [m - s x > 0]`` (0 at the kink,
-    ``relu``'s rule) or ``-2 s max(0, m - s x)``.
+
+def _scalar_like(value: float, like: Any) -> Any:
+    """``value`` as a 0-d tensor of ``like``'s dtype and device (cached), for ops that take tensors only."""
+    key = (value, like.dtype, like.device)
+    scalar = _scalars.get(key)
+    if scalar is None:
+        if len(_scalars) > 64:
+            _scalars.clear()
+        scalar = _scalars[key] = _torch().tensor(value, dtype=like.dtype, device=like.device)
+    return scalar
+
+
+def _hinge_value_and_grad(x: Any, y: Any, margin: float, squared: bool, *, need_grad: bool) -> tuple[Any, Any]:
+    """Element-wise (squared) hinge loss and, if asked, its derivative, in as few passes as possible.
+
+    Labels in {-1, 0, 1} map to -1/+1 as in :func:`polyloss.functional.margin._signed_target`
+    with one threshold (1 stays, 0 and -1 become -1), and ``m - s x`` is one ``addcmul``;
+    the derivative is ``-s [m - s x > 0]`` (0 at the kink, ``relu``'s rule) or ``-2 s max(0, m - s x)``.
     """
     torch = _torch()
-    signed = y + 1.0
-    signed.mul_(y).sub_(1.0)
-    h = signed * x if need_grad else signed.mul_(x)
-    h.neg_().add_(margin).relu_()  # max(0, m - s x)
-    grad = None
-    if need_grad:
-        grad = signed.mul_(h).mul_(-2.0) if squared else torch.sign(h).mul_(signed).neg_()
+    signed = torch.threshold(y, 0.5, -1.0)
+    h = torch.addcmul(_scalar_like(margin, x), signed, x, value=-1, out=None if need_grad else signed)
+    h.relu_()
+    if not need_grad:
+        return (h.mul_(h) if squared else h), None
+    grad = signed.mul_(h).mul_(-2.0) if squared else torch.sign(h).mul_(signed).neg_()
     return (h * h if squared else h), grad
 
 
 def _hinge_fast_path(squared: bool) -> Any:
     name = "squared_hinge_loss" if squared else "hinge_loss"
+    compute = partial(_hinge_value_and_grad, squared=squared)
 
     def fast(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
         if _wants_grad(input, target) is None:
             return NotImplemented
-        y = _same_dtype(target, input)
-        compute = partial(_hinge_value_and_grad, margin=margin, squared=squared)
-        return _run_fused(name, compute, reduction, input, y)
+        return _run_fused(name, compute, reduction, input, _same_dtype(target, input), margin)
 
     fast.__name__ = f"_{name}"
     return fast

@@ -189,6 +189,15 @@ def take_per_class(backend: Backend, vector: Any, index: Any) -> Any:
     return xp.reshape(taken, tuple(index.shape))
 
 
+def checked_ignore_index(backend: Backend, target: Any, num_classes: int, ignore_index: int | None) -> int | None:
+    """Host backends: check the class indices, and return ``ignore_index``, or None where no target
+    equals it (every index lies in [0, C) and it does not): then there is nothing to mask."""
+    in_range = v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+    if in_range and ignore_index is not None and not 0 <= ignore_index < num_classes:
+        return None
+    return ignore_index
+
+
 def index_targets(backend: Backend, target: Any, ignore_index: int | None) -> tuple[Any, Any]:
     """(valid mask, indices with ignored entries replaced by 0)."""
     xp = backend.xp
@@ -247,7 +256,7 @@ def cross_entropy(
     if eps != 0.0 or type(eps) is not float:  # the default skips a call (per-call overhead)
         eps = v.check_number(label_smoothing, "label_smoothing", maximum=1.0)
     if not probabilities and backend.host:
-        v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+        ignore_index = checked_ignore_index(backend, target, num_classes, ignore_index)
     out = try_fast_path(
         backend, "cross_entropy", input, target, axis=axis, weight=weight,
         ignore_index=ignore_index, label_smoothing=eps, reduction=reduction,
@@ -348,7 +357,7 @@ def nll_loss(
     if weight is not None:
         class_weight(backend, weight, num_classes)
     if backend.host:
-        v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index)
+        ignore_index = checked_ignore_index(backend, target, num_classes, ignore_index)
     out = try_fast_path(
         backend, "nll_loss", input, target, axis=axis, weight=weight,
         ignore_index=ignore_index, reduction=reduction,
