@@ -359,6 +359,8 @@ def machine() -> dict[str, Any]:
         torch = sys.modules["torch"]
         info |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                  "cuda": bool(torch.cuda.is_available())}
+    if "torchvision" in sys.modules:
+        info["torchvision"] = sys.modules["torchvision"].__version__
     return info
 
 
@@ -560,17 +562,21 @@ def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None]
 
 
 def format_recipe_table(rows: list[RecipeRow]) -> str:
+    """The recipe rows; NumPy's forward is also given over PyTorch's single-threaded and fastest forwards."""
     torch_forward = {(r.recipe, r.threads): r.polyloss_s for r in rows if r.backend == "torch" and r.mode == "forward"}
-    best_torch = {recipe: min(t for (name, _), t in torch_forward.items() if name == recipe)
-                  for recipe, _ in torch_forward}
     lines = [f"{'recipe':<8}{'backend':<8}{'mode':<18}{'threads':<12}{'ms':>9}{'generic ms':>12}"
-             f"{'vs torchvision':>16}{'numpy/torch':>13}"]
+             f"{'vs torchvision':>16}{'numpy/torch(1)':>16}{'numpy/torch(best)':>19}"]
     for r in rows:
         generic = "" if r.generic_s is None else f"{1e3 * r.generic_s:.1f}"
         tv = "n/a" if r.vs_torchvision is None else f"{r.vs_torchvision:.2f}"
-        ratio = f"{r.polyloss_s / best_torch[r.recipe]:.2f}" if r.backend == "numpy" and r.recipe in best_torch else ""
+        single = best = ""
+        times = [t for (name, _), t in torch_forward.items() if name == r.recipe]
+        if r.backend == "numpy" and times:
+            best = f"{r.polyloss_s / min(times):.2f}"
+            if (r.recipe, "1") in torch_forward:
+                single = f"{r.polyloss_s / torch_forward[(r.recipe, '1')]:.2f}"
         lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
-                     f"{tv:>16}{ratio:>13}")
+                     f"{tv:>16}{single:>16}{best:>19}")
     if not torchvision_available():
         lines.append("torchvision comparison unavailable: torchvision is not importable here "
                      "(the 'vs torchvision' column is n/a)")

@@ -164,7 +164,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if result["recipe_table"]:
         print()
         print("detector recipes: median ms per call; vs torchvision = polyloss / torchvision; "
-              "numpy/torch = numpy forward / fastest torch forward")
+              "numpy/torch(1), numpy/torch(best) = numpy forward / torch forward single-threaded, fastest")
         print(result["recipe_table"])
     elif not args.tiny:
         print("torchvision comparison unavailable"
