@@ -510,7 +510,7 @@ def _recipe_callables(recipe: str, backend: str) -> tuple[Callable[..., Any], tu
         preds = (convert(data["box_deltas"]), convert(data["class_logits"]))
         reference = _torchvision_ssd(data) if backend == "torch" and torchvision_available() else None
         return ssd_loss, preds, reference
-    frcnn = pl.get_recipe("faster_rcnn", num_classes=2, seed=0)
+    frcnn = pl.get_recipe("faster_rcnn", num_classes=2)  # seed None: fresh samples each call, as torchvision
     anchors, boxes, labels = (convert(data[k]) for k in ("anchors", "gt_boxes", "gt_labels"))
 
     def rpn_loss(objectness: Any, rpn_deltas: Any) -> Any:

@@ -665,14 +665,26 @@ def top_k_mask(backend: Backend, keys: Any, k: Any, *, descending: bool = False,
     return (before | (tie & (tie_rank <= room))) & (k > 0)
 
 
-def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: Any) -> Any:
-    """Distinct random int64 keys: an independent random permutation of ``0..shape[-1]-1`` per row.
+#: :func:`random_keys` are below ``2**KEY_BITS``, so that three groups of them fit in an int64.
+KEY_BITS = 60
 
-    ``seed``: an int (the same keys every call), ``None`` (fresh keys) or a
-    ``numpy.random.Generator`` (drawn from it, advancing it). A backend may
-    provide ``random_keys(shape, seed=, device=)`` natively; otherwise the keys
-    are drawn with NumPy on the host and moved to ``device`` (one transfer of
-    ``prod(shape)`` integers).
+
+def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: Any) -> Any:
+    """Distinct random int64 keys in ``[0, 2**KEY_BITS)``, in uniformly random order along the last axis.
+
+    (Where the namespace's int64 is narrower, as JAX's without x64, a random
+    permutation of ``0..n-1`` per row.)
+
+    Each key is random high bits above the element's index (so the keys of
+    a row are distinct by construction), one draw per element: sorting a row
+    by its keys is an independent random permutation (up to ties of the
+    random bits, which have probability about ``n**2 / 2**(60 - log2 n)``).
+
+    ``seed``: an int or a sequence of ints (the same keys every call),
+    ``None`` (fresh keys) or a ``numpy.random.Generator`` (drawn from it,
+    advancing it). A backend may provide ``random_keys(shape, seed=,
+    device=)`` natively; otherwise the keys are drawn with NumPy on the host
+    and moved to ``device`` (one transfer of ``prod(shape)`` integers).
     """
     native = getattr(backend, "random_keys", None)
     if native is not None:
@@ -681,9 +693,15 @@ def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: 
 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = shape[-1] if shape else 1
-    keys = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), shape), axis=-1)
     xp = backend.xp
-    return xp.asarray(keys, dtype=xp.int64, device=device)
+    if xp.iinfo(xp.asarray(0, dtype=xp.int64, device=device).dtype).bits < 64:  # JAX without x64: a permutation
+        return xp.asarray(rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), shape), axis=-1),
+                          dtype=xp.int64, device=device)
+    index_bits = max(1, (n - 1).bit_length())
+    if index_bits > KEY_BITS - 20:
+        raise ValueError(f"random_keys supports rows of at most 2**{KEY_BITS - 20} elements, got {n}")
+    high = rng.integers(0, 1 << (KEY_BITS - index_bits), shape, dtype=np.int64)
+    return xp.asarray((high << index_bits) | np.arange(n, dtype=np.int64), dtype=xp.int64, device=device)
 
 
 def sample_balanced(
@@ -718,7 +736,6 @@ def sample_balanced(
     xp = backend.xp
     if labels.ndim == 0:
         raise ValueError("labels must have at least one axis")
-    n = labels.shape[-1]
     keys = random_keys(backend, tuple(labels.shape), seed=seed, device=backend.device(labels))
     positive = labels >= 1
     negative = labels == 0
@@ -728,10 +745,10 @@ def sample_balanced(
     num_pos = xp.where(n_pos < cap, n_pos, cap)
     room = batch_size_per_image - num_pos
     num_neg = xp.where(n_neg < room, n_neg, room)
-    # one ranking: positives (keys in [0, n)), then negatives ([n, 2n)), then the ignored ([2n, 3n));
-    # a negative's rank minus the row's positive count is its rank among the negatives
+    # one ranking: positives first, then negatives, then the ignored (keys below 2**KEY_BITS, offset by
+    # that per group); a negative's rank minus the row's positive count is its rank among the negatives
     group = 2 - 2 * xp.astype(positive, xp.int64) - xp.astype(negative, xp.int64)
-    ordered = keys + n * group
+    ordered = keys + group * ((1 << KEY_BITS) if xp.iinfo(keys.dtype).bits == 64 else labels.shape[-1])
     return (positive & top_k_mask(backend, ordered, num_pos, distinct=True),
             negative & top_k_mask(backend, ordered, n_pos + num_neg, distinct=True))
 

@@ -434,3 +434,15 @@ def test_match_boxes_equals_matching_the_iou_matrix(xp):
     assert np.all(xp.to_numpy(Strict(0.5, 0.3).match_boxes(g, a, m)) == -1)
     with pytest.raises(ValueError, match="valid shape"):
         B.Matcher(0.5, 0.3).match_boxes(g, a, xp.asarray(valid[:, :2]))
+
+
+def test_random_keys_are_distinct_seeded_and_uniformly_ordered(xp):
+    backend = resolve(xp.asarray(np.zeros(1)), input_name="x")
+    keys = xp.to_numpy(B.random_keys(backend, (4000, 6), seed=3, device=None))
+    assert keys.dtype == np.int64 and keys.min() >= 0 and keys.max() < 2**B.KEY_BITS
+    assert all(len(set(row)) == 6 for row in keys)
+    np.testing.assert_array_equal(keys, xp.to_numpy(B.random_keys(backend, (4000, 6), seed=3, device=None)))
+    assert not np.array_equal(keys, xp.to_numpy(B.random_keys(backend, (4000, 6), seed=[3, 1], device=None)))
+    # the smallest key's position is uniform over the row: 4000 rows, 6 places, about 667 each
+    counts = np.bincount(keys.argmin(axis=1), minlength=6)
+    assert counts.min() > 560 and counts.max() < 780, counts
