@@ -157,7 +157,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     progress = Progress(enabled=False if args.quiet else None)
     result = _bench.run(full=args.full, tiny_only=args.tiny, backends=args.backend, names=args.losses or None,
-                        repeat=args.repeat, json_path=args.json, progress=progress)
+                        repeat=args.repeat, json_path=args.json, progress=progress, system_malloc=args.system_malloc)
     progress.close()
     print("ratio = polyloss / reference (median of repeats; < 1 is faster); generic = fast paths off / reference")
     print(result["table"])
@@ -172,6 +172,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if result["memory_table"]:
         print()
         print(result["memory_table"])
+    print(f"allocator: {result['machine']['allocator']}")
     imp = result["import"]
     print(f"import polyloss on top of numpy: {imp['polyloss_over_numpy_ms']:.1f} ms")
     if args.json:
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--repeat", type=int, default=7, help="timing repeats (median is reported)")
     p_bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p_bench.add_argument("--quiet", action="store_true", help="no progress line")
+    p_bench.add_argument("--system-malloc", action="store_true",
+                         help="keep glibc's default thresholds (by default freed memory stays in the heap)")
     p_bench.set_defaults(func=cmd_bench)
     p_demo = sub.add_parser("demo", help="train a small model with closed-form gradients (no autograd)")
     p_demo.add_argument("--backend", default="numpy", choices=("numpy", "torch", "strict"))

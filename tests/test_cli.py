@@ -56,9 +56,11 @@ def test_bench_writes_ratio_table_and_json(tmp_path, capsys):
     import json
 
     path = tmp_path / "bench.json"
-    assert main(["bench", "mse_loss", "cross_entropy", "--tiny", "--repeat", "1", "--json", str(path), "--quiet"]) == 0
+    assert main(["bench", "mse_loss", "cross_entropy", "--tiny", "--repeat", "1", "--json", str(path), "--quiet",
+                 "--system-malloc"]) == 0
     out = capsys.readouterr().out
     assert "ratio" in out and "mse_loss" in out and "import polyloss" in out
+    assert "allocator: glibc defaults" in out
     data = json.loads(path.read_text())
     backends = {row["backend"] for row in data["rows"]}
     assert backends == {"numpy", "torch"}
@@ -85,3 +87,12 @@ def test_check_covers_recipes(capsys):
     for name in ("recipe ssd", "recipe yolov1", "recipe faster_rcnn"):
         assert name in out
     assert "FAIL" not in out and "all backends agree" in out
+
+
+def test_bench_keeps_freed_memory_on_glibc():
+    import platform
+
+    code = "from polyloss._bench import keep_freed_memory; print(keep_freed_memory())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert done.stdout.strip() == str(expected)
