@@ -210,9 +210,26 @@ def _polyloss_kwargs(name: str) -> dict[str, Any]:
     return {"reduction": "batchmean"} if name == "kl_div" else {}
 
 
+def _synchronized(fn: Callable[[], Any], sync: Callable[[], Any] | None) -> Callable[[], Any]:
+    """``fn`` followed by ``sync()`` (a GPU stream synchronisation), so that the time includes the kernels."""
+    if sync is None:
+        return fn
+
+    def call() -> Any:
+        out = fn()
+        sync()
+        return out
+
+    return call
+
+
 def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int, threads: list[int | None],
-                progress: Callable[[str], None]) -> list[Row]:
+                progress: Callable[[str], None], device: str = "cpu") -> list[Row]:
+    """Every loss on torch tensors on ``device`` against its PyTorch reference (``"torch-cuda"`` rows on a GPU)."""
     import torch
+
+    label_backend = "torch" if device == "cpu" else f"torch-{device}"
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
 
     rows: list[Row] = []
     default_threads = torch.get_num_threads()
@@ -226,12 +243,12 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
                 if ref is None:
                     continue
                 x_np, y_np = _data(name, r, c, rng)
-                x = torch.from_numpy(x_np)
-                y = torch.from_numpy(y_np)
+                x = torch.from_numpy(x_np).to(device)
+                y = torch.from_numpy(y_np).to(device)
                 loss = pl.get_loss(name)
                 kw = _polyloss_kwargs(name)
                 for mode in ("forward", "forward+backward"):
-                    progress(f"torch {name} {size} {mode} threads={label}")
+                    progress(f"{label_backend} {name} {size} {mode} threads={label}")
                     xg = x.clone().requires_grad_(mode != "forward")
 
                     def run(f: Callable[[], Any], backward: bool = mode != "forward",
@@ -240,34 +257,65 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
                             out = f()
                             if backward:
                                 torch.autograd.grad(out, xg)
-                        return go
+                        return _synchronized(go, sync)
 
                     t_ref = _median_time(run(lambda: ref(xg, y)), repeat)
                     t_pl = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
                     with pl.fast_paths(False):
                         t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
-                    rows.append(Row(name, "torch", size, mode, label, t_pl, t_ref, t_gen))
+                    rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen))
     torch.set_num_threads(default_threads)
     return rows
 
 
 def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int,
-                progress: Callable[[str], None]) -> list[Row]:
+                progress: Callable[[str], None], backend: str = "numpy") -> list[Row]:
+    """Every loss on NumPy arrays (or on CuPy arrays, ``backend="cupy"``) against the hand-written NumPy version.
+
+    On CuPy the same NumPy code runs on the device arrays through NumPy's
+    ``__array_function__`` dispatch, and each timing ends with a device synchronisation.
+    """
     rows: list[Row] = []
     rng = np.random.default_rng(1)
+    to_device: Callable[[Any], Any] = lambda a: a  # noqa: E731
+    sync = None
+    if backend == "cupy":
+        import cupy
+
+        to_device, sync = cupy.asarray, cupy.cuda.Device().synchronize
     for size, (r, c) in sizes.items():
         for name in names:
             ref = _np_reference(name)
             if ref is None:
                 continue
-            x, y = _data(name, r, c, rng)
+            x, y = (to_device(a) for a in _data(name, r, c, rng))
             loss = pl.get_loss(name)
             kw = _polyloss_kwargs(name)
-            progress(f"numpy {name} {size}")
-            t_ref = _median_time(lambda: ref(x, y), repeat)
-            t_pl = _median_time(lambda: loss(x, y, **kw), repeat)
-            rows.append(Row(name, "numpy", size, "forward", "default", t_pl, t_ref, None))
+            progress(f"{backend} {name} {size}")
+            t_ref = _median_time(_synchronized(lambda: ref(x, y), sync), repeat)
+            t_pl = _median_time(_synchronized(lambda: loss(x, y, **kw), sync), repeat)
+            rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None))
     return rows
+
+
+def gpu_backends() -> list[str]:
+    """``"torch-cuda"`` and ``"cupy"`` where a GPU and the library are there."""
+    found = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found.append("torch-cuda")
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            found.append("cupy")
+    except Exception:  # no cupy, or no driver: no GPU rows
+        pass
+    return found
 
 
 def import_time(repeat: int = 5) -> dict[str, float]:
@@ -352,8 +400,18 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         if full:
             rows += bench_torch(["cross_entropy"], {"65536x1000": CE_LARGE}, repeat=3, threads=[None],
                                 progress=report)
+    gpus = gpu_backends()
+    if "torch-cuda" in gpus and "torch" in backends:
+        rows += bench_torch(names, sizes, repeat=repeat, threads=[None], progress=report, device="cuda")
+        if full:
+            rows += bench_torch(["cross_entropy"], {"65536x1000": CE_LARGE}, repeat=3, threads=[None],
+                                progress=report, device="cuda")
+    if "cupy" in gpus and "numpy" in backends:
+        rows += bench_numpy(names, sizes, repeat=repeat, progress=report, backend="cupy")
     if not tiny_only:
-        recipe_rows = bench_recipes(backends, repeat=max(3, repeat // 2), threads=[1, None], progress=report)
+        devices = ("cpu", "cuda") if "torch-cuda" in gpus else ("cpu",)
+        recipe_rows = bench_recipes(backends, repeat=max(3, repeat // 2), threads=[1, None], progress=report,
+                                    devices=devices)
         report("peak memory of the large cross-entropy")
         mem = memory(backends)
     result: dict[str, Any] = {
@@ -461,7 +519,7 @@ def torchvision_available() -> bool:
     return import_torchvision() is not None
 
 
-def _torchvision_ssd(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
+def _torchvision_ssd(data: dict[str, Any], device: str = "cpu") -> Callable[[Any, Any], Any]:
     """torchvision's SSD matching (``SSDMatcher`` on ``box_iou``) and ``SSD.compute_loss`` on the same inputs."""
     import types
 
@@ -470,9 +528,9 @@ def _torchvision_ssd(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
     from torchvision.models.detection.ssd import SSD
     from torchvision.ops import boxes as box_ops
 
-    priors = torch.from_numpy(data["priors"])
-    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]),
-                "labels": torch.from_numpy(data["gt_labels"][i, :c])} for i, c in enumerate(data["counts"])]
+    priors = torch.from_numpy(data["priors"]).to(device)
+    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]).to(device),
+                "labels": torch.from_numpy(data["gt_labels"][i, :c]).to(device)} for i, c in enumerate(data["counts"])]
     model = types.SimpleNamespace(box_coder=det_utils.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), neg_to_pos_ratio=3,
                                   proposal_matcher=det_utils.SSDMatcher(0.5))
     anchors = [priors] * len(targets)
@@ -486,7 +544,7 @@ def _torchvision_ssd(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
     return loss
 
 
-def _torchvision_rpn(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
+def _torchvision_rpn(data: dict[str, Any], device: str = "cpu") -> Callable[[Any, Any], Any]:
     """torchvision's ``RegionProposalNetwork.assign_targets_to_anchors`` + encoding + ``compute_loss``."""
     import types
 
@@ -495,8 +553,8 @@ def _torchvision_rpn(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
     from torchvision.models.detection.rpn import RegionProposalNetwork
     from torchvision.ops import boxes as box_ops
 
-    anchors = torch.from_numpy(data["anchors"])
-    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c])} for i, c in enumerate(data["counts"])]
+    anchors = torch.from_numpy(data["anchors"]).to(device)
+    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]).to(device)} for i, c in enumerate(data["counts"])]
     model = types.SimpleNamespace(
         box_similarity=box_ops.box_iou,
         proposal_matcher=det_utils.Matcher(0.7, 0.3, allow_low_quality_matches=True),
@@ -515,12 +573,14 @@ def _torchvision_rpn(data: dict[str, Any]) -> Callable[[Any, Any], Any]:
     return loss
 
 
-def _recipe_callables(recipe: str, backend: str) -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
+def _recipe_callables(recipe: str, backend: str,
+                      device: str = "cpu") -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
     """(loss of the prediction arrays, prediction arrays, torchvision's loss or None) for one recipe."""
     data = ssd_inputs() if recipe == "ssd" else rpn_inputs()
+
     def convert(a: np.ndarray) -> Any:
         if backend == "torch":
-            return sys.modules["torch"].from_numpy(a)
+            return sys.modules["torch"].from_numpy(a).to(device)
         return a
 
     if backend == "torch":
@@ -533,7 +593,7 @@ def _recipe_callables(recipe: str, backend: str) -> tuple[Callable[..., Any], tu
             return ssd(box_deltas, class_logits, priors, boxes, labels).total
 
         preds = (convert(data["box_deltas"]), convert(data["class_logits"]))
-        reference = _torchvision_ssd(data) if backend == "torch" and torchvision_available() else None
+        reference = _torchvision_ssd(data, device) if backend == "torch" and torchvision_available() else None
         return ssd_loss, preds, reference
     frcnn = pl.get_recipe("faster_rcnn", num_classes=2)  # seed None: fresh samples each call, as torchvision
     anchors, boxes, labels = (convert(data[k]) for k in ("anchors", "gt_boxes", "gt_labels"))
@@ -542,13 +602,13 @@ def _recipe_callables(recipe: str, backend: str) -> tuple[Callable[..., Any], tu
         return frcnn.rpn_loss(anchors, objectness, rpn_deltas, boxes, labels).total
 
     preds = (convert(data["objectness"]), convert(data["rpn_deltas"]))
-    reference = _torchvision_rpn(data) if backend == "torch" and torchvision_available() else None
+    reference = _torchvision_rpn(data, device) if backend == "torch" and torchvision_available() else None
     return rpn_loss, preds, reference
 
 
 def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None],
-                  progress: Callable[[str], None]) -> list[RecipeRow]:
-    """SSD and Faster R-CNN RPN (matching, encoding, sampling or mining, and loss) per backend."""
+                  progress: Callable[[str], None], devices: tuple[str, ...] = ("cpu",)) -> list[RecipeRow]:
+    """SSD and Faster R-CNN RPN (matching, encoding, sampling or mining, and loss) per backend and torch device."""
     rows: list[RecipeRow] = []
     for recipe in ("ssd", "rpn"):
         if "numpy" in backends:
@@ -556,33 +616,43 @@ def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None]
             progress(f"numpy {recipe} recipe")
             t = _median_time(lambda: loss(*preds), repeat, min_time=0.2)
             rows.append(RecipeRow(recipe, "numpy", "forward", "default", t, None, None))
-        if "torch" not in backends:
-            continue
-        import torch
+        if "torch" in backends:
+            for device in devices:
+                rows += _bench_torch_recipe(recipe, device, repeat=repeat,
+                                            threads=threads if device == "cpu" else [None], progress=progress)
+    return rows
 
-        loss, preds, reference = _recipe_callables(recipe, "torch")
-        default_threads = torch.get_num_threads()
-        for n_threads in threads:
-            torch.set_num_threads(n_threads or default_threads)
-            label = "1" if n_threads == 1 else f"default({default_threads})"
-            for mode in ("forward", "forward+backward"):
-                progress(f"torch {recipe} recipe {mode} threads={label}")
-                args = tuple(p.clone().requires_grad_(mode != "forward") for p in preds)
 
-                def go(f: Callable[..., Any], args: tuple[Any, ...] = args, backward: bool = mode != "forward"
-                       ) -> Callable[[], None]:
-                    def call() -> None:
-                        out = f(*args)
-                        if backward:
-                            torch.autograd.grad(out, args)
-                    return call
+def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[int | None],
+                        progress: Callable[[str], None]) -> list[RecipeRow]:
+    import torch
 
-                t_pl = _median_time(go(loss), repeat, min_time=0.2)
-                with pl.fast_paths(False):
-                    t_gen = _median_time(go(loss), repeat, min_time=0.2)
-                t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-                rows.append(RecipeRow(recipe, "torch", mode, label, t_pl, t_gen, t_tv))
-        torch.set_num_threads(default_threads)
+    rows: list[RecipeRow] = []
+    backend = "torch" if device == "cpu" else f"torch-{device}"
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    loss, preds, reference = _recipe_callables(recipe, "torch", device)
+    default_threads = torch.get_num_threads()
+    for n_threads in threads:
+        torch.set_num_threads(n_threads or default_threads)
+        label = "1" if n_threads == 1 else f"default({default_threads})"
+        for mode in ("forward", "forward+backward"):
+            progress(f"{backend} {recipe} recipe {mode} threads={label}")
+            args = tuple(p.clone().requires_grad_(mode != "forward") for p in preds)
+
+            def go(f: Callable[..., Any], args: tuple[Any, ...] = args, backward: bool = mode != "forward"
+                   ) -> Callable[[], None]:
+                def call() -> None:
+                    out = f(*args)
+                    if backward:
+                        torch.autograd.grad(out, args)
+                return _synchronized(call, sync)
+
+            t_pl = _median_time(go(loss), repeat, min_time=0.2)
+            with pl.fast_paths(False):
+                t_gen = _median_time(go(loss), repeat, min_time=0.2)
+            t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
+            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv))
+    torch.set_num_threads(default_threads)
     return rows
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "decode_boxes",
     "distance_box_iou",
     "encode_boxes",
+    "encode_matched",
     "generalized_box_iou",
     "hard_negative_mining",
     "random_keys",

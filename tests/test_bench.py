@@ -101,3 +101,24 @@ def test_torch_references_of_the_chains_of_small_ops_give_polyloss_values(name):
     reference = _bench._torch_reference(name)(x, y)
     with pl.fast_paths(False):
         np.testing.assert_allclose(reference.item(), pl.get_loss(name)(x, y).item(), rtol=1e-12)
+
+
+def test_gpu_rows_only_where_a_gpu_is():
+    from polyloss._bench import _synchronized
+    from polyloss._bench import gpu_backends
+
+    torch = pytest.importorskip("torch")
+    found = gpu_backends()
+    assert ("torch-cuda" in found) == torch.cuda.is_available()
+    calls = []
+    timed = _synchronized(lambda: calls.append("work") or 7, lambda: calls.append("sync"))
+    assert timed() == 7 and calls == ["work", "sync"]
+
+
+def test_torch_rows_on_a_named_device():
+    from polyloss._bench import bench_torch
+
+    pytest.importorskip("torch")
+    rows = bench_torch(["mse_loss"], {"tiny": (2, 3)}, repeat=1, threads=[None], progress=lambda m: None,
+                       device="cpu")
+    assert {r.backend for r in rows} == {"torch"} and {r.mode for r in rows} == {"forward", "forward+backward"}
