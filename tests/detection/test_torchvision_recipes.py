@@ -63,6 +63,25 @@ def tensor(a, dtype_name="float64", requires_grad=False):
     return torch.tensor(a, dtype=TORCH_DTYPES[dtype_name]).requires_grad_(requires_grad)
 
 
+def check_two_terms(result, closed, tv_terms, inputs, dtype_name):
+    """polyloss's components, autograd gradients and closed-form value and gradients against torchvision's.
+
+    ``tv_terms``: component name -> torchvision's term (the last one must be positive);
+    ``inputs``: argument name -> (polyloss leaf, torchvision leaf).
+    """
+    for name, term in tv_terms.items():
+        assert_close(result.components[name].detach(), term.detach(), dtype_name, name)
+    total_tv = sum(tv_terms.values())
+    assert float(term.detach()) > 0
+    result.total.backward()
+    total_tv.backward()
+    value, grads = closed
+    assert_close(value.total, total_tv.detach(), dtype_name, "closed-form total")
+    for name, (ours, theirs) in inputs.items():
+        assert_close(ours.grad, theirs.grad, dtype_name, f"d/d {name}")
+        assert_close(grads[name], theirs.grad, dtype_name, f"closed-form d/d {name}")
+
+
 def leaves(arrays, dtype_name):
     """Two independent sets of leaf tensors holding the same data: one for polyloss, one for torchvision."""
     return ([tensor(a, dtype_name, requires_grad=True) for a in arrays],
@@ -310,18 +329,10 @@ def test_rpn_matches_torchvision_with_every_candidate_sampled(dtype_name, config
     result = recipe.rpn_loss(tensor(anchors, dtype_name), o, d, tensor(boxes, dtype_name), tensor(labels))
     obj, box = tv_rpn_loss(rpn, tensor(anchors, dtype_name), targets, o_tv, d_tv, dtype_name)
     assert obj.dtype == TORCH_DTYPES[dtype_name]
-    assert_close(result.components["rpn_objectness"].detach(), obj.detach(), dtype_name, "rpn_objectness")
-    assert_close(result.components["rpn_box"].detach(), box.detach(), dtype_name, "rpn_box")
-    assert float(box.detach()) > 0
-    result.total.backward()
-    (obj + box).backward()
-    assert_close(o.grad, o_tv.grad, dtype_name, "d/d objectness")
-    assert_close(d.grad, d_tv.grad, dtype_name, "d/d rpn_deltas")
-    closed, grads = recipe.rpn_value_and_grad(tensor(anchors, dtype_name), tensor(objectness, dtype_name),
-                                              tensor(deltas, dtype_name), tensor(boxes, dtype_name), tensor(labels))
-    assert_close(closed.total, (obj + box).detach(), dtype_name, "closed-form total")
-    assert_close(grads["objectness"], o_tv.grad, dtype_name, "closed-form d/d objectness")
-    assert_close(grads["rpn_deltas"], d_tv.grad, dtype_name, "closed-form d/d rpn_deltas")
+    closed = recipe.rpn_value_and_grad(tensor(anchors, dtype_name), tensor(objectness, dtype_name),
+                                       tensor(deltas, dtype_name), tensor(boxes, dtype_name), tensor(labels))
+    check_two_terms(result, closed, {"rpn_objectness": obj, "rpn_box": box},
+                    {"objectness": (o, o_tv), "rpn_deltas": (d, d_tv)}, dtype_name)
 
 
 def test_rpn_assign_matches_torchvision_per_anchor():
@@ -439,18 +450,9 @@ def test_head_matches_torchvision_select_training_samples_and_fastrcnn_loss(dtyp
     cls, box = tv_modules().roi_heads.fastrcnn_loss(
         torch.cat([cl_tv[i, :k] for i, k in enumerate(sizes)]),
         torch.cat([bd_tv[i, :k].reshape(k, 4 * C) for i, k in enumerate(sizes)]), tv_labels, tv_targets)
-    assert_close(result.components["roi_classifier"].detach(), cls.detach(), dtype_name, "roi_classifier")
-    assert_close(result.components["roi_box"].detach(), box.detach(), dtype_name, "roi_box")
-    assert float(box.detach()) > 0
-    result.total.backward()
-    (cls + box).backward()
-    assert_close(cl.grad, cl_tv.grad, dtype_name, "d/d class_logits")
-    assert_close(bd.grad, bd_tv.grad, dtype_name, "d/d box_deltas")
-    closed, grads = recipe.roi_value_and_grad(tensor(class_logits, dtype_name), tensor(box_deltas, dtype_name),
-                                              sampled)
-    assert_close(closed.total, (cls + box).detach(), dtype_name, "closed-form total")
-    assert_close(grads["class_logits"], cl_tv.grad, dtype_name, "closed-form d/d class_logits")
-    assert_close(grads["box_deltas"], bd_tv.grad, dtype_name, "closed-form d/d box_deltas")
+    closed = recipe.roi_value_and_grad(tensor(class_logits, dtype_name), tensor(box_deltas, dtype_name), sampled)
+    check_two_terms(result, closed, {"roi_classifier": cls, "roi_box": box},
+                    {"class_logits": (cl, cl_tv), "box_deltas": (bd, bd_tv)}, dtype_name)
 
 
 def test_head_sampling_counts_match_torchvision():
