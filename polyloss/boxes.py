@@ -15,7 +15,10 @@ matches need an IoU above 0).
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,16 +116,17 @@ def _pairwise_map(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Any:
         a = tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1))
         b = tuple(xp.expand_dims(c, axis=-2) for c in _unstack(xp, boxes2))
         return pair(a, b)
-    return xp.stack(_pairwise_rows(xp, boxes1, boxes2, pair), axis=-2)
+    return xp.stack(list(_pairwise_rows(xp, boxes1, boxes2, pair)), axis=-2)
 
 
-def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> list[Any]:
-    """``pair`` of each row of ``boxes1 (..., N, 4)`` against ``boxes2 (..., M, 4)``: N arrays ``(..., M)``."""
+def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Iterator[Any]:
+    """``pair`` of each row of ``boxes1 (..., N, 4)`` against ``boxes2 (..., M, 4)``: N arrays ``(..., M)``,
+    computed one at a time."""
     if boxes2.dtype != boxes1.dtype:
         boxes2 = xp.astype(boxes2, boxes1.dtype)
     b = tuple(c * 1.0 for c in _unstack(xp, boxes2))  # contiguous copies, read N times
-    return [pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[..., row, :])), b)
-            for row in range(boxes1.shape[-2])]
+    for row in range(boxes1.shape[-2]):
+        yield pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[..., row, :])), b)
 
 
 def _iou_of(xp: Any) -> Any:
@@ -485,16 +489,20 @@ class Matcher:
         backend = _pair_backend(gt_boxes, predictions)
         xp = backend.xp
         rows = _pairwise_rows(xp, gt_boxes, predictions, _iou_of(xp))
-        valid = _valid_mask(backend, (*rows[0].shape[:-1], g, p), valid)
-        return self._match(backend, _Quality.from_rows(xp, rows, valid))
+        first = next(rows)  # each row is used as soon as it is computed, while it is in cache
+        valid = _valid_mask(backend, (*first.shape[:-1], g, p), valid)
+        return self._match(backend, _Quality.from_rows(xp, itertools.chain([first], rows), valid))
 
     def _match(self, backend: Backend, q: _Quality) -> Any:
-        xp = backend.xp
-        best, best_gt = q.best_over_ground_truth()
+        summary = q.summarize(some_best=self.allow_low_quality_matches, owner=False)
+        return self._thresholded(backend.xp, summary)
+
+    def _thresholded(self, xp: Any, summary: _Summary) -> Any:
+        best, best_gt = summary.best, summary.index
         # -1 below low_threshold, -2 between the thresholds, else best_gt
         matches = _select(xp, best >= self.high_threshold, best_gt, xp.astype(best < self.low_threshold, xp.int64) - 2)
         if self.allow_low_quality_matches:
-            matches = _select(xp, q.is_some_best(), best_gt, matches)
+            matches = _select(xp, summary.some_best, best_gt, matches)
         return matches
 
 
@@ -505,15 +513,26 @@ _SMALL_AXIS = 32  # row indices (at most 33) are kept in int8 row by row: 8x les
 
 
 @dataclass(frozen=True)
+class _Summary:
+    """What the matchers need of a quality matrix, each ``(..., P)`` (None where not asked for)."""
+
+    best: Any
+    index: Any
+    some_best: Any = None
+    owner: Any = None
+
+
+@dataclass(frozen=True)
 class _Quality:
-    """A ``(..., G, P)`` quality matrix with padding rows set to -inf, as G rows or whole.
+    """A ``(..., G, P)`` quality matrix with padding rows set to -inf: its G rows (possibly
+    computed lazily, read once) or the whole matrix.
 
     Every reduction over the ground-truth axis takes the first maximum on
     ties, as torchvision's matchers.
     """
 
     xp: Any
-    rows: list[Any] | None
+    rows: Iterable[Any] | None
     whole: Any
 
     @classmethod
@@ -522,62 +541,69 @@ class _Quality:
         if g > _SMALL_AXIS:
             whole = quality if valid is None else xp.where(xp.expand_dims(valid, axis=-1), quality, -math.inf)
             return cls(xp, None, whole)
-        return cls.from_rows(xp, [quality[..., row, :] for row in range(g)], valid)
+        return cls.from_rows(xp, (quality[..., row, :] for row in range(g)), valid)
 
     @classmethod
-    def from_rows(cls, xp: Any, rows: list[Any], valid: Any) -> _Quality:
-        if valid is not None:
-            padding = xp.where(valid, xp.zeros(valid.shape, dtype=rows[0].dtype, device=_device_of(rows[0])),
-                               -math.inf)
-            rows = [row + xp.expand_dims(padding[..., i], axis=-1) for i, row in enumerate(rows)]
-        return cls(xp, rows, None)
+    def from_rows(cls, xp: Any, rows: Iterable[Any], valid: Any) -> _Quality:
+        return cls(xp, rows if valid is None else _padding_to_minus_inf(xp, rows, valid), None)
 
-    def best_over_ground_truth(self) -> tuple[Any, Any]:
-        """``(max, argmax)`` over the ground truth, each ``(..., P)``."""
-        xp = self.xp
+    def summarize(self, *, some_best: bool, owner: bool) -> _Summary:
+        """One pass over the rows: ``(max, argmax)`` over the ground truth, and where asked whether each
+        prediction is a best one (ties included) of a ground truth whose best is > 0, and the last
+        ground truth whose best prediction (first on ties) it is (else -1)."""
         if self.rows is None:
-            return xp.max(self.whole, axis=-2), xp.astype(xp.argmax(self.whole, axis=-2), xp.int64)
-        best = self.rows[0]
-        index = xp.zeros(best.shape, dtype=xp.int8, device=_device_of(best))
-        for i, row in enumerate(self.rows[1:], start=1):
-            # i grows, so the latest strictly better row is the largest index
-            index = xp.maximum(index, xp.astype(row > best, xp.int8) * i)
-            best = xp.maximum(best, row)
-        return best, xp.astype(index, xp.int64)
-
-    def is_some_best(self) -> Any:
-        """``(..., P)``: the prediction is a best one (ties included) of a ground truth whose best is > 0."""
+            return self._summarize_whole(some_best=some_best, owner=owner)
         xp = self.xp
-        if self.rows is None:
-            highest = xp.max(self.whole, axis=-1, keepdims=True)
-            return xp.any((self.whole == highest) & (highest > 0), axis=-2)
-        hit = None
-        for row in self.rows:
-            highest = xp.max(row, axis=-1, keepdims=True)
-            row_hit = row == xp.where(highest > 0, highest, math.nan)  # NaN equals nothing
-            hit = row_hit if hit is None else hit | row_hit
-        return hit
-
-    def last_owner_of_best(self) -> Any:
-        """``(..., P)``: the last ground truth whose best prediction (first on ties) this is, else -1."""
-        xp = self.xp
-        if self.rows is None:
-            g, p = self.whole.shape[-2], self.whole.shape[-1]
-            device = _device_of(self.whole)
-            best_prediction = xp.astype(xp.argmax(self.whole, axis=-1), xp.int64)  # (..., G)
-            hit = xp.expand_dims(best_prediction, axis=-1) == xp.arange(p, dtype=xp.int64, device=device)
-            hit = hit & xp.expand_dims(xp.max(self.whole, axis=-1) > -math.inf, axis=-1)
-            ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
-            return xp.max(xp.where(hit, ground_truth, -1), axis=-2)
-        first = self.rows[0]
-        positions = xp.arange(first.shape[-1], dtype=xp.int64, device=_device_of(first))
-        owner_plus_one = xp.zeros(first.shape, dtype=xp.int8, device=_device_of(first))
+        best = index = hit = owner_plus_one = positions = None
         for i, row in enumerate(self.rows):
-            best_prediction = xp.astype(xp.argmax(row, axis=-1, keepdims=True), xp.int64)
-            real = xp.max(row, axis=-1, keepdims=True) > -math.inf
-            hit = positions == xp.where(real, best_prediction, -1)
-            owner_plus_one = xp.maximum(owner_plus_one, xp.astype(hit, xp.int8) * (i + 1))  # later rows win
-        return xp.astype(owner_plus_one, xp.int64) - 1
+            if best is None:
+                best = row
+                index = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
+            else:
+                # i grows, so the latest strictly better row is the largest index
+                index = xp.maximum(index, xp.astype(row > best, xp.int8) * i)
+                best = xp.maximum(best, row)
+            if not (some_best or owner):
+                continue
+            highest = xp.max(row, axis=-1, keepdims=True)
+            if some_best:
+                row_hit = row == xp.where(highest > 0, highest, math.nan)  # NaN equals nothing
+                hit = row_hit if hit is None else hit | row_hit
+            if owner:
+                if positions is None:
+                    positions = xp.arange(row.shape[-1], dtype=xp.int64, device=_device_of(row))
+                    owner_plus_one = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
+                best_prediction = xp.astype(xp.argmax(row, axis=-1, keepdims=True), xp.int64)
+                claimed = positions == xp.where(highest > -math.inf, best_prediction, -1)
+                owner_plus_one = xp.maximum(owner_plus_one, xp.astype(claimed, xp.int8) * (i + 1))  # later rows win
+        return _Summary(best, xp.astype(index, xp.int64), hit,
+                        None if owner_plus_one is None else xp.astype(owner_plus_one, xp.int64) - 1)
+
+    def _summarize_whole(self, *, some_best: bool, owner: bool) -> _Summary:
+        xp, whole = self.xp, self.whole
+        summary = _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64))
+        hit = forced = None
+        if some_best:
+            highest = xp.max(whole, axis=-1, keepdims=True)
+            hit = xp.any((whole == highest) & (highest > 0), axis=-2)
+        if owner:
+            g, p = whole.shape[-2], whole.shape[-1]
+            device = _device_of(whole)
+            best_prediction = xp.astype(xp.argmax(whole, axis=-1), xp.int64)  # (..., G)
+            claimed = xp.expand_dims(best_prediction, axis=-1) == xp.arange(p, dtype=xp.int64, device=device)
+            claimed = claimed & xp.expand_dims(xp.max(whole, axis=-1) > -math.inf, axis=-1)
+            ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
+            forced = xp.max(xp.where(claimed, ground_truth, -1), axis=-2)
+        return _Summary(summary.best, summary.index, hit, forced)
+
+
+def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:
+    """The rows with -inf in each image's padding row (``valid (..., G)`` False)."""
+    padding = None
+    for i, row in enumerate(rows):
+        if padding is None:
+            padding = xp.where(valid, xp.zeros(valid.shape, dtype=row.dtype, device=_device_of(row)), -math.inf)
+        yield row + xp.expand_dims(padding[..., i], axis=-1)
 
 
 def _select(xp: Any, mask: Any, a: Any, b: Any) -> Any:
@@ -591,7 +617,8 @@ def _select(xp: Any, mask: Any, a: Any, b: Any) -> Any:
 
 def _max_argmax_rows(xp: Any, q: Any) -> tuple[Any, Any]:
     """``(max, argmax)`` of ``q (..., G, P)`` over axis -2, first index on ties."""
-    return _Quality.of(xp, q, None).best_over_ground_truth()
+    summary = _Quality.of(xp, q, None).summarize(some_best=False, owner=False)
+    return summary.best, summary.index
 
 
 def _device_of(x: Any) -> Any:
@@ -621,8 +648,9 @@ class SSDMatcher(Matcher):
         return cls(threshold, threshold)
 
     def _match(self, backend: Backend, q: _Quality) -> Any:
-        forced = q.last_owner_of_best()
-        return _select(backend.xp, forced >= 0, forced, super()._match(backend, q))
+        summary = q.summarize(some_best=self.allow_low_quality_matches, owner=True)
+        forced = summary.owner
+        return _select(backend.xp, forced >= 0, forced, self._thresholded(backend.xp, summary))
 
 
 # -- sampling and mining ---------------------------------------------------------------
