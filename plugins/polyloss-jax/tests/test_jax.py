@@ -305,3 +305,22 @@ def test_ssd_recipe_on_jax_eager_and_jit():
     eager = float(recipe(*inputs).total)
     jitted = jax.jit(lambda *a: recipe(*a, validate=False).total)(*[jnp.asarray(a) for a in inputs])
     np.testing.assert_allclose(float(jitted), eager, rtol=1e-12)
+
+
+def test_faster_rcnn_rpn_and_head_under_jit():
+    """With an int seed the sampler's keys are drawn at trace time: constants of the compiled function."""
+    recipe = pl.get_recipe("faster_rcnn", num_classes=3, seed=0, rpn_batch_size=4, validate=False)
+    rng = np.random.default_rng(0)
+    anchors = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [30, 30, 60, 50], [0, 40, 15, 60.0], [2, 2, 12, 13]])
+    gt, labels = np.array([[[1, 1, 11, 12], [28, 30, 58, 52.0]]]), np.array([[1, 2]])
+    objectness, deltas = rng.normal(size=(1, 5)), 0.1 * rng.normal(size=(1, 5, 4))
+    inputs = [jnp.asarray(v) for v in (anchors, objectness, deltas, gt, labels)]
+    eager = recipe.rpn_loss(*inputs)
+    jitted = jax.jit(lambda *a: recipe.rpn_loss(*a).components)(*inputs)
+    for name, value in eager.components.items():
+        np.testing.assert_allclose(float(jitted[name]), float(value), rtol=1e-12)
+    sampled = recipe.sample_proposals(jnp.asarray(anchors[None]), inputs[3], inputs[4])
+    r = sampled.labels.shape[1]
+    logits, box_deltas = jnp.asarray(rng.normal(size=(1, r, 3))), jnp.asarray(rng.normal(size=(1, r, 3, 4)))
+    head = jax.jit(lambda c, b: recipe.roi_loss(c, b, sampled).total)(logits, box_deltas)
+    np.testing.assert_allclose(float(head), float(recipe.roi_loss(logits, box_deltas, sampled).total), rtol=1e-12)
