@@ -581,7 +581,6 @@ class _Quality:
 
     def _summarize_whole(self, *, some_best: bool, owner: bool) -> _Summary:
         xp, whole = self.xp, self.whole
-        summary = _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64))
         hit = forced = None
         if some_best:
             highest = xp.max(whole, axis=-1, keepdims=True)
@@ -594,7 +593,7 @@ class _Quality:
             claimed = claimed & xp.expand_dims(xp.max(whole, axis=-1) > -math.inf, axis=-1)
             ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
             forced = xp.max(xp.where(claimed, ground_truth, -1), axis=-2)
-        return _Summary(summary.best, summary.index, hit, forced)
+        return _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64), hit, forced)
 
 
 def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:

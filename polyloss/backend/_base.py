@@ -198,6 +198,14 @@ class Backend:
         return x
 
 
+def class_rows(input: Any, target: Any, axis: int) -> tuple[Any, Any] | None:
+    """``(input (rows, C), target (rows,))`` for a K-D input whose class axis is the last, with class
+    indices: the layout row-wise kernels are fastest on (class axis contiguous). None otherwise."""
+    if input.ndim > 2 and axis == input.ndim - 1 and tuple(target.shape) == tuple(input.shape[:-1]):
+        return input.reshape(-1, input.shape[-1]), target.reshape(-1)
+    return None
+
+
 class GenericBackend(Backend):
     """The backend for any namespace array-api-compat understands, with no plugin."""
 

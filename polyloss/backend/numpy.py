@@ -9,6 +9,7 @@ from typing import Any
 
 from polyloss._hooks import hookimpl
 from polyloss.backend._base import Backend
+from polyloss.backend._base import class_rows
 
 
 def _np() -> Any:
@@ -73,6 +74,11 @@ def _simple_index_case(input: Any, target: Any, axis: int, weight: Any, reductio
 
 def _cross_entropy(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None,
                    label_smoothing: float, reduction: str) -> Any:
+    rows = class_rows(input, target, axis)
+    if rows is not None:
+        out = _cross_entropy(*rows, axis=1, weight=weight, ignore_index=ignore_index,
+                             label_smoothing=label_smoothing, reduction=reduction)
+        return out.reshape(target.shape) if reduction == "none" and out is not NotImplemented else out
     np = _np()
     if label_smoothing != 0.0 or not _simple_index_case(input, target, axis, weight, reduction,
                                                          ("mean", "sum", "none")):

@@ -19,6 +19,7 @@ from typing import Any
 
 from polyloss._hooks import hookimpl
 from polyloss.backend._base import Backend
+from polyloss.backend._base import class_rows
 
 _modules: dict[str, Any] = {}
 
@@ -172,6 +173,11 @@ def _is_number(loss: Any) -> bool:
 def _cross_entropy(
     input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, label_smoothing: float, reduction: str
 ) -> Any:
+    rows = class_rows(input, target, axis)
+    if rows is not None:
+        out = _cross_entropy(*rows, axis=1, weight=weight, ignore_index=ignore_index,
+                             label_smoothing=label_smoothing, reduction=reduction)
+        return out.reshape(target.shape) if reduction == "none" and out is not NotImplemented else out
     torch = _torch()
     if (reduction == "mean" and label_smoothing == 0.0 and ignore_index is not None
             and input.ndim == 2 and axis == 1 and target.dtype == torch.int64):

@@ -62,14 +62,14 @@ __all__ = [
 LossPart = Callable[[Any, Any], Any]
 
 
-def match_boxes(matcher: Callable[[Any, Any], Any], gt_boxes: Any, predictions: Any, valid: Any) -> Any:
+def match_boxes(backend: Backend, matcher: Callable[[Any, Any], Any], gt_boxes: Any, predictions: Any,
+                valid: Any) -> Any:
     """``matcher(box_iou(gt_boxes, predictions), valid)``; a :class:`~polyloss.boxes.Matcher` takes the IoU rows.
 
     ``gt_boxes (N, G, 4)`` and ``valid (N, G)``. On host arrays the trailing
     ground-truth columns that are padding in every image are dropped first
     (one host read): no IoU row is computed for them, and the matches are the same.
     """
-    backend = resolve(gt_boxes, input_name="gt_boxes")
     if valid is not None and backend.is_host_array(valid) and valid.ndim == 2 and int(valid.shape[1]) > 1:
         gt_boxes, valid = _drop_unused_padding(backend, gt_boxes, valid)
     if isinstance(matcher, Matcher):
@@ -86,16 +86,8 @@ def _drop_unused_padding(backend: Backend, gt_boxes: Any, valid: Any) -> tuple[A
 
 
 def softmax_cross_entropy(logits: Any, target: Any) -> Any:
-    """Per-prediction softmax cross-entropy over the last axis (the default classification part).
-
-    Leading axes are flattened into one ``(rows, C)`` problem, the layout the
-    native kernels are fastest on (class axis last and contiguous).
-    """
-    if logits.ndim <= 2 or tuple(target.shape) != tuple(logits.shape[:-1]):
-        return cross_entropy(logits, target, reduction="none")
-    xp = resolve(logits, input_name="logits").xp
-    flat = cross_entropy(xp.reshape(logits, (-1, logits.shape[-1])), xp.reshape(target, (-1,)), reduction="none")
-    return xp.reshape(flat, tuple(target.shape))
+    """Per-prediction softmax cross-entropy over the last axis (the default classification part)."""
+    return cross_entropy(logits, target, reduction="none")
 
 
 def sigmoid_objectness_loss(logits: Any, target: Any) -> Any:

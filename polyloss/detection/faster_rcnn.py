@@ -74,14 +74,14 @@ class SampledProposals:
     targets: Any
 
 
+def _ignored(xp: Any, matches: Any) -> Any:
+    """int64 -1 between the thresholds (match -2), else 0: the label of an unmatched prediction (branch-free)."""
+    return -xp.astype(matches == Matcher.BETWEEN_THRESHOLDS, xp.int64)
+
+
 def _anchor_labels(xp: Any, matches: Any) -> Any:
-    """int64 1 for a match, 0 below the low threshold (-1), -1 between the thresholds (-2); branch-free."""
-    return xp.astype(matches >= 0, xp.int64) - xp.astype(matches == Matcher.BETWEEN_THRESHOLDS, xp.int64)
-
-
-def _background_or_ignored(xp: Any, matches: Any) -> Any:
-    """0 where a match is below the low threshold, -1 elsewhere (between thresholds)."""
-    return xp.where(matches == Matcher.BELOW_LOW_THRESHOLD, 0, xp.full_like(matches, -1))
+    """int64 1 for a match, 0 below the low threshold (-1), -1 between the thresholds (-2)."""
+    return xp.astype(matches >= 0, xp.int64) + _ignored(xp, matches)
 
 
 def _count_int(name: str, value: object) -> int:
@@ -229,7 +229,7 @@ class FasterRCNNLoss(DetectionRecipe):
         """RPN labels (1 / 0 / -1) and regression targets of ``anchors`` ``(A, 4)`` or ``(N, A, 4)``."""
         backend = self.backend_of(anchors, "anchors")
         xp = backend.xp
-        matches = match_boxes(self.rpn_matcher, gt.boxes, anchors, gt.valid)
+        matches = match_boxes(backend, self.rpn_matcher, gt.boxes, anchors, gt.valid)
         positive = matches >= 0
         index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
         targets = encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, index, anchors, positive)
@@ -338,11 +338,11 @@ class FasterRCNNLoss(DetectionRecipe):
         boxes = xp.concat([boxes0, gt.boxes], axis=1)  # (N, T, 4)
         valid = xp.concat([proposal_valid, gt.valid], axis=1)
         t = int(boxes.shape[1])
-        matches = match_boxes(self.roi_matcher, gt.boxes, boxes, gt.valid)  # (N, T)
+        matches = match_boxes(backend, self.roi_matcher, gt.boxes, boxes, gt.valid)  # (N, T)
         positive = matches >= 0
         index = xp.where(positive, matches, 0)
         labels = xp.where(positive, backend.take_along_axis(gt.labels, index, axis=1),
-                          _background_or_ignored(xp, matches))
+                          _ignored(xp, matches))
         labels = xp.where(valid, labels, -1)
         pos, neg = self.roi_sampler(labels, seed=self._seed(seed, 1))
         sampled = pos | neg

@@ -174,7 +174,7 @@ class SSDLoss(DetectionRecipe):
             batch_size = len(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else int(gt_boxes.shape[0])
         gt = self.ground_truth(priors, gt_boxes, gt_labels, batch_size=batch_size, validate=validate)
         xp = backend.xp
-        matches = match_boxes(self.matcher, gt.boxes, priors, gt.valid)  # (N, P)
+        matches = match_boxes(backend, self.matcher, gt.boxes, priors, gt.valid)  # (N, P)
         positive = matches >= 0
         index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
         labels = backend.take_along_axis(gt.labels, index, axis=1) * xp.astype(positive, gt.labels.dtype)

@@ -194,3 +194,22 @@ def test_cross_entropy_never_one_hot_and_int32_targets(xp):
     t32 = xp.asarray(t, dtype=xp.ns.int32)
     other = pl.cross_entropy(xp.asarray(x), t32)
     assert_close(xp.to_numpy(other), value, xp)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_class_axis_last(xp, reduction, weighted):
+    """K-D logits with the class axis last (detector logits): flattened to rows by the fast paths."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(3, 5, 4)) * 3
+    target = rng.integers(0, 4, (3, 5))
+    target[1, 2] = -100  # ignored
+    weight = rng.uniform(0.5, 2.0, 4) if weighted else None
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(logits).permute(0, 2, 1), torch.tensor(target),
+        weight=None if weight is None else torch.tensor(weight), reduction=reduction).numpy()
+    got = pl.cross_entropy(xp.asarray(logits), xp.asarray(target, dtype=xp.ns.int64), axis=-1,
+                           weight=None if weight is None else xp.asarray(weight), reduction=reduction)
+    assert tuple(got.shape) == expected.shape
+    np.testing.assert_allclose(xp.to_numpy(got), expected, rtol=max(xp.rtol, 1e-12), atol=xp.atol)
