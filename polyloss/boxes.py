@@ -119,6 +119,31 @@ def _pairwise_map(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Any:
     return xp.stack(list(_pairwise_rows(xp, boxes1, boxes2, pair)), axis=-2)
 
 
+def _prefix_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any, sizes: Sequence[int]) -> Iterator[Any]:
+    """``pair`` of row ``g`` of ``boxes1 (N, G, 4)`` against ``boxes2 (M, 4)`` or ``(N, M, 4)`` for the first
+    ``sizes[g]`` images only (``sizes`` non-increasing): arrays ``(sizes[g], M)``, computed one at a time."""
+    if boxes2.dtype != boxes1.dtype:
+        boxes2 = xp.astype(boxes2, boxes1.dtype)
+    b = tuple(c * 1.0 for c in _unstack(xp, boxes2))
+    for row, size in enumerate(sizes):
+        a = tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[:size, row, :]))
+        yield pair(a, b if boxes2.ndim == 2 else tuple(c[:size, ...] for c in b))
+
+
+def _prefix_counts(backend: Backend, valid: Any) -> list[int] | None:
+    """The number of real boxes of each image of ``valid (N, G)`` (host), when they come first in every
+    image and some image has padding; else None."""
+    xp = backend.xp
+    g = int(valid.shape[-1])
+    if g > _SMALL_AXIS:
+        return None
+    counts = xp.sum(xp.astype(valid, xp.int64), axis=-1)
+    columns = xp.arange(g, dtype=xp.int64, device=backend.device(valid))
+    if bool(xp.all(counts == g)) or not bool(xp.all(valid == (columns < xp.expand_dims(counts, axis=-1)))):
+        return None
+    return [int(c) for c in counts]
+
+
 def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Iterator[Any]:
     """``pair`` of each row of ``boxes1 (..., N, 4)`` against ``boxes2 (..., M, 4)``: N arrays ``(..., M)``,
     computed one at a time."""
@@ -488,10 +513,44 @@ class Matcher:
             return self(box_iou(gt_boxes, predictions), valid)
         backend = _pair_backend(gt_boxes, predictions)
         xp = backend.xp
+        if valid is not None and gt_boxes.ndim == 3 and backend.is_host_array(valid):
+            counts = _prefix_counts(backend, _valid_mask(backend, (*gt_boxes.shape[:-1], p), valid))
+            if counts is not None:
+                return self._match_by_count(backend, gt_boxes, predictions, counts)
         rows = _pairwise_rows(xp, gt_boxes, predictions, _iou_of(xp))
         first = next(rows)  # each row is used as soon as it is computed, while it is in cache
         valid = _valid_mask(backend, (*first.shape[:-1], g, p), valid)
         return self._match(backend, _Quality.from_rows(xp, itertools.chain([first], rows), valid))
+
+    def _match_by_count(self, backend: Backend, gt_boxes: Any, predictions: Any, counts: list[int]) -> Any:
+        """The matches of ``gt_boxes (N, G, 4)`` whose image ``i`` has ``counts[i]`` real boxes, first.
+
+        The images are ordered by decreasing count, so that the images with a
+        ``g``-th box are a prefix of the batch: the IoU row of box ``g`` is
+        computed for them only, and no padding row is computed at all.
+        """
+        xp = backend.xp
+        n, p = len(counts), int(predictions.shape[-2])
+        device = backend.device(gt_boxes)
+        order = sorted(range(n), key=lambda i: -counts[i])
+        sizes = [sum(1 for c in counts if c > g) for g in range(max(counts))]
+        if order != list(range(n)):
+            index = xp.asarray(order, dtype=xp.int64, device=device)
+            gt_boxes = xp.take(gt_boxes, index, axis=0)
+            if predictions.ndim == 3:
+                predictions = xp.take(predictions, index, axis=0)
+        rows = _prefix_rows(xp, gt_boxes, predictions, _iou_of(xp), sizes)
+        matches = self._match(backend, _Quality(xp, rows, None)) if sizes else None
+        if not sizes or sizes[0] < n:  # images without ground truth: every prediction is background
+            background = xp.full((n - (sizes[0] if sizes else 0), p), self.BELOW_LOW_THRESHOLD, dtype=xp.int64,
+                                 device=device)
+            matches = background if matches is None else xp.concat([matches, background], axis=0)
+        if order != list(range(n)):
+            inverse = [0] * n
+            for position, image in enumerate(order):
+                inverse[image] = position
+            matches = xp.take(matches, xp.asarray(inverse, dtype=xp.int64, device=device), axis=0)
+        return matches
 
     def _match(self, backend: Backend, q: _Quality) -> Any:
         summary = q.summarize(some_best=self.allow_low_quality_matches, owner=False)
@@ -555,7 +614,13 @@ class _Quality:
             return self._summarize_whole(some_best=some_best, owner=owner)
         xp = self.xp
         best = index = hit = owner_plus_one = positions = None
+        finished: list[tuple[Any, ...]] = []  # accumulators of the images the rows no longer cover
         for i, row in enumerate(self.rows):
+            if best is not None and row.shape[0] != best.shape[0]:  # rows of a batch prefix (_prefix_rows)
+                size = row.shape[0]
+                finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit, owner_plus_one)))
+                best, index, hit, owner_plus_one = (None if a is None else a[:size, ...]
+                                                    for a in (best, index, hit, owner_plus_one))
             if best is None:
                 best = row
                 index = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
@@ -576,6 +641,10 @@ class _Quality:
                 best_prediction = xp.astype(xp.argmax(row, axis=-1, keepdims=True), xp.int64)
                 claimed = positions == xp.where(highest > -math.inf, best_prediction, -1)
                 owner_plus_one = xp.maximum(owner_plus_one, xp.astype(claimed, xp.int8) * (i + 1))  # later rows win
+        if finished:
+            parts = [(best, index, hit, owner_plus_one), *reversed(finished)]
+            best, index, hit, owner_plus_one = (None if group[0] is None else xp.concat(list(group), axis=0)
+                                                for group in zip(*parts, strict=True))
         return _Summary(best, xp.astype(index, xp.int64), hit,
                         None if owner_plus_one is None else xp.astype(owner_plus_one, xp.int64) - 1)
 

@@ -436,6 +436,42 @@ def test_match_boxes_equals_matching_the_iou_matrix(xp):
         B.Matcher(0.5, 0.3).match_boxes(g, a, xp.asarray(valid[:, :2]))
 
 
+@pytest.mark.parametrize("per_image_anchors", [False, True])
+def test_match_boxes_of_a_padded_batch_match_the_per_image_reference(xp, per_image_anchors):
+    # counts out of order, an image without ground truth, and one whose padding is not at the end:
+    # on host arrays the images are grouped by count and no padding row is computed
+    rng = np.random.default_rng(14)
+    counts = [2, 5, 0, 3, 5, 1]
+    gt, valid = _padded_gt(rng, counts, 6)
+    gt[~valid] = 1e6  # padding may hold anything
+    anchors = random_boxes(rng, len(counts), 70, hi=6.0) if per_image_anchors else random_boxes(rng, 70, hi=6.0)
+    gt[3, :4] = np.concatenate([gt[3, :1], rng.uniform(size=(1, 4)), gt[3, 1:3]])  # real, padding, real, real
+    valid[3, :4] = [True, False, True, True]
+    gt[3, 1] = -5.0
+    matchers = {
+        "low": (B.Matcher(0.5, 0.3, allow_low_quality_matches=True), lambda m: ref_match(m, 0.5, 0.3, True)),
+        "plain": (B.Matcher(0.5, 0.3), lambda m: ref_match(m, 0.5, 0.3, False)),
+        "ssd": (B.SSDMatcher.with_threshold(0.4), lambda m: ref_ssd_match(m, 0.4)),
+    }
+    for layout in ("gap", "prefix"):
+        v = valid.copy()
+        if layout == "prefix":
+            v[3] = np.arange(6) < 3
+            gt[3, :3] = gt[3, [0, 2, 3]]
+        for name, (matcher, reference) in matchers.items():
+            got = xp.to_numpy(matcher.match_boxes(xp.asarray(gt), xp.asarray(anchors), xp.asarray(v)))
+            assert got.shape == (len(counts), 70)
+            for i in range(len(counts)):
+                real = np.flatnonzero(v[i])
+                if real.size == 0:
+                    np.testing.assert_array_equal(got[i], -1, err_msg=f"{layout} {name} image {i}")
+                    continue
+                q = ref_pairwise(gt[i, real], anchors[i] if per_image_anchors else anchors, "iou")
+                expected = reference(q)
+                expected = np.where(expected >= 0, real[np.maximum(expected, 0)], expected)
+                np.testing.assert_array_equal(got[i], expected, err_msg=f"{layout} {name} image {i}")
+
+
 def test_random_keys_are_distinct_seeded_and_uniformly_ordered(xp):
     backend = resolve(xp.asarray(np.zeros(1)), input_name="x")
     keys = xp.to_numpy(B.random_keys(backend, (4000, 6), seed=3, device=None))

@@ -148,7 +148,13 @@ def faster_rcnn_rpn_value_and_grad(
     The sample is drawn once and serves both the value and the gradient.
     """
     stage = recipe._rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
-    return recipe.result(stage.backend, stage.components()), stage_grads(recipe, stage)
+    grads = stage_grads(recipe, stage)
+    positions = stage.aux.get("box_positions")
+    if positions is not None:  # the box term ran on the sampled positives alone: (1, K, 4) back to (N, A, 4)
+        n, a = (int(s) for s in objectness.shape)
+        rows = stage.backend.scatter_rows(grads["rpn_deltas"][0, ...], positions, n * a)
+        grads["rpn_deltas"] = stage.backend.xp.reshape(rows, (n, a, 4))
+    return recipe.result(stage.backend, stage.components()), grads
 
 
 def faster_rcnn_roi_value_and_grad(recipe: FasterRCNNLoss, class_logits: Any, box_deltas: Any,

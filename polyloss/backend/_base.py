@@ -182,6 +182,29 @@ class Backend:
         ordered = self.xp.sort(keys, axis=-1, descending=descending)
         return self.take_along_axis(ordered, position - 1, axis=-1)
 
+    def nonzero_positions(self, mask: Any) -> Any:
+        """Flat indices (int64, increasing) of the True entries of ``mask`` where a data-dependent shape is
+        cheap (eager host arrays with the fast paths on), else None: the caller keeps its static shapes."""
+        return None
+
+    def scatter_rows(self, values: Any, positions: Any, size: int) -> Any:
+        """``(size, *values.shape[1:])`` zeros holding ``values[k]`` at row ``positions[k]``.
+
+        ``positions``: increasing distinct int64 indices in ``[0, size)`` (as from
+        :meth:`nonzero_positions`). The generic version finds each row's
+        value with one ``searchsorted``; host backends write them directly.
+        """
+        xp = self.xp
+        device = self.device(values)
+        k = int(positions.shape[0])
+        out_shape = (size, *values.shape[1:])
+        if k == 0:
+            return xp.zeros(out_shape, dtype=values.dtype, device=device)
+        rows = xp.arange(size, dtype=positions.dtype, device=device)
+        slot = xp.clip(xp.searchsorted(positions, rows), 0, k - 1)
+        hit = xp.reshape(xp.take(positions, slot) == rows, (size,) + (1,) * (values.ndim - 1))
+        return xp.where(hit, xp.take(values, slot, axis=0), xp.zeros((), dtype=values.dtype, device=device))
+
     def world_size(self) -> int:
         """Number of processes :meth:`all_reduce_sum` sums over (1: a single process)."""
         return 1

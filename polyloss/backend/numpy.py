@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from polyloss._hooks import hookimpl
+from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
 from polyloss.backend._base import class_rows
 
@@ -208,6 +209,14 @@ class NumpyBackend(Backend):
         index = indices[(..., *([0] * len(trailing)))].reshape(lead, -1)
         flat = index + (np.arange(lead) * n)[:, None]
         return np.take(x.reshape(lead * n, *trailing), flat.reshape(-1), axis=0).reshape(indices.shape)
+
+    def nonzero_positions(self, mask: Any) -> Any:
+        return _np().flatnonzero(mask) if fast_paths_enabled() else None
+
+    def scatter_rows(self, values: Any, positions: Any, size: int) -> Any:
+        out = _np().zeros((size, *values.shape[1:]), dtype=values.dtype)
+        out[positions] = values
+        return out
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """``np.partition`` row by row (linear time) for up to 256 rows, else one SIMD sort of all rows."""

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from polyloss._hooks import hookimpl
+from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
 from polyloss.backend._base import class_rows
 
@@ -632,6 +633,16 @@ class TorchBackend(Backend):
     def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:
         # torch.take_along_dim wraps negative indices with an int64 remainder pass: 3x slower
         return _torch().gather(x, axis, indices)
+
+    def nonzero_positions(self, mask: Any) -> Any:
+        """``nonzero`` of CPU tensors outside compilation (on a GPU it would wait for the device)."""
+        if not (fast_paths_enabled() and self.is_host_array(mask)):
+            return None
+        return _torch().nonzero(mask.reshape(-1)).reshape(-1)
+
+    def scatter_rows(self, values: Any, positions: Any, size: int) -> Any:
+        out = values.new_zeros((size, *values.shape[1:]))
+        return out.index_copy(0, positions, values)
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x

@@ -228,12 +228,25 @@ class FasterRCNNLoss(DetectionRecipe):
     def assign_anchors(self, anchors: Any, gt: GroundTruth) -> AnchorTargets:
         """RPN labels (1 / 0 / -1) and regression targets of ``anchors`` ``(A, 4)`` or ``(N, A, 4)``."""
         backend = self.backend_of(anchors, "anchors")
-        xp = backend.xp
         matches = match_boxes(backend, self.rpn_matcher, gt.boxes, anchors, gt.valid)
+        return AnchorTargets(labels=_anchor_labels(backend.xp, matches),
+                             box_targets=self._encode_anchors(backend, anchors, gt, matches))
+
+    def _encode_anchors(self, backend: Backend, anchors: Any, gt: GroundTruth, matches: Any) -> Any:
+        """``(N, A, 4)`` targets of the matched anchors (0 elsewhere)."""
         positive = matches >= 0
-        index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
-        targets = encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, index, anchors, positive)
-        return AnchorTargets(labels=_anchor_labels(xp, matches), box_targets=targets)
+        index = matches * backend.xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
+        return encode_matched(self.rpn_box_coder, backend, gt.boxes, gt.valid, index, anchors, positive)
+
+    def _encode_at(self, backend: Backend, anchors: Any, gt: GroundTruth, matches: Any, positions: Any) -> Any:
+        """``(K, 4)`` targets of the anchors at the flat ``positions`` of ``matches (N, A)``, all matched."""
+        xp = backend.xp
+        a, g = int(matches.shape[1]), int(gt.boxes.shape[1])
+        image = positions // a
+        box_rows = image * g + xp.take(xp.reshape(matches, (-1,)), positions)
+        matched = xp.take(xp.reshape(gt.boxes, (-1, 4)), box_rows, axis=0)
+        anchor_rows = positions - image * a if anchors.ndim == 2 else positions
+        return self.rpn_box_coder.encode(matched, xp.take(xp.reshape(anchors, (-1, 4)), anchor_rows, axis=0))
 
     def rpn_loss(
         self,
@@ -273,21 +286,40 @@ class FasterRCNNLoss(DetectionRecipe):
             raise ValueError(f"anchors must have shape (A, 4) or (N, A, 4) with A = {a}, got {tuple(anchors.shape)}")
         xp = backend.xp
         gt = self._gt(backend, gt_boxes, gt_labels, anchors, n, validate, labels_required=False)
-        targets = self.assign_anchors(anchors, gt)
-        positive, negative = self.rpn_sampler(targets.labels, seed=self._seed(seed, 0))
+        own_assignment = type(self).assign_anchors is FasterRCNNLoss.assign_anchors
+        if own_assignment:  # the targets are encoded below, where they are needed
+            matches = match_boxes(backend, self.rpn_matcher, gt.boxes, anchors, gt.valid)
+            labels = _anchor_labels(xp, matches)
+        else:
+            targets = self.assign_anchors(anchors, gt)
+            labels = targets.labels
+        positive, negative = self.rpn_sampler(labels, seed=self._seed(seed, 0))
         sampled = positive | negative
         target = xp.astype(positive, objectness.dtype)
         objectness_out = self.objectness_loss(objectness, target)
-        box_targets = v.as_dtype_of(backend, targets.box_targets, rpn_deltas)
-        box_out = self.regression_loss(rpn_deltas, box_targets)
+        aux = {"positive": positive, "negative": negative, "sampled": sampled}
+        positions = backend.nonzero_positions(positive) if own_assignment else None
+        if positions is not None:
+            # eager host arrays: the box term runs on the sampled positives alone, as (1, K, 4)
+            deltas = xp.expand_dims(xp.take(xp.reshape(rpn_deltas, (-1, 4)), positions, axis=0), axis=0)
+            box_targets = xp.expand_dims(
+                v.as_dtype_of(backend, self._encode_at(backend, anchors, gt, matches, positions), deltas), axis=0)
+            box_mask = xp.ones(tuple(deltas.shape[:2]), dtype=xp.bool, device=backend.device(deltas))
+            targets = AnchorTargets(labels=labels, box_targets=None)
+            aux["box_positions"] = positions
+        else:
+            if own_assignment:
+                targets = AnchorTargets(labels=labels, box_targets=self._encode_anchors(backend, anchors, gt, matches))
+            deltas, box_mask = rpn_deltas, positive
+            box_targets = v.as_dtype_of(backend, targets.box_targets, rpn_deltas)
+        box_out = self.regression_loss(deltas, box_targets)
         return LossStage(
-            backend=backend, targets=targets, aux={"positive": positive, "negative": negative, "sampled": sampled},
-            normaliser=self.count(backend, sampled, objectness),
+            backend=backend, targets=targets, aux=aux, normaliser=self.count(backend, sampled, objectness),
             terms=(
                 LossTerm("rpn_objectness", "objectness_loss", "objectness", objectness, target, objectness_out,
                          per_prediction(backend, objectness_out, 2), sampled),
-                LossTerm("rpn_box", "regression_loss", "rpn_deltas", rpn_deltas, box_targets, box_out,
-                         per_prediction(backend, box_out, 2), positive),
+                LossTerm("rpn_box", "regression_loss", "rpn_deltas", deltas, box_targets, box_out,
+                         per_prediction(backend, box_out, 2), box_mask),
             ),
         )
 

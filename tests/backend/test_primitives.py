@@ -72,3 +72,29 @@ def test_take_along_axis_with_indices_broadcast_along_trailing_axes(xp, axis):
     broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
     got = _backend(x).take_along_axis(x, broadcast, axis=axis)
     np.testing.assert_array_equal(xp.to_numpy(got), expected)
+
+
+@pytest.mark.parametrize("count", [0, 1, 9])
+def test_scatter_rows_places_each_row_and_zeros_elsewhere(xp, count):
+    rng = np.random.default_rng(count)
+    positions = np.sort(rng.choice(12, count, replace=False))
+    x = xp.asarray(rng.standard_normal((count, 3, 4)))
+    expected = np.zeros((12, 3, 4))
+    expected[positions] = xp.to_numpy(x)
+    got = _backend(x).scatter_rows(x, xp.asarray(positions, dtype=xp.ns.int64), 12)
+    assert tuple(got.shape) == (12, 3, 4) and got.dtype == x.dtype
+    np.testing.assert_array_equal(xp.to_numpy(got), expected)
+
+
+def test_nonzero_positions_on_eager_host_arrays_with_fast_paths_only(xp):
+    mask = np.zeros((3, 7), dtype=bool)
+    mask[0, 2] = mask[2, 0] = mask[2, 6] = True
+    x = xp.asarray(mask)
+    backend = _backend(x)
+    got = backend.nonzero_positions(x)
+    if xp.name in ("numpy", "torch-f64", "torch-f32"):  # eager host arrays
+        np.testing.assert_array_equal(xp.to_numpy(got), np.flatnonzero(mask))
+        with pl.fast_paths(False):
+            assert backend.nonzero_positions(x) is None
+    else:  # a generic backend keeps static shapes
+        assert got is None

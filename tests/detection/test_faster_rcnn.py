@@ -25,6 +25,7 @@ from _detection import random_gt
 from _detection import smooth_l1
 
 import polyloss as pl
+from polyloss.detection.faster_rcnn import AnchorTargets
 from polyloss.detection.faster_rcnn import FasterRCNNLoss
 
 C = 4
@@ -197,6 +198,25 @@ def test_rpn_sampling_counts_and_seed(xp):
     assert other != first
     fresh = [comps(xp, recipe.rpn_loss(*args, seed=None)) for _ in range(4)]
     assert any(f != fresh[0] for f in fresh[1:])
+
+
+def test_rpn_loss_runs_on_an_overridden_assign_anchors(xp):
+    rng = np.random.default_rng(12)
+    anchors = make_anchors()
+    gt_list, _ = make_gt(rng, [2, 3])
+    boxes = np.stack([g[:2] for g in gt_list])
+    deltas = rng.normal(size=(2, len(anchors), 4))
+    obj = rng.normal(size=(2, len(anchors)))
+
+    class TargetsAreTheDeltas(FasterRCNNLoss):
+        def assign_anchors(self, anchors, gt):
+            return AnchorTargets(labels=super().assign_anchors(anchors, gt).labels, box_targets=xp.asarray(deltas))
+
+    args = (xp.asarray(anchors), xp.asarray(obj), xp.asarray(deltas), xp.asarray(boxes))
+    base = comps(xp, FasterRCNNLoss(num_classes=C, seed=0).rpn_loss(*args))
+    got = comps(xp, TargetsAreTheDeltas(num_classes=C, seed=0).rpn_loss(*args))
+    assert base["rpn_box"] > 0 and got["rpn_box"] == 0.0
+    assert got["rpn_objectness"] == pytest.approx(base["rpn_objectness"], rel=1e-12)
 
 
 # -- box head --------------------------------------------------------------------------------------

@@ -319,18 +319,20 @@ def rpn_scene(rng, counts, size=5, dtype_name="float64"):
 # -- RPN ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype_name", ["float64", "float32"])
 @pytest.mark.parametrize("config", [{}, {"rpn_fg_iou": 0.5, "rpn_bg_iou": 0.2}])
-def test_rpn_matches_torchvision_with_every_candidate_sampled(dtype_name, config):
+@pytest.mark.parametrize("fast", [True, False])  # box term on the sampled positives alone / on every anchor
+def test_rpn_matches_torchvision_with_every_candidate_sampled(dtype_name, config, fast):
     rng = np.random.default_rng(6)
     anchors, gt_list, label_list, targets, objectness, deltas = rpn_scene(rng, [2, 0, 3], dtype_name=dtype_name)
     boxes, labels = pad(gt_list, label_list, g=4)
     recipe = pl.get_recipe("faster_rcnn", num_classes=C, seed=0, **BIG, **config)
     rpn = tv_rpn_module(config.get("rpn_fg_iou", 0.7), config.get("rpn_bg_iou", 0.3))
     (o, d), (o_tv, d_tv) = leaves([objectness, deltas], dtype_name)
-    result = recipe.rpn_loss(tensor(anchors, dtype_name), o, d, tensor(boxes, dtype_name), tensor(labels))
+    with pl.fast_paths(fast):
+        result = recipe.rpn_loss(tensor(anchors, dtype_name), o, d, tensor(boxes, dtype_name), tensor(labels))
+        closed = recipe.rpn_value_and_grad(tensor(anchors, dtype_name), tensor(objectness, dtype_name),
+                                           tensor(deltas, dtype_name), tensor(boxes, dtype_name), tensor(labels))
     obj, box = tv_rpn_loss(rpn, tensor(anchors, dtype_name), targets, o_tv, d_tv, dtype_name)
     assert obj.dtype == TORCH_DTYPES[dtype_name]
-    closed = recipe.rpn_value_and_grad(tensor(anchors, dtype_name), tensor(objectness, dtype_name),
-                                       tensor(deltas, dtype_name), tensor(boxes, dtype_name), tensor(labels))
     check_two_terms(result, closed, {"rpn_objectness": obj, "rpn_box": box},
                     {"objectness": (o, o_tv), "rpn_deltas": (d, d_tv)}, dtype_name)
 
