@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -769,36 +770,103 @@ KEY_BITS = 60
 def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: Any) -> Any:
     """Distinct random int64 keys in ``[0, 2**KEY_BITS)``, in uniformly random order along the last axis.
 
-    (Where the namespace's int64 is narrower, as JAX's without x64, a random
-    permutation of ``0..n-1`` per row.)
-
     Each key is random high bits above the element's index (so the keys of
     a row are distinct by construction), one draw per element: sorting a row
     by its keys is an independent random permutation (up to ties of the
     random bits, which have probability about ``n**2 / 2**(60 - log2 n)``).
 
-    ``seed``: an int or a sequence of ints (the same keys every call),
-    ``None`` (fresh keys) or a ``numpy.random.Generator`` (drawn from it,
-    advancing it). A backend may provide ``random_keys(shape, seed=,
-    device=)`` natively; otherwise the keys are drawn with NumPy on the host
-    and moved to ``device`` (one transfer of ``prod(shape)`` integers).
+    ``seed``:
+
+    - an int or a sequence of ints: the same keys on every call, and on every
+      backend and device (a counter-based hash of the seed and each
+      element's position, computed with array operations, so it also runs
+      inside ``torch.compile`` and ``jax.jit``);
+    - ``None``: fresh keys (:meth:`Backend.random_bits`: NumPy's generator
+      for host arrays, the framework's own generator on a GPU or while
+      compiling);
+    - a ``numpy.random.Generator``: drawn from it on the host, advancing it.
+
+    (Where the namespace's int64 is narrower, as JAX's without x64, a random
+    permutation of ``0..n-1`` per row, drawn on the host.) A backend may
+    provide ``random_keys(shape, seed=, device=)`` natively.
     """
     native = getattr(backend, "random_keys", None)
     if native is not None:
         return native(shape, seed=seed, device=device)
-    import numpy as np
-
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    words = _check_seed(seed)
     n = shape[-1] if shape else 1
     xp = backend.xp
     if xp.iinfo(xp.asarray(0, dtype=xp.int64, device=device).dtype).bits < 64:  # JAX without x64: a permutation
+        import numpy as np
+
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return xp.asarray(rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), shape), axis=-1),
                           dtype=xp.int64, device=device)
     index_bits = max(1, (n - 1).bit_length())
     if index_bits > KEY_BITS - 20:
         raise ValueError(f"random_keys supports rows of at most 2**{KEY_BITS - 20} elements, got {n}")
-    high = rng.integers(0, 1 << (KEY_BITS - index_bits), shape, dtype=np.int64)
-    return xp.asarray((high << index_bits) | np.arange(n, dtype=np.int64), dtype=xp.int64, device=device)
+    bits = KEY_BITS - index_bits
+    if words is None:
+        high = backend.random_bits(shape, bits, rng=seed, device=device)
+    elif backend.is_host_array(xp.empty((0,), dtype=xp.int64, device=device)):
+        import numpy as np
+
+        high = xp.asarray(_hashed_bits(np, shape, words, bits, None), dtype=xp.int64, device=device)
+    else:
+        high = _hashed_bits(xp, shape, words, bits, device)
+    return (high << index_bits) | xp.arange(n, dtype=xp.int64, device=device)
+
+
+_MASK31 = (1 << 31) - 1
+_MASK64 = (1 << 64) - 1
+
+
+def _check_seed(seed: Any) -> tuple[int, int, int] | None:
+    """The hash's three 31-bit words of an int seed (or sequence of ints); None for None or a Generator."""
+    numpy = sys.modules.get("numpy")
+    if seed is None or (numpy is not None and isinstance(seed, numpy.random.Generator)):
+        return None
+    parts = [seed] if isinstance(seed, int) else seed
+    if isinstance(parts, (list, tuple)) and parts and all(
+            isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
+        state = 0
+        for part in parts:
+            state = _splitmix64(state ^ _splitmix64(part))
+        words = []
+        for _ in range(3):
+            state = _splitmix64(state)
+            words.append(state & _MASK31)
+        return words[0], words[1], words[2]
+    raise ValueError(f"seed must be a non-negative int, a sequence of them, None or a numpy.random.Generator, "
+                     f"got {seed!r}")
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's output function (Steele et al. 2014) on Python ints."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _hash31(h: Any) -> Any:
+    """A 31-bit integer mixing function of int64 arrays in ``[0, 2**31)``; every product stays below ``2**63``."""
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & _MASK31
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & _MASK31
+    return h ^ (h >> 16)
+
+
+def _hashed_bits(xp: Any, shape: tuple[int, ...], words: tuple[int, int, int], bits: int, device: Any) -> Any:
+    """``bits`` (at most 59) pseudo-random bits per element of ``shape``, a function of the seed words and the
+    element's flat position."""
+    size = math.prod(shape)
+    position = xp.arange(size, dtype=xp.int64) if device is None else xp.arange(size, dtype=xp.int64, device=device)
+    position = xp.reshape(position, shape)
+    first = _hash31(_hash31((position & _MASK31) ^ words[0]) ^ (position >> 31) ^ words[1])
+    second = _hash31(first ^ words[2])
+    return ((first << 28) | (second >> 3)) >> (59 - bits)
 
 
 def sample_balanced(

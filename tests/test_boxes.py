@@ -472,6 +472,28 @@ def test_match_boxes_of_a_padded_batch_match_the_per_image_reference(xp, per_ima
                 np.testing.assert_array_equal(got[i], expected, err_msg=f"{layout} {name} image {i}")
 
 
+def test_random_keys_of_an_int_seed_are_the_same_on_every_backend(xp):
+    backend = resolve(xp.asarray(np.zeros(1)), input_name="x")
+    numpy_backend = resolve(np.zeros(1), input_name="x")
+    for seed in (0, 7, [7, 1], (2**62, 3)):
+        expected = B.random_keys(numpy_backend, (3, 50), seed=seed, device=None)
+        got = B.random_keys(backend, (3, 50), seed=seed, device=backend.device(xp.asarray(np.zeros(1))))
+        np.testing.assert_array_equal(xp.to_numpy(got), expected, err_msg=f"seed {seed}")
+    with pytest.raises(ValueError, match="seed"):
+        B.random_keys(backend, (2, 3), seed=-1, device=None)
+    with pytest.raises(ValueError, match="seed"):
+        B.random_keys(backend, (2, 3), seed=[1, "a"], device=None)
+
+
+def test_random_keys_of_neighbouring_seeds_are_independent():
+    # the first place of a row of 6 for seeds s and s + 1: uniform over the 36 pairs
+    backend = resolve(np.zeros(1), input_name="x")
+    first = np.array([int(np.argmin(B.random_keys(backend, (1, 6), seed=s, device=None))) for s in range(3601)])
+    counts = np.bincount(first[:-1] * 6 + first[1:], minlength=36)
+    chi2 = float(((counts - 100.0) ** 2 / 100.0).sum())
+    assert chi2 < 70.0, counts  # 35 degrees of freedom: P(chi2 > 70) < 1e-3
+
+
 def test_random_keys_are_distinct_seeded_and_uniformly_ordered(xp):
     backend = resolve(xp.asarray(np.zeros(1)), input_name="x")
     keys = xp.to_numpy(B.random_keys(backend, (4000, 6), seed=3, device=None))

@@ -182,6 +182,19 @@ class Backend:
         ordered = self.xp.sort(keys, axis=-1, descending=descending)
         return self.take_along_axis(ordered, position - 1, axis=-1)
 
+    def random_bits(self, shape: tuple[int, ...], bits: int, *, rng: Any = None, device: Any = None) -> Any:
+        """Fresh uniformly random int64 in ``[0, 2**bits)`` of ``shape`` on ``device``.
+
+        Drawn with NumPy on the host (from ``rng``, a ``numpy.random.Generator``,
+        or a fresh one) and moved to ``device``; a backend with its own
+        generator may use it where ``rng`` is None.
+        """
+        import numpy as np
+
+        generator = rng if rng is not None else np.random.default_rng()
+        values = generator.integers(0, 1 << bits, shape, dtype=np.int64)
+        return self.xp.asarray(values, dtype=self.xp.int64, device=device)
+
     def nonzero_positions(self, mask: Any) -> Any:
         """Flat indices (int64, increasing) of the True entries of ``mask`` where a data-dependent shape is
         cheap (eager host arrays with the fast paths on), else None: the caller keeps its static shapes."""

@@ -634,6 +634,14 @@ class TorchBackend(Backend):
         # torch.take_along_dim wraps negative indices with an int64 remainder pass: 3x slower
         return _torch().gather(x, axis, indices)
 
+    def random_bits(self, shape: tuple[int, ...], bits: int, *, rng: Any = None, device: Any = None) -> Any:
+        """``torch.randint`` on a GPU and while compiling (no host draw, no transfer; ``torch.manual_seed``
+        makes it repeatable); NumPy's generator for CPU tensors (faster) and for a given ``rng``."""
+        torch = _torch()
+        if rng is None and (torch.compiler.is_compiling() or torch.device(device or "cpu").type != "cpu"):
+            return torch.randint(0, 1 << bits, shape, dtype=torch.int64, device=device)
+        return super().random_bits(shape, bits, rng=rng, device=device)
+
     def nonzero_positions(self, mask: Any) -> Any:
         """``nonzero`` of CPU tensors outside compilation (on a GPU it would wait for the device)."""
         if not (fast_paths_enabled() and self.is_host_array(mask)):

@@ -112,8 +112,9 @@ class FasterRCNNLoss(DetectionRecipe):
     ``roi_fg_iou=0.5``, ``roi_bg_iou=0.5``, ``roi_batch_size=512``,
     ``roi_positive_fraction=0.25``, ``rpn_box_weights=(1, 1, 1, 1)``,
     ``roi_box_weights=(10, 10, 5, 5)``, ``beta=1/9``, ``seed=None`` (an int
-    gives the same sample for the same inputs on every call; None draws fresh;
-    a ``numpy.random.Generator`` is drawn from), ``validate=True``,
+    gives the same sample for the same inputs on every call, on every backend,
+    eager or compiled; None draws fresh; a ``numpy.random.Generator`` is drawn
+    from; see :func:`polyloss.boxes.random_keys`), ``validate=True``,
     ``normalize_over="local"``.
 
     ``normalize_over``: with ``"local"`` the sampled sets counted are those of
@@ -204,9 +205,7 @@ class FasterRCNNLoss(DetectionRecipe):
         if isinstance(seed, bool) or (seed is not None and isinstance(seed, int) and seed < 0):
             raise ValueError(f"seed must be a non-negative int, None or a numpy.random.Generator, got {seed!r}")
         if isinstance(seed, int):
-            import numpy as np
-
-            return np.random.default_rng([seed, stream])
+            return (seed, stream)
         return seed
 
     def _gt(self, backend: Backend, gt_boxes: Any, gt_labels: Any, like: Any, batch_size: int,
