@@ -337,12 +337,13 @@ def import_time(repeat: int = 5) -> dict[str, float]:
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [f"{'loss':<34}{'backend':<8}{'size':<7}{'mode':<18}{'threads':<12}{'ratio':>8}{'generic':>9}"
+    size_width = max([len("size"), *(len(row.size) for row in rows)]) + 1
+    lines = [f"{'loss':<34}{'backend':<8}{'size':<{size_width}}{'mode':<18}{'threads':<12}{'ratio':>8}{'generic':>9}"
              f"{'overhead us':>13}"]
     for row in rows:
         generic = "" if row.generic_ratio is None else f"{row.generic_ratio:.2f}"
         overhead = 1e6 * (row.polyloss_s - row.reference_s)
-        lines.append(f"{row.loss:<34}{row.backend:<8}{row.size:<7}{row.mode:<18}{row.threads:<12}"
+        lines.append(f"{row.loss:<34}{row.backend:<8}{row.size:<{size_width}}{row.mode:<18}{row.threads:<12}"
                      f"{row.ratio:>8.2f}{generic:>9}{overhead:>13.2f}")
     return "\n".join(lines)
 

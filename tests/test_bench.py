@@ -122,3 +122,13 @@ def test_torch_rows_on_a_named_device():
     rows = bench_torch(["mse_loss"], {"tiny": (2, 3)}, repeat=1, threads=[None], progress=lambda m: None,
                        device="cpu")
     assert {r.backend for r in rows} == {"torch"} and {r.mode for r in rows} == {"forward", "forward+backward"}
+
+
+def test_table_columns_stay_aligned_for_long_size_names():
+    from polyloss._bench import Row
+    from polyloss._bench import format_table
+
+    rows = [Row("cross_entropy", "torch", size, "forward", "1", 2.0, 1.0, None) for size in ("tiny", "65536x1000")]
+    lines = format_table(rows).splitlines()
+    assert len({line.index("forward") for line in lines[1:]}) == 1
+    assert lines[0].index("mode") == lines[1].index("forward")

@@ -308,7 +308,7 @@ def test_ssd_recipe_on_jax_eager_and_jit():
 
 
 def test_faster_rcnn_rpn_and_head_under_jit():
-    """With an int seed the sampler's keys are drawn at trace time: constants of the compiled function."""
+    """With an int seed the sampler's keys are a hash computed in the traced function: the eager sample."""
     recipe = pl.get_recipe("faster_rcnn", num_classes=3, seed=0, rpn_batch_size=4, validate=False)
     rng = np.random.default_rng(0)
     anchors = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [30, 30, 60, 50], [0, 40, 15, 60.0], [2, 2, 12, 13]])
