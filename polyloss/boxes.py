@@ -514,7 +514,8 @@ class Matcher:
             return self(box_iou(gt_boxes, predictions), valid)
         backend = _pair_backend(gt_boxes, predictions)
         xp = backend.xp
-        if valid is not None and gt_boxes.ndim == 3 and backend.is_host_array(valid):
+        if (valid is not None and gt_boxes.ndim == 3 and backend.is_host_array(valid)
+                and (predictions.ndim == 2 or tuple(predictions.shape[:1]) == tuple(gt_boxes.shape[:1]))):
             counts = _prefix_counts(backend, _valid_mask(backend, (*gt_boxes.shape[:-1], p), valid))
             if counts is not None:
                 return self._match_by_count(backend, gt_boxes, predictions, counts)

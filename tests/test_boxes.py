@@ -470,6 +470,9 @@ def test_match_boxes_of_a_padded_batch_match_the_per_image_reference(xp, per_ima
                 expected = reference(q)
                 expected = np.where(expected >= 0, real[np.maximum(expected, 0)], expected)
                 np.testing.assert_array_equal(got[i], expected, err_msg=f"{layout} {name} image {i}")
+            if not per_image_anchors:  # predictions (1, P, 4) broadcast over the images
+                shared = matcher.match_boxes(xp.asarray(gt), xp.asarray(anchors[None]), xp.asarray(v))
+                np.testing.assert_array_equal(xp.to_numpy(shared), got, err_msg=f"{layout} {name} broadcast")
 
 
 def test_random_keys_of_an_int_seed_are_the_same_on_every_backend(xp):
