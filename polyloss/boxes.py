@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import sys
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -778,13 +779,17 @@ def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: 
 
     ``seed``:
 
-    - an int or a sequence of ints: the same keys on every call, and on every
-      backend and device (a counter-based hash of the seed and each
-      element's position, computed with array operations, so it also runs
-      inside ``torch.compile`` and ``jax.jit``);
+    - an int, a 0-d integer array of the backend, or a sequence of them
+      (each in ``[0, 2**63)``): the same keys on every call, and on every
+      backend and device. The keys are a counter-based hash of the seed and
+      each element's position, computed with array operations, so they also
+      run inside ``torch.compile`` and ``jax.jit``; an array seed (a step
+      counter, say) is traced, so that a compiled function draws a new sample
+      for each value without being compiled again;
     - ``None``: fresh keys (:meth:`Backend.random_bits`: NumPy's generator
       for host arrays, the framework's own generator on a GPU or while
-      compiling);
+      compiling; under ``jax.jit`` a host draw is a constant of the compiled
+      function, so pass an array seed there);
     - a ``numpy.random.Generator``: drawn from it on the host, advancing it.
 
     (Where the namespace's int64 is narrower, as JAX's without x64, a random
@@ -794,64 +799,88 @@ def random_keys(backend: Backend, shape: tuple[int, ...], *, seed: Any, device: 
     native = getattr(backend, "random_keys", None)
     if native is not None:
         return native(shape, seed=seed, device=device)
-    words = _check_seed(seed)
+    parts = _seed_parts(backend, seed)
     n = shape[-1] if shape else 1
     xp = backend.xp
     if xp.iinfo(xp.asarray(0, dtype=xp.int64, device=device).dtype).bits < 64:  # JAX without x64: a permutation
         import numpy as np
 
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = seed if parts is None else np.random.default_rng([int(p) for p in parts])
         return xp.asarray(rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), shape), axis=-1),
                           dtype=xp.int64, device=device)
     index_bits = max(1, (n - 1).bit_length())
     if index_bits > KEY_BITS - 20:
         raise ValueError(f"random_keys supports rows of at most 2**{KEY_BITS - 20} elements, got {n}")
     bits = KEY_BITS - index_bits
-    if words is None:
+    if parts is None:
         high = backend.random_bits(shape, bits, rng=seed, device=device)
-    elif backend.is_host_array(xp.empty((0,), dtype=xp.int64, device=device)):
+    elif all(isinstance(p, int) for p in parts) and backend.is_host_array(
+            xp.empty((0,), dtype=xp.int64, device=device)):
         import numpy as np
 
-        high = xp.asarray(_hashed_bits(np, shape, words, bits, None), dtype=xp.int64, device=device)
+        high = xp.asarray(_hashed_bits(np, shape, _seed_words(parts), bits, None), dtype=xp.int64, device=device)
     else:
-        high = _hashed_bits(xp, shape, words, bits, device)
+        high = _hashed_bits(xp, shape, _seed_words(parts), bits, device)
     return (high << index_bits) | xp.arange(n, dtype=xp.int64, device=device)
 
 
 _MASK31 = (1 << 31) - 1
-_MASK64 = (1 << 64) - 1
+_SEED_ERROR = ("seed must be a non-negative int, a 0-d integer array, a sequence of them, None or a "
+               "numpy.random.Generator")
 
 
-def _check_seed(seed: Any) -> tuple[int, int, int] | None:
-    """The hash's three 31-bit words of an int seed (or sequence of ints); None for None or a Generator."""
-    numpy = sys.modules.get("numpy")
-    if seed is None or (numpy is not None and isinstance(seed, numpy.random.Generator)):
+def _seed_parts(backend: Backend, seed: Any) -> list[Any] | None:
+    """The ints and 0-d int64 arrays of a seed (host arrays read as ints); None for None or a Generator."""
+    if seed is None or _is_generator(seed):
         return None
-    parts = [seed] if isinstance(seed, int) else seed
-    if isinstance(parts, (list, tuple)) and parts and all(
-            isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
-        state = 0
-        for part in parts:
-            state = _splitmix64(state ^ _splitmix64(part))
-        words = []
-        for _ in range(3):
-            state = _splitmix64(state)
-            words.append(state & _MASK31)
-        return words[0], words[1], words[2]
-    raise ValueError(f"seed must be a non-negative int, a sequence of them, None or a numpy.random.Generator, "
-                     f"got {seed!r}")
+    items = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+    if not items:
+        raise ValueError(f"{_SEED_ERROR}, got {seed!r}")
+    parts: list[Any] = []
+    for item in items:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            item = int(item)
+        elif not _is_int_scalar_array(backend, item):
+            raise ValueError(f"{_SEED_ERROR}, got {seed!r}")
+        if not isinstance(item, int):
+            if not backend.is_host_array(item):
+                parts.append(backend.xp.astype(item, backend.xp.int64))
+                continue
+            item = int(item)
+        if not 0 <= item < 2**63:
+            raise ValueError(f"{_SEED_ERROR} (each in [0, 2**63)), got {seed!r}")
+        parts.append(item)
+    return parts
 
 
-def _splitmix64(x: int) -> int:
-    """SplitMix64's output function (Steele et al. 2014) on Python ints."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
+def _is_generator(seed: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(seed, numpy.random.Generator)
+
+
+def _is_int_scalar_array(backend: Backend, x: Any) -> bool:
+    """Whether ``x`` is a 0-d integer array of ``backend``."""
+    try:
+        own = resolve(x, input_name="seed") is backend
+    except TypeError:
+        return False
+    return own and x.ndim == 0 and backend.dtype_kind(x.dtype) == "i"
+
+
+def _seed_words(parts: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """Three 31-bit hash words of the seed parts: the same numbers from Python ints and from int64 arrays."""
+    state = 0x2545F491
+    for part in parts:
+        for limb in (part & _MASK31, (part >> 31) & _MASK31, part >> 62):
+            state = _hash31(state ^ limb)
+    first = _hash31(state ^ 0x68E31DA4)
+    second = _hash31(first ^ 0x1B56C4E9)
+    return first, second, _hash31(second ^ 0x3C6EF372)
 
 
 def _hash31(h: Any) -> Any:
-    """A 31-bit integer mixing function of int64 arrays in ``[0, 2**31)``; every product stays below ``2**63``."""
+    """A 31-bit integer mixing function of ints (Python or int64 arrays) in ``[0, 2**31)``; every product stays
+    below ``2**63``."""
     h = h ^ (h >> 16)
     h = (h * 0x7FEB352D) & _MASK31
     h = h ^ (h >> 15)

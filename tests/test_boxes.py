@@ -488,6 +488,34 @@ def test_random_keys_of_an_int_seed_are_the_same_on_every_backend(xp):
         B.random_keys(backend, (2, 3), seed=[1, "a"], device=None)
 
 
+def test_random_keys_of_an_array_seed_equal_those_of_the_int(xp):
+    backend = resolve(xp.asarray(np.zeros(1)), input_name="x")
+    device = backend.device(xp.asarray(np.zeros(1)))
+    numpy_backend = resolve(np.zeros(1), input_name="x")
+    for seed in (0, 12345, 2**40 + 3, 2**63 - 1):
+        array_seed = xp.asarray(np.asarray(seed, dtype=np.int64), dtype=xp.ns.int64)
+        expected = B.random_keys(numpy_backend, (2, 40), seed=[seed, 1], device=None)
+        got = B.random_keys(backend, (2, 40), seed=[array_seed, 1], device=device)
+        np.testing.assert_array_equal(xp.to_numpy(got), expected, err_msg=f"seed {seed}")
+    assert not np.array_equal(B.random_keys(numpy_backend, (2, 40), seed=np.int64(4), device=None),
+                              B.random_keys(numpy_backend, (2, 40), seed=5, device=None))
+    with pytest.raises(ValueError, match="seed"):
+        B.random_keys(backend, (2, 3), seed=xp.asarray(np.array([1, 2]), dtype=xp.ns.int64), device=device)
+    negative = xp.asarray(np.asarray(-3, dtype=np.int64), dtype=xp.ns.int64)
+    if backend.is_host_array(negative):  # values on a device are not read back
+        with pytest.raises(ValueError, match="seed"):
+            B.random_keys(backend, (2, 3), seed=negative, device=device)
+
+
+def test_seed_words_of_int64_arrays_equal_those_of_python_ints():
+    # the words of a traced (device, compiled) seed and of a host int are the same numbers
+    for seed in (0, 1, 2**31 - 1, 2**31, 2**62 + 5, 2**63 - 1):
+        words = B._seed_words([seed, 3])
+        from_arrays = B._seed_words([np.asarray(seed, dtype=np.int64), np.asarray(3, dtype=np.int64)])
+        assert [int(w) for w in from_arrays] == list(words), seed
+        assert all(0 <= w < 2**31 for w in words)
+
+
 def test_random_keys_of_neighbouring_seeds_are_independent():
     # the first place of a row of 6 for seeds s and s + 1: uniform over the 36 pairs
     backend = resolve(np.zeros(1), input_name="x")

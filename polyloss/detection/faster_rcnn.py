@@ -22,6 +22,7 @@ from polyloss.backend._base import Backend
 from polyloss.boxes import BalancedSampler
 from polyloss.boxes import BoxCoder
 from polyloss.boxes import Matcher
+from polyloss.boxes import _is_generator
 from polyloss.boxes import encode_matched
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
@@ -113,7 +114,8 @@ class FasterRCNNLoss(DetectionRecipe):
     ``roi_positive_fraction=0.25``, ``rpn_box_weights=(1, 1, 1, 1)``,
     ``roi_box_weights=(10, 10, 5, 5)``, ``beta=1/9``, ``seed=None`` (an int
     gives the same sample for the same inputs on every call, on every backend,
-    eager or compiled; None draws fresh; a ``numpy.random.Generator`` is drawn
+    eager or compiled; a 0-d integer array is traced, e.g. a step counter
+    under ``jax.jit``; None draws fresh; a ``numpy.random.Generator`` is drawn
     from; see :func:`polyloss.boxes.random_keys`), ``validate=True``,
     ``normalize_over="local"``.
 
@@ -203,10 +205,11 @@ class FasterRCNNLoss(DetectionRecipe):
         """The configured (or given) seed, split into independent streams per stage."""
         seed = self.seed if seed is _CONFIG else seed
         if isinstance(seed, bool) or (seed is not None and isinstance(seed, int) and seed < 0):
-            raise ValueError(f"seed must be a non-negative int, None or a numpy.random.Generator, got {seed!r}")
-        if isinstance(seed, int):
-            return (seed, stream)
-        return seed
+            raise ValueError(f"seed must be a non-negative int, a 0-d integer array, None or a "
+                             f"numpy.random.Generator, got {seed!r}")
+        if seed is None or _is_generator(seed):
+            return seed
+        return (*seed, stream) if isinstance(seed, (list, tuple)) else (seed, stream)
 
     def _gt(self, backend: Backend, gt_boxes: Any, gt_labels: Any, like: Any, batch_size: int,
             validate: bool | None, labels_required: bool) -> GroundTruth:

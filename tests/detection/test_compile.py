@@ -91,3 +91,27 @@ def test_faster_rcnn_compiles_fullgraph_with_its_sampling_and_matches_eager(seed
     expected = torch.autograd.grad(eager.total, leaves)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+
+
+def test_faster_rcnn_under_compile_takes_a_tensor_seed_without_recompiling():
+    """A step counter as a 0-d tensor seed: each value the int's sample, one compiled graph for all."""
+    recipe = pl.get_recipe("faster_rcnn", num_classes=4, rpn_batch_size=8, roi_batch_size=6, validate=False)
+    (anchors, gt_boxes, gt_labels, proposals), leaves = _faster_rcnn_inputs(np.random.default_rng(1), recipe)
+
+    def full(step, objectness, rpn_deltas, class_logits, box_deltas):
+        sampled = recipe.sample_proposals(proposals, gt_boxes, gt_labels, seed=step)
+        return recipe(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, class_logits, box_deltas, sampled,
+                      seed=step).components
+
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounter()
+    compiled = torch.compile(full, fullgraph=True, backend=counter)
+    totals = []
+    for step in (3, 4, 11):
+        got = compiled(torch.tensor(step), *leaves)
+        expected = full(step, *leaves)
+        for name, value in expected.items():
+            torch.testing.assert_close(got[name], value, rtol=1e-12, atol=0, msg=f"step {step} {name}")
+        totals.append(sum(float(v.detach()) for v in got.values()))
+    assert counter.frame_count == 1
+    assert len(set(totals)) == 3  # a new sample per step

@@ -324,3 +324,29 @@ def test_faster_rcnn_rpn_and_head_under_jit():
     logits, box_deltas = jnp.asarray(rng.normal(size=(1, r, 3))), jnp.asarray(rng.normal(size=(1, r, 3, 4)))
     head = jax.jit(lambda c, b: recipe.roi_loss(c, b, sampled).total)(logits, box_deltas)
     np.testing.assert_allclose(float(head), float(recipe.roi_loss(logits, box_deltas, sampled).total), rtol=1e-12)
+
+
+def test_faster_rcnn_sampling_under_jit_takes_a_traced_seed():
+    """A step counter as a 0-d array seed: traced, so one compiled function gives each step the int's sample."""
+    recipe = pl.get_recipe("faster_rcnn", num_classes=3, rpn_batch_size=3, validate=False)
+    rng = np.random.default_rng(1)
+    corners = rng.uniform(0, 40, (40, 2))
+    anchors = np.concatenate([corners, corners + rng.uniform(8, 20, (40, 2))], axis=1)
+    gt, labels = np.array([[[1, 1, 21, 22], [18, 20, 38, 42.0]]] * 2), np.array([[1, 2]] * 2)
+    objectness, deltas = rng.normal(size=(2, 40)), 0.1 * rng.normal(size=(2, 40, 4))
+    inputs = [jnp.asarray(v) for v in (anchors, objectness, deltas, gt, labels)]
+    traces = []
+
+    def rpn(step, *arrays):
+        traces.append(1)
+        return recipe.rpn_loss(*arrays, seed=step).components
+
+    jitted = jax.jit(rpn)
+    totals = set()
+    for step in (0, 1, 7):
+        got = jitted(jnp.asarray(step, dtype=jnp.int64), *inputs)
+        eager = recipe.rpn_loss(*inputs, seed=step).components
+        for name, value in eager.items():
+            np.testing.assert_allclose(float(got[name]), float(value), rtol=1e-12, err_msg=f"step {step} {name}")
+        totals.add(round(sum(float(v) for v in got.values()), 12))
+    assert len(traces) == 1 and len(totals) == 3
