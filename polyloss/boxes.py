@@ -6,7 +6,9 @@ return ``(..., N, M)``; the matcher takes a ``(..., G, P)`` quality matrix
 with an optional ``(..., G)`` mask of real ground truth (padding is ``False``,
 in recipes label ``-1``). Nothing here has a data-dependent shape, uses
 boolean-mask indexing or reads array values in Python, so it runs unchanged on
-lazy and jit backends and on array-api-strict with its strictest flags.
+lazy and jit backends and on array-api-strict with its strictest flags. (One
+shortcut reads values where that is free: on eager host arrays
+:meth:`Matcher.match_boxes` reads the ground-truth counts to skip padding.)
 
 Semantics follow ``torchvision.ops`` and ``torchvision.models.detection._utils``
 except where noted (zero-area boxes give an IoU of 0 instead of NaN; low-quality
