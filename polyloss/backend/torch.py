@@ -581,8 +581,10 @@ class TorchBackend(Backend):
         return x.device
 
     def is_host_array(self, x: Any) -> bool:
-        # values read while torch.compile traces would break the graph
-        return bool(x.device.type == "cpu") and not _torch().compiler.is_compiling()
+        # values read while torch.compile traces would break the graph; vmap cannot read them at all
+        torch = _torch()
+        return (bool(x.device.type == "cpu") and not torch.compiler.is_compiling()
+                and not torch._C._are_functorch_transforms_active())
 
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
@@ -654,9 +656,10 @@ class TorchBackend(Backend):
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x
-        slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling."""
+        slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under
+        ``torch.func`` transforms (no value read)."""
         torch = _torch()
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return super().kth_value(keys, position, descending=descending)
         keys = keys.detach()
         if keys.device.type == "cpu" and keys.dtype not in (torch.bfloat16, torch.float16):

@@ -115,3 +115,19 @@ def test_faster_rcnn_under_compile_takes_a_tensor_seed_without_recompiling():
         totals.append(sum(float(v.detach()) for v in got.values()))
     assert counter.frame_count == 1
     assert len(set(totals)) == 3  # a new sample per step
+
+
+def test_faster_rcnn_rpn_under_torch_func_grad_equals_autograd():
+    """Under torch.func transforms the recipe keeps its static-shape path (no value is read)."""
+    recipe = pl.get_recipe("faster_rcnn", num_classes=4, rpn_batch_size=8, seed=2)
+    (anchors, gt_boxes, gt_labels, _), (objectness, rpn_deltas, _, _) = _faster_rcnn_inputs(
+        np.random.default_rng(2), recipe)
+
+    def total(o, d):
+        return recipe.rpn_loss(anchors, o, d, gt_boxes, gt_labels).total
+
+    got = torch.func.grad(total, argnums=(0, 1))(objectness.detach(), rpn_deltas.detach())
+    expected = torch.autograd.grad(total(objectness, rpn_deltas), (objectness, rpn_deltas))
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+    assert float(expected[1].abs().sum()) > 0
