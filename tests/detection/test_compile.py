@@ -117,7 +117,7 @@ def test_faster_rcnn_under_compile_takes_a_tensor_seed_without_recompiling():
     assert len(set(totals)) == 3  # a new sample per step
 
 
-def test_faster_rcnn_rpn_under_torch_func_grad_equals_autograd():
+def test_faster_rcnn_rpn_under_torch_func_grad_and_vmap_equals_eager():
     """Under torch.func transforms the recipe keeps its static-shape path (no value is read)."""
     recipe = pl.get_recipe("faster_rcnn", num_classes=4, rpn_batch_size=8, seed=2)
     (anchors, gt_boxes, gt_labels, _), (objectness, rpn_deltas, _, _) = _faster_rcnn_inputs(
@@ -131,3 +131,7 @@ def test_faster_rcnn_rpn_under_torch_func_grad_equals_autograd():
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
     assert float(expected[1].abs().sum()) > 0
+    stacked = torch.stack([objectness.detach(), 2 * objectness.detach()])
+    per_batch = torch.func.vmap(lambda o: total(o, rpn_deltas.detach()))(stacked)
+    for value, o in zip(per_batch, stacked, strict=True):
+        torch.testing.assert_close(value, total(o, rpn_deltas.detach()), rtol=1e-12, atol=0)
