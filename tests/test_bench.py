@@ -132,3 +132,23 @@ def test_table_columns_stay_aligned_for_long_size_names():
     lines = format_table(rows).splitlines()
     assert len({line.index("forward") for line in lines[1:]}) == 1
     assert lines[0].index("mode") == lines[1].index("forward")
+
+
+def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monkeypatch):
+    # the GPU rows call the same function with device="cuda" and a synchronisation
+    from polyloss import _bench
+
+    pytest.importorskip("torch")
+    calls = []
+
+    def once(fn, repeat, min_time=0.05):
+        fn()
+        calls.append(fn)
+        return 1.0
+
+    monkeypatch.setattr(_bench, "_median_time", once)
+    rows = _bench._bench_torch_recipe("rpn", "cpu", repeat=1, threads=[1], progress=lambda m: None)
+    assert [r.mode for r in rows] == ["forward", "forward+backward"]
+    assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
+    if _bench.torchvision_available():
+        assert all(r.vs_torchvision == 1.0 for r in rows) and len(calls) == 6
