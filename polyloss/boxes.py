@@ -123,17 +123,6 @@ def _pairwise_map(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Any:
     return xp.stack(list(_pairwise_rows(xp, boxes1, boxes2, pair)), axis=-2)
 
 
-def _prefix_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any, sizes: Sequence[int]) -> Iterator[Any]:
-    """``pair`` of row ``g`` of ``boxes1 (N, G, 4)`` against ``boxes2 (M, 4)`` or ``(N, M, 4)`` for the first
-    ``sizes[g]`` images only (``sizes`` non-increasing): arrays ``(sizes[g], M)``, computed one at a time."""
-    if boxes2.dtype != boxes1.dtype:
-        boxes2 = xp.astype(boxes2, boxes1.dtype)
-    b = tuple(c * 1.0 for c in _unstack(xp, boxes2))
-    for row, size in enumerate(sizes):
-        a = tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[:size, row, :]))
-        yield pair(a, b if boxes2.ndim == 2 else tuple(c[:size, ...] for c in b))
-
-
 def _prefix_counts(backend: Backend, valid: Any) -> list[int] | None:
     """The number of real boxes of each image of ``valid (N, G)`` (host), when they come first in every
     image and some image has padding; else None."""
@@ -148,14 +137,23 @@ def _prefix_counts(backend: Backend, valid: Any) -> list[int] | None:
     return [int(c) for c in counts]
 
 
-def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any) -> Iterator[Any]:
+def _pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Any, sizes: Sequence[int] | None = None) -> Iterator[Any]:
     """``pair`` of each row of ``boxes1 (..., N, 4)`` against ``boxes2 (..., M, 4)``: N arrays ``(..., M)``,
-    computed one at a time."""
+    computed one at a time.
+
+    With ``sizes`` (non-increasing; ``boxes1 (B, G, 4)``, ``boxes2 (M, 4)`` or
+    ``(B, M, 4)``), row ``g`` only for the first ``sizes[g]`` images: ``(sizes[g], M)``.
+    """
     if boxes2.dtype != boxes1.dtype:
         boxes2 = xp.astype(boxes2, boxes1.dtype)
     b = tuple(c * 1.0 for c in _unstack(xp, boxes2))  # contiguous copies, read N times
-    for row in range(boxes1.shape[-2]):
-        yield pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, boxes1[..., row, :])), b)
+    for row in range(boxes1.shape[-2] if sizes is None else len(sizes)):
+        if sizes is None:
+            a, b_row = boxes1[..., row, :], b
+        else:
+            a = boxes1[:sizes[row], row, :]
+            b_row = b if boxes2.ndim == 2 else tuple(c[:sizes[row], ...] for c in b)
+        yield pair(tuple(xp.expand_dims(c, axis=-1) for c in _unstack(xp, a)), b_row)
 
 
 def _iou_of(xp: Any) -> Any:
@@ -538,19 +536,20 @@ class Matcher:
         n, p = len(counts), int(predictions.shape[-2])
         device = backend.device(gt_boxes)
         order = sorted(range(n), key=lambda i: -counts[i])
+        permuted = order != list(range(n))
         sizes = [sum(1 for c in counts if c > g) for g in range(max(counts))]
-        if order != list(range(n)):
+        if permuted:
             index = xp.asarray(order, dtype=xp.int64, device=device)
             gt_boxes = xp.take(gt_boxes, index, axis=0)
             if predictions.ndim == 3:
                 predictions = xp.take(predictions, index, axis=0)
-        rows = _prefix_rows(xp, gt_boxes, predictions, _iou_of(xp), sizes)
+        rows = _pairwise_rows(xp, gt_boxes, predictions, _iou_of(xp), sizes)
         matches = self._match(backend, _Quality(xp, rows, None)) if sizes else None
         if not sizes or sizes[0] < n:  # images without ground truth: every prediction is background
             background = xp.full((n - (sizes[0] if sizes else 0), p), self.BELOW_LOW_THRESHOLD, dtype=xp.int64,
                                  device=device)
             matches = background if matches is None else xp.concat([matches, background], axis=0)
-        if order != list(range(n)):
+        if permuted:
             inverse = [0] * n
             for position, image in enumerate(order):
                 inverse[image] = position
@@ -621,7 +620,7 @@ class _Quality:
         best = index = hit = owner_plus_one = positions = None
         finished: list[tuple[Any, ...]] = []  # accumulators of the images the rows no longer cover
         for i, row in enumerate(self.rows):
-            if best is not None and row.shape[0] != best.shape[0]:  # rows of a batch prefix (_prefix_rows)
+            if best is not None and row.shape[0] != best.shape[0]:  # rows of a batch prefix (_pairwise_rows sizes)
                 size = row.shape[0]
                 finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit, owner_plus_one)))
                 best, index, hit, owner_plus_one = (None if a is None else a[:size, ...]
@@ -843,14 +842,14 @@ def _seed_parts(backend: Backend, seed: Any) -> list[Any] | None:
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             item = int(item)
         elif not _is_int_scalar_array(backend, item):
-            raise ValueError(f"{_SEED_ERROR}, got {seed!r}")
+            raise ValueError(f"{_SEED_ERROR}, got {item!r}")
         if not isinstance(item, int):
             if not backend.is_host_array(item):
                 parts.append(backend.xp.astype(item, backend.xp.int64))
                 continue
             item = int(item)
         if not 0 <= item < 2**63:
-            raise ValueError(f"{_SEED_ERROR} (each in [0, 2**63)), got {seed!r}")
+            raise ValueError(f"{_SEED_ERROR} (each in [0, 2**63)), got {item!r}")
         parts.append(item)
     return parts
 

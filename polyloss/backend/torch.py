@@ -156,12 +156,22 @@ def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: in
     return _index_mean(total, target, weight, ignore_index)
 
 
+def _tracing() -> bool:
+    """Whether torch.compile or a torch.func transform is tracing: no value may be read (a read breaks the
+    graph; ``vmap`` cannot read one at all)."""
+    torch = _torch()
+    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+
+
+def _values_readable(x: Any) -> bool:
+    """Whether the values of ``x`` can be read now, on the host, without a device sync."""
+    return bool(x.device.type == "cpu") and not _tracing()
+
+
 def _native_mean_on_cpu(input: Any) -> bool:
     """Whether ATen's own "mean" may be taken and its value read: a plain tensor (not a subclass such as
-    FakeTensor) on the host, outside torch.compile and torch.func transforms (``vmap`` cannot read a value)."""
-    torch = _torch()
-    return (type(input) is torch.Tensor and bool(input.is_cpu) and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active())
+    FakeTensor) whose values are readable."""
+    return type(input) is _torch().Tensor and _values_readable(input)
 
 
 def _is_number(loss: Any) -> bool:
@@ -270,10 +280,10 @@ def _wants_grad(input: Any, *others: Any) -> bool | None:
     """True: only ``input`` needs a gradient; False: none does; None: use the generic code (another
     argument needs a gradient too, torch.compile is tracing, or a torch.func transform is active)."""
     torch = _torch()
-    if torch.compiler.is_compiling():
-        return None  # the compiler fuses the generic code itself; its autograd is the reference
-    if torch._C._are_functorch_transforms_active():
-        return None  # vmap has no batching rule for the in-place and out= ops; grad needs a setup_context
+    if _tracing():
+        # the compiler fuses the generic code itself (its autograd is the reference); vmap has no batching
+        # rule for the in-place and out= ops, and grad needs a setup_context
+        return None
     if not torch.is_grad_enabled():
         return False
     for other in others:
@@ -581,10 +591,7 @@ class TorchBackend(Backend):
         return x.device
 
     def is_host_array(self, x: Any) -> bool:
-        # values read while torch.compile traces would break the graph; vmap cannot read them at all
-        torch = _torch()
-        return (bool(x.device.type == "cpu") and not torch.compiler.is_compiling()
-                and not torch._C._are_functorch_transforms_active())
+        return _values_readable(x)
 
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
@@ -659,7 +666,7 @@ class TorchBackend(Backend):
         slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under
         ``torch.func`` transforms (no value read)."""
         torch = _torch()
-        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        if _tracing():
             return super().kth_value(keys, position, descending=descending)
         keys = keys.detach()
         if keys.device.type == "cpu" and keys.dtype not in (torch.bfloat16, torch.float16):

@@ -203,10 +203,7 @@ class FasterRCNNLoss(DetectionRecipe):
     # -- helpers -----------------------------------------------------------------
     def _seed(self, seed: Any, stream: int) -> Any:
         """The configured (or given) seed, split into independent streams per stage."""
-        seed = self.seed if seed is _CONFIG else seed
-        if isinstance(seed, bool) or (seed is not None and isinstance(seed, int) and seed < 0):
-            raise ValueError(f"seed must be a non-negative int, a 0-d integer array, None or a "
-                             f"numpy.random.Generator, got {seed!r}")
+        seed = self.seed if seed is _CONFIG else seed  # checked where it is used (polyloss.boxes.random_keys)
         if seed is None or _is_generator(seed):
             return seed
         return (*seed, stream) if isinstance(seed, (list, tuple)) else (seed, stream)
