@@ -46,10 +46,15 @@ def _pick_rows(np: Any, x: Any, target: Any) -> Any:
     return x[np.arange(rows), target]
 
 
+def _nothing_ignored(target: Any, ignore_index: int | None) -> bool:
+    """No target can equal ``ignore_index`` (None, or negative while every target is >= 0): no masks."""
+    return ignore_index is None or (ignore_index < 0 and (target.size == 0 or int(target.min()) >= 0))
+
+
 def _pick_rows_mean(np: Any, x: Any, target: Any, ignore_index: int | None, sign: float,
                     offset: Any = None) -> Any:
     """Mean over the non-ignored rows of ``sign * x[i, target_i] + offset_i`` (0 when every row is ignored)."""
-    if ignore_index is None or (ignore_index < 0 and (target.size == 0 or int(target.min()) >= 0)):
+    if _nothing_ignored(target, ignore_index):
         picked = _pick_rows(np, x, target)  # nothing can be ignored: no masks
         picked *= sign
         if offset is not None:
@@ -88,12 +93,11 @@ def _cross_entropy(input: Any, target: Any, *, axis: int, weight: Any, ignore_in
     if reduction == "mean":
         total = _pick_rows_mean(np, input, target, ignore_index, -1.0, _row_logsumexp(np, input))
         return np.asarray(total, dtype=input.dtype)
-    rows = np.arange(input.shape[0])
-    if ignore_index is None or (ignore_index < 0 and (target.size == 0 or int(target.min()) >= 0)):
-        loss = _row_logsumexp(np, input) - input[rows, target]
+    if _nothing_ignored(target, ignore_index):
+        loss = _row_logsumexp(np, input) - _pick_rows(np, input, target)
     else:
         valid = target != ignore_index
-        loss = np.where(valid, _row_logsumexp(np, input) - input[rows, np.where(valid, target, 0)], 0.0)
+        loss = np.where(valid, _row_logsumexp(np, input) - _pick_rows(np, input, np.where(valid, target, 0)), 0.0)
     loss = loss.astype(input.dtype, copy=False)
     return loss if reduction == "none" else np.asarray(np.sum(loss), dtype=input.dtype)
 
