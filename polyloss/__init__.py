@@ -20,7 +20,6 @@ from polyloss._namespace import fast_paths
 from polyloss._registry import PluginConflictError
 from polyloss._registry import PluginWarning
 from polyloss._registry import override
-from polyloss.autodiff import value_and_grad
 from polyloss.backend import Backend
 from polyloss.functional import binary_cross_entropy
 from polyloss.functional import binary_cross_entropy_with_logits
@@ -40,6 +39,7 @@ from polyloss.functional import sigmoid_focal_loss
 from polyloss.functional import smooth_l1_loss
 from polyloss.functional import softmax_focal_loss
 from polyloss.functional import squared_hinge_loss
+from polyloss.gradients import value_and_grad
 
 __version__ = "0.1.0"
 

@@ -206,7 +206,7 @@ def run_demo(
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    from polyloss.autodiff import value_and_grad
+    from polyloss.gradients import value_and_grad
 
     out = sys.stdout if out is None else out
     progress = sys.stderr if progress is None else progress

@@ -168,7 +168,7 @@ def _check_xs(xs: Any) -> np.ndarray:
 
 def _has_closed_form(loss: Callable[..., Any]) -> bool:
     try:
-        from polyloss.autodiff import gradient_of
+        from polyloss.gradients import gradient_of
     except ImportError:
         return False
     try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from typing import ClassVar
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend

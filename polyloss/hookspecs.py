@@ -59,7 +59,7 @@ def polyloss_register_losses() -> Mapping[str, Callable[..., Any]]:
         :func:`polyloss.override`.
 
     Called:
-        Once, at the first call of :func:`polyloss.functional`,
+        Once, at the first call of :func:`polyloss.losses`,
         :func:`polyloss.get_loss` or :func:`polyloss.value_and_grad` by name.
     """
 

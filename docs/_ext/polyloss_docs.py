@@ -4,7 +4,7 @@ On ``builder-inited`` it writes into ``docs/_generated`` (git-ignored, excluded
 from the source files and pulled in with ``.. include::``):
 
 - ``api_autogen.rst``: autodoc directives for every name in ``polyloss.__all__``
-  (grouped), ``polyloss.autodiff``, ``polyloss.boxes`` and the detection recipe
+  (grouped), ``polyloss.gradients``, ``polyloss.boxes`` and the detection recipe
   modules when they import, so a new public name is documented without editing
   a page;
 - ``extra_toc.rst``: a toctree of the plugin author's guide (``plugins.md`` or
@@ -139,8 +139,8 @@ def api_text(srcdir: str) -> str:
 
     modules: list[tuple[str, str, list[str]]] = [
         (
-            "polyloss.autodiff",
-            "Closed-form gradients (``polyloss.autodiff``)",
+            "polyloss.gradients",
+            "Closed-form gradients (``polyloss.gradients``)",
             ["members", "exclude-members: value_and_grad"],
         ),
         ("polyloss.boxes", "Boxes (``polyloss.boxes``)", ["members"]),

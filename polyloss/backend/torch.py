@@ -293,7 +293,7 @@ def _wants_grad(input: Any, *others: Any) -> bool | None:
 
 
 def _reduce(loss: Any, reduction: str) -> Any:
-    """As ``polyloss._validation.reduce``: the mean is the sum over the count (0 for an empty input)."""
+    """As ``polyloss._checks.reduce``: the mean is the sum over the count (0 for an empty input)."""
     if reduction == "none":
         return loss
     total = loss.sum()
@@ -348,7 +348,7 @@ def _run_fused(name: str, compute: Any, reduction: str, input: Any, *rest: Any) 
 
 def _focal_value_and_grad(x: Any, y: Any, alpha: float, gamma: float, *, need_grad: bool) -> tuple[Any, Any]:
     """Element-wise sigmoid focal loss and, if asked, its derivative (the formulas of
-    :func:`polyloss.autodiff.sigmoid_focal_loss_grad`, sharing the intermediates).
+    :func:`polyloss.functional.sigmoid_focal_loss_grad`, sharing the intermediates).
 
     Written with in-place ops on as few buffers as possible: on CPU every fresh
     buffer of the input's size costs about as much as an element-wise pass.
@@ -404,7 +404,7 @@ def _box_value_and_grad(b1: Any, b2: Any, kind: str, eps: float, *, need_grad: b
     """Element-wise IoU-family loss of paired xyxy boxes and, if asked, its derivative by ``b1``.
 
     The value is computed as :mod:`polyloss.functional.box` computes it; the
-    derivative is :func:`polyloss.autodiff.giou_loss_grad` (and siblings)
+    derivative is :func:`polyloss.functional.giou_loss_grad` (and siblings)
     rewritten on ``(..., 2)`` corner pairs (half the ops of per-coordinate
     code), with the masks of PyTorch's subgradients as float arithmetic:
     ``d max(a, b) / da = (1 + sign(a - b)) / 2`` (1/2 at a tie) and the

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
@@ -442,7 +442,7 @@ class DetectionRecipe:
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[RecipeResult, dict[str, Any]]:
         """The call's result and the gradient of its total w.r.t. each prediction array, without autograd.
 
-        The built-in recipes override this (see :mod:`polyloss.autodiff.recipes`);
+        The built-in recipes override this (see :mod:`polyloss.detection._gradients`);
         a subclass that does not raises ``TypeError``.
         """
         raise TypeError(f"the recipe {type(self).__name__} has no closed-form value_and_grad; "

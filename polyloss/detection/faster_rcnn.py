@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss.backend._base import Backend
@@ -465,7 +465,7 @@ class FasterRCNNLoss(DetectionRecipe):
         rpn = self.rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
         return self.combine(rpn, self.roi_loss(class_logits, box_deltas, sampled))
 
-    # -- closed-form gradients (no autograd; see polyloss.autodiff.recipes) ----------
+    # -- closed-form gradients (no autograd; see polyloss.detection._gradients) ----------
     def rpn_value_and_grad(
         self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any = None, *,
         seed: Any = _CONFIG, validate: bool | None = None,
@@ -474,7 +474,7 @@ class FasterRCNNLoss(DetectionRecipe):
 
         Matching and sampling are constants; one sample serves value and gradient.
         """
-        from polyloss.autodiff.recipes import faster_rcnn_rpn_value_and_grad
+        from polyloss.detection._gradients import faster_rcnn_rpn_value_and_grad
 
         return faster_rcnn_rpn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels,
                                               seed=seed, validate=validate)
@@ -482,7 +482,7 @@ class FasterRCNNLoss(DetectionRecipe):
     def roi_value_and_grad(self, class_logits: Any, box_deltas: Any,
                            sampled: SampledProposals) -> tuple[RecipeResult, dict[str, Any]]:
         """:meth:`roi_loss` and the gradient of its total: ``(result, {"class_logits": ..., "box_deltas": ...})``."""
-        from polyloss.autodiff.recipes import faster_rcnn_roi_value_and_grad
+        from polyloss.detection._gradients import faster_rcnn_roi_value_and_grad
 
         return faster_rcnn_roi_value_and_grad(self, class_logits, box_deltas, sampled)
 
@@ -496,7 +496,7 @@ class FasterRCNNLoss(DetectionRecipe):
             ``(result, grads)`` with ``grads`` keyed ``"objectness"``,
             ``"rpn_deltas"``, ``"class_logits"`` and ``"box_deltas"``.
         """
-        from polyloss.autodiff.recipes import faster_rcnn_value_and_grad
+        from polyloss.detection._gradients import faster_rcnn_value_and_grad
 
         return faster_rcnn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels, class_logits,
                                           box_deltas, sampled, seed=seed, validate=validate)

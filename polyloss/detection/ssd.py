@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
@@ -250,9 +250,9 @@ class SSDLoss(DetectionRecipe):
         Returns:
             ``(result, {"box_deltas": ..., "class_logits": ...})``, each gradient
             of its argument's shape, namespace and dtype; matching and mining are
-            constants (see :mod:`polyloss.autodiff.recipes`).
+            constants (see :mod:`polyloss.detection._gradients`).
         """
-        from polyloss.autodiff.recipes import ssd_value_and_grad
+        from polyloss.detection._gradients import ssd_value_and_grad
 
         return ssd_value_and_grad(self, box_deltas, class_logits, priors, gt_boxes, gt_labels, validate=validate)
 

@@ -613,7 +613,7 @@ class YOLOv1Loss:
             IoU confidence targets) is a constant. Needs the default parts
             (squared errors, safe square root), else ``TypeError``.
         """
-        from polyloss.autodiff.recipes import yolov1_value_and_grad
+        from polyloss.detection._gradients import yolov1_value_and_grad
 
         return yolov1_value_and_grad(self, pred, gt_boxes, gt_labels)
 

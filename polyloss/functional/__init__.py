@@ -1,4 +1,10 @@
-"""Built-in losses, one module per family, registered through the plugin hook."""
+"""Built-in losses: one module per family, each loss declared next to its closed-form gradient.
+
+``regression``, ``classification``, ``focal``, ``margin`` and ``box`` hold the
+argument checks, the forward and the gradient of each of their losses; the
+decorators of :mod:`polyloss.functional._define` fill the tables this built-in
+plugin registers (exactly as a third-party plugin registers its losses).
+"""
 
 from __future__ import annotations
 
@@ -6,48 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from polyloss._hooks import hookimpl
-from polyloss.functional.box import ciou_loss
-from polyloss.functional.box import diou_loss
-from polyloss.functional.box import giou_loss
-from polyloss.functional.box import iou_loss
-from polyloss.functional.classification import binary_cross_entropy
-from polyloss.functional.classification import binary_cross_entropy_with_logits
-from polyloss.functional.classification import cross_entropy
-from polyloss.functional.classification import kl_div
-from polyloss.functional.classification import nll_loss
-from polyloss.functional.focal import sigmoid_focal_loss
-from polyloss.functional.focal import softmax_focal_loss
-from polyloss.functional.margin import hinge_loss
-from polyloss.functional.margin import multi_margin_loss
-from polyloss.functional.margin import squared_hinge_loss
-from polyloss.functional.regression import huber_loss
-from polyloss.functional.regression import l1_loss
-from polyloss.functional.regression import mse_loss
-from polyloss.functional.regression import smooth_l1_loss
+from polyloss.functional._define import LOSSES
+from polyloss.functional.box import *  # noqa: F403
+from polyloss.functional.classification import *  # noqa: F403
+from polyloss.functional.focal import *  # noqa: F403
+from polyloss.functional.margin import *  # noqa: F403
+from polyloss.functional.regression import *  # noqa: F403
 
-BUILTIN_LOSSES: dict[str, Callable[..., Any]] = {
-    fn.__name__: fn
-    for fn in (
-        mse_loss,
-        l1_loss,
-        smooth_l1_loss,
-        huber_loss,
-        binary_cross_entropy,
-        binary_cross_entropy_with_logits,
-        cross_entropy,
-        nll_loss,
-        kl_div,
-        hinge_loss,
-        squared_hinge_loss,
-        multi_margin_loss,
-        sigmoid_focal_loss,
-        softmax_focal_loss,
-        iou_loss,
-        giou_loss,
-        diou_loss,
-        ciou_loss,
-    )
-}
+#: name -> function of every built-in loss, in declaration order
+BUILTIN_LOSSES: dict[str, Callable[..., Any]] = dict(LOSSES)
 
 __all__ = ["BUILTIN_LOSSES", *BUILTIN_LOSSES]
 

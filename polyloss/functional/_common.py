@@ -1,12 +1,12 @@
-"""Plumbing shared by the loss families (not public)."""
+"""Plumbing shared by the loss families (not public): dtypes, the native-kernel dispatch, one-hots."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from polyloss import _validation as v
-from polyloss._namespace import _switches
+from polyloss import _checks as v
 from polyloss._namespace import check_same
+from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
 
 _is_half: dict[Any, bool] = {}
@@ -27,7 +27,7 @@ def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> An
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
     """
     fast = backend.fast_paths.get(name)
-    if fast is None or not _switches.fast_paths:
+    if fast is None or not fast_paths_enabled():
         return NotImplemented
     input = args[0]
     try:
@@ -96,17 +96,17 @@ def finish(backend: Backend, loss: Any, input: Any) -> Any:
     return backend.as_array(v.as_dtype_of(backend, loss, input))
 
 
-def reduce_weighted(backend: Backend, loss: Any, weight: Any, reduction: str, *, normalize_by_weight: bool) -> Any:
-    """Reduce ``weight * loss``.
-
-    ``normalize_by_weight``: "mean" is ``sum(w * l) / sum(w)`` (PyTorch's MSE
-    and L1 rule); otherwise it is ``mean(w * l)`` (Huber, BCE).
-    """
+def one_hot(backend: Backend, index: Any, num_classes: int, axis: int, ndim: int) -> Any:
+    """Boolean one-hot of integer ``index`` along ``axis`` of an ``ndim`` array (never materialised as floats)."""
     xp = backend.xp
-    if weight is None:
-        return v.reduce(backend, loss, reduction)
-    weighted = loss * weight
-    if reduction != "mean" or not normalize_by_weight:
-        return v.reduce(backend, weighted, reduction)
-    full_weight = xp.broadcast_to(weight, loss.shape)
-    return v.weighted_mean(backend, xp.sum(weighted), xp.sum(full_weight))
+    shape = [1] * ndim
+    shape[axis] = num_classes
+    classes = xp.reshape(xp.arange(num_classes, dtype=index.dtype, device=backend.device(index)), tuple(shape))
+    return classes == xp.expand_dims(index, axis=axis)
+
+
+def apply_sample_seed(backend: Backend, grad: Any, seed: Any, axis: int) -> Any:
+    """``grad`` times a per-sample factor (a float, a 0-d array or an array without the class axis)."""
+    if isinstance(seed, float) or seed.ndim == 0:
+        return grad * seed
+    return grad * backend.xp.expand_dims(seed, axis=axis)

@@ -1,21 +1,38 @@
-"""Margin losses: binary hinge, squared hinge and multi-class margin."""
+"""Margin losses: binary hinge, squared hinge and multi-class margin, with their closed-form gradients.
+
+Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.functional._common import apply_sample_seed
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional._common import one_hot
 from polyloss.functional._common import try_fast_path
+from polyloss.functional._define import gradient
+from polyloss.functional._define import loss
+from polyloss.functional._reductions import pointwise_scale
+from polyloss.functional._reductions import reduce
+from polyloss.functional._reductions import sample_upstream
 from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import class_weight
 from polyloss.functional.classification import pick
 from polyloss.functional.classification import take_per_class
 
-__all__ = ["hinge_loss", "multi_margin_loss", "squared_hinge_loss"]
+__all__ = [
+    "hinge_loss",
+    "hinge_loss_grad",
+    "multi_margin_loss",
+    "multi_margin_loss_grad",
+    "squared_hinge_loss",
+    "squared_hinge_loss_grad",
+]
 
 
 def _signed_target(backend: Backend, input: Any, target: Any) -> Any:
@@ -48,6 +65,7 @@ def _hinge(backend: Backend, input: Any, target: Any, margin: float, squared: bo
     return h * h if squared else h
 
 
+@loss
 def hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
     r"""Binary SVM hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)`.
 
@@ -66,9 +84,10 @@ def hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str =
     if out is not NotImplemented:
         return out
     loss = _hinge(backend, input, target, margin, squared=False)
-    return finish(backend, v.reduce(backend, loss, reduction), input)
+    return finish(backend, reduce(backend, loss, reduction), input)
 
 
+@loss
 def squared_hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
     r"""Squared hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)^2` (L2-SVM).
 
@@ -80,9 +99,10 @@ def squared_hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reductio
     if out is not NotImplemented:
         return out
     loss = _hinge(backend, input, target, margin, squared=True)
-    return finish(backend, v.reduce(backend, loss, reduction), input)
+    return finish(backend, reduce(backend, loss, reduction), input)
 
 
+@loss
 def multi_margin_loss(
     input: Any,
     target: Any,
@@ -138,4 +158,73 @@ def multi_margin_loss(
     loss = xp.sum(h, axis=axis) / num_classes
     if w is not None:
         loss = loss * take_per_class(backend, w, target)
-    return finish(backend, v.reduce(backend, loss, reduction), input)
+    return finish(backend, reduce(backend, loss, reduction), input)
+
+
+# -- closed-form gradients ----------------------------------------------------------------------
+
+
+def _hinge_grad(backend: Backend, input: Any, target: Any, margin: float, reduction: str, cotangent: Any,
+                squared: bool) -> Any:
+    xp = backend.xp
+    (x,) = compute_dtype(backend, input)
+    s = _signed_target(backend, x, target)  # {0, 1} labels read as {-1, 1}, as the loss does
+    z = float(margin) - s * x
+    # strict inequality, as the loss's forward: the subgradient at the kink z = 0 is 0
+    g = xp.where(z > 0, -2.0 * z * s if squared else -s, 0.0)
+    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, g * up, input)
+
+
+@gradient(hinge_loss)
+def hinge_loss_grad(
+    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Subgradient of :func:`polyloss.hinge_loss`: :math:`-y` where :math:`m - y f > 0`, else 0 (0 at the kink)."""
+    backend = resolve(input, target)
+    return _hinge_grad(backend, input, target, margin, reduction, cotangent, squared=False)
+
+
+@gradient(squared_hinge_loss)
+def squared_hinge_loss_grad(
+    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.squared_hinge_loss`: :math:`-2 y \max(0, m - y f)`."""
+    backend = resolve(input, target)
+    return _hinge_grad(backend, input, target, margin, reduction, cotangent, squared=True)
+
+
+@gradient(multi_margin_loss)
+def multi_margin_loss_grad(
+    input: Any,
+    target: Any,
+    *,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: Any = None,
+    axis: int = -1,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Subgradient of :func:`polyloss.multi_margin_loss`.
+
+    With :math:`z_j = m - x_y + x_j` and :math:`h'_j = [z_j > 0]` (``p=1``) or
+    :math:`2 z_j [z_j > 0]` (``p=2``) for :math:`j \ne y`:
+    :math:`\partial\ell/\partial x_j = w_y h'_j / C` and
+    :math:`\partial\ell/\partial x_y = -\sum_{j \ne y} w_y h'_j / C`
+    (0 at the kink :math:`z_j = 0`, as PyTorch's backward).
+    """
+    backend = resolve(input, target)
+    xp = backend.xp
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
+    x, w = compute_dtype(backend, input, weight)
+    num_classes = x.shape[axis]
+    z = float(margin) - xp.expand_dims(pick(backend, x, target, axis), axis=axis) + x
+    hot = one_hot(backend, target, num_classes, axis, x.ndim)
+    active = (z > 0) & ~hot
+    dh = xp.where(active, 2.0 * z, 0.0) if p == 2 else xp.astype(active, x.dtype)
+    g = dh - xp.astype(hot, x.dtype) * xp.sum(dh, axis=axis, keepdims=True)
+    up = sample_upstream(backend, cotangent, tuple(target.shape), reduction, x) / num_classes
+    if w is not None:
+        up = up * take_per_class(backend, w, target)
+    return finish(backend, apply_sample_seed(backend, g, up, axis), input)

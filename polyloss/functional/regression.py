@@ -1,21 +1,37 @@
-"""Regression losses: squared error, absolute error, smooth L1 and Huber."""
+"""Regression losses: squared error, absolute error, smooth L1 and Huber, with their closed-form gradients.
+
+Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from polyloss import _validation as v
+from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import optional_array
 from polyloss.functional._common import pointwise_inputs
-from polyloss.functional._common import reduce_weighted
 from polyloss.functional._common import try_fast_path
+from polyloss.functional._define import gradient
+from polyloss.functional._define import loss
+from polyloss.functional._reductions import pointwise_scale
+from polyloss.functional._reductions import reduce_weighted
 
-__all__ = ["huber_loss", "l1_loss", "mse_loss", "smooth_l1_loss"]
+__all__ = [
+    "huber_loss",
+    "huber_loss_grad",
+    "l1_loss",
+    "l1_loss_grad",
+    "mse_loss",
+    "mse_loss_grad",
+    "smooth_l1_loss",
+    "smooth_l1_loss_grad",
+]
 
 
+@loss
 def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
     r"""Mean squared error, :math:`\ell_i = w_i (x_i - y_i)^2`.
 
@@ -43,6 +59,7 @@ def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "m
     return finish(backend, reduce_weighted(backend, d * d, w, reduction, normalize_by_weight=True), input)
 
 
+@loss
 def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
     r"""Mean absolute error, :math:`\ell_i = w_i |x_i - y_i|`.
 
@@ -74,6 +91,7 @@ def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
     return q * (a - 0.5 * q)
 
 
+@loss
 def smooth_l1_loss(
     input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean"
 ) -> Any:
@@ -108,6 +126,7 @@ def smooth_l1_loss(
     return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
 
 
+@loss
 def huber_loss(
     input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean"
 ) -> Any:
@@ -136,3 +155,68 @@ def huber_loss(
     x, y, w = compute_dtype(backend, input, target, weight)
     loss = _huber_elementwise(backend, x - y, delta)
     return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
+
+
+# -- closed-form gradients ----------------------------------------------------------------------
+
+
+@gradient(mse_loss)
+def mse_loss_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.mse_loss`: :math:`2 w (x - y)` times the reduction's factor."""
+    backend = resolve(input, target)
+    x, y, w = compute_dtype(backend, input, target, weight)
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
+    return finish(backend, 2.0 * (x - y) * up, input)
+
+
+@gradient(l1_loss)
+def l1_loss_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.l1_loss`: :math:`w\,\operatorname{sign}(x - y)`, 0 at :math:`x = y` (PyTorch)."""
+    backend = resolve(input, target)
+    x, y, w = compute_dtype(backend, input, target, weight)
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
+    return finish(backend, backend.xp.sign(x - y) * up, input)
+
+
+@gradient(smooth_l1_loss)
+def smooth_l1_loss_grad(
+    input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.smooth_l1_loss`.
+
+    :math:`d / \beta` where :math:`|d| < \beta`, :math:`\operatorname{sign}(d)`
+    elsewhere (continuous at :math:`|d| = \beta`); ``beta=0`` gives
+    :math:`\operatorname{sign}(d)`, 0 at :math:`d = 0`, as PyTorch's backward.
+    """
+    backend = resolve(input, target)
+    xp = backend.xp
+    x, y, w = compute_dtype(backend, input, target, weight)
+    d = x - y
+    beta = float(beta)
+    g = xp.sign(d) if beta == 0.0 else xp.where(xp.abs(d) < beta, d / beta, xp.sign(d))
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, g * up, input)
+
+
+@gradient(huber_loss)
+def huber_loss_grad(
+    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.huber_loss`.
+
+    :math:`d` where :math:`|d| < \delta`, else :math:`\delta\,\operatorname{sign}(d)`, as PyTorch's backward.
+    """
+    backend = resolve(input, target)
+    xp = backend.xp
+    x, y, w = compute_dtype(backend, input, target, weight)
+    d = x - y
+    delta = float(delta)
+    g = xp.where(xp.abs(d) < delta, d, delta * xp.sign(d))
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, g * up, input)

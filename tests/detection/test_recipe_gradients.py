@@ -21,7 +21,7 @@ from _detection import yolo_pred
 from _support import t64
 
 import polyloss as pl
-from polyloss.autodiff.recipes import part_vjp
+from polyloss.detection._gradients import part_vjp
 
 torch = pytest.importorskip("torch")
 

@@ -1,4 +1,4 @@
-"""Gradients without autograd: closed-form d loss / d input for every built-in loss.
+"""Gradients without autograd: :func:`value_and_grad` and the table of closed-form gradients.
 
 ``value_and_grad(loss, input, target, **options)`` returns the loss (computed
 by the loss itself, so validation, fast paths and half-precision handling are
@@ -7,11 +7,10 @@ array-API code: it runs on NumPy, CuPy and array-api-strict as well as
 PyTorch, and agrees with PyTorch autograd (including PyTorch's choice of
 subgradient at kinks).
 
-Gradient functions live in one module per loss family, mirroring
-:mod:`polyloss.functional`. Each is named ``<loss>_grad``, takes the loss's
-own arguments plus ``cotangent=`` and returns
+Each built-in gradient is declared next to its loss in :mod:`polyloss.functional`
+(``@gradient(loss)``); it is named ``<loss>_grad``, takes the loss's own
+arguments plus ``cotangent=`` and returns
 :math:`\\partial \\langle c, \\mathrm{loss}(x)\\rangle / \\partial x`.
-
 Third parties add the gradient of their own loss with :func:`register_gradient`.
 """
 
@@ -21,51 +20,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from polyloss.autodiff.box import ciou_loss_grad
-from polyloss.autodiff.box import diou_loss_grad
-from polyloss.autodiff.box import giou_loss_grad
-from polyloss.autodiff.box import iou_loss_grad
-from polyloss.autodiff.classification import binary_cross_entropy_grad
-from polyloss.autodiff.classification import binary_cross_entropy_with_logits_grad
-from polyloss.autodiff.classification import cross_entropy_grad
-from polyloss.autodiff.classification import kl_div_grad
-from polyloss.autodiff.classification import nll_loss_grad
-from polyloss.autodiff.focal import sigmoid_focal_loss_grad
-from polyloss.autodiff.focal import softmax_focal_loss_grad
-from polyloss.autodiff.margin import hinge_loss_grad
-from polyloss.autodiff.margin import multi_margin_loss_grad
-from polyloss.autodiff.margin import squared_hinge_loss_grad
-from polyloss.autodiff.regression import huber_loss_grad
-from polyloss.autodiff.regression import l1_loss_grad
-from polyloss.autodiff.regression import mse_loss_grad
-from polyloss.autodiff.regression import smooth_l1_loss_grad
-from polyloss.functional import box as _box
-from polyloss.functional import classification as _classification
-from polyloss.functional import focal as _focal
-from polyloss.functional import margin as _margin
-from polyloss.functional import regression as _regression
+from polyloss.functional._define import GRADIENTS
 
 __all__ = [
-    "binary_cross_entropy_grad",
-    "ciou_loss_grad",
-    "binary_cross_entropy_with_logits_grad",
-    "cross_entropy_grad",
-    "diou_loss_grad",
-    "giou_loss_grad",
+    "GRADIENTS",
     "gradient_of",
-    "hinge_loss_grad",
-    "huber_loss_grad",
-    "iou_loss_grad",
-    "kl_div_grad",
-    "l1_loss_grad",
-    "mse_loss_grad",
-    "multi_margin_loss_grad",
-    "nll_loss_grad",
     "register_gradient",
-    "sigmoid_focal_loss_grad",
-    "smooth_l1_loss_grad",
-    "softmax_focal_loss_grad",
-    "squared_hinge_loss_grad",
     "unregister_gradient",
     "value_and_grad",
 ]
@@ -74,27 +34,6 @@ GradientFn = Callable[..., Any]
 
 _lock = threading.Lock()
 
-#: loss function -> its closed-form gradient function
-GRADIENTS: dict[Callable[..., Any], GradientFn] = {
-    _regression.mse_loss: mse_loss_grad,
-    _regression.l1_loss: l1_loss_grad,
-    _regression.smooth_l1_loss: smooth_l1_loss_grad,
-    _regression.huber_loss: huber_loss_grad,
-    _classification.binary_cross_entropy: binary_cross_entropy_grad,
-    _classification.binary_cross_entropy_with_logits: binary_cross_entropy_with_logits_grad,
-    _classification.cross_entropy: cross_entropy_grad,
-    _classification.nll_loss: nll_loss_grad,
-    _classification.kl_div: kl_div_grad,
-    _margin.hinge_loss: hinge_loss_grad,
-    _margin.squared_hinge_loss: squared_hinge_loss_grad,
-    _margin.multi_margin_loss: multi_margin_loss_grad,
-    _focal.sigmoid_focal_loss: sigmoid_focal_loss_grad,
-    _focal.softmax_focal_loss: softmax_focal_loss_grad,
-    _box.iou_loss: iou_loss_grad,
-    _box.giou_loss: giou_loss_grad,
-    _box.diou_loss: diou_loss_grad,
-    _box.ciou_loss: ciou_loss_grad,
-}
 
 
 def _loss_function(loss: Any) -> Callable[..., Any]:
@@ -127,7 +66,7 @@ def gradient_of(loss: Callable[..., Any] | str) -> GradientFn:
         shown = f"{loss!r} ({_describe(fn)})" if isinstance(loss, str) else _describe(fn)
         raise TypeError(
             f"no closed-form gradient is registered for the loss {shown}; "
-            "register one with polyloss.autodiff.register_gradient(loss, grad_fn), or use the "
+            "register one with polyloss.gradients.register_gradient(loss, grad_fn), or use the "
             "autograd of an array library that has one"
         )
     return grad

@@ -8,7 +8,7 @@ computed from the predictions without gradient). Everything is array-API
 code: NumPy, CuPy and array-api-strict get exact gradients without autograd.
 
 The recipes' loss parts are differentiated through the per-loss gradients of
-:mod:`polyloss.autodiff`, called with a cotangent: the default parts are
+:mod:`polyloss.gradients`, called with a cotangent: the default parts are
 known, and a part that is a ``functools.partial`` of a loss with a
 registered gradient (or such a loss itself) works too. Any other part raises
 ``TypeError`` naming it.
@@ -58,9 +58,9 @@ Grads = dict[str, Any]
 
 def _part_gradient(part: Any, name: str) -> tuple[Any, dict[str, Any]]:
     """(gradient function, its options) of a recipe part."""
-    from polyloss.autodiff import GRADIENTS
     from polyloss.functional import binary_cross_entropy_with_logits
     from polyloss.functional import cross_entropy
+    from polyloss.gradients import GRADIENTS
 
     if part is softmax_cross_entropy:
         return GRADIENTS[cross_entropy], {"reduction": "none"}
@@ -76,7 +76,7 @@ def _part_gradient(part: Any, name: str) -> tuple[Any, dict[str, Any]]:
     raise TypeError(
         f"the recipe part {name} = {part!r} has no closed-form gradient: use a built-in part, a loss with a "
         "registered gradient or functools.partial(loss, **options) of one (see "
-        "polyloss.autodiff.register_gradient), or the autograd of an array library that has one"
+        "polyloss.functional.register_gradient), or the autograd of an array library that has one"
     )
 
 

@@ -1,4 +1,4 @@
-"""Argument checks and reductions shared by every loss.
+"""Argument checks shared by the losses, the box utilities and the recipes.
 
 Checks read shapes and dtypes only (never array values), except the value
 checks marked *host*, which run only where a backend says values can be read
@@ -100,29 +100,6 @@ def upcast_half(backend: Backend, x: Any) -> Any:
     if str(x.dtype).rsplit(".", 1)[-1] in _HALF:
         return backend.xp.astype(x, backend.xp.float32)
     return x
-
-
-def reduce(backend: Backend, loss: Any, reduction: str) -> Any:
-    """``none`` / ``sum`` / ``mean`` of an element-wise loss (mean of empty is 0)."""
-    if reduction == "none":
-        return loss
-    xp = backend.xp
-    total = xp.sum(loss)
-    if reduction == "mean":
-        n = math.prod(loss.shape)
-        total = total / n if n else total
-    return _as_array(backend, total)
-
-
-def weighted_mean(backend: Backend, total: Any, denominator: Any) -> Any:
-    """``total / denominator`` that is 0 (with zero gradient) where the denominator is 0."""
-    xp = backend.xp
-    safe = xp.where(denominator == 0, 1.0, denominator)
-    return _as_array(backend, total / safe)
-
-
-def _as_array(backend: Backend, value: Any) -> Any:
-    return backend.as_array(value)
 
 
 def usable_ignore_index(backend: Backend, target: Any, ignore_index: int | None) -> int | None:
