@@ -31,51 +31,27 @@ __all__ = [
 ]
 
 
-@loss
-def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
-    r"""Mean squared error, :math:`\ell_i = w_i (x_i - y_i)^2`.
-
-    Args:
-        input: predictions, any shape, real floating dtype.
-        target: same shape as ``input`` (never broadcast).
-        weight: optional element weights broadcastable to ``input``'s shape.
-        reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``. With
-            ``weight``, ``"mean"`` is :math:`\sum_i w_i \ell_i / \sum_i w_i`
-            (PyTorch's rule; 0 rather than NaN when all weights are 0).
-
-    Returns:
-        The loss in ``input``'s namespace, device and dtype.
-
-    Matches ``torch.nn.functional.mse_loss``.
-    """
+def _pointwise_checks(
+    input: Any, target: Any, weight: Any, reduction: str
+) -> Any:
+    """The checks every regression loss (and its gradient) runs first; returns the backend."""
     backend = resolve(input, target)
     pointwise_inputs(backend, input, target, reduction)
     optional_array(backend, weight, "weight", tuple(input.shape))
-    out = try_fast_path(backend, "mse_loss", input, target, weight=weight, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y, w = compute_dtype(backend, input, target, weight)
-    d = x - y
-    return finish(backend, reduce_weighted(backend, d * d, w, reduction, normalize_by_weight=True), input)
+    return backend
 
 
-@loss
-def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
-    r"""Mean absolute error, :math:`\ell_i = w_i |x_i - y_i|`.
+def _threshold(value: Any, name: str, *, strict: bool) -> float:
+    """``beta`` (>= 0) or ``delta`` (> 0) as a float; NaN and negative values are a ``ValueError``."""
+    return v.check_number(value, name, strict=strict)
 
-    Args and reduction as :func:`mse_loss` (with ``weight``, ``"mean"`` is
-    :math:`\sum w \ell / \sum w`). The gradient at :math:`x = y` is 0, as in
-    PyTorch. Matches ``torch.nn.functional.l1_loss``.
-    """
-    backend = resolve(input, target)
-    pointwise_inputs(backend, input, target, reduction)
-    optional_array(backend, weight, "weight", tuple(input.shape))
-    out = try_fast_path(backend, "l1_loss", input, target, weight=weight, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y, w = compute_dtype(backend, input, target, weight)
-    loss = backend.xp.abs(x - y)
-    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=True), input)
+
+def _beta_in(backend: Any, beta: float, x: Any) -> float:
+    """``beta`` as the computation sees it: 0 (L1) when it rounds to 0 in ``x``'s dtype (below the smallest
+    subnormal), as PyTorch's kernel, whose ``|d| < beta`` then never holds."""
+    if 0.0 < beta < 1e-37 and float(backend.xp.asarray(beta, dtype=x.dtype)) == 0.0:
+        return 0.0
+    return beta
 
 
 def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
@@ -91,6 +67,83 @@ def _huber_elementwise(backend: Any, d: Any, delta: float) -> Any:
     return q * (a - 0.5 * q)
 
 
+def _sign(xp: Any, d: Any) -> Any:
+    """``sign(d)`` with 0 at NaN: PyTorch's derivative of ``|d|`` (``sgn``) there."""
+    return xp.where(d == d, xp.sign(d), 0.0)
+
+
+@loss
+def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+    r"""Mean squared error, :math:`\ell_i = w_i (x_i - y_i)^2`.
+
+    Args:
+        input: predictions, any shape, real floating dtype.
+        target: same shape as ``input`` (never broadcast); floating, integer or bool.
+        weight: optional element weights broadcastable to ``input``'s shape.
+        reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``. With
+            ``weight``, ``"mean"`` is :math:`\sum_i w_i \ell_i / \sum_i w_i`
+            (PyTorch's rule; 0 rather than NaN when the weights sum to 0).
+
+    Returns:
+        The loss in ``input``'s namespace, device and dtype.
+
+    Edge rules (every regression loss, every path): NaN or ``inf - inf`` in
+    ``input``/``target``/``weight`` gives NaN (never hidden); the mean of an empty
+    input is 0; weights summing to 0 (all zero, or signs cancelling) give 0 times
+    the weighted sum (NaN kept) and a zero gradient; a target of another shape is
+    a ``ValueError``, an integer ``input`` a ``TypeError``.
+
+    Matches ``torch.nn.functional.mse_loss``.
+    """
+    backend = _pointwise_checks(input, target, weight, reduction)
+    out = try_fast_path(backend, "mse_loss", input, target, weight=weight, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    x, y, w = compute_dtype(backend, input, target, weight)
+    d = x - y
+    return finish(backend, reduce_weighted(backend, d * d, w, reduction, normalize_by_weight=True), input)
+
+
+@gradient(mse_loss)
+def mse_loss_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.mse_loss`: :math:`2 w (x - y)` times the reduction's factor."""
+    backend = _pointwise_checks(input, target, weight, reduction)
+    x, y, w = compute_dtype(backend, input, target, weight)
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
+    return finish(backend, 2.0 * (x - y) * up, input)
+
+
+@loss
+def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+    r"""Mean absolute error, :math:`\ell_i = w_i |x_i - y_i|`.
+
+    Args and reduction as :func:`mse_loss` (with ``weight``, ``"mean"`` is
+    :math:`\sum w \ell / \sum w`), and the same edge rules. The gradient at
+    :math:`x = y` is 0, and at a NaN difference 0 too (PyTorch's ``sgn``; the
+    loss itself is NaN). Matches ``torch.nn.functional.l1_loss``.
+    """
+    backend = _pointwise_checks(input, target, weight, reduction)
+    out = try_fast_path(backend, "l1_loss", input, target, weight=weight, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    x, y, w = compute_dtype(backend, input, target, weight)
+    loss = backend.xp.abs(x - y)
+    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=True), input)
+
+
+@gradient(l1_loss)
+def l1_loss_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.l1_loss`: :math:`w\,\operatorname{sign}(x - y)`, 0 at :math:`x = y` (PyTorch)."""
+    backend = _pointwise_checks(input, target, weight, reduction)
+    x, y, w = compute_dtype(backend, input, target, weight)
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
+    return finish(backend, _sign(backend.xp, x - y) * up, input)
+
+
 @loss
 def smooth_l1_loss(
     input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean"
@@ -102,84 +155,29 @@ def smooth_l1_loss(
                  |d_i| - 0.5\,\beta & \text{otherwise} \end{cases},\quad d = x - y
 
     Args:
-        beta: threshold, default 1.0, must be >= 0. ``beta=0`` is exactly L1
-            with a finite gradient (0 at :math:`d = 0`), as PyTorch.
+        beta: threshold, default 1.0, must be >= 0 (NaN is a ``ValueError``).
+            ``beta=0`` is exactly L1 with a finite gradient (0 at :math:`d = 0`), as
+            PyTorch; so is a ``beta`` that rounds to 0 in the input's dtype (below its
+            smallest subnormal). ``beta=inf`` is 0 everywhere (the quadratic branch).
         weight: optional element weights broadcastable to ``input``; with
             weights ``"mean"`` is ``mean(w * l)`` (the Huber rule).
         reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
-    Matches ``torch.nn.functional.smooth_l1_loss``.
+    Edge rules as :func:`mse_loss`. Matches ``torch.nn.functional.smooth_l1_loss``.
     """
-    backend = resolve(input, target)
-    pointwise_inputs(backend, input, target, reduction)
-    beta = v.check_number(beta, "beta")
-    optional_array(backend, weight, "weight", tuple(input.shape))
+    backend = _pointwise_checks(input, target, weight, reduction)
+    beta = _threshold(beta, "beta", strict=False)
     out = try_fast_path(backend, "smooth_l1_loss", input, target, beta=beta, weight=weight, reduction=reduction)
     if out is not NotImplemented:
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
+    beta = _beta_in(backend, beta, x)
     if beta == 0.0:
         loss = backend.xp.abs(d)
     else:
         loss = _huber_elementwise(backend, d, beta) / beta
     return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
-
-
-@loss
-def huber_loss(
-    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean"
-) -> Any:
-    r"""Huber loss (Huber, *Robust Estimation of a Location Parameter*, 1964).
-
-    .. math::
-        \ell_i = \begin{cases} 0.5\, d_i^2 & |d_i| < \delta \\
-                 \delta (|d_i| - 0.5\,\delta) & \text{otherwise} \end{cases}
-
-    Args:
-        delta: threshold, default 1.0, must be > 0 (as PyTorch).
-        weight: optional element weights broadcastable to ``input``; with
-            weights ``"mean"`` is ``mean(w * l)`` (PyTorch's rule for Huber).
-        reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
-
-    Equals ``delta * smooth_l1_loss(beta=delta)``. Matches
-    ``torch.nn.functional.huber_loss``.
-    """
-    backend = resolve(input, target)
-    pointwise_inputs(backend, input, target, reduction)
-    delta = v.check_number(delta, "delta", strict=True)
-    optional_array(backend, weight, "weight", tuple(input.shape))
-    out = try_fast_path(backend, "huber_loss", input, target, delta=delta, weight=weight, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y, w = compute_dtype(backend, input, target, weight)
-    loss = _huber_elementwise(backend, x - y, delta)
-    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
-
-
-# -- closed-form gradients ----------------------------------------------------------------------
-
-
-@gradient(mse_loss)
-def mse_loss_grad(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
-) -> Any:
-    r"""Gradient of :func:`polyloss.mse_loss`: :math:`2 w (x - y)` times the reduction's factor."""
-    backend = resolve(input, target)
-    x, y, w = compute_dtype(backend, input, target, weight)
-    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
-    return finish(backend, 2.0 * (x - y) * up, input)
-
-
-@gradient(l1_loss)
-def l1_loss_grad(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
-) -> Any:
-    r"""Gradient of :func:`polyloss.l1_loss`: :math:`w\,\operatorname{sign}(x - y)`, 0 at :math:`x = y` (PyTorch)."""
-    backend = resolve(input, target)
-    x, y, w = compute_dtype(backend, input, target, weight)
-    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
-    return finish(backend, backend.xp.sign(x - y) * up, input)
 
 
 @gradient(smooth_l1_loss)
@@ -193,14 +191,45 @@ def smooth_l1_loss_grad(
     elsewhere (continuous at :math:`|d| = \beta`); ``beta=0`` gives
     :math:`\operatorname{sign}(d)`, 0 at :math:`d = 0`, as PyTorch's backward.
     """
-    backend = resolve(input, target)
+    backend = _pointwise_checks(input, target, weight, reduction)
+    beta = _threshold(beta, "beta", strict=False)
     xp = backend.xp
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
-    beta = float(beta)
-    g = xp.sign(d) if beta == 0.0 else xp.where(xp.abs(d) < beta, d / beta, xp.sign(d))
+    beta = _beta_in(backend, beta, x)
+    g = _sign(xp, d) if beta == 0.0 else xp.where(xp.abs(d) < beta, d / beta, xp.sign(d))
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
+
+
+@loss
+def huber_loss(
+    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean"
+) -> Any:
+    r"""Huber loss (Huber, *Robust Estimation of a Location Parameter*, 1964).
+
+    .. math::
+        \ell_i = \begin{cases} 0.5\, d_i^2 & |d_i| < \delta \\
+                 \delta (|d_i| - 0.5\,\delta) & \text{otherwise} \end{cases}
+
+    Args:
+        delta: threshold, default 1.0, must be > 0 (as PyTorch; 0 and NaN are a
+            ``ValueError``). ``delta=inf`` is :math:`0.5 d^2` everywhere.
+        weight: optional element weights broadcastable to ``input``; with
+            weights ``"mean"`` is ``mean(w * l)`` (PyTorch's rule for Huber).
+        reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
+
+    Edge rules as :func:`mse_loss`. Equals ``delta * smooth_l1_loss(beta=delta)``.
+    Matches ``torch.nn.functional.huber_loss``.
+    """
+    backend = _pointwise_checks(input, target, weight, reduction)
+    delta = _threshold(delta, "delta", strict=True)
+    out = try_fast_path(backend, "huber_loss", input, target, delta=delta, weight=weight, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    x, y, w = compute_dtype(backend, input, target, weight)
+    loss = _huber_elementwise(backend, x - y, delta)
+    return finish(backend, reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False), input)
 
 
 @gradient(huber_loss)
@@ -212,11 +241,11 @@ def huber_loss_grad(
 
     :math:`d` where :math:`|d| < \delta`, else :math:`\delta\,\operatorname{sign}(d)`, as PyTorch's backward.
     """
-    backend = resolve(input, target)
+    backend = _pointwise_checks(input, target, weight, reduction)
+    delta = _threshold(delta, "delta", strict=True)
     xp = backend.xp
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
-    delta = float(delta)
     g = xp.where(xp.abs(d) < delta, d, delta * xp.sign(d))
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
