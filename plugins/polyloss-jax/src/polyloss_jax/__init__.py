@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import polyloss
 from polyloss_jax._backend import JaxBackend
+from polyloss_jax._backend import data_parallel_axis
 
-__all__ = ["JaxBackend", "polyloss_register_backends"]
+__all__ = ["JaxBackend", "data_parallel_axis", "polyloss_register_backends"]
 __version__ = "0.1.0"
 
 
