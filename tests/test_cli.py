@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from polyloss._cli import main
+from polyloss._tools.cli import main
 
 
 def test_check_prints_agreeing_table(capsys):
@@ -92,7 +92,7 @@ def test_check_covers_recipes(capsys):
 def test_bench_keeps_freed_memory_on_glibc():
     import platform
 
-    code = "from polyloss._bench import keep_freed_memory; print(keep_freed_memory())"
+    code = "from polyloss._tools.bench import keep_freed_memory; print(keep_freed_memory())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
     assert done.stdout.strip() == str(expected)

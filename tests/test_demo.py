@@ -1,4 +1,4 @@
-"""The gradient-descent demo (``polyloss._demo.run_demo``) built on ``value_and_grad``."""
+"""The gradient-descent demo (``polyloss._tools.demo.run_demo``) built on ``value_and_grad``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import io
 import numpy as np
 import pytest
 
-from polyloss._demo import LOSSES
-from polyloss._demo import make_blobs
-from polyloss._demo import make_scenes
-from polyloss._demo import run_demo
+from polyloss._tools.demo import LOSSES
+from polyloss._tools.demo import make_blobs
+from polyloss._tools.demo import make_scenes
+from polyloss._tools.demo import run_demo
 
 
 def _quiet(**kwargs):

@@ -197,7 +197,7 @@ def curve_data(name: str, xs: Any, *, grad_method: str = "auto", h: float = 1e-6
 
     Example:
         >>> import numpy as np
-        >>> from polyloss._plot import curve_data
+        >>> from polyloss._tools.plot import curve_data
         >>> c = curve_data("smooth_l1_loss", np.array([0.5, 2.0]), beta=1.0)
         >>> c.loss.tolist(), c.grad.tolist()
         ([0.125, 1.5], [0.5, 1.0])

@@ -153,7 +153,7 @@ class Progress:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from polyloss import _bench
+    from polyloss._tools import bench as _bench
 
     progress = Progress(enabled=False if args.quiet else None)
     result = _bench.run(full=args.full, tiny_only=args.tiny, backends=args.backend, names=args.losses or None,
@@ -181,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from polyloss._demo import run_demo
+    from polyloss._tools.demo import run_demo
 
     try:
         result = run_demo(args.backend, args.steps, args.model, args.loss, args.seed, args.plot,
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--plot", metavar="FILE.png", help="save the loss curve (needs matplotlib)")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
     p_demo.set_defaults(func=cmd_demo)
-    from polyloss import _plot
+    from polyloss._tools import plot as _plot
 
     p_plot = sub.add_parser("plot", help="draw losses against their input, with their gradients (needs matplotlib)")
     _plot.add_arguments(p_plot)
