@@ -1,8 +1,8 @@
-"""Command line: ``python -m polyloss {list,check}``."""
+"""Command line: ``python -m polyloss {list,check,bench,demo,plot}``."""
 
 from __future__ import annotations
 
-from polyloss._cli import main
+from polyloss._tools.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

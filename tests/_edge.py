@@ -166,4 +166,5 @@ def check_row(row: EdgeRow, case: Any) -> None:
         assert _same(r.value, first.value, rtol, case.atol), f"paths disagree on the value\n{report}"
     grads = [r for r in results if r.grad is not None]
     for r in grads[1:]:
-        assert _same(r.grad, grads[0].grad, max(case.rtol, 1e-5), case.atol), f"paths disagree on the gradient\n{report}"
+        same = _same(r.grad, grads[0].grad, max(case.rtol, 1e-5), case.atol)
+        assert same, f"paths disagree on the gradient\n{report}"

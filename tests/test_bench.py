@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import polyloss as pl
-from polyloss import _bench
+from polyloss._tools import bench as _bench
 from polyloss.boxes import _max_argmax_rows
 from polyloss.boxes import top_k_mask
 
@@ -104,8 +104,8 @@ def test_torch_references_of_the_chains_of_small_ops_give_polyloss_values(name):
 
 
 def test_gpu_rows_only_where_a_gpu_is():
-    from polyloss._bench import _synchronized
-    from polyloss._bench import gpu_backends
+    from polyloss._tools.bench import _synchronized
+    from polyloss._tools.bench import gpu_backends
 
     torch = pytest.importorskip("torch")
     found = gpu_backends()
@@ -116,7 +116,7 @@ def test_gpu_rows_only_where_a_gpu_is():
 
 
 def test_torch_rows_on_a_named_device():
-    from polyloss._bench import bench_torch
+    from polyloss._tools.bench import bench_torch
 
     pytest.importorskip("torch")
     rows = bench_torch(["mse_loss"], {"tiny": (2, 3)}, repeat=1, threads=[None], progress=lambda m: None,
@@ -125,8 +125,8 @@ def test_torch_rows_on_a_named_device():
 
 
 def test_table_columns_stay_aligned_for_long_size_names():
-    from polyloss._bench import Row
-    from polyloss._bench import format_table
+    from polyloss._tools.bench import Row
+    from polyloss._tools.bench import format_table
 
     rows = [Row("cross_entropy", "torch", size, "forward", "1", 2.0, 1.0, None) for size in ("tiny", "65536x1000")]
     lines = format_table(rows).splitlines()
@@ -136,7 +136,7 @@ def test_table_columns_stay_aligned_for_long_size_names():
 
 def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monkeypatch):
     # the GPU rows call the same function with device="cuda" and a synchronisation
-    from polyloss import _bench
+    from polyloss._tools import bench as _bench
 
     pytest.importorskip("torch")
     calls = []

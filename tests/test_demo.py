@@ -1,17 +1,18 @@
-"""The gradient-descent demo (``polyloss._demo.run_demo``) built on ``value_and_grad``."""
+"""The gradient-descent demo (``polyloss._tools.demo.run_demo``) built on ``value_and_grad``."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import sys
 
 import numpy as np
 import pytest
 
-from polyloss._demo import LOSSES
-from polyloss._demo import make_blobs
-from polyloss._demo import make_scenes
-from polyloss._demo import run_demo
+from polyloss._tools.demo import LOSSES
+from polyloss._tools.demo import make_blobs
+from polyloss._tools.demo import make_scenes
+from polyloss._tools.demo import run_demo
 
 
 def _quiet(**kwargs):
@@ -32,7 +33,7 @@ def test_same_seed_same_losses_on_numpy_and_torch(loss):
 def test_strict_backend_agrees():
     pytest.importorskip("array_api_strict")
     a = _quiet(backend="numpy", steps=5, seed=1)
-    b = _quiet(backend="strict", steps=5, seed=1)
+    b = _quiet(backend="array_api_strict", steps=5, seed=1)
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-10)
 
 
@@ -51,11 +52,25 @@ def test_first_loss_is_log_of_class_count_at_near_zero_weights():
 
 
 def test_progress_on_stderr_and_curve_on_stdout(capsys):
-    run_demo(steps=12)
+    run_demo(steps=12, progress=sys.stderr)
     captured = capsys.readouterr()
     assert "12/12" in captured.err and "[" + "#" * 30 + "]" in captured.err
     assert "step      loss" in captured.out and "training accuracy" in captured.out
     assert "12/12" not in captured.out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_by_default_only_on_a_terminal(capsys, monkeypatch):
+    run_demo(steps=4)
+    assert capsys.readouterr().err == ""  # stderr captured: not a terminal, no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run_demo(steps=4)
+    assert "4/4" in terminal.getvalue()
 
 
 def test_plot_needs_matplotlib(tmp_path, capsys):
@@ -77,6 +92,16 @@ def test_bad_arguments():
         run_demo(backend="jax")
     with pytest.raises(ValueError, match="steps"):
         run_demo(steps=0)
+    for lr in (float("nan"), -1.0, 0.0, float("inf")):
+        with pytest.raises(ValueError, match="lr"):
+            run_demo(lr=lr)
+
+
+def test_backend_names_of_the_registry_and_the_old_alias():
+    pytest.importorskip("array_api_strict")
+    a = _quiet(backend="array_api_strict", steps=3, seed=1)
+    b = _quiet(backend="strict", steps=3, seed=1)
+    assert a.losses == b.losses
 
 
 def test_blobs_are_reproducible_and_standardised():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyloss._plot import GALLERY
-from polyloss._plot import PLOTTABLE
-from polyloss._plot import curve_data
-from polyloss._plot import main_plot
-from polyloss._plot import parse_spec
+from polyloss._tools.plot import GALLERY
+from polyloss._tools.plot import PLOTTABLE
+from polyloss._tools.plot import curve_data
+from polyloss._tools.plot import main_plot
+from polyloss._tools.plot import parse_spec
 
 # sample points that avoid every kink (0, +-beta, +-delta, the hinge margin 1)
 XS = np.array([-3.7, -2.5, -1.3, -0.6, -0.2, 0.3, 0.7, 1.6, 2.4, 3.9])
@@ -160,7 +160,7 @@ def _png_size(path) -> tuple[int, int]:
 
 def test_plot_losses_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from polyloss._plot import plot_losses
+    from polyloss._tools.plot import plot_losses
 
     out = tmp_path / "sub" / "regression.png"
     assert plot_losses(["mse_loss", "smooth_l1_loss", "huber_loss:delta=2"], out, dpi=50) == str(out)
@@ -170,7 +170,7 @@ def test_plot_losses_writes_png(tmp_path):
 
 def test_plot_losses_rejects_mixed_domains(tmp_path):
     pytest.importorskip("matplotlib")
-    from polyloss._plot import plot_losses
+    from polyloss._tools.plot import plot_losses
 
     with pytest.raises(ValueError, match="binary_cross_entropy"):
         plot_losses(["binary_cross_entropy", "mse_loss"], tmp_path / "x.png")
@@ -179,7 +179,7 @@ def test_plot_losses_rejects_mixed_domains(tmp_path):
 
 def test_plot_gallery_writes_one_row_per_group(tmp_path):
     pytest.importorskip("matplotlib")
-    from polyloss._plot import plot_gallery
+    from polyloss._tools.plot import plot_gallery
 
     out = tmp_path / "gallery.png"
     plot_gallery(out, [(title, names) for _, title, names in GALLERY], dpi=40, points=51)

@@ -10,7 +10,7 @@ from the source files and pulled in with ``.. include::``):
 - ``extra_toc.rst``: a toctree of the plugin author's guide (``plugins.md`` or
   ``plugins.rst``) and the hook pages (``hooks/*``) when they exist, nothing
   otherwise (a toctree glob that matches nothing would be a warning);
-- ``gallery/*.png``: the loss/gradient plots of :mod:`polyloss._plot`.
+- ``gallery/*.png``: the loss/gradient plots of :mod:`polyloss._tools.plot`.
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def _write_if_changed(path: str, text: str) -> None:
 
 def make_gallery(directory: str) -> list[str]:
     """Draw every gallery figure into ``directory``; returns the paths."""
-    from polyloss._plot import GALLERY
-    from polyloss._plot import plot_losses
+    from polyloss._tools.plot import GALLERY
+    from polyloss._tools.plot import plot_losses
 
     os.makedirs(directory, exist_ok=True)
     paths = []
@@ -208,8 +208,8 @@ def setup(app: Any) -> dict[str, Any]:
 
 def write_readme_image(path: str | None = None) -> str:
     """Redraw the committed overview image ``docs/images/losses.png`` (all gallery rows in one figure)."""
-    from polyloss._plot import GALLERY
-    from polyloss._plot import plot_gallery
+    from polyloss._tools.plot import GALLERY
+    from polyloss._tools.plot import plot_gallery
 
     out = path or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images", "losses.png")
     return plot_gallery(out, [(title, names) for _, title, names in GALLERY])

@@ -28,7 +28,10 @@ _CLASS_LOSSES = ("cross_entropy", "multi_margin_loss", "softmax_focal_loss")
 #: losses taking one score per sample (binary targets in {0, 1})
 _BINARY_LOSSES = ("hinge_loss", "squared_hinge_loss", "binary_cross_entropy_with_logits", "sigmoid_focal_loss")
 LOSSES = _CLASS_LOSSES + _BINARY_LOSSES
-BACKENDS = ("numpy", "torch", "strict")
+#: the built-in choices; any backend registered in ``pl.backends()`` (plugins included) works too
+BACKENDS = ("numpy", "torch", "array_api_strict")
+#: other spellings of a backend name (``"strict"`` was the demo's name before 0.2)
+_ALIASES = {"strict": "array_api_strict"}
 MODELS = ("linear", "yolov1")
 #: the grid detector: S x S cells, B boxes per cell, images of _IMAGE x _IMAGE pixels
 _GRID, _BOXES_PER_CELL, _IMAGE = 2, 1, 8
@@ -93,7 +96,8 @@ def make_scenes(
 
 
 def _namespace(backend: str) -> tuple[Any, Any]:
-    """(array namespace, function NumPy -> array) of a backend name."""
+    """(array namespace, function NumPy -> array) of a backend name (``pl.backends()`` or ``"array_api_strict"``)."""
+    backend = _ALIASES.get(backend, backend)
     if backend == "numpy":
         import array_api_compat.numpy as xp
 
@@ -103,11 +107,18 @@ def _namespace(backend: str) -> tuple[Any, Any]:
         import torch
 
         return xp, torch.as_tensor
-    if backend in ("strict", "array_api_strict"):
+    if backend == "array_api_strict":
         import array_api_strict as xp
 
         return xp, xp.asarray
-    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    from polyloss._api import backends
+    from polyloss._api import get_backend
+
+    if backend not in backends():
+        known = sorted({*BACKENDS, *backends()})
+        raise ValueError(f"backend must be one of {', '.join(map(repr, known))}, got {backend!r}")
+    namespace = get_backend(backend).xp
+    return namespace, namespace.asarray
 
 
 def _progress(stream: TextIO | None, step: int, steps: int, loss: float) -> None:
@@ -170,7 +181,8 @@ def run_demo(
 
     Args:
         backend: ``"numpy"`` (default), ``"torch"`` (CPU, float64; autograd is
-            not used) or ``"strict"`` (array-api-strict).
+            not used), ``"array_api_strict"`` (``"strict"`` is an alias) or
+            any other name in ``pl.backends()`` (a plugin's, e.g. ``"jax"``).
         steps: gradient-descent steps (default 100).
         model: ``"linear"`` (a linear classifier trained with
             :func:`polyloss.value_and_grad` of ``loss``) or ``"yolov1"`` (a grid
@@ -187,7 +199,9 @@ def run_demo(
         samples, classes: size of the synthetic data set (images and object
             classes for ``"yolov1"``).
         out: where the loss curve is printed (default ``sys.stdout``).
-        progress: where the progress bar goes (default ``sys.stderr``).
+        progress: where the progress bar goes (default: ``sys.stderr`` when it
+            is a terminal, else nowhere: a bar is never written into a pipe or file
+            unless asked for).
 
     Returns:
         A :class:`DemoResult` with the loss before each step and the final accuracy.
@@ -206,10 +220,14 @@ def run_demo(
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number above 0, got {lr!r}")
+    backend = _ALIASES.get(backend, backend)
     from polyloss.gradients import value_and_grad
 
     out = sys.stdout if out is None else out
-    progress = sys.stderr if progress is None else progress
+    if progress is None:
+        progress = sys.stderr if _is_terminal(sys.stderr) else None
     xp, asarray = _namespace(backend)
     if model == "yolov1":
         return _run_yolov1(xp, asarray, backend, steps, seed, plot, lr=lr, samples=samples, classes=classes,
@@ -295,4 +313,13 @@ def _run_yolov1(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot
 def _to_numpy(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):
         return a.detach().cpu().numpy()
+    if type(a).__module__.split(".")[0] == "cupy":
+        return a.get()
     return np.asarray(a)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False

@@ -778,8 +778,8 @@ def memory(backends: list[str], shape: tuple[int, int] = CE_LARGE) -> dict[str, 
     out: dict[str, Any] = {"shape": list(shape)}
     for impl in impls:
         proc = subprocess.run(
-            [sys.executable, "-c", f"from polyloss._bench import _memory_child; _memory_child({impl!r}, {shape[0]}, "
-             f"{shape[1]})"], capture_output=True, text=True)
+            [sys.executable, "-c", "from polyloss._tools.bench import _memory_child; "
+             f"_memory_child({impl!r}, {shape[0]}, {shape[1]})"], capture_output=True, text=True)
         if proc.returncode != 0:
             out[impl] = {"error": proc.stderr.strip().splitlines()[-1:]}
             continue

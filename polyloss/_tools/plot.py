@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from polyloss._tools._args import finite_float
+from polyloss._tools._args import int_at_least
+from polyloss._tools._args import output_file
+
 __all__ = [
     "GALLERY",
     "Curve",
@@ -53,6 +57,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_MISSING_DEPENDENCY = 3
+_PROG = "python -m polyloss plot"
 
 _Inputs = tuple[np.ndarray, np.ndarray]
 
@@ -197,7 +202,7 @@ def curve_data(name: str, xs: Any, *, grad_method: str = "auto", h: float = 1e-6
 
     Example:
         >>> import numpy as np
-        >>> from polyloss._plot import curve_data
+        >>> from polyloss._tools.plot import curve_data
         >>> c = curve_data("smooth_l1_loss", np.array([0.5, 2.0]), beta=1.0)
         >>> c.loss.tolist(), c.grad.tolist()
         ([0.125, 1.5], [0.5, 1.0])
@@ -374,10 +379,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="loss names, each optionally with options: huber_loss:delta=2 sigmoid_focal_loss:gamma=0.5,alpha=-1 "
         f"(plottable: {', '.join(sorted(PLOTTABLE))})",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="FILE.png", help="image file to write")
-    parser.add_argument("--xmin", type=float, default=None, help="left end of the x axis")
-    parser.add_argument("--xmax", type=float, default=None, help="right end of the x axis")
-    parser.add_argument("--points", type=int, default=401, help="sample points (default 401)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE.png", type=output_file,
+                        help="image file to write")
+    parser.add_argument("--xmin", type=finite_float, default=None, help="left end of the x axis")
+    parser.add_argument("--xmax", type=finite_float, default=None, help="right end of the x axis")
+    parser.add_argument("--points", type=int_at_least(2), default=401, help="sample points (default 401)")
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument(
         "--grad",
@@ -392,8 +398,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import importlib.util
     import sys
 
+    prog = getattr(args, "prog", _PROG)
     if importlib.util.find_spec("matplotlib") is None:
-        print("polyloss plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+        print(f"{prog}: error: plot needs matplotlib: pip install matplotlib", file=sys.stderr)
         return EXIT_MISSING_DEPENDENCY
     x_range = None
     if args.xmin is not None or args.xmax is not None:
@@ -401,7 +408,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         try:
             kinds = [_lookup(n)[1] for n in names]
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         lo = args.xmin if args.xmin is not None else min(k.x_range[0] for k in kinds)
         hi = args.xmax if args.xmax is not None else max(k.x_range[1] for k in kinds)
@@ -411,7 +418,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             args.losses, args.output, x_range=x_range, points=args.points, title=args.title, grad_method=args.grad
         )
     except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {out}")
     return EXIT_OK
@@ -420,7 +427,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def main_plot(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``main_plot(["huber_loss", "-o", "huber.png"])``."""
     parser = argparse.ArgumentParser(
-        prog="python -m polyloss plot", description="Plot losses against their input, with their gradients."
+        prog=_PROG, description="Plot losses against their input, with their gradients."
     )
     add_arguments(parser)
     return cmd_plot(parser.parse_args(argv))
