@@ -62,3 +62,14 @@ def test_doctests_pass(tmp_path):
     # the pages' own examples ran (not only docstrings)
     for page in ("getting_started", "user_guide", "gallery"):
         assert f"Document: {page}" in text, page
+
+
+def test_every_overridable_backend_member_is_documented_for_plugin_authors():
+    import inspect
+
+    from polyloss.backend import Backend
+
+    page = (DOCS / "plugins.md").read_text()
+    members = [name for name, _ in inspect.getmembers(Backend) if not name.startswith("_")] + ["fast_paths"]
+    missing = [name for name in members if f"`{name}" not in page]
+    assert not missing, f"Backend members missing from docs/plugins.md: {missing}"

@@ -144,6 +144,10 @@ def api_text(srcdir: str) -> str:
             ["members", "exclude-members: value_and_grad"],
         ),
         ("polyloss.boxes", "Boxes (``polyloss.boxes``)", ["members"]),
+        ("polyloss.testing.cases", "Backend cases for tests (``polyloss.testing.cases``)", ["members"]),
+        ("polyloss.testing.conformance", "Conformance kit for plugin authors (``polyloss.testing.conformance``)",
+         ["members"]),
+        ("polyloss.testing.plugin", "The ``xp`` pytest fixture (``polyloss.testing.plugin``)", ["members"]),
     ]
     modules += [
         (m, f"Detector recipe ``{m.rsplit('.', 1)[1]}`` (``{m}``)", ["members"])
