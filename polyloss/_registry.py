@@ -52,6 +52,7 @@ BUILTIN_PLUGINS = (
     "polyloss.backend.numpy",
     "polyloss.backend.torch",
     "polyloss.backend.cupy",
+    "polyloss.backend.dask",
     "polyloss.functional",
     "polyloss.detection.ssd",
     "polyloss.detection.faster_rcnn",
