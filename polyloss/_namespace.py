@@ -11,16 +11,19 @@ cache's answers are no longer used (no callback from the registry, no look at
 its internals).
 
 Under ``torch.compile`` (dynamo), reading the cache is *assumed constant*
-(:func:`torch.compiler.assume_constant_result`'s mark): dynamo calls
-:func:`_cached` for real while tracing and bakes its answer into the graph, so
-that no guard is installed on the cache's contents and the cache filling up
-later does not recompile the graph. A miss while tracing (the process's first
-polyloss call is a compiled one) is resolved by :func:`_resolve_for_tracing`,
-also assumed constant: the registry is built, the backend found (with a real
-empty tensor of the traced type standing for the traced one) and warmed up
-outside the trace, so that neither the registry's lock nor a pluggy hook call
-is traced. Dynamo guards on :attr:`registry.generation`, so a compiled loss is
-compiled again after a plugin change.
+(the mark :func:`torch.compiler.assume_constant_result` sets, set here by hand
+since ``import polyloss`` imports no torch): dynamo calls :func:`_slot` for real
+while tracing and bakes the answer, a slot number, into the trace, so that no
+guard is installed on the cache's contents and the cache filling up later
+compiles nothing again. The backend is then read from :data:`_slots`, a dict
+only ever added to, so the graph's guard on that one entry always holds. A
+miss while tracing (the process's first polyloss call is a compiled one) is
+answered by :func:`_slot_for_tracing`, also assumed constant: the registry is
+built, the backend found (a real empty tensor of the traced type stands for
+the fake one) and its lazy caches filled, all outside the trace, so neither
+the registry's lock nor a pluggy hook call is traced. Dynamo guards on
+:attr:`registry.generation`: a compiled loss is compiled again after a plugin
+change. In eager mode the price is one Python call per lookup.
 
 :func:`fast_paths` and :func:`fast_paths_enabled` (per-thread) live in
 :mod:`polyloss._switches`, which the backends import; they are re-exported here.
@@ -63,8 +66,10 @@ class _Cache:
 _cache = _Cache(-1)
 # Every backend ever resolved, by slot number, only ever added to: a slot always names the same
 # backend, so a compiled graph reading ``_slots[i]`` guards on that one entry (a dict, not a list:
-# dynamo guards a list's length, which would recompile every graph when a backend is added).
+# dynamo guards a list's length, which would recompile every graph when a backend is added). It
+# grows by the backends of each registry generation that arrays were looked up under.
 _slots: dict[int, Backend] = {}
+_slot_by_id: dict[int, int] = {}  # id(backend) -> slot; the backends are kept alive by _slots
 _slot_lock = threading.Lock()
 _generic_by_namespace: dict[int, GenericBackend] = {}  # not plugin-dependent: kept across generations
 
@@ -147,16 +152,16 @@ def _store(kind: type, backend: Backend, generation: int) -> int:
 
 
 def _slot_of(backend: Backend) -> int:
-    for slot, known in list(_slots.items()):
-        if known is backend:
-            return slot
+    slot = _slot_by_id.get(id(backend))
+    if slot is not None:
+        return slot
     _warm(backend)  # outside the lock: it may import the array library
     with _slot_lock:
-        for slot, known in _slots.items():
-            if known is backend:
-                return slot
-        slot = len(_slots)
-        _slots[slot] = backend
+        slot = _slot_by_id.get(id(backend))
+        if slot is None:
+            slot = len(_slots)
+            _slots[slot] = backend
+            _slot_by_id[id(backend)] = slot
         return slot
 
 
