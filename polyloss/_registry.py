@@ -7,6 +7,9 @@ point name, then plugins registered at run time with
 or array of an unseen type) and happens once, under a lock; the hooks are
 called once and their answers kept in plain dicts until a plugin is
 registered or unregistered at run time, or :meth:`Registry.reload` is called.
+Each of those changes bumps :attr:`Registry.generation`; a cache built from the
+registry's answers (as :mod:`polyloss._namespace`'s type -> backend cache)
+keeps the generation it was built at and is stale once that differs.
 
 An entry-point plugin that fails to import, implements an unknown hook, whose
 hook raises, or that registers a name another plugin already registered is
@@ -120,6 +123,12 @@ class Registry:
 
     Both are built lazily, once, under a lock (the first use may come from
     several threads at once); readers afterwards take no lock.
+
+    :attr:`generation` is an integer bumped (under the lock) by every
+    :meth:`register`, :meth:`unregister` and :meth:`reload`, after the new
+    tables are in place: a reader that sees a generation reads tables at
+    least that new. Caches derived from the tables compare the generation they
+    were filled at with this one instead of being told of changes.
     """
 
     def __init__(self) -> None:
@@ -129,6 +138,7 @@ class Registry:
         self._dists: dict[str, str | None] = {}
         self.failures: list[PluginFailure] = []
         self._listeners: list[Callable[[], None]] = []
+        self.generation = 0
 
     # -- loading ----------------------------------------------------------
     @property
@@ -300,8 +310,7 @@ class Registry:
                 pm.unregister(name=registered)
                 del self._dists[registered]
                 raise
-            self._invalidate()
-            self._tables = tables
+            self._changed(tables)
             return registered
 
     def unregister(self, name: str) -> None:
@@ -310,21 +319,23 @@ class Registry:
             if self.plugin_manager.unregister(name=name) is None:
                 raise ValueError(f"no polyloss plugin named {name!r} is registered")
             self._dists.pop(name, None)
-            self._invalidate()
+            self._changed(None)
 
     def reload(self) -> None:
         """Forget everything (run-time plugins too) and load the plugins again, e.g. after installing one."""
         with self._lock:
             self._pm = None
-            self._invalidate()
+            self._changed(None)
 
-    def _invalidate(self) -> None:
-        self._tables = None
+    def _changed(self, tables: _Tables | None) -> None:
+        """Install ``tables`` (None: rebuilt on next use), then bump :attr:`generation` (caller holds the lock)."""
+        self._tables = tables
+        self.generation += 1
         for listener in self._listeners:
             listener()
 
     def on_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` whenever the plugins change (e.g. to clear a cache)."""
+        """Call ``listener()`` after every change of the plugins (polyloss's own caches compare :attr:`generation`)."""
         self._listeners.append(listener)
 
     # -- queries ----------------------------------------------------------

@@ -280,6 +280,22 @@ def test_runtime_backend_change_invalidates_the_type_cache(site):
     assert type(_namespace.backend_of(x)) is NumpyBackend
 
 
+def test_generation_is_bumped_by_every_change(site):
+    start = registry.generation
+    pl.losses()  # building the tables lazily is not a change
+    assert registry.generation == start
+    name = pl.register_plugin(_runtime_plugin("generation_loss"), name="generation")
+    assert registry.generation == start + 1
+    assert "generation_loss" in registry.tables.losses  # the new generation's tables are in place
+    pl.unregister_plugin(name)
+    assert registry.generation == start + 2
+    registry.reload()
+    assert registry.generation == start + 3
+    with pytest.raises(ValueError):
+        pl.unregister_plugin(name)  # a failed change bumps nothing
+    assert registry.generation == start + 3
+
+
 # -- environment -------------------------------------------------------------------------------
 
 

@@ -6,9 +6,9 @@
   single-threaded one.
 * Registering and unregistering a plugin (with a loss) over and over while other
   threads compute losses and look names up: no exception, no wrong value.
-
-``pl.fast_paths`` is a process-wide switch by design (so compiled graphs can guard
-on it) and is therefore not exercised from several threads here.
+* ``pl.fast_paths`` is per thread: two threads toggling it at once never see each
+  other's setting, and the main thread's is unchanged after; a graph compiled by
+  ``torch.compile`` guards on the calling thread's setting.
 """
 
 from __future__ import annotations
@@ -131,3 +131,109 @@ def test_register_plugin_while_other_threads_compute():
     assert min(checked) > 0
     assert "thread-test-plugin" not in registry.plugin_names()
 
+
+
+# -- the fast-path switch is per thread ----------------------------------------------------------
+
+TOGGLES = 500
+
+
+def test_fast_paths_toggled_by_two_threads_at_once():
+    from polyloss._switches import fast_paths_enabled
+
+    barrier = threading.Barrier(2, timeout=60)
+    errors: list[str] = []
+
+    def toggler(first: bool) -> None:
+        for i in range(TOGGLES):
+            setting = first if i % 2 else not first  # always the opposite of the other thread's
+            with pl.fast_paths(setting):
+                barrier.wait()  # both threads inside their own setting
+                if fast_paths_enabled() is not setting:
+                    errors.append(f"set {setting}, read {fast_paths_enabled()}")
+                with pl.fast_paths(not setting):  # nested
+                    if fast_paths_enabled() is setting:
+                        errors.append("nested setting not seen")
+                if _namespace.fast_paths_enabled() is not setting:
+                    errors.append("outer setting not restored")
+                barrier.wait()
+        if not fast_paths_enabled():
+            errors.append("left off in its own thread")
+
+    threads = [threading.Thread(target=toggler, args=(first,)) for first in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[:5]
+    assert _namespace.fast_paths_enabled() is True  # the main thread's switch is untouched
+
+
+def test_fast_paths_setting_does_not_leak_into_other_threads():
+    off = threading.Event()
+    checked = threading.Event()
+    seen: dict[str, bool] = {}
+
+    def switch_off() -> None:
+        with pl.fast_paths(False):
+            off.set()
+            checked.wait(timeout=30)
+            seen["own"] = _namespace.fast_paths_enabled()
+
+    def observe() -> None:
+        off.wait(timeout=30)
+        seen["other"] = _namespace.fast_paths_enabled()
+        checked.set()
+
+    with pl.fast_paths(False):  # the main thread's setting is not inherited either
+        threads = [threading.Thread(target=switch_off), threading.Thread(target=observe)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert _namespace.fast_paths_enabled() is False
+    assert seen == {"own": False, "other": True}
+    assert _namespace.fast_paths_enabled() is True
+
+
+def test_switch_state_is_what_the_loss_code_reads():
+    from polyloss._switches import switches
+
+    assert _namespace._switches is switches  # read as _switches.fast_paths by the loss plumbing
+    with pl.fast_paths(False):
+        assert switches.fast_paths is False
+    assert switches.fast_paths is True
+
+
+def test_compiled_loss_guards_on_the_calling_threads_switch():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.randn(4, 3, dtype=torch.float64)
+    expected = pl.mse_loss(x, y)  # eager first: this test is about the switch, not first use
+    graphs: list[set[str]] = []
+
+    def record(gm: Any, example_inputs: Any) -> Any:
+        graphs.append({getattr(node.target, "__name__", str(node.target)) for node in gm.graph.nodes
+                       if node.op == "call_function"})
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(pl.mse_loss, fullgraph=True, backend=record)
+    fast = compiled(x, y)
+    with pl.fast_paths(False):
+        generic = compiled(x, y)
+    again = compiled(x, y)
+    other: dict[str, Any] = {}
+
+    def in_thread() -> None:
+        with pl.fast_paths(False):
+            other["generic"] = compiled(x, y)
+        other["fast"] = compiled(x, y)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(timeout=120)
+    assert len(graphs) == 2, graphs  # one graph per setting, each reused by the other thread
+    assert "mse_loss" in graphs[0]  # the fast path: PyTorch's own kernel
+    assert "mse_loss" not in graphs[1] and "sub" in graphs[1]  # the generic code
+    for value in (fast, generic, again, other["generic"], other["fast"]):
+        torch.testing.assert_close(value, expected)

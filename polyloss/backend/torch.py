@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from polyloss._hooks import hookimpl
-from polyloss._namespace import fast_paths_enabled
+from polyloss._switches import fast_paths_enabled
 from polyloss.backend._base import Backend
 from polyloss.backend._base import class_rows
 
