@@ -28,8 +28,17 @@ def backends() -> list[str]:
     return sorted(registry.tables.backends)
 
 
-def get_backend(name: str) -> Any:
-    """The registered backend object called ``name``."""
+def get_backend(name: str | Any) -> Any:
+    """The registered backend object called ``name``, or the backend of an array.
+
+    ``pl.get_backend("torch")`` and ``pl.get_backend(tensor)`` give the same
+    object; an object that is neither a name nor an array of a known library is
+    a ``TypeError``.
+    """
+    if not isinstance(name, str):
+        from polyloss._namespace import backend_of
+
+        return backend_of(name, "name")
     try:
         return registry.tables.backends[name]
     except KeyError:

@@ -149,3 +149,11 @@ def test_logistic_regression_on_a_distributed_cluster_equals_numpy():
     np.testing.assert_allclose(w_dask, w_numpy, rtol=1e-10, atol=1e-12)
     print(f"dask cluster: {workers} workers, {n // chunk} chunks, 8 steps in {elapsed:.2f} s, "
           f"max |w_dask - w_numpy| = {np.max(np.abs(w_dask - w_numpy)):.2e}")
+
+
+def test_get_backend_takes_an_array_or_a_name():
+    x = _dask(INPUTS["mse_loss"][0])
+    assert pl.get_backend(x) is pl.get_backend("dask")
+    assert pl.get_backend(np.ones(2)) is pl.get_backend("numpy")
+    with pytest.raises(TypeError, match="array"):
+        pl.get_backend(object())
