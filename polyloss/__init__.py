@@ -14,6 +14,7 @@ from polyloss._api import get_recipe
 from polyloss._api import losses
 from polyloss._api import recipes
 from polyloss._api import register_plugin
+from polyloss._api import reload_plugins
 from polyloss._api import unregister_plugin
 from polyloss._hooks import hookimpl
 from polyloss._namespace import fast_paths
@@ -73,6 +74,7 @@ __all__ = [
     "override",
     "recipes",
     "register_plugin",
+    "reload_plugins",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "softmax_focal_loss",

@@ -19,6 +19,7 @@ __all__ = [
     "losses",
     "recipes",
     "register_plugin",
+    "reload_plugins",
     "unregister_plugin",
 ]
 
@@ -84,6 +85,19 @@ def register_plugin(plugin: object, *, name: str | None = None) -> str:
 def unregister_plugin(name: str) -> None:
     """Remove the plugin registered as ``name`` and invalidate the caches."""
     registry.unregister(name)
+
+
+def reload_plugins() -> list[str]:
+    """Look at the ``polyloss`` entry points again (e.g. after ``pip install`` in a running session).
+
+    Plugins registered at run time with :func:`register_plugin` are dropped; the
+    built-in plugins and the installed entry points are loaded anew and every
+    cache is invalidated. Returns the messages of the plugins that failed to
+    load (each also reported as a :class:`polyloss.PluginWarning`).
+    """
+    registry.reload()
+    registry.tables  # noqa: B018 - load now, so that failures are reported here
+    return [f"{f.plugin} ({f.distribution}): {f.error}" for f in registry.failures]
 
 
 @dataclass(frozen=True)

@@ -359,16 +359,17 @@ def test_check_recipe_catches_a_wrong_return_type_and_detached_total():
         conformance.check_recipe(_recipe(detached), _paired_inputs)
 
 
-def test_check_recipe_on_builtin_yolov1():
-    def make(rng: np.random.Generator) -> tuple[Any, ...]:
-        boxes = np.array([[[0.1, 0.1, 0.4, 0.5], [0.52, 0.55, 0.9, 0.8]], [[0.2, 0.3, 0.6, 0.7], [0, 0, 0, 0]]])
-        return rng.normal(size=(2, 7, 7, 30)) * 0.3, boxes, np.array([[1, 3], [5, -1]])
+def _yolo_sample(rng: np.random.Generator) -> tuple[Any, ...]:
+    boxes = np.array([[[0.1, 0.1, 0.4, 0.5], [0.52, 0.55, 0.9, 0.8]], [[0.2, 0.3, 0.6, 0.7], [0, 0, 0, 0]]])
+    return rng.normal(size=(2, 7, 7, 30)) * 0.3, boxes, np.array([[1, 3], [5, -1]])
 
+
+def test_check_recipe_on_builtin_yolov1():
     def empty(rng: np.random.Generator) -> tuple[Any, ...]:
-        pred, boxes, labels = make(rng)
+        pred, boxes, labels = _yolo_sample(rng)
         return pred, boxes, np.full_like(labels, -1)
 
-    report = conformance.check_recipe("yolov1", make, make_empty_inputs=empty)
+    report = conformance.check_recipe("yolov1", _yolo_sample, make_empty_inputs=empty)
     assert report.components == ["coord", "obj", "noobj", "class"]
     assert report.reference["total"] > 0
 
@@ -390,3 +391,28 @@ class TestBackendConformanceOnNumpy(conformance.BackendConformance):
     """The base class a backend plugin subclasses, run on the built-in NumPy backend."""
 
     backend = "numpy"
+
+
+def test_reload_plugins_is_public_and_finds_a_new_distribution(site):
+    assert "cubic_loss" not in pl.losses()
+    make_dist(site, "polyloss-toy", {"toy_losses": "toy_losses", "toy_recipes": "toy_recipes"},
+              {"toy_losses": LOSS_PLUGIN, "toy_recipes": RECIPE_PLUGIN})
+    assert "cubic_loss" not in pl.losses()
+    assert pl.reload_plugins() == []
+    assert "cubic_loss" in pl.losses()
+
+
+def test_available_cases_and_installed_cases_both_feed_the_conformance_kit():
+    from polyloss.testing.cases import installed_cases
+    from polyloss.testing.cases import runnable
+
+    pairs = available_cases()
+    names = [case.name for case in installed_cases()]
+    assert [case.name for case in runnable(pairs)] == names
+    assert [case.name for case, reason in pairs if reason is None] == names
+    assert [case.name for case in runnable(installed_cases())] == names
+    with pytest.raises(TypeError, match="Case"):
+        runnable(["numpy"])
+    numpy_only = [pair for pair in pairs if pair[0].name == "numpy"]
+    report = conformance.check_recipe("yolov1", _yolo_sample, cases=numpy_only)
+    assert report.cases == ["numpy"]

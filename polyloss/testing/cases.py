@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -168,6 +169,28 @@ def unregister_case(name: str) -> None:
 def available_cases() -> list[tuple[Case, str | None]]:
     """Every case with the reason it is skipped here (None when it runs); registered cases last."""
     return [*_builtin_cases(), *_registered_cases()]
+
+
+def installed_cases() -> list[Case]:
+    """The cases that run here (those :func:`available_cases` gives no skip reason), ready for
+    ``check_recipe(cases=...)`` and the other conformance checks."""
+    return [case for case, reason in available_cases() if reason is None]
+
+
+def runnable(cases: Iterable[Case | tuple[Case, str | None]]) -> list[Case]:
+    """Cases from a list of cases or of ``(case, skip reason)`` pairs (as :func:`available_cases` returns):
+    the pairs with a reason are left out."""
+    out = []
+    for item in cases:
+        if isinstance(item, Case):
+            out.append(item)
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Case):
+            if item[1] is None:
+                out.append(item[0])
+        else:
+            raise TypeError(f"cases must hold polyloss.testing.cases.Case objects or (Case, reason) pairs, "
+                            f"got {type(item).__name__}")
+    return out
 
 
 def _registered_cases() -> list[tuple[Case, str | None]]:

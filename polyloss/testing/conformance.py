@@ -54,7 +54,8 @@ from polyloss._namespace import backend_of
 from polyloss._samples import SAMPLES
 from polyloss._samples import sample
 from polyloss.testing.cases import Case
-from polyloss.testing.cases import available_cases
+from polyloss.testing.cases import installed_cases
+from polyloss.testing.cases import runnable
 
 __all__ = [
     "BackendConformance",
@@ -531,7 +532,8 @@ def check_recipe(
             has ground truth: the result must be finite (no NaN) everywhere,
             gradients too.
         cases: backend cases (default: every installed one,
-            :func:`polyloss.testing.cases.available_cases`).
+            :func:`polyloss.testing.cases.installed_cases`; the
+            ``(case, reason)`` pairs of ``available_cases()`` are accepted too).
         seed: seed of the ``numpy.random.Generator`` handed to the makers.
         grad: check finite PyTorch gradients of ``total``.
         same_on_every_backend: compare each case with NumPy float64 (set
@@ -552,7 +554,8 @@ def check_recipe(
         return factory(**config)
 
     if cases is None:
-        cases = [case for case, reason in available_cases() if reason is None]
+        cases = installed_cases()
+    cases = runnable(cases)
     inputs = make_inputs(np.random.default_rng(seed))
     numpy_case = Case("numpy", "numpy")
     reference = _run_recipe(numpy_case, build, inputs, kwargs, name, grad=False)
