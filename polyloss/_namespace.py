@@ -114,7 +114,8 @@ def _find(x: Any, arg: str, tables: Any) -> Backend:
         if module is not None and module not in sys.modules:
             continue
         if backend.matches(x):
-            return backend
+            found: Backend = backend
+            return found
     import array_api_compat
 
     try:

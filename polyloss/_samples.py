@@ -130,7 +130,7 @@ def _faster_rcnn(rng: np.random.Generator) -> tuple[dict[str, Any], RecipeRun]:
     def run(recipe: Any, asarray: Callable[[np.ndarray], Any]) -> Any:
         sampled = recipe.sample_proposals(asarray(proposals), asarray(gt_boxes), asarray(gt_labels))
         n, r = sampled.labels.shape
-        local = np.random.default_rng(head_rng.bit_generator.seed_seq)  # same numbers on every backend
+        local = np.random.default_rng(head_rng.bit_generator.seed_seq)  # type: ignore[arg-type]  # same numbers on every backend
         class_logits = asarray(local.normal(size=(n, r, 4)))
         box_deltas = asarray(0.1 * local.normal(size=(n, r, 4, 4)))
         return recipe(asarray(anchors), asarray(objectness), asarray(rpn_deltas), asarray(gt_boxes),

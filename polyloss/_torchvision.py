@@ -40,7 +40,8 @@ def import_torchvision() -> ModuleType | None:
             return None
     except ImportError:
         return None
-    return torchvision
+    module: ModuleType = torchvision
+    return module
 
 
 def _declare_operator_schemas() -> None:
@@ -48,7 +49,7 @@ def _declare_operator_schemas() -> None:
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
-    fragment = torch.library.Library("torchvision", "FRAGMENT")
+    fragment = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
     for schema in _SCHEMAS:
-        fragment.define(schema)
+        fragment.define(schema)  # type: ignore[no-untyped-call]
     _declared.append(fragment)

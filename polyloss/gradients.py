@@ -40,10 +40,12 @@ def _loss_function(loss: Any) -> Callable[..., Any]:
     if isinstance(loss, str):
         from polyloss._api import get_loss
 
-        return get_loss(loss)
+        named: Callable[..., Any] = get_loss(loss)
+        return named
     if not callable(loss):
         raise TypeError(f"loss must be a loss function or a registered loss name, got {type(loss).__name__}")
-    return loss
+    fn: Callable[..., Any] = loss
+    return fn
 
 
 def _describe(fn: Callable[..., Any]) -> str:

@@ -47,11 +47,11 @@ class Row:
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
     m = x.max(-1, keepdims=True)
-    return np.log(np.exp(x - m).sum(-1)) + m[..., 0]
+    return np.asarray(np.log(np.exp(x - m).sum(-1)) + m[..., 0])
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    return np.asarray(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
 
 
 def _np_reference(name: str) -> Callable[[np.ndarray, np.ndarray], Any] | None:
@@ -704,7 +704,7 @@ def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[
     size = math.prod(shape)
     seen: list[tuple[str, str]] = []
 
-    class Record(TorchDispatchMode):
+    class Record(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             out = func(*args, **(kwargs or {}))
             shared = {a.untyped_storage().data_ptr() for a in (*args, *(kwargs or {}).values()) if hasattr(a, "numel")}
@@ -714,7 +714,7 @@ def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[
                     seen.append((str(func), str(o.dtype)))
             return out
 
-    with Record():
+    with Record():  # type: ignore[no-untyped-call]
         fn()
     return seen
 
@@ -730,7 +730,7 @@ def _memory_child(impl: str, rows: int, cols: int) -> None:  # runs in a fresh i
         t = rng.integers(0, cols, rows)
         ref = _np_reference("cross_entropy")
         assert ref is not None
-        fn = (lambda: pl.cross_entropy(x, t)) if impl == "numpy-polyloss" else (lambda: ref(x, t))
+        fn: Callable[[], Any] = (lambda: pl.cross_entropy(x, t)) if impl == "numpy-polyloss" else (lambda: ref(x, t))
         tracemalloc.start()
         fn()
         _, peak = tracemalloc.get_traced_memory()
@@ -740,24 +740,24 @@ def _memory_child(impl: str, rows: int, cols: int) -> None:  # runs in a fresh i
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    x = torch.randn(rows, cols, requires_grad=True)
-    t = torch.randint(0, cols, (rows,))
+    logits = torch.randn(rows, cols, requires_grad=True)
+    labels = torch.randint(0, cols, (rows,))
 
     def step() -> None:
         if impl == "torch-native":
-            out = F.cross_entropy(x, t)
+            out = F.cross_entropy(logits, labels)
         elif impl == "torch-generic":
             with pl.fast_paths(False):
-                out = pl.cross_entropy(x, t)
+                out = pl.cross_entropy(logits, labels)
         else:
-            out = pl.cross_entropy(x, t)
-        torch.autograd.grad(out, x)
+            out = pl.cross_entropy(logits, labels)
+        torch.autograd.grad(out, logits)
 
     base = _rss_bytes()
     step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     outputs = logits_sized_outputs(step, (rows, cols))
-    print(json.dumps({"impl": impl, "peak_above_inputs_bytes": peak - base, "logits_bytes": x.numel() * 4,
+    print(json.dumps({"impl": impl, "peak_above_inputs_bytes": peak - base, "logits_bytes": logits.numel() * 4,
                       "logits_sized_outputs": outputs}))
 
 

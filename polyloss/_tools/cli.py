@@ -204,7 +204,7 @@ def check_cases(backends: Sequence[str] | None) -> tuple[list[Any], list[str]]:
     import polyloss as pl
     from polyloss.testing.cases import available_cases
 
-    by_module = {}
+    by_module: dict[str, str] = {}
     for name in pl.backends():
         by_module.setdefault(pl.get_backend(name).module_name or name, name)
     known = available_cases()

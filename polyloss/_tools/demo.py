@@ -99,18 +99,18 @@ def _namespace(backend: str) -> tuple[Any, Any]:
     """(array namespace, function NumPy -> array) of a backend name (``pl.backends()`` or ``"array_api_strict"``)."""
     backend = _ALIASES.get(backend, backend)
     if backend == "numpy":
-        import array_api_compat.numpy as xp
+        import array_api_compat.numpy as numpy_namespace
 
-        return xp, np.asarray
+        return numpy_namespace, np.asarray
     if backend == "torch":
-        import array_api_compat.torch as xp
+        import array_api_compat.torch as torch_namespace
         import torch
 
-        return xp, torch.as_tensor
+        return torch_namespace, torch.as_tensor
     if backend == "array_api_strict":
-        import array_api_strict as xp
+        import array_api_strict
 
-        return xp, xp.asarray
+        return array_api_strict, array_api_strict.asarray
     from polyloss._api import backends
     from polyloss._api import get_backend
 
@@ -312,9 +312,9 @@ def _run_yolov1(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot
 
 def _to_numpy(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
+        return np.asarray(a.detach().cpu().numpy())
     if type(a).__module__.split(".")[0] == "cupy":
-        return a.get()
+        return np.asarray(a.get())
     return np.asarray(a)
 
 

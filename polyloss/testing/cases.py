@@ -80,9 +80,9 @@ class Case:
             a = a.detach().cpu()
             if a.dtype.is_floating_point:
                 a = a.double()
-            return a.numpy()
+            return np.asarray(a.numpy())
         if self.library == "cupy":
-            return a.get()
+            return np.asarray(a.get())
         if self.library == "array_api_strict":
             import array_api_strict as s
 
@@ -120,7 +120,7 @@ def _gpu_cupy() -> bool:
     try:
         import cupy
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
     except Exception:
         return False
 
