@@ -11,6 +11,7 @@ Backends are found once per array type and then cached (see
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -132,8 +133,16 @@ class Backend:
         return out if keepdims else xp.squeeze(out, axis=axis)
 
     def log_softmax(self, x: Any, axis: int) -> Any:
-        """``x - logsumexp(x, axis)``."""
-        return x - self.logsumexp(x, axis, keepdims=True)
+        """``x - logsumexp(x, axis)``, as ``(x - m) - log(sum(exp(x - m)))`` with ``m`` the slice's maximum.
+
+        A slice holding +inf gives NaN throughout (inf - inf), as ``torch.log_softmax``
+        (the limit depends on which class is infinite); an all -inf slice is shifted by 0.
+        """
+        xp = self.xp
+        m = xp.max(x, axis=axis, keepdims=True)
+        m = self.stop_gradient(xp.where(m == -math.inf, 0.0, m))
+        shifted = x - m
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
     def relu(self, x: Any) -> Any:
         """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``)."""
