@@ -176,6 +176,13 @@ class Backend:
         zero = x == 0
         return xp.where(zero, 0.0, x * xp.log(xp.where(zero, 1.0, y)))
 
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        """The smallest and largest value of a non-empty real (not bool) array as Python numbers (NaN where it
+        holds NaN). It reads values: only for arrays where :meth:`is_host_array` holds (argument checks)."""
+        xp = self.xp
+        number = int if self.dtype_kind(x.dtype) == "i" else float
+        return number(xp.min(x)), number(xp.max(x))
+
     # -- collectives (data-parallel training) ----------------------------
     def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:
         """``xp.take_along_axis`` for ``indices`` in ``[0, n)`` of ``x``'s rank (no negative indices)."""

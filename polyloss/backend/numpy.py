@@ -226,6 +226,9 @@ class NumpyBackend(Backend):
         out[positions] = values
         return out
 
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        return x.min().item(), x.max().item()  # the methods: no array_api_compat wrapper
+
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """``np.partition`` row by row (linear time) for up to 256 rows, else one SIMD sort of all rows."""
         np = sys.modules["numpy"]

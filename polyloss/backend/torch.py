@@ -680,6 +680,16 @@ class TorchBackend(Backend):
         out = values.new_zeros((size, *values.shape[1:]))
         return out.index_copy(0, positions, values)
 
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        """One ``aminmax`` pass (unsigned dtypes wider than 8 bits, which have no reductions, widened first)."""
+        torch = _torch()
+        if x.dtype in (torch.uint16, torch.uint32):
+            x = x.to(torch.int64)
+        elif x.dtype == torch.uint64:
+            x = x.to(torch.float64)  # above int64's max: a float of the right size
+        lo, hi = torch.aminmax(x.detach())
+        return lo.item(), hi.item()
+
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x
         slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under

@@ -57,16 +57,13 @@ _INT64_MAX = 2**63 - 1
 
 
 def _value_range(backend: Backend, values: Any) -> tuple[float, float, bool]:
-    """``(min, max, holds NaN)`` of a non-empty real array, NaN left out of the min and max."""
-    xp = backend.xp
-    kind = backend.dtype_kind(values.dtype)
-    if kind == "b":
-        return 0.0, 1.0, False
-    if kind != "f":
-        return int(xp.min(values)), int(xp.max(values)), False
-    lo, hi = float(xp.min(values)), float(xp.max(values))
-    if lo == lo and hi == hi:  # the common case: two reductions, no NaN
+    """``(min, max, holds NaN)`` of a non-empty real array, NaN left out of the min and max (values are read)."""
+    if backend.dtype_kind(values.dtype) == "b":
+        return 0, 1, False
+    lo, hi = backend.min_max(values)
+    if lo == lo and hi == hi:  # the common case: one or two reductions, no NaN
         return lo, hi, False
+    xp = backend.xp
     nan = xp.isnan(values)
     lo = float(xp.min(xp.where(nan, math.inf, values)))
     hi = float(xp.max(xp.where(nan, -math.inf, values)))
@@ -74,9 +71,9 @@ def _value_range(backend: Backend, values: Any) -> tuple[float, float, bool]:
 
 
 def _check_unit_interval(backend: Backend, values: Any, name: str, loss_name: str) -> bool:
-    """``ValueError`` naming ``name`` where a value lies outside [0, 1] (NaN is not out of range); returns
-    whether a value is NaN. Only where the values can be read without a device sync (else returns False)."""
-    if not backend.is_host_array(values) or math.prod(values.shape) == 0:
+    """For values that can be read (the caller asks ``backend.is_host_array``): ``ValueError`` naming ``name``
+    where a value lies outside [0, 1] (NaN is not out of range); returns whether a value is NaN."""
+    if math.prod(values.shape) == 0:
         return False
     lo, hi, nan = _value_range(backend, values)
     if lo < 0 or hi > 1:
@@ -158,7 +155,8 @@ def _check_binary_cross_entropy_with_logits(
     pointwise_inputs(backend, input, target, reduction)
     optional_array(backend, weight, "weight", tuple(input.shape))
     optional_array(backend, pos_weight, "pos_weight", tuple(input.shape))
-    _check_unit_interval(backend, target, "target", "binary_cross_entropy_with_logits")
+    if backend.is_host_array(target):
+        _check_unit_interval(backend, target, "target", "binary_cross_entropy_with_logits")
 
 
 @loss
@@ -328,12 +326,12 @@ def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index:
         return wide, ignore_index
     if math.prod(target.shape) == 0:
         return wide, None
-    lo, hi = int(xp.min(wide)), int(xp.max(wide))  # two reductions in the common case
+    lo, hi = backend.min_max(wide)  # one or two reductions in the common case
     if lo >= 0 and hi < num_classes:
         return wide, ignore_index if ignore_index is not None and 0 <= ignore_index < num_classes else None
     if ignore_index is not None and lo <= ignore_index <= hi:
         kept = xp.where(wide == ignore_index, 0, wide)
-        lo, hi = int(xp.min(kept)), int(xp.max(kept))
+        lo, hi = backend.min_max(kept)
         if lo >= 0 and hi < num_classes:
             return wide, ignore_index
     bad = lo if lo < 0 else hi
@@ -384,7 +382,8 @@ def _check_class_loss(
     if eps != 0.0 or type(eps) is not float:  # the default skips a call (per-call overhead)
         eps = v.check_number(label_smoothing, "label_smoothing", maximum=1.0)
     if probabilities:
-        _check_unit_interval(backend, target, "target", "cross_entropy")
+        if backend.is_host_array(target):
+            _check_unit_interval(backend, target, "target", "cross_entropy")
         return _ClassParts(axis, True, target, None, eps)
     target, ignore_index = class_indices(backend, target, num_classes, ignore_index)
     return _ClassParts(axis, False, target, ignore_index, eps)
