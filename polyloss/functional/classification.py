@@ -392,8 +392,10 @@ def _check_class_loss(
 _CLASS_RULES = """
     Edge rules (every backend and path):
 
-    - NaN in ``input`` gives NaN in the samples it is in (and in ``"mean"``/``"sum"``); a
-      sample whose target is ignored contributes nothing to the value, whatever it holds.
+    - NaN in ``input`` gives NaN in the samples whose loss reads it (every class for
+      ``cross_entropy``, the target class for ``nll_loss``) and in ``"mean"``/``"sum"``. A
+      sample whose target is ignored contributes nothing to the value, whatever it holds
+      (its gradient row is NaN where a NaN logit's softmax is, as PyTorch's backward).
     - Class indices of any integer dtype work as int64. An index outside ``[0, C)`` that is
       not ``ignore_index`` (a uint64 above int64's max included) raises ``ValueError``
       naming ``target`` and the value where values can be read without a device sync
