@@ -11,6 +11,7 @@ Backends are found once per array type and then cached (see
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -132,8 +133,16 @@ class Backend:
         return out if keepdims else xp.squeeze(out, axis=axis)
 
     def log_softmax(self, x: Any, axis: int) -> Any:
-        """``x - logsumexp(x, axis)``."""
-        return x - self.logsumexp(x, axis, keepdims=True)
+        """``x - logsumexp(x, axis)``, as ``(x - m) - log(sum(exp(x - m)))`` with ``m`` the slice's maximum.
+
+        A slice holding +inf gives NaN throughout (inf - inf), as ``torch.log_softmax``
+        (the limit depends on which class is infinite); an all -inf slice is shifted by 0.
+        """
+        xp = self.xp
+        m = xp.max(x, axis=axis, keepdims=True)
+        m = self.stop_gradient(xp.where(m == -math.inf, 0.0, m))
+        shifted = x - m
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
     def relu(self, x: Any) -> Any:
         """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``)."""
@@ -166,6 +175,13 @@ class Backend:
         xp = self.xp
         zero = x == 0
         return xp.where(zero, 0.0, x * xp.log(xp.where(zero, 1.0, y)))
+
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        """The smallest and largest value of a non-empty real (not bool) array as Python numbers (NaN where it
+        holds NaN). It reads values: only for arrays where :meth:`is_host_array` holds (argument checks)."""
+        xp = self.xp
+        number = int if self.dtype_kind(x.dtype) == "i" else float
+        return number(xp.min(x)), number(xp.max(x))
 
     # -- collectives (data-parallel training) ----------------------------
     def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:

@@ -23,7 +23,8 @@ def _row_logsumexp(np: Any, x: Any) -> Any:
     When every value lies where ``exp`` neither overflows (even summed over a
     row) nor leaves the normal range, no shift is needed: ``log(exp(x) @ 1)``,
     5x faster than NumPy's row-wise max and sum over a short last axis.
-    Otherwise (large logits, infinities, NaN) each row is shifted by its max.
+    Otherwise (large logits, infinities, NaN) each row is shifted by its max: a row
+    holding +inf gives NaN (inf - inf, as ``torch.log_softmax``), an all -inf row -inf.
     """
     info = np.finfo(x.dtype)
     highest = math.log(float(info.max)) - math.log(max(x.shape[1], 1)) - 1.0
@@ -31,7 +32,7 @@ def _row_logsumexp(np: Any, x: Any) -> Any:
     if x.size and lowest <= float(np.min(x)) and float(np.max(x)) <= highest:
         return np.log(np.einsum("ij->i", np.exp(x)))  # not a BLAS matvec: its threads would spin beside torch's
     m = np.max(x, axis=1, keepdims=True)
-    m[~np.isfinite(m)] = 0.0  # an all -inf row: shift by 0
+    m[m == -np.inf] = 0.0  # an all -inf row: shift by 0
     e = np.subtract(x, m)
     np.exp(e, out=e)
     return np.log(np.sum(e, axis=1)) + m[:, 0]
@@ -73,8 +74,11 @@ def _pick_rows_mean(np: Any, x: Any, target: Any, ignore_index: int | None, sign
 
 def _simple_index_case(input: Any, target: Any, axis: int, weight: Any, reduction: str,
                        reductions: tuple[str, ...] = ("mean",)) -> bool:
+    """The case the row kernels cover. The loss gives them int64 class indices it checked (each in [0, C) or
+    equal to ``ignore_index``, which is None where no target equals it): any other integer dtype (a uint64
+    would index as float64) is left to the generic code."""
     return (weight is None and reduction in reductions and input.ndim == 2 and axis == 1
-            and input.dtype.kind == "f" and input.dtype.itemsize >= 4 and target.dtype.kind in "iu"
+            and input.dtype.kind == "f" and input.dtype.itemsize >= 4 and target.dtype == _np().int64
             and input.shape[1] > 0)
 
 
@@ -221,6 +225,9 @@ class NumpyBackend(Backend):
         out = _np().zeros((size, *values.shape[1:]), dtype=values.dtype)
         out[positions] = values
         return out
+
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        return x.min().item(), x.max().item()  # the methods: no array_api_compat wrapper
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """``np.partition`` row by row (linear time) for up to 256 rows, else one SIMD sort of all rows."""

@@ -88,6 +88,8 @@ def _empty_mean(input: Any, reduction: str) -> bool:
 
 
 def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+    """ATen's kernel; the loss calls it only on values it read and found in [0, 1] without NaN (the kernel
+    raises on NaN, and asserts on a GPU, where the loss runs the generic code instead)."""
     if _empty_mean(input, reduction):
         return NotImplemented
     return _F().binary_cross_entropy(
@@ -113,20 +115,31 @@ def _to_class_dim_1(input: Any, axis: int) -> Any:
 
 _MEAN = 1  # ATen's reduction enum: none 0, mean 1, sum 2
 _SUM = 2
+# ATen's kernels take an int ignore_index: for polyloss's None (nothing ignored), one no target holds in practice
+# (where the values were read, none does: the loss checked every index in [0, C))
+_NO_IGNORE = -(2**63)
+
+
+def _aten_ignore_index(ignore_index: int | None) -> int:
+    return _NO_IGNORE if ignore_index is None else ignore_index
+
+
+def _weighted_mean(total: Any, total_weight: Any) -> Any:
+    """polyloss's weighted mean (``polyloss.functional._reductions.weighted_mean``): ``total / total_weight``,
+    ``0 * total`` where the total weight is 0 (every target ignored, class weights 0 or summing to 0), with
+    gradient 0 there."""
+    torch = _torch()
+    zero = total_weight == 0
+    return torch.where(zero, total * 0.0, total / torch.where(zero, 1, total_weight))
 
 
 def _index_mean(total: Any, target: Any, weight: Any, ignore_index: int) -> Any:
     torch = _torch()
     valid = target != ignore_index
     if weight is None:
-        return total / valid.sum().clamp_min(1)
+        return _weighted_mean(total, valid.sum())
     sample_weight = torch.where(valid, weight[torch.where(valid, target, 0)], 0)
-    return _divide_by_total_weight(total, sample_weight.sum())
-
-
-def _divide_by_total_weight(total: Any, total_weight: Any) -> Any:
-    torch = _torch()
-    return total / torch.where(total_weight == 0, 1, total_weight)
+    return _weighted_mean(total, sample_weight.sum())
 
 
 def _nll_forward() -> Any:
@@ -149,9 +162,7 @@ def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: in
     if log_probabilities.ndim <= 2:
         # ATen's forward also returns the total weight: no extra pass over the targets
         total, total_weight = _nll_forward()(log_probabilities, target, weight, _SUM, ignore_index)
-        if weight is None:
-            return total / total_weight.clamp_min(1)
-        return _divide_by_total_weight(total, total_weight)
+        return _weighted_mean(total, total_weight)
     total = _F().nll_loss(log_probabilities, target, weight=weight, ignore_index=ignore_index, reduction="sum")
     return _index_mean(total, target, weight, ignore_index)
 
@@ -164,8 +175,18 @@ def _tracing() -> bool:
 
 
 def _values_readable(x: Any) -> bool:
-    """Whether the values of ``x`` can be read now, on the host, without a device sync."""
-    return bool(x.device.type == "cpu") and not _tracing()
+    """Whether the values of ``x`` can be read now, on the host, without a device sync (not a FakeTensor,
+    whose values do not exist)."""
+    return bool(x.device.type == "cpu") and not _tracing() and not _is_fake(x)
+
+
+def _is_fake(x: Any) -> bool:
+    fake = _modules.get("FakeTensor")
+    if fake is None:
+        from torch._subclasses.fake_tensor import FakeTensor as fake
+
+        _modules["FakeTensor"] = fake
+    return isinstance(x, fake)
 
 
 def _native_mean_on_cpu(input: Any) -> bool:
@@ -174,72 +195,70 @@ def _native_mean_on_cpu(input: Any) -> bool:
     return type(input) is _torch().Tensor and _values_readable(input)
 
 
-def _is_number(loss: Any) -> bool:
-    """False for NaN: ATen's mean of class indices is NaN where every target is ignored (0 / 0), where
-    polyloss's is 0, and where the input holds NaN; the caller recomputes the mean then."""
-    value = loss.detach().item()
-    return value == value
+def _exact_native_mean(loss: Any, target: Any, weight: Any, ignore_index: int | None) -> bool:
+    """Whether ATen's "mean" of class indices (on values the loss read) is polyloss's: without class weights, with
+    no target to ignore and a sample at least, it is the sum over the count (NaN only from a NaN input), known
+    without a read; otherwise it is where it is finite (ATen divides 0 by 0, or by class weights summing to 0,
+    where polyloss's rule gives 0 * sum; an infinite input gives the same inf either way)."""
+    if weight is None and ignore_index is None and target.numel():
+        return True
+    return math.isfinite(loss.detach().item())
 
 
 def _cross_entropy(
-    input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, label_smoothing: float, reduction: str
+    input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, label_smoothing: float,
+    reduction: str,
 ) -> Any:
+    """ATen's kernels on targets the loss checked: int64 class indices (in [0, C) or ``ignore_index`` where
+    readable; ``ignore_index`` None where nothing is ignored) or class probabilities."""
     rows = class_rows(input, target, axis)
     if rows is not None:
         out = _cross_entropy(*rows, axis=1, weight=weight, ignore_index=ignore_index,
                              label_smoothing=label_smoothing, reduction=reduction)
         return out.reshape(target.shape) if reduction == "none" and out is not NotImplemented else out
     torch = _torch()
-    if (reduction == "mean" and label_smoothing == 0.0 and ignore_index is not None
-            and input.ndim == 2 and axis == 1 and target.dtype == torch.int64):
-        w = _same_dtype(weight, input)
-        if _native_mean_on_cpu(input):
-            # one C++ call and ATen's own two-node graph: the least per-call overhead at small sizes
-            out = torch._C._nn.cross_entropy_loss(input, target, w, _MEAN, ignore_index, 0.0)
-            if _is_number(out):
-                return out
-        return _nll_mean(torch.log_softmax(input, 1), target, w, ignore_index)
     F = _F()
-    x = _to_class_dim_1(input, axis)
     w = _same_dtype(weight, input)
-    if ignore_index is None:
-        return NotImplemented
     if target.dtype.is_floating_point:
         if _empty_mean(input, reduction):
             return NotImplemented
         t = _to_class_dim_1(_same_dtype(target, input), axis)
-        return F.cross_entropy(x, t, weight=w, label_smoothing=label_smoothing, reduction=reduction)
-    t = target if target.dtype == _torch().int64 else target.long()
-    if reduction != "mean":
-        return F.cross_entropy(
-            x, t, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
-        )
-    if label_smoothing == 0.0:
-        return _nll_mean(_torch().log_softmax(x, 1 if x.ndim > 1 else 0), t, w, ignore_index)
-    total = F.cross_entropy(
-        x, t, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="sum"
-    )
-    return _index_mean(total, t, w, ignore_index)
-
-
-def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int, reduction: str) -> Any:
-    if ignore_index is None:
-        return NotImplemented
-    if reduction == "mean" and input.ndim == 2 and axis == 1 and target.dtype == _torch().int64:
-        w = _same_dtype(weight, input)
+        return F.cross_entropy(_to_class_dim_1(input, axis), t, weight=w, label_smoothing=label_smoothing,
+                               reduction=reduction)
+    ignore = _aten_ignore_index(ignore_index)
+    if reduction == "mean" and label_smoothing == 0.0 and input.ndim == 2 and axis == 1:
         if _native_mean_on_cpu(input):
-            out = _torch()._C._nn.nll_loss(input, target, w, _MEAN, ignore_index)
-            if _is_number(out):
+            # one C++ call and ATen's own two-node graph: the least per-call overhead at small sizes
+            out = torch._C._nn.cross_entropy_loss(input, target, w, _MEAN, ignore, 0.0)
+            if _exact_native_mean(out, target, w, ignore_index):
                 return out
-        return _nll_mean(input, target, w, ignore_index)
-    F = _F()
+        return _nll_mean(torch.log_softmax(input, 1), target, w, ignore)
+    x = _to_class_dim_1(input, axis)
+    if reduction != "mean":
+        return F.cross_entropy(x, target, weight=w, ignore_index=ignore, label_smoothing=label_smoothing,
+                               reduction=reduction)
+    if label_smoothing == 0.0:
+        return _nll_mean(torch.log_softmax(x, 1 if x.ndim > 1 else 0), target, w, ignore)
+    total = F.cross_entropy(x, target, weight=w, ignore_index=ignore, label_smoothing=label_smoothing,
+                            reduction="sum")
+    return _index_mean(total, target, w, ignore)
+
+
+def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, reduction: str) -> Any:
+    """ATen's kernels on int64 class indices the loss checked (see :func:`_cross_entropy`)."""
+    w = _same_dtype(weight, input)
+    ignore = _aten_ignore_index(ignore_index)
+    if reduction == "mean" and input.ndim == 2 and axis == 1:
+        if _native_mean_on_cpu(input):
+            out = _torch()._C._nn.nll_loss(input, target, w, _MEAN, ignore)
+            if _exact_native_mean(out, target, w, ignore_index):
+                return out
+        return _nll_mean(input, target, w, ignore)
     # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
     x = _to_class_dim_1(input, axis).contiguous()
-    w = _same_dtype(weight, input)
-    t = target if target.dtype == _torch().int64 else target.long()
     if reduction != "mean":
-        return F.nll_loss(x, t, weight=w, ignore_index=ignore_index, reduction=reduction)
-    return _nll_mean(x, t, w, ignore_index)
+        return _F().nll_loss(x, target, weight=w, ignore_index=ignore, reduction=reduction)
+    return _nll_mean(x, target, w, ignore)
 
 
 def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
@@ -660,6 +679,16 @@ class TorchBackend(Backend):
     def scatter_rows(self, values: Any, positions: Any, size: int) -> Any:
         out = values.new_zeros((size, *values.shape[1:]))
         return out.index_copy(0, positions, values)
+
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        """One ``aminmax`` pass (unsigned dtypes wider than 8 bits, which have no reductions, widened first)."""
+        torch = _torch()
+        if x.dtype in (torch.uint16, torch.uint32):
+            x = x.to(torch.int64)
+        elif x.dtype == torch.uint64:
+            x = x.to(torch.float64)  # above int64's max: a float of the right size
+        lo, hi = torch.aminmax(x.detach())
+        return lo.item(), hi.item()
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x

@@ -8,7 +8,7 @@ import pytest
 
 import polyloss as pl
 from polyloss.backend.numpy import NumpyBackend
-from polyloss.functional.classification import checked_ignore_index
+from polyloss.functional.classification import class_indices
 
 LOSSES = ("cross_entropy", "nll_loss")
 
@@ -62,13 +62,48 @@ def test_targets_equal_to_ignore_index_are_left_out(name, ignore_index):
                                loss(x[kept], t[kept], reduction="sum"), rtol=1e-14)
 
 
-def test_checked_ignore_index():
+def test_class_indices_returns_int64_and_the_ignore_index_left_to_apply():
     backend = NumpyBackend()
+
+    def ignore(t, c, ignore_index):
+        wide, left = class_indices(backend, t, c, ignore_index)
+        assert wide.dtype == np.int64
+        np.testing.assert_array_equal(wide, t.astype(np.int64))
+        return left
+
     t = np.array([0, 2, 1])
-    assert checked_ignore_index(backend, t, 3, -100) is None
-    assert checked_ignore_index(backend, t, 3, 3) is None
-    assert checked_ignore_index(backend, t, 3, 1) == 1  # a class: targets may equal it
-    assert checked_ignore_index(backend, np.array([0, -100]), 3, -100) == -100
-    assert checked_ignore_index(backend, np.zeros(0, dtype=np.int64), 3, -100) is None
+    assert ignore(t, 3, -100) is None
+    assert ignore(t, 3, 3) is None
+    assert ignore(t, 3, 1) == 1  # a class: targets may equal it
+    assert ignore(np.array([0, -100]), 3, -100) == -100
+    assert ignore(np.zeros(0, dtype=np.int64), 3, -100) is None
+    assert ignore(t.astype(np.uint8), 3, -100) is None  # uint8 cannot hold -100
+    assert ignore(np.array([0, 255], dtype=np.uint8), 3, 255) == 255
     with pytest.raises(ValueError, match="class index 3 outside"):
-        checked_ignore_index(backend, np.array([0, 3]), 3, -100)
+        class_indices(backend, np.array([0, 3]), 3, -100)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32])
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_integer_dtype_equals_int64_on_the_fast_path(name, dtype):
+    rng = np.random.default_rng(3)
+    x = _log_probabilities(rng, 20, 5)
+    t = rng.integers(0, 5, 20)
+    loss = pl.get_loss(name)
+    for reduction in ("mean", "sum", "none"):
+        np.testing.assert_array_equal(loss(x, t.astype(dtype), reduction=reduction), loss(x, t, reduction=reduction))
+
+
+def test_uint64_above_int64_max_is_out_of_range():
+    x = np.zeros((2, 3))
+    big = 2**63 + 5
+    for name in LOSSES:
+        for fast in (True, False):
+            with pl.fast_paths(fast), pytest.raises(ValueError, match=f"class index {big} outside"):
+                pl.get_loss(name)(x, np.array([0, big], dtype=np.uint64))
+    # 2**64 - 100 wraps to -100 as int64: it is not the default ignore_index
+    with pytest.raises(ValueError, match=f"class index {2**64 - 100} outside"):
+        pl.cross_entropy(x, np.array([0, 2**64 - 100], dtype=np.uint64))
+    # an ignore_index above int64's max, held by a uint64 target
+    value = pl.cross_entropy(x, np.array([1, 2**64 - 1], dtype=np.uint64), ignore_index=2**64 - 1)
+    np.testing.assert_allclose(value, np.log(3.0))

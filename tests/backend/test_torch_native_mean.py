@@ -123,3 +123,51 @@ def test_fake_tensors_are_never_read(name):
         x = torch.randn(8, 5, requires_grad=True)
         out = pl.get_loss(name)(x, torch.randint(0, 5, (8,)), axis=1)
         assert out.shape == () and out.requires_grad
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_class_weights_summing_to_zero_give_zero_with_zero_gradient(name, fast):
+    # ATen divides by the total weight: inf (or the weighted sum after a clamp) where polyloss's rule gives 0
+    x, _, _ = _inputs("none", -100)
+    t = torch.tensor([0, 1] * 6)
+    weight = torch.tensor([1.0, -1.0, 0.0, 2.0, 3.0], dtype=x.dtype)
+    xg = x.clone().requires_grad_(True)
+    with pl.fast_paths(fast):
+        out = pl.get_loss(name)(xg, t, axis=1, weight=weight)
+    (grad,) = torch.autograd.grad(out, xg)
+    assert out.item() == 0.0 and not grad.any()
+
+
+def test_nothing_to_ignore_and_no_weights_needs_no_read():
+    from polyloss.backend.torch import _exact_native_mean
+
+    nan = torch.tensor(float("nan"))  # a NaN mean there can only come from a NaN input: it is the answer
+    assert _exact_native_mean(nan, torch.zeros(3, dtype=torch.int64), None, None)
+    assert not _exact_native_mean(nan, torch.zeros(3, dtype=torch.int64), None, -100)
+    assert not _exact_native_mean(nan, torch.zeros(0, dtype=torch.int64), None, None)  # empty: ATen's 0 / 0
+    assert not _exact_native_mean(torch.tensor(float("inf")), torch.zeros(3, dtype=torch.int64), torch.ones(2), None)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.uint16, torch.uint32,
+                                   torch.uint64])
+def test_every_integer_dtype_runs_aten_graph_as_int64(name, dtype):
+    x, t, _ = _inputs("none", -100)
+    loss = pl.get_loss(name)
+    expected = loss(x, t, axis=1, reduction="none")
+    out = loss(x.clone().requires_grad_(True), t.to(dtype), axis=1)
+    assert type(out.grad_fn).__name__ == "NllLossBackward0"
+    torch.testing.assert_close(out, expected.mean(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(loss(x, t.to(dtype), axis=1, reduction="none"), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_ignore_index_none_runs_aten_graph(name):
+    x, t, _ = _inputs("none", -100)
+    out = pl.get_loss(name)(x.clone().requires_grad_(True), t, axis=1, ignore_index=None)
+    assert type(out.grad_fn).__name__ == "NllLossBackward0"
+    with pl.fast_paths(False):
+        torch.testing.assert_close(out, pl.get_loss(name)(x, t, axis=1, ignore_index=None), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="class index -100 outside"):
+        pl.get_loss(name)(x, torch.full_like(t, -100), axis=1, ignore_index=None)
