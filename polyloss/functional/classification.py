@@ -283,7 +283,7 @@ def pick(backend: Backend, values: Any, index: Any, axis: int, *, checked: bool 
         v.check_class_indices(backend, index, values.shape[axis], ignore_index=None, always=True)
     if index.dtype != xp.int64:  # torch's take_along_dim takes int64 indices only
         index = xp.astype(index, xp.int64)
-    taken = xp.take_along_axis(values, xp.expand_dims(index, axis=axis), axis=axis)
+    taken = backend.take_along_axis(values, xp.expand_dims(index, axis=axis), axis=axis)
     return xp.squeeze(taken, axis=axis)
 
 
