@@ -223,7 +223,8 @@ class SSDLoss(DetectionRecipe):
 
     def stages(self, box_deltas: Any, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any, *,
                validate: bool | None = None) -> tuple[LossStage]:
-        """The call's one loss stage: :meth:`assign` (``priors`` checked against ``class_logits``), then :meth:`loss_stage`."""
+        """The call's one loss stage: :meth:`assign` (``priors`` checked against ``class_logits``), then
+        :meth:`loss_stage`."""
         backend = self.backend_of(class_logits, "class_logits")
         check_same(backend, priors, "priors", "class_logits")
         if class_logits.ndim != 3:
