@@ -344,8 +344,8 @@ class YOLOv1Loss(DetectionRecipe):
             raise TypeError("value_and_grad of the yolov1 recipe needs the default size_transform (safe square root) "
                             "or an overridden size_transform_vjp")
         xp = backend.xp
-        passes = xp.astype(wh >= self.sqrt_eps, wh.dtype)  # clip's gradient (PyTorch: 1 at the bound)
-        return cotangent * passes * 0.5 / transformed
+        # clip's gradient as PyTorch's: the cotangent where wh >= sqrt_eps (1 at the bound), else 0 (NaN too)
+        return xp.where(wh >= self.sqrt_eps, cotangent * 0.5 / transformed, 0.0)
 
     def error_part(self, name: str, backend: Backend) -> LossPart:
         """The part ``name`` (``"coord_error"``, ``"class_error"``, ``"conf_error"``) as ``part(input, target)``.
