@@ -480,8 +480,7 @@ class LossStage:
         if n.ndim == 0:
             value = masked_sum(self.backend, term.loss, term.mask) / n
         else:  # one normaliser per image
-            selected = xp.where(term.mask, term.loss, 0.0)
-            value = xp.sum(xp.sum(xp.reshape(selected, (int(selected.shape[0]), -1)), axis=1) / n)
+            value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
         source = self.backend.stop_gradient(term.input if term.source is None else term.source)
         flag = xp.any(xp.isnan(source))
         if self.non_finite is not None:
