@@ -149,9 +149,32 @@ class FasterRCNNLoss(DetectionRecipe):
     target (N, A) float) -> (N, A)``), ``classification_loss``,
     ``regression_loss`` and ``weights`` (per component, default 1).
 
-    Stages: :meth:`assign_anchors`, :meth:`rpn_loss`, :meth:`sample_proposals`,
-    :meth:`roi_loss`, :meth:`combine`; calling the recipe runs
-    ``combine(rpn_loss(...), roi_loss(...))``.
+    Stages: :meth:`assign_anchors`, :meth:`rpn_loss` (its terms:
+    :meth:`rpn_stage`), :meth:`sample_proposals`, :meth:`roi_loss` (its terms:
+    :meth:`roi_stage`), :meth:`combine`; calling the recipe runs
+    ``combine(rpn_loss(...), roi_loss(...))``. Closed-form gradients:
+    :meth:`rpn_value_and_grad`, :meth:`roi_value_and_grad` and
+    ``value_and_grad`` (the call's arguments; keys ``"objectness"``,
+    ``"rpn_deltas"``, ``"class_logits"``, ``"box_deltas"``), matching and
+    sampling constants.
+
+    Edge rules (every backend and path: eager, ``value_and_grad``, torch
+    autograd, ``torch.func``, compiled):
+
+    - ``rpn_bg_iou > rpn_fg_iou`` (or ``roi_bg_iou > roi_fg_iou``) raises
+      ``ValueError`` naming both options;
+    - padding (label -1) is ignored whatever it holds (NaN, inf);
+    - a real box with a non-finite coordinate, ``x2 <= x1`` or ``y2 <= y1``,
+      or a label outside ``[1, num_classes)``, raises ``ValueError`` naming
+      the image and the box where the values can be read without a device
+      sync; elsewhere, or with ``validate=False``, a non-finite real box takes
+      no part in matching and every component is NaN;
+    - NaN in a prediction array makes the components computed from it NaN,
+      even where sampling leaves that anchor or proposal out (or, for
+      ``box_deltas``, at a class the row is not labelled with);
+    - an empty batch (``N = 0``; ``gt_boxes=[]``, ``gt_labels=[]``, and
+      ``(0, R0, 4)`` proposals) and images without ground truth give zero
+      box terms, never NaN.
     """
 
     component_names = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
@@ -366,7 +389,8 @@ class FasterRCNNLoss(DetectionRecipe):
         """
         if isinstance(proposals, (list, tuple)):
             if not proposals:
-                raise ValueError("proposals must hold at least one image")
+                raise ValueError("proposals is an empty list: the array namespace cannot be taken from it; give "
+                                 "an empty batch as a (0, R0, 4) array")
             backend = self.backend_of(proposals[0], "proposals[0]")
             like = proposals[0]
             boxes0, _ = pad_sequence(backend, proposals, (4,), 0.0, like.dtype, backend.device(like), "proposals")

@@ -105,7 +105,30 @@ class SSDLoss(DetectionRecipe):
     -1, or per-image sequences); it returns a :class:`polyloss.RecipeResult`
     with components ``"loc"`` and ``"conf"``. An image without ground truth
     contributes nothing (no positives, so no negatives either); a batch
-    without any gives 0. Stages: :meth:`assign`, :meth:`mine`, :meth:`loss`.
+    without any gives 0. ``recipe.value_and_grad(...)`` (the call's
+    arguments) returns the result and ``{"box_deltas": ..., "class_logits":
+    ...}`` in closed form, matching and mining constants.
+
+    Stages: :meth:`assign`, :meth:`mine`, :meth:`loss_stage` (the terms),
+    :meth:`loss` (their result), :meth:`stages` (a whole call).
+
+    Edge rules (every backend and path: eager, ``value_and_grad``, torch
+    autograd, ``torch.func``, compiled):
+
+    - padding (label -1) is ignored whatever it holds (NaN, inf);
+    - a real box (label >= 0) with a non-finite coordinate, ``x2 <= x1`` or
+      ``y2 <= y1``, or a label outside ``[1, num_classes)``, raises
+      ``ValueError`` naming the image and the box where the values can be read
+      without a device sync (NumPy, array-api-strict, PyTorch on the CPU
+      outside tracing); elsewhere, or with ``validate=False``, a non-finite real
+      box takes no part in matching and both components are NaN;
+    - NaN in ``class_logits`` makes ``"conf"`` NaN and NaN in ``box_deltas``
+      makes ``"loc"`` NaN, even at priors that are neither positive nor mined
+      (a NaN cross-entropy ranks as the hardest negative);
+    - an empty batch (``N = 0``, ground truth as empty lists or ``(0, G, 4)``)
+      and images without ground truth give 0, never NaN;
+    - ``neg_pos_ratio`` may be ``inf``: every negative of an image with a
+      positive is mined.
     """
 
     component_names = ("loc", "conf")
