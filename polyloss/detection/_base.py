@@ -482,10 +482,11 @@ class LossStage:
         else:  # one normaliser per image
             value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
         source = self.backend.stop_gradient(term.input if term.source is None else term.source)
-        flag = xp.any(xp.isnan(source))
+        # the standard's max propagates NaN: one reduction, no (..., C) boolean array
+        flag = xp.isnan(xp.max(source)) if math.prod(source.shape) else None
         if self.non_finite is not None:
-            flag = flag | self.non_finite
-        return value + nan_if(self.backend, flag, term.loss)
+            flag = self.non_finite if flag is None else flag | self.non_finite
+        return value if flag is None else value + nan_if(self.backend, flag, term.loss)
 
     def components(self) -> dict[str, Any]:
         """The unweighted components by name (:meth:`component` of each term)."""

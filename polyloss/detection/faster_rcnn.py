@@ -338,7 +338,7 @@ class FasterRCNNLoss(DetectionRecipe):
                                     xp.astype(positive, objectness.dtype), sampled)
         aux = {"positive": positive, "negative": negative, "sampled": sampled}
         positions = backend.nonzero_positions(positive) if own_assignment else None
-        if positions is not None and bool(xp.any(xp.isnan(rpn_deltas))):
+        if positions is not None and n * a and bool(xp.isnan(xp.max(rpn_deltas))):
             positions = None  # the whole-batch path, so that the gradient at a NaN delta is that of every path
         if positions is not None:
             # eager host arrays: the box term runs on the sampled positives alone, as (1, K, 4)
