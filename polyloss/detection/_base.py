@@ -1,4 +1,16 @@
-"""Building blocks shared by the detector recipes.
+r"""The recipe base class and the building blocks the recipes share.
+
+A recipe is :class:`DetectionRecipe` plus its *stages*, all public methods:
+target assignment, sampling or mining, and one or more *loss stages*, each
+returning a :class:`LossStage` (its :class:`LossTerm` s, their masks and
+normaliser). From the loss stages the base class derives, once for every
+recipe:
+
+- :meth:`DetectionRecipe.evaluate`: the weighted :class:`polyloss.RecipeResult`;
+- :meth:`DetectionRecipe.differentiate` and :meth:`DetectionRecipe.value_and_grad`:
+  the result and the closed-form gradient of its total with respect to each
+  prediction array, each term's part differentiated by its per-loss gradient
+  (:mod:`polyloss.detection._gradients`) and pulled back to its argument.
 
 A recipe is assembled from named parts, each replaceable by a constructor
 argument or by overriding an attribute in a subclass:
@@ -17,6 +29,22 @@ argument or by overriding an attribute in a subclass:
 Ground truth goes through :func:`normalize_ground_truth`: either padded
 ``(N, G, 4)`` boxes with ``(N, G)`` labels (``-1`` marks padding) or a sequence
 of per-image ``(G_i, 4)`` / ``(G_i,)`` arrays, padded here.
+
+Edge rules every recipe built on these blocks follows, on every backend and
+path (eager, ``value_and_grad``, torch autograd, ``torch.func``, compiled):
+
+- padding (label -1) is ignored whatever it holds (NaN, inf): it is replaced
+  by a fixed finite box (:data:`PADDING_BOX`) where the ground truth is normalised;
+- a real box (label >= 0) with a non-finite coordinate, ``x2 <= x1`` or
+  ``y2 <= y1`` raises ``ValueError`` naming the image and the box where the
+  values can be read without a device sync (NumPy, array-api-strict, PyTorch
+  on the CPU outside tracing); where they cannot (GPU, ``torch.compile``,
+  ``torch.func``, ``jax.jit``) or with ``validate=False``, a non-finite real box
+  takes no part in matching and makes every component NaN;
+- NaN in a prediction array makes every component computed from it NaN, even
+  where matching, sampling or mining leaves that prediction out;
+- an empty batch (``N = 0``, or per-image sequences that are empty lists) and
+  images without ground truth give zero box terms, never NaN.
 """
 
 from __future__ import annotations
@@ -33,15 +61,17 @@ from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
-from polyloss.backend._base import Backend
+from polyloss.backend import Backend
 from polyloss.boxes import Matcher
 from polyloss.boxes import box_iou
+from polyloss.detection._gradients import part_vjp
 from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import cross_entropy
 from polyloss.functional import smooth_l1_loss
 
 __all__ = [
     "NORMALIZE_OVER",
+    "PADDING_BOX",
     "DetectionRecipe",
     "GroundTruth",
     "LossStage",
@@ -52,7 +82,10 @@ __all__ = [
     "check_shape",
     "count",
     "masked_sum",
+    "match_boxes",
+    "nan_if",
     "normalize_ground_truth",
+    "pad_sequence",
     "per_prediction",
     "sigmoid_objectness_loss",
     "smooth_l1",
@@ -60,6 +93,11 @@ __all__ = [
 ]
 
 LossPart = Callable[[Any, Any], Any]
+
+#: The box every padding row (label -1) holds once ground truth is normalised,
+#: whatever it held before (NaN, inf, a degenerate box): finite, of positive
+#: area, so that no IoU, encoding or centre computed for padding is NaN.
+PADDING_BOX = (0.0, 0.0, 1.0, 1.0)
 
 
 def match_boxes(backend: Backend, matcher: Callable[[Any, Any], Any], gt_boxes: Any, predictions: Any,
@@ -85,14 +123,11 @@ def _drop_unused_padding(backend: Backend, gt_boxes: Any, valid: Any) -> tuple[A
     return (gt_boxes, valid) if keep == g else (gt_boxes[:, :keep, :], valid[:, :keep])
 
 
-def softmax_cross_entropy(logits: Any, target: Any) -> Any:
-    """Per-prediction softmax cross-entropy over the last axis (the default classification part)."""
-    return cross_entropy(logits, target, reduction="none")
+#: The default classification part: per-prediction softmax cross-entropy over the last axis.
+softmax_cross_entropy = functools.partial(cross_entropy, reduction="none")
 
-
-def sigmoid_objectness_loss(logits: Any, target: Any) -> Any:
-    """Per-prediction binary cross-entropy with logits (the default RPN objectness part)."""
-    return binary_cross_entropy_with_logits(logits, target, reduction="none")
+#: The default RPN objectness part: per-prediction binary cross-entropy with logits.
+sigmoid_objectness_loss = functools.partial(binary_cross_entropy_with_logits, reduction="none")
 
 
 def smooth_l1(beta: float) -> LossPart:
@@ -105,14 +140,20 @@ class GroundTruth:
     """Ground truth padded to a common ``G >= 1``.
 
     Attributes:
-        boxes: ``(N, G, 4)`` xyxy boxes in the predictions' dtype (padding: 0).
+        boxes: ``(N, G, 4)`` xyxy boxes in the predictions' dtype; every entry
+            that is not a usable real box holds :data:`PADDING_BOX`.
         labels: ``(N, G)`` int64 labels (padding: -1).
-        valid: ``(N, G)`` bool, True for real boxes.
+        valid: ``(N, G)`` bool, True for the real boxes that take part in
+            matching (label >= 0 and finite coordinates).
+        non_finite: 0-d bool array, True when a real box (label >= 0) held a
+            non-finite coordinate (only possible without validation): the
+            recipe's components are then NaN. None means False.
     """
 
     boxes: Any
     labels: Any
     valid: Any
+    non_finite: Any = None
 
 
 def check_shape(x: Any, shape: Sequence[int | None], name: str, what: str) -> None:
@@ -147,18 +188,29 @@ def _is_sequence(x: Any) -> bool:
     return isinstance(x, (list, tuple))
 
 
-def _pad_sequence(backend: Backend, items: Sequence[Any], tail: tuple[int, ...], fill: Any, dtype: Any,
-                  device: Any, name: str) -> tuple[Any, int]:
+def pad_sequence(backend: Backend, items: Sequence[Any], tail: tuple[int, ...], fill: Any, dtype: Any,
+                 device: Any, name: str) -> tuple[Any, int]:
+    """Per-image arrays ``(G_i, *tail)`` stacked into ``(N, G, *tail)`` with ``G = max(1, G_i)``, padded with ``fill``.
+
+    An empty item of any shape counts as ``(0, *tail)``; an empty sequence
+    gives ``(0, 1, *tail)``. Raises ``TypeError`` for a foreign namespace and
+    ``ValueError`` for a wrong shape, naming ``name[i]``.
+    """
     xp = backend.xp
+    shaped = []
     for i, item in enumerate(items):
         check_same(backend, item, f"{name}[{i}]", "the predictions")
+        if math.prod(item.shape) == 0 and (item.ndim != 1 + len(tail) or tuple(item.shape[1:]) != tail):
+            item = xp.reshape(item, (0, *tail))
         if tuple(item.shape[1:]) != tail or item.ndim != 1 + len(tail):
             raise ValueError(f"{name}[{i}] must have shape (G_i{''.join(', ' + str(t) for t in tail)}), "
                              f"got {tuple(item.shape)}")
-    g = max([int(item.shape[0]) for item in items], default=0)
-    g = max(g, 1)
+        shaped.append(item)
+    g = max([1, *(int(item.shape[0]) for item in shaped)])
+    if not shaped:
+        return xp.full((0, g, *tail), fill, dtype=dtype, device=device), g
     rows = []
-    for item in items:
+    for item in shaped:
         item = item if item.dtype == dtype else xp.astype(item, dtype)
         missing = g - int(item.shape[0])
         if missing:
@@ -177,24 +229,33 @@ def normalize_ground_truth(
     validate: bool = True,
     num_classes: int | None = None,
     labels_required: bool = True,
+    background: bool = True,
 ) -> GroundTruth:
-    """Padded ground truth from either accepted layout.
+    """Padded ground truth from either accepted layout, padding made harmless.
 
     Args:
         backend: the predictions' backend; every array must belong to it.
-        gt_boxes: ``(N, G, 4)`` array or a sequence of N ``(G_i, 4)`` arrays.
+        gt_boxes: ``(N, G, 4)`` array or a sequence of N ``(G_i, 4)`` arrays
+            (an empty list for an empty batch).
         gt_labels: ``(N, G)`` int array (-1 = padding), a sequence of N
             ``(G_i,)`` arrays, or None when ``labels_required`` is False (then
             every box is real).
         like: an array whose dtype the boxes take (the predictions).
         batch_size: N of the predictions.
-        validate: on host backends, raise ``ValueError`` for a real box with
-            ``x2 <= x1`` or ``y2 <= y1`` (naming image and box) and for a label
-            outside ``[1, num_classes)`` (0 is the background class).
+        validate: where the values can be read without a device sync
+            (:meth:`Backend.is_host_array`), raise ``ValueError`` naming the
+            image and the box for a real box with a non-finite coordinate or
+            ``x2 <= x1`` or ``y2 <= y1``, and for a label below -1 or outside
+            the class range.
         num_classes: the label range checked when validating.
+        background: labels are in ``[1, num_classes)`` (class 0 is the
+            background, the default) or, with False, in ``[0, num_classes)``.
 
     Returns:
-        A :class:`GroundTruth` with ``G >= 1`` (an empty batch gets one padding box).
+        A :class:`GroundTruth` with ``G >= 1`` (an empty batch gets one padding
+        box). Padding rows, and real boxes with a non-finite coordinate when
+        not validated, hold :data:`PADDING_BOX` and are not ``valid``; the
+        latter set ``non_finite``.
     """
     xp = backend.xp
     device = backend.device(like)
@@ -203,23 +264,31 @@ def normalize_ground_truth(
         raise ValueError("gt_labels is required (class per box, -1 for padding)")
     if _is_sequence(gt_boxes):
         if len(gt_boxes) != batch_size:
-            raise ValueError(f"gt_boxes holds {len(gt_boxes)} images but the predictions have batch size {batch_size}")
-        if gt_labels is not None and (not _is_sequence(gt_labels) or len(gt_labels) != batch_size):
-            raise ValueError("with per-image gt_boxes, gt_labels must be a sequence of as many per-image arrays")
-        boxes, g = _pad_sequence(backend, gt_boxes, (4,), 0.0, dtype, device, "gt_boxes")
+            raise ValueError(f"gt_boxes holds {len(gt_boxes)} image(s) but the predictions have batch size "
+                             f"{batch_size}: give one array per image")
+        if gt_labels is not None and not _is_sequence(gt_labels):
+            raise TypeError("gt_boxes is a sequence of per-image arrays, so gt_labels must be one too, "
+                            f"got {type(gt_labels).__name__}")
+        if gt_labels is not None and len(gt_labels) != batch_size:
+            raise ValueError(f"gt_labels holds {len(gt_labels)} image(s) but the predictions have batch size "
+                             f"{batch_size}: give one array per image")
+        boxes, g = pad_sequence(backend, gt_boxes, (4,), 0.0, dtype, device, "gt_boxes")
+        sizes = [int(b.shape[0]) if math.prod(b.shape) else 0 for b in gt_boxes]
         if gt_labels is None:
-            items = [xp.zeros((int(b.shape[0]),), dtype=xp.int64, device=device) for b in gt_boxes]
+            items = [xp.zeros((size,), dtype=xp.int64, device=device) for size in sizes]
         else:
             items = list(gt_labels)
-            for i, (lab, b) in enumerate(zip(items, gt_boxes, strict=True)):
+            for i, (lab, b, size) in enumerate(zip(items, gt_boxes, sizes, strict=True)):
                 check_same(backend, lab, f"gt_labels[{i}]", "the predictions")
                 if backend.dtype_kind(lab.dtype) != "i":
                     raise TypeError(f"gt_labels[{i}] must have an integer dtype, got {lab.dtype}")
-                if tuple(lab.shape) != (int(b.shape[0]),):
-                    raise ValueError(f"gt_labels[{i}] shape {tuple(lab.shape)} must be ({int(b.shape[0])},) "
+                if tuple(lab.shape) != (size,) and not (size == 0 and math.prod(lab.shape) == 0):
+                    raise ValueError(f"gt_labels[{i}] shape {tuple(lab.shape)} must be ({size},) "
                                      f"to match gt_boxes[{i}] shape {tuple(b.shape)}")
-        labels, _ = _pad_sequence(backend, items, (), -1, xp.int64, device, "gt_labels")
+        labels, _ = pad_sequence(backend, items, (), -1, xp.int64, device, "gt_labels")
     else:
+        if _is_sequence(gt_labels):
+            raise TypeError("gt_boxes is a padded array, so gt_labels must be one too, got a sequence")
         check_same(backend, gt_boxes, "gt_boxes", "the predictions")
         check_shape(gt_boxes, (batch_size, None, 4), "gt_boxes", "(N, G, 4)")
         if backend.dtype_kind(gt_boxes.dtype) not in "fi":
@@ -229,8 +298,6 @@ def normalize_ground_truth(
         if gt_labels is None:
             labels = xp.zeros((batch_size, g), dtype=xp.int64, device=device)
         else:
-            if _is_sequence(gt_labels):
-                raise ValueError("padded gt_boxes need padded gt_labels of shape (N, G), got a sequence")
             check_same(backend, gt_labels, "gt_labels", "the predictions")
             if tuple(gt_labels.shape) != (batch_size, g):
                 raise ValueError(f"gt_labels shape {tuple(gt_labels.shape)} must be (N, G) = {(batch_size, g)} "
@@ -241,10 +308,14 @@ def normalize_ground_truth(
         if g == 0:
             boxes = xp.zeros((batch_size, 1, 4), dtype=dtype, device=device)
             labels = xp.full((batch_size, 1), -1, dtype=xp.int64, device=device)
-    valid = labels >= 0
+    real = labels >= 0
     if validate and backend.is_host_array(boxes) and batch_size > 0:
-        _validate(backend, boxes, labels, valid, num_classes if gt_labels is not None else None)
-    return GroundTruth(boxes=boxes, labels=labels, valid=valid)
+        _validate(backend, boxes, labels, real, num_classes if gt_labels is not None else None, background)
+    finite = xp.all(xp.isfinite(boxes), axis=-1)
+    valid = real & finite
+    padding = xp.asarray(PADDING_BOX, dtype=dtype, device=device)
+    return GroundTruth(boxes=xp.where(xp.expand_dims(valid, axis=-1), boxes, padding), labels=labels, valid=valid,
+                       non_finite=xp.any(real & ~finite))
 
 
 def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
@@ -256,28 +327,36 @@ def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
     return flat // g, flat % g
 
 
-def _validate(backend: Backend, boxes: Any, labels: Any, valid: Any, num_classes: int | None) -> None:
+def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, num_classes: int | None,
+              background: bool) -> None:
+    xp = backend.xp
     x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    where = _first(backend, valid & ((x2 <= x1) | (y2 <= y1)))
+    finite = xp.all(xp.isfinite(boxes), axis=-1)
+    where = _first(backend, real & ~(finite & (x2 > x1) & (y2 > y1)))  # NaN compares False: caught here
     if where is not None:
         i, j = where
         coords = [float(boxes[i, j, k]) for k in range(4)]
+        label = int(labels[i, j])
+        if not bool(finite[i, j]):
+            raise ValueError(f"ground-truth box {j} of image {i} (label {label}) is not finite: {coords} "
+                             "(a real box needs finite coordinates; label -1 marks padding, which may hold "
+                             "anything); pass validate=False to skip this check")
         raise ValueError(
-            f"degenerate ground-truth box {j} of image {i}: {coords} (xyxy needs x2 > x1 and y2 > y1); "
-            "pass validate=False to skip this check"
+            f"degenerate ground-truth box {j} of image {i} (label {label}): {coords} (xyxy needs x2 > x1 and "
+            "y2 > y1); pass validate=False to skip this check"
         )
     where = _first(backend, labels < -1)
     if where is not None:
         i, j = where
         raise ValueError(f"gt_labels[{i}][{j}] = {int(labels[i, j])}: labels are class indices, -1 marks padding")
     if num_classes is not None:
-        where = _first(backend, valid & ((labels == 0) | (labels >= num_classes)))
+        first = 1 if background else 0
+        where = _first(backend, real & ((labels < first) | (labels >= num_classes)))
         if where is not None:
             i, j = where
-            raise ValueError(
-                f"gt_labels[{i}][{j}] = {int(labels[i, j])} is outside [1, num_classes={num_classes}) "
-                "(0 is the background class, -1 marks padding)"
-            )
+            hint = "0 is the background class, -1 marks padding" if background else "-1 marks padding"
+            raise ValueError(f"gt_labels[{i}][{j}] = {int(labels[i, j])} is outside [{first}, "
+                             f"num_classes={num_classes}) ({hint})")
 
 
 def per_prediction(backend: Backend, loss: Any, ndim: int) -> Any:
@@ -289,9 +368,19 @@ def per_prediction(backend: Backend, loss: Any, ndim: int) -> Any:
 
 
 def masked_sum(backend: Backend, loss: Any, mask: Any) -> Any:
-    """``sum(loss where mask)``; unselected entries (even inf/NaN) contribute nothing."""
+    """``sum(loss where mask)``; unselected entries (even inf/NaN) contribute nothing to it.
+
+    (A recipe's component still shows NaN from unselected predictions: see :meth:`LossStage.components`.)
+    """
     xp = backend.xp
     return xp.sum(xp.where(mask, loss, 0.0))
+
+
+def nan_if(backend: Backend, flag: Any, like: Any) -> Any:
+    """A 0-d array of ``like``'s dtype: NaN where the 0-d bool ``flag`` is True, else 0 (a constant: no gradient)."""
+    xp = backend.xp
+    nan = xp.asarray(math.nan, dtype=like.dtype, device=backend.device(like))
+    return xp.where(flag, nan, 0.0)
 
 
 def count(backend: Backend, mask: Any, like: Any, *, normalize_over: str = "local") -> Any:
@@ -316,27 +405,41 @@ def count(backend: Backend, mask: Any, like: Any, *, normalize_over: str = "loca
 
 @dataclass(frozen=True)
 class LossTerm:
-    """One component of a recipe stage, ``sum(loss where mask) / normaliser``, and what its gradient needs.
+    """One component of a loss stage and everything its value and its gradient need.
+
+    Its value is ``sum(loss where mask) / normaliser``; made by :meth:`DetectionRecipe.term`.
 
     Attributes:
         component: the component's name (weighted by ``recipe.weights[component]``).
-        part: the attribute name of the recipe part that computed it (``"regression_loss"``, ...).
+        part_name: the attribute name of the recipe part (``"regression_loss"``, ...), for messages.
+        part: the part as called, ``part(input, target)`` (no reduction); its
+            closed-form gradient is looked up by :func:`polyloss.detection._gradients.part_gradient`.
         argument: the name of the prediction array ``input`` comes from (the gradient's key).
         input: what the part was called with (the predictions, or values taken from them).
         target: the part's target.
         output: what the part returned.
-        loss: ``output`` summed per prediction (:func:`per_prediction`).
+        loss: ``output`` summed per prediction (:func:`per_prediction`), the mask's shape.
         mask: the predictions the term sums over (bool).
+        source: the prediction array ``input`` was taken from, when it is not
+            ``input`` itself: a NaN anywhere in it makes the component NaN.
+        pullback: maps the gradient w.r.t. ``input`` to the gradient w.r.t.
+            ``argument`` (None: ``input`` is the argument).
+        normaliser: this term's normaliser when it is not the stage's: a 0-d
+            array, or ``(N,)`` (one per image, dividing the image's sum).
     """
 
     component: str
-    part: str
+    part_name: str
+    part: LossPart
     argument: str
     input: Any
     target: Any
     output: Any
     loss: Any
     mask: Any
+    source: Any = None
+    pullback: Callable[[Any], Any] | None = None
+    normaliser: Any = None
 
 
 @dataclass(frozen=True)
@@ -347,9 +450,12 @@ class LossStage:
         backend: the predictions' backend.
         targets: the assigned (or sampled) targets the stage ran on.
         aux: named intermediate arrays of the stage: its masks (``"positive"``,
-            ``"negative"``, ...) and indices the gradient reuses.
-        normaliser: the count every term is divided by (:meth:`DetectionRecipe.count`).
+            ``"negative"``, ...) and indices.
+        normaliser: the count every term is divided by (:meth:`DetectionRecipe.count`),
+            unless the term has its own.
         terms: the components, in the result's order.
+        non_finite: 0-d bool, True when the ground truth held a non-finite
+            real box (:attr:`GroundTruth.non_finite`): every component is NaN. None: False.
     """
 
     backend: Backend
@@ -357,14 +463,42 @@ class LossStage:
     aux: Mapping[str, Any]
     normaliser: Any
     terms: tuple[LossTerm, ...]
+    non_finite: Any = None
+
+    def _normaliser(self, term: LossTerm) -> Any:
+        return self.normaliser if term.normaliser is None else term.normaliser
+
+    def component(self, term: LossTerm) -> Any:
+        """The unweighted component of ``term``: ``sum(term.loss where term.mask) / normaliser``, or NaN.
+
+        NaN when the term's input (or its ``source``) holds a NaN anywhere,
+        selected by the mask or not, or when :attr:`non_finite` is set. The NaN
+        is added as a constant: the gradient is the term's own.
+        """
+        xp = self.backend.xp
+        n = self._normaliser(term)
+        if n.ndim == 0:
+            value = masked_sum(self.backend, term.loss, term.mask) / n
+        else:  # one normaliser per image
+            value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
+        source = self.backend.stop_gradient(term.input if term.source is None else term.source)
+        # the standard's max propagates NaN: one reduction, no (..., C) boolean array
+        flag = xp.isnan(xp.max(source)) if math.prod(source.shape) else None
+        if self.non_finite is not None:
+            flag = self.non_finite if flag is None else flag | self.non_finite
+        return value if flag is None else value + nan_if(self.backend, flag, term.loss)
 
     def components(self) -> dict[str, Any]:
-        """The unweighted components: ``sum(term.loss where term.mask) / normaliser`` by name."""
-        return {t.component: masked_sum(self.backend, t.loss, t.mask) / self.normaliser for t in self.terms}
+        """The unweighted components by name (:meth:`component` of each term)."""
+        return {t.component: self.component(t) for t in self.terms}
 
     def cotangent(self, term: LossTerm, weights: Mapping[str, float]) -> Any:
         """``d total / d term.loss``: ``weight / normaliser`` where ``term.mask``, else 0, in the input's dtype."""
-        return self.backend.xp.astype(term.mask, term.input.dtype) * (weights[term.component] / self.normaliser)
+        xp = self.backend.xp
+        n = self._normaliser(term)
+        if n.ndim != 0:
+            n = xp.reshape(n, (int(n.shape[0]),) + (1,) * (term.mask.ndim - 1))
+        return xp.astype(term.mask, term.input.dtype) * (weights[term.component] / n)
 
 
 NORMALIZE_OVER = ("local", "world")
@@ -397,12 +531,20 @@ def check_normalize_over(value: object) -> str:
 
 
 class DetectionRecipe:
-    """Base class of the built-in recipes: named parts, weights, and the result type.
+    """Base class of the recipes: named parts, weights, loss stages, and value and gradient derived from them.
 
-    Subclasses set :attr:`component_names` and call :meth:`result` with the
-    unweighted components; ``weights`` (a mapping name -> float) scales them;
+    A subclass sets :attr:`component_names`, exposes its stages as public
+    methods, builds each loss stage's terms with :meth:`term` into a
+    :class:`LossStage`, and implements :meth:`stages` (the loss stages of one
+    call, from the call's arguments). Then :meth:`evaluate` gives the
+    :class:`polyloss.RecipeResult` of stages and :meth:`value_and_grad` the
+    result of a call with the closed-form gradient of its total, for every
+    recipe alike.
+
+    ``weights`` (a mapping name -> float) scales the components;
     ``normalize_over`` (``"local"`` or ``"world"``, see :data:`NORMALIZE_OVER`)
-    selects the counts :meth:`count` divides by.
+    selects the counts :meth:`count` divides by; ``validate`` checks ground
+    truth on host backends.
     """
 
     component_names: tuple[str, ...] = ()
@@ -439,11 +581,60 @@ class DetectionRecipe:
     def backend_of(x: Any, name: str) -> Backend:
         return resolve(x, input_name=name)
 
+    # -- loss stages --------------------------------------------------------------------
+    def term(self, backend: Backend, component: str, part_name: str, argument: str, input: Any, target: Any,
+             mask: Any, *, part: LossPart | None = None, source: Any = None,
+             pullback: Callable[[Any], Any] | None = None, normaliser: Any = None) -> LossTerm:
+        """Call the part ``part_name`` (``getattr(self, part_name)`` unless ``part`` is given) on
+        ``(input, target)`` and describe the term (see :class:`LossTerm` for the other arguments)."""
+        part = getattr(self, part_name) if part is None else part
+        output = part(input, target)
+        return LossTerm(component=component, part_name=part_name, part=part, argument=argument, input=input,
+                        target=target, output=output, loss=per_prediction(backend, output, mask.ndim), mask=mask,
+                        source=source, pullback=pullback, normaliser=normaliser)
+
+    def stages(self, *args: Any, **kwargs: Any) -> tuple[LossStage, ...]:
+        """The loss stages of one call, from the call's arguments (each recipe declares its own).
+
+        The base class has none: a recipe that does not declare them has no
+        closed-form :meth:`value_and_grad`.
+        """
+        raise TypeError(f"the recipe {type(self).__name__} declares no loss stages (DetectionRecipe.stages), so it "
+                        "has no closed-form value_and_grad; use the autograd of an array library that has one")
+
+    def evaluate(self, *stages: LossStage) -> RecipeResult:
+        """The weighted :class:`polyloss.RecipeResult` of the stages' components, in their order."""
+        components: dict[str, Any] = {}
+        for stage in stages:
+            components.update(stage.components())
+        return self.result(stages[0].backend, components)
+
+    def differentiate(self, *stages: LossStage) -> tuple[RecipeResult, dict[str, Any]]:
+        """:meth:`evaluate` and the gradient of its total w.r.t. each term's argument, in closed form.
+
+        Each term's cotangent (``weight / normaliser`` on its mask,
+        :meth:`LossStage.cotangent`) is pulled back through its part by the
+        part's per-loss gradient, then to the prediction array by the term's
+        ``pullback``; terms of one argument add up. Matching, sampling, mining
+        and the normalisers are constants, as they are for autograd.
+        """
+        grads: dict[str, Any] = {}
+        for stage in stages:
+            for term in stage.terms:
+                g = part_vjp(stage.backend, term.part, term.part_name, term.input, term.target, term.output,
+                             stage.cotangent(term, self.weights))
+                if term.pullback is not None:
+                    g = term.pullback(g)
+                grads[term.argument] = g if term.argument not in grads else grads[term.argument] + g
+        return self.evaluate(*stages), grads
+
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[RecipeResult, dict[str, Any]]:
         """The call's result and the gradient of its total w.r.t. each prediction array, without autograd.
 
-        The built-in recipes override this (see :mod:`polyloss.detection._gradients`);
-        a subclass that does not raises ``TypeError``.
+        Takes the arguments of the recipe's call: ``differentiate(*stages(...))``.
+        Returns ``(result, grads)`` with ``grads`` keyed by the prediction
+        arguments' names, each of its argument's shape, namespace and dtype.
+        Raises ``TypeError`` naming the part for a part without a closed-form
+        gradient, and for a recipe that declares no :meth:`stages`.
         """
-        raise TypeError(f"the recipe {type(self).__name__} has no closed-form value_and_grad; "
-                        "use the autograd of an array library that has one")
+        return self.differentiate(*self.stages(*args, **kwargs))

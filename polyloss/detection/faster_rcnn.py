@@ -18,24 +18,21 @@ from typing import Any
 from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
-from polyloss.backend._base import Backend
+from polyloss.backend import Backend
 from polyloss.boxes import BalancedSampler
 from polyloss.boxes import BoxCoder
 from polyloss.boxes import Matcher
-from polyloss.boxes import _is_generator
 from polyloss.boxes import encode_matched
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
-from polyloss.detection._base import LossTerm
-from polyloss.detection._base import _pad_sequence
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
 from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
-from polyloss.detection._base import per_prediction
+from polyloss.detection._base import pad_sequence
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
@@ -68,11 +65,14 @@ class SampledProposals:
             box (possibly an all-zero padding box) and are ignored by the loss.
         labels: ``(N, R)`` int64 class: >= 1 object, 0 background, -1 padding.
         targets: ``(N, R, 4)`` encoded regression targets (0 for background and padding).
+        non_finite: 0-d bool, a real ground-truth box was not finite (unvalidated;
+            see :attr:`polyloss.detection.GroundTruth.non_finite`), or None.
     """
 
     boxes: Any
     labels: Any
     targets: Any
+    non_finite: Any = None
 
 
 def _ignored(xp: Any, matches: Any) -> Any:
@@ -89,6 +89,16 @@ def _count_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     return value
+
+
+def _thresholds(stage: str, fg_iou: object, bg_iou: object) -> tuple[float, float]:
+    """``(fg, bg)`` IoU thresholds of a stage, checked under the recipe's own option names."""
+    fg = v.check_number(fg_iou, f"{stage}_fg_iou")
+    bg = v.check_number(bg_iou, f"{stage}_bg_iou")
+    if bg > fg:
+        raise ValueError(f"{stage}_bg_iou={bg} must be <= {stage}_fg_iou={fg} (IoU below {stage}_bg_iou is "
+                         f"background, at least {stage}_fg_iou foreground, ignored between)")
+    return fg, bg
 
 
 class FasterRCNNLoss(DetectionRecipe):
@@ -139,9 +149,32 @@ class FasterRCNNLoss(DetectionRecipe):
     target (N, A) float) -> (N, A)``), ``classification_loss``,
     ``regression_loss`` and ``weights`` (per component, default 1).
 
-    Stages: :meth:`assign_anchors`, :meth:`rpn_loss`, :meth:`sample_proposals`,
-    :meth:`roi_loss`, :meth:`combine`; calling the recipe runs
-    ``combine(rpn_loss(...), roi_loss(...))``.
+    Stages: :meth:`assign_anchors`, :meth:`rpn_loss` (its terms:
+    :meth:`rpn_stage`), :meth:`sample_proposals`, :meth:`roi_loss` (its terms:
+    :meth:`roi_stage`), :meth:`combine`; calling the recipe runs
+    ``combine(rpn_loss(...), roi_loss(...))``. Closed-form gradients:
+    :meth:`rpn_value_and_grad`, :meth:`roi_value_and_grad` and
+    ``value_and_grad`` (the call's arguments; keys ``"objectness"``,
+    ``"rpn_deltas"``, ``"class_logits"``, ``"box_deltas"``), matching and
+    sampling constants.
+
+    Edge rules (every backend and path: eager, ``value_and_grad``, torch
+    autograd, ``torch.func``, compiled):
+
+    - ``rpn_bg_iou > rpn_fg_iou`` (or ``roi_bg_iou > roi_fg_iou``) raises
+      ``ValueError`` naming both options;
+    - padding (label -1) is ignored whatever it holds (NaN, inf);
+    - a real box with a non-finite coordinate, ``x2 <= x1`` or ``y2 <= y1``,
+      or a label outside ``[1, num_classes)``, raises ``ValueError`` naming
+      the image and the box where the values can be read without a device
+      sync; elsewhere, or with ``validate=False``, a non-finite real box takes
+      no part in matching and every component is NaN;
+    - NaN in a prediction array makes the components computed from it NaN,
+      even where sampling leaves that anchor or proposal out (or, for
+      ``box_deltas``, at a class the row is not labelled with);
+    - an empty batch (``N = 0``; ``gt_boxes=[]``, ``gt_labels=[]``, and
+      ``(0, R0, 4)`` proposals) and images without ground truth give zero
+      box terms, never NaN.
     """
 
     component_names = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
@@ -182,10 +215,9 @@ class FasterRCNNLoss(DetectionRecipe):
         self.beta = v.check_number(beta, "beta")
         self.seed = seed
         self.rpn_matcher = rpn_matcher if rpn_matcher is not None else Matcher(
-            v.check_number(rpn_fg_iou, "rpn_fg_iou"), v.check_number(rpn_bg_iou, "rpn_bg_iou"),
-            allow_low_quality_matches=True)
+            *_thresholds("rpn", rpn_fg_iou, rpn_bg_iou), allow_low_quality_matches=True)
         self.roi_matcher = roi_matcher if roi_matcher is not None else Matcher(
-            v.check_number(roi_fg_iou, "roi_fg_iou"), v.check_number(roi_bg_iou, "roi_bg_iou"))
+            *_thresholds("roi", roi_fg_iou, roi_bg_iou))
         self.rpn_box_coder = rpn_box_coder if rpn_box_coder is not None else BoxCoder(tuple(rpn_box_weights))
         self.roi_box_coder = roi_box_coder if roi_box_coder is not None else BoxCoder(tuple(roi_box_weights))
         self.rpn_sampler = rpn_sampler if rpn_sampler is not None else BalancedSampler(
@@ -204,9 +236,11 @@ class FasterRCNNLoss(DetectionRecipe):
     def _seed(self, seed: Any, stream: int) -> Any:
         """The configured (or given) seed, split into independent streams per stage."""
         seed = self.seed if seed is _CONFIG else seed  # checked where it is used (polyloss.boxes.random_keys)
-        if seed is None or _is_generator(seed):
+        if isinstance(seed, (list, tuple)):
+            return (*seed, stream)
+        if seed is None or hasattr(seed, "bit_generator"):  # fresh draws; a numpy.random.Generator is drawn from
             return seed
-        return (*seed, stream) if isinstance(seed, (list, tuple)) else (seed, stream)
+        return (seed, stream)
 
     def _gt(self, backend: Backend, gt_boxes: Any, gt_labels: Any, like: Any, batch_size: int,
             validate: bool | None, labels_required: bool) -> GroundTruth:
@@ -268,12 +302,18 @@ class FasterRCNNLoss(DetectionRecipe):
             gt_labels: only marks padding (-1); None means every box is real.
             seed: overrides the configured seed for this call.
         """
-        stage = self._rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
-        return self.result(stage.backend, stage.components())
+        return self.evaluate(self.rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed,
+                                            validate=validate))
 
-    def _rpn_stage(self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any, *,
-                   seed: Any, validate: bool | None) -> LossStage:
-        """The terms of :meth:`rpn_loss` with its one sample and normaliser (shared by :meth:`rpn_value_and_grad`)."""
+    def rpn_stage(self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any = None, *,
+                  seed: Any = _CONFIG, validate: bool | None = None) -> LossStage:
+        """The terms of :meth:`rpn_loss` with its one sample and normaliser (arguments as :meth:`rpn_loss`).
+
+        Anchors are labelled (:meth:`assign_anchors`, or the same matching
+        inline), ``rpn_batch_size`` per image sampled; ``"rpn_objectness"``
+        sums over the sampled anchors, ``"rpn_box"`` over the sampled
+        positives, both divided by the number sampled in the batch.
+        """
         backend = self.backend_of(objectness, "objectness")
         check_predictions(backend, "objectness",
                           {"objectness": objectness, "anchors": anchors, "rpn_deltas": rpn_deltas})
@@ -294,10 +334,12 @@ class FasterRCNNLoss(DetectionRecipe):
             labels = targets.labels
         positive, negative = self.rpn_sampler(labels, seed=self._seed(seed, 0))
         sampled = positive | negative
-        target = xp.astype(positive, objectness.dtype)
-        objectness_out = self.objectness_loss(objectness, target)
+        objectness_term = self.term(backend, "rpn_objectness", "objectness_loss", "objectness", objectness,
+                                    xp.astype(positive, objectness.dtype), sampled)
         aux = {"positive": positive, "negative": negative, "sampled": sampled}
         positions = backend.nonzero_positions(positive) if own_assignment else None
+        if positions is not None and n * a and bool(xp.isnan(xp.max(rpn_deltas))):
+            positions = None  # the whole-batch path, so that the gradient at a NaN delta is that of every path
         if positions is not None:
             # eager host arrays: the box term runs on the sampled positives alone, as (1, K, 4)
             deltas = xp.expand_dims(xp.take(xp.reshape(rpn_deltas, (-1, 4)), positions, axis=0), axis=0)
@@ -306,21 +348,20 @@ class FasterRCNNLoss(DetectionRecipe):
             box_mask = xp.ones(tuple(deltas.shape[:2]), dtype=xp.bool, device=backend.device(deltas))
             targets = AnchorTargets(labels=labels, box_targets=None)
             aux["box_positions"] = positions
+
+            def pullback(g: Any) -> Any:  # (1, K, 4) back to the anchors they were taken from, (N, A, 4)
+                return xp.reshape(backend.scatter_rows(g[0, ...], positions, n * a), (n, a, 4))
+
+            box_term = self.term(backend, "rpn_box", "regression_loss", "rpn_deltas", deltas, box_targets, box_mask,
+                                 source=rpn_deltas, pullback=pullback)
         else:
             if own_assignment:
                 targets = AnchorTargets(labels=labels, box_targets=self._encode_anchors(backend, anchors, gt, matches))
-            deltas, box_mask = rpn_deltas, positive
             box_targets = v.as_dtype_of(backend, targets.box_targets, rpn_deltas)
-        box_out = self.regression_loss(deltas, box_targets)
-        return LossStage(
-            backend=backend, targets=targets, aux=aux, normaliser=self.count(backend, sampled, objectness),
-            terms=(
-                LossTerm("rpn_objectness", "objectness_loss", "objectness", objectness, target, objectness_out,
-                         per_prediction(backend, objectness_out, 2), sampled),
-                LossTerm("rpn_box", "regression_loss", "rpn_deltas", deltas, box_targets, box_out,
-                         per_prediction(backend, box_out, 2), box_mask),
-            ),
-        )
+            box_term = self.term(backend, "rpn_box", "regression_loss", "rpn_deltas", rpn_deltas, box_targets,
+                                 positive)
+        return LossStage(backend=backend, targets=targets, aux=aux, normaliser=self.count(backend, sampled, objectness),
+                         terms=(objectness_term, box_term), non_finite=gt.non_finite)
 
     # -- box head --------------------------------------------------------------------
     def sample_proposals(
@@ -348,10 +389,11 @@ class FasterRCNNLoss(DetectionRecipe):
         """
         if isinstance(proposals, (list, tuple)):
             if not proposals:
-                raise ValueError("proposals must hold at least one image")
+                raise ValueError("proposals is an empty list: the array namespace cannot be taken from it; give "
+                                 "an empty batch as a (0, R0, 4) array")
             backend = self.backend_of(proposals[0], "proposals[0]")
             like = proposals[0]
-            boxes0, _ = _pad_sequence(backend, proposals, (4,), 0.0, like.dtype, backend.device(like), "proposals")
+            boxes0, _ = pad_sequence(backend, proposals, (4,), 0.0, like.dtype, backend.device(like), "proposals")
             xp = backend.xp
             r0 = int(boxes0.shape[1])
             sizes = xp.asarray([int(p.shape[0]) for p in proposals], dtype=xp.int64, device=backend.device(like))
@@ -389,7 +431,8 @@ class FasterRCNNLoss(DetectionRecipe):
         unit = xp.asarray([0.0, 0.0, 1.0, 1.0], dtype=out_boxes.dtype, device=backend.device(out_boxes))
         reference = xp.where(foreground, out_boxes, unit)
         targets = xp.where(foreground, self.roi_box_coder.encode(xp.where(foreground, matched, unit), reference), 0.0)
-        return SampledProposals(boxes=out_boxes, labels=xp.astype(out_labels, xp.int64), targets=targets)
+        return SampledProposals(boxes=out_boxes, labels=xp.astype(out_labels, xp.int64), targets=targets,
+                                non_finite=gt.non_finite)
 
     def roi_loss(self, class_logits: Any, box_deltas: Any, sampled: SampledProposals) -> RecipeResult:
         """Head losses: components ``"roi_classifier"`` and ``"roi_box"``.
@@ -400,14 +443,15 @@ class FasterRCNNLoss(DetectionRecipe):
                 the deltas of the target class enter the box term.
             sampled: the result of :meth:`sample_proposals`.
         """
-        stage = self._roi_stage(class_logits, box_deltas, sampled)
-        return self.result(stage.backend, stage.components())
+        return self.evaluate(self.roi_stage(class_logits, box_deltas, sampled))
 
-    def _roi_stage(self, class_logits: Any, box_deltas: Any, sampled: SampledProposals) -> LossStage:
-        """The terms of :meth:`roi_loss` (shared by :meth:`roi_value_and_grad`).
+    def roi_stage(self, class_logits: Any, box_deltas: Any, sampled: SampledProposals) -> LossStage:
+        """The terms of :meth:`roi_loss` (arguments as :meth:`roi_loss`).
 
-        The box term's input is the target class's deltas ``(N, R, 4)``, taken
-        at ``aux["class_index"]`` from ``box_deltas`` viewed as ``(N, R, C, 4)``.
+        ``"roi_classifier"`` sums over the sampled rows, ``"roi_box"`` over the
+        foreground rows, both divided by the number sampled in the batch. The
+        box term's input is the target class's deltas ``(N, R, 4)``, taken at
+        ``aux["class_index"]`` from ``box_deltas`` viewed as ``(N, R, C, 4)``.
         """
         backend = self.backend_of(class_logits, "class_logits")
         check_predictions(backend, "class_logits", {"class_logits": class_logits, "box_deltas": box_deltas})
@@ -415,29 +459,34 @@ class FasterRCNNLoss(DetectionRecipe):
         n, r = (int(s) for s in sampled.labels.shape)
         c = self.num_classes
         check_shape(class_logits, (n, r, c), "class_logits", "(N, R, num_classes)")
+        given = box_deltas
         if tuple(box_deltas.shape) == (n, r, 4 * c):
             box_deltas = xp.reshape(box_deltas, (n, r, c, 4))
         check_shape(box_deltas, (n, r, c, 4), "box_deltas", "(N, R, num_classes, 4)")
         labels = sampled.labels
         chosen = labels >= 0
         foreground = labels > 0
-        cls_target = xp.where(chosen, labels, 0)
-        cls_out = self.classification_loss(class_logits, cls_target)
         class_index = xp.where(foreground, labels, 0)
         index = xp.broadcast_to(xp.reshape(class_index, (n, r, 1, 1)), (n, r, 1, 4))
         deltas = backend.take_along_axis(box_deltas, index, axis=2)[:, :, 0, :]
-        targets = v.as_dtype_of(backend, sampled.targets, deltas)
-        box_out = self.regression_loss(deltas, targets)
+        classes = xp.arange(c, dtype=class_index.dtype, device=backend.device(class_index))
+        one_hot = xp.expand_dims(xp.astype(xp.expand_dims(class_index, axis=-1) == classes, deltas.dtype), axis=-1)
+
+        def pullback(g: Any) -> Any:  # take_along_axis's adjoint: back to the class the deltas were taken from
+            return xp.reshape(one_hot * xp.expand_dims(g, axis=2), tuple(given.shape))
+
         return LossStage(
             backend=backend, targets=sampled,
             aux={"chosen": chosen, "foreground": foreground, "class_index": class_index},
             normaliser=self.count(backend, chosen, class_logits),
             terms=(
-                LossTerm("roi_classifier", "classification_loss", "class_logits", class_logits, cls_target, cls_out,
-                         per_prediction(backend, cls_out, 2), chosen),
-                LossTerm("roi_box", "regression_loss", "box_deltas", deltas, targets, box_out,
-                         per_prediction(backend, box_out, 2), foreground),
+                self.term(backend, "roi_classifier", "classification_loss", "class_logits", class_logits,
+                          xp.where(chosen, labels, 0), chosen),
+                self.term(backend, "roi_box", "regression_loss", "box_deltas", deltas,
+                          v.as_dtype_of(backend, sampled.targets, deltas), foreground, source=given,
+                          pullback=pullback),
             ),
+            non_finite=sampled.non_finite,
         )
 
     def combine(self, rpn_result: RecipeResult, roi_result: RecipeResult) -> RecipeResult:
@@ -465,7 +514,15 @@ class FasterRCNNLoss(DetectionRecipe):
         rpn = self.rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate)
         return self.combine(rpn, self.roi_loss(class_logits, box_deltas, sampled))
 
-    # -- closed-form gradients (no autograd; see polyloss.detection._gradients) ----------
+    def stages(
+        self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any, class_logits: Any,
+        box_deltas: Any, sampled: SampledProposals, *, seed: Any = _CONFIG, validate: bool | None = None,
+    ) -> tuple[LossStage, LossStage]:
+        """The call's loss stages (arguments as the call): :meth:`rpn_stage` and :meth:`roi_stage`."""
+        return (self.rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed, validate=validate),
+                self.roi_stage(class_logits, box_deltas, sampled))
+
+    # -- closed-form gradients of the two halves (value_and_grad of the call: DetectionRecipe) --------
     def rpn_value_and_grad(
         self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any = None, *,
         seed: Any = _CONFIG, validate: bool | None = None,
@@ -474,32 +531,17 @@ class FasterRCNNLoss(DetectionRecipe):
 
         Matching and sampling are constants; one sample serves value and gradient.
         """
-        from polyloss.detection._gradients import faster_rcnn_rpn_value_and_grad
-
-        return faster_rcnn_rpn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels,
-                                              seed=seed, validate=validate)
+        return self.differentiate(self.rpn_stage(anchors, objectness, rpn_deltas, gt_boxes, gt_labels, seed=seed,
+                                                 validate=validate))
 
     def roi_value_and_grad(self, class_logits: Any, box_deltas: Any,
                            sampled: SampledProposals) -> tuple[RecipeResult, dict[str, Any]]:
-        """:meth:`roi_loss` and the gradient of its total: ``(result, {"class_logits": ..., "box_deltas": ...})``."""
-        from polyloss.detection._gradients import faster_rcnn_roi_value_and_grad
+        """:meth:`roi_loss` and the gradient of its total: ``(result, {"class_logits": ..., "box_deltas": ...})``.
 
-        return faster_rcnn_roi_value_and_grad(self, class_logits, box_deltas, sampled)
-
-    def value_and_grad(
-        self, anchors: Any, objectness: Any, rpn_deltas: Any, gt_boxes: Any, gt_labels: Any, class_logits: Any,
-        box_deltas: Any, sampled: SampledProposals, *, seed: Any = _CONFIG, validate: bool | None = None,
-    ) -> tuple[RecipeResult, dict[str, Any]]:
-        """The call's result and the gradient of its total with respect to the four prediction arrays.
-
-        Returns:
-            ``(result, grads)`` with ``grads`` keyed ``"objectness"``,
-            ``"rpn_deltas"``, ``"class_logits"`` and ``"box_deltas"``.
+        ``box_deltas``'s gradient has its shape (``(N, R, C, 4)`` or ``(N, R, 4 C)``)
+        and is non-zero only at the target class of foreground rows.
         """
-        from polyloss.detection._gradients import faster_rcnn_value_and_grad
-
-        return faster_rcnn_value_and_grad(self, anchors, objectness, rpn_deltas, gt_boxes, gt_labels, class_logits,
-                                          box_deltas, sampled, seed=seed, validate=validate)
+        return self.differentiate(self.roi_stage(class_logits, box_deltas, sampled))
 
 
 @hookimpl

@@ -9,10 +9,12 @@ of the priors).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from polyloss import _checks as v
@@ -28,13 +30,11 @@ from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
-from polyloss.detection._base import LossTerm
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
 from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
-from polyloss.detection._base import per_prediction
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
 
@@ -50,12 +50,15 @@ class SSDTargets:
         positive: ``(N, P)`` bool, True for matched priors.
         labels: ``(N, P)`` int64 class target (0 = background).
         box_targets: ``(N, P, 4)`` encoded regression targets (0 for background).
+        non_finite: 0-d bool, a real ground-truth box was not finite (unvalidated;
+            see :attr:`polyloss.detection.GroundTruth.non_finite`), or None.
     """
 
     matches: Any
     positive: Any
     labels: Any
     box_targets: Any
+    non_finite: Any = None
 
 
 class SSDLoss(DetectionRecipe):
@@ -102,7 +105,30 @@ class SSDLoss(DetectionRecipe):
     -1, or per-image sequences); it returns a :class:`polyloss.RecipeResult`
     with components ``"loc"`` and ``"conf"``. An image without ground truth
     contributes nothing (no positives, so no negatives either); a batch
-    without any gives 0. Stages: :meth:`assign`, :meth:`mine`, :meth:`loss`.
+    without any gives 0. ``recipe.value_and_grad(...)`` (the call's
+    arguments) returns the result and ``{"box_deltas": ..., "class_logits":
+    ...}`` in closed form, matching and mining constants.
+
+    Stages: :meth:`assign`, :meth:`mine`, :meth:`loss_stage` (the terms),
+    :meth:`loss` (their result), :meth:`stages` (a whole call).
+
+    Edge rules (every backend and path: eager, ``value_and_grad``, torch
+    autograd, ``torch.func``, compiled):
+
+    - padding (label -1) is ignored whatever it holds (NaN, inf);
+    - a real box (label >= 0) with a non-finite coordinate, ``x2 <= x1`` or
+      ``y2 <= y1``, or a label outside ``[1, num_classes)``, raises
+      ``ValueError`` naming the image and the box where the values can be read
+      without a device sync (NumPy, array-api-strict, PyTorch on the CPU
+      outside tracing); elsewhere, or with ``validate=False``, a non-finite real
+      box takes no part in matching and both components are NaN;
+    - NaN in ``class_logits`` makes ``"conf"`` NaN and NaN in ``box_deltas``
+      makes ``"loc"`` NaN, even at priors that are neither positive nor mined
+      (a NaN cross-entropy ranks as the hardest negative);
+    - an empty batch (``N = 0``, ground truth as empty lists or ``(0, G, 4)``)
+      and images without ground truth give 0, never NaN;
+    - ``neg_pos_ratio`` may be ``inf``: every negative of an image with a
+      positive is mined.
     """
 
     component_names = ("loc", "conf")
@@ -179,14 +205,23 @@ class SSDLoss(DetectionRecipe):
         index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
         labels = backend.take_along_axis(gt.labels, index, axis=1) * xp.astype(positive, gt.labels.dtype)
         box_targets = encode_matched(self.box_coder, backend, gt.boxes, gt.valid, index, priors, positive)
-        return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets)
+        return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets,
+                          non_finite=gt.non_finite)
 
     def mine(self, class_loss: Any, positive: Any) -> Any:
-        """Hard negatives ``(N, P)``: per image the highest-loss non-positive priors."""
-        return self.negative_miner(class_loss, positive)
+        """Hard negatives ``(N, P)``: per image the highest-loss non-positive priors.
 
-    def _loss_stage(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> LossStage:
-        """The terms of :meth:`loss` with the hard negatives and the normaliser (shared by :meth:`value_and_grad`)."""
+        A NaN loss ranks first (the hardest negative), so mining never hides it.
+        """
+        xp = self.backend_of(class_loss, "class_loss").xp
+        return self.negative_miner(xp.where(xp.isnan(class_loss), math.inf, class_loss), positive)
+
+    def loss_stage(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> LossStage:
+        """The terms of :meth:`loss`: ``"loc"`` over the positives, ``"conf"`` over positives and hard negatives.
+
+        The hard negatives are mined here (:meth:`mine`); both terms are divided
+        by max(1, positives in the batch).
+        """
         backend = self.backend_of(class_logits, "class_logits")
         check_predictions(backend, "class_logits", {"class_logits": class_logits, "box_deltas": box_deltas})
         n, p = (int(s) for s in targets.labels.shape)
@@ -194,30 +229,25 @@ class SSDLoss(DetectionRecipe):
         check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
         box_targets = v.as_dtype_of(backend, targets.box_targets, box_deltas)
         positive = targets.positive
-        class_out = self.classification_loss(class_logits, targets.labels)
-        class_loss = per_prediction(backend, class_out, 2)
-        negative = self.mine(class_loss, positive)
-        regression_out = self.regression_loss(box_deltas, box_targets)
-        regression = per_prediction(backend, regression_out, 2)
+        conf = self.term(backend, "conf", "classification_loss", "class_logits", class_logits, targets.labels,
+                         positive)
+        negative = self.mine(conf.loss, positive)
+        conf = replace(conf, mask=positive | negative)
+        loc = self.term(backend, "loc", "regression_loss", "box_deltas", box_deltas, box_targets, positive)
         return LossStage(
             backend=backend, targets=targets, aux={"positive": positive, "negative": negative},
-            normaliser=self.count(backend, positive, class_logits),
-            terms=(
-                LossTerm("loc", "regression_loss", "box_deltas", box_deltas, box_targets, regression_out, regression,
-                         positive),
-                LossTerm("conf", "classification_loss", "class_logits", class_logits, targets.labels, class_out,
-                         class_loss, positive | negative),
-            ),
+            normaliser=self.count(backend, positive, class_logits), terms=(loc, conf),
+            non_finite=targets.non_finite,
         )
 
     def loss(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> RecipeResult:
         """Both terms on assigned targets, normalised by max(1, positives in the batch)."""
-        stage = self._loss_stage(box_deltas, class_logits, targets)
-        return self.result(stage.backend, stage.components())
+        return self.evaluate(self.loss_stage(box_deltas, class_logits, targets))
 
-    def _call_targets(self, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any,
-                      validate: bool | None) -> SSDTargets:
-        """:meth:`assign` for a call: ``priors`` checked against ``class_logits`` ``(N, P, C)``."""
+    def stages(self, box_deltas: Any, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any, *,
+               validate: bool | None = None) -> tuple[LossStage]:
+        """The call's one loss stage: :meth:`assign` (``priors`` checked against ``class_logits``), then
+        :meth:`loss_stage`."""
         backend = self.backend_of(class_logits, "class_logits")
         check_same(backend, priors, "priors", "class_logits")
         if class_logits.ndim != 3:
@@ -226,7 +256,8 @@ class SSDLoss(DetectionRecipe):
         if priors.ndim < 2 or int(priors.shape[-2]) != p:
             raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
                              f"(class_logits shape {tuple(class_logits.shape)})")
-        return self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+        targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+        return (self.loss_stage(box_deltas, class_logits, targets),)
 
     def __call__(
         self,
@@ -238,23 +269,7 @@ class SSDLoss(DetectionRecipe):
         *,
         validate: bool | None = None,
     ) -> RecipeResult:
-        targets = self._call_targets(class_logits, priors, gt_boxes, gt_labels, validate)
-        return self.loss(box_deltas, class_logits, targets)
-
-    def value_and_grad(
-        self, box_deltas: Any, class_logits: Any, priors: Any, gt_boxes: Any, gt_labels: Any, *,
-        validate: bool | None = None,
-    ) -> tuple[RecipeResult, dict[str, Any]]:
-        """The call's result and the gradient of its total, in closed form (no autograd).
-
-        Returns:
-            ``(result, {"box_deltas": ..., "class_logits": ...})``, each gradient
-            of its argument's shape, namespace and dtype; matching and mining are
-            constants (see :mod:`polyloss.detection._gradients`).
-        """
-        from polyloss.detection._gradients import ssd_value_and_grad
-
-        return ssd_value_and_grad(self, box_deltas, class_logits, priors, gt_boxes, gt_labels, validate=validate)
+        return self.evaluate(*self.stages(box_deltas, class_logits, priors, gt_boxes, gt_labels, validate=validate))
 
 
 @hookimpl

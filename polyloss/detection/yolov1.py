@@ -21,9 +21,10 @@ CuPy, ...): no per-image loop, no boolean indexing, no data-dependent shapes.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +32,17 @@ from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
-from polyloss.backend._base import Backend
-from polyloss.detection._base import check_normalize_over
+from polyloss.backend import Backend
+from polyloss.detection._base import DetectionRecipe
+from polyloss.detection._base import LossPart
+from polyloss.detection._base import LossStage
+from polyloss.detection._base import normalize_ground_truth
+from polyloss.functional import mse_loss
 
 __all__ = [
     "YOLOv1Cells",
     "YOLOv1Loss",
     "YOLOv1Targets",
-    "normalize_ground_truth",
     "paired_box_iou",
     "safe_sqrt",
     "squared_error",
@@ -83,164 +87,10 @@ def safe_sqrt(backend: Backend, x: Any, *, eps: float) -> Any:
     return backend.xp.sqrt(backend.xp.clip(x, min=eps))
 
 
-# -- ground truth ----------------------------------------------------------------
-
-
-def _is_sequence(value: Any) -> bool:
-    return isinstance(value, (list, tuple))
-
-
-def _check_box_dtype(backend: Backend, x: Any, name: str) -> None:
-    if backend.dtype_kind(x.dtype) != "f":
-        raise TypeError(f"{name} must have a real floating dtype (image-normalised xyxy), got {x.dtype}")
-
-
-def _check_label_dtype(backend: Backend, x: Any, name: str) -> None:
-    if backend.dtype_kind(x.dtype) != "i":
-        raise TypeError(f"{name} must have an integer dtype (class indices, -1 for padding), got {x.dtype}")
-
-
-def _stack_sequences(
-    backend: Backend, gt_boxes: Sequence[Any], gt_labels: Any, batch_size: int, dtype: Any, device: Any
-) -> tuple[Any, Any]:
-    xp = backend.xp
-    if not _is_sequence(gt_labels):
-        raise TypeError(
-            "gt_boxes is a sequence of per-image arrays, so gt_labels must be one too, "
-            f"got {type(gt_labels).__name__}"
-        )
-    if len(gt_boxes) != batch_size or len(gt_labels) != batch_size:
-        raise ValueError(
-            f"gt_boxes and gt_labels must hold one array per image: pred has {batch_size} image(s), "
-            f"got {len(gt_boxes)} box array(s) and {len(gt_labels)} label array(s)"
-        )
-    boxes_list, labels_list = [], []
-    for n, (b, lab) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
-        check_same(backend, b, f"gt_boxes[{n}]", "pred")
-        check_same(backend, lab, f"gt_labels[{n}]", "pred")
-        _check_box_dtype(backend, b, f"gt_boxes[{n}]")
-        _check_label_dtype(backend, lab, f"gt_labels[{n}]")
-        if math.prod(b.shape) == 0 and math.prod(lab.shape) == 0:
-            b = xp.reshape(b, (0, 4))
-            lab = xp.reshape(lab, (0,))
-        if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"gt_boxes[{n}] must have shape (G, 4), got {tuple(b.shape)}")
-        if tuple(lab.shape) != (b.shape[0],):
-            raise ValueError(
-                f"gt_labels[{n}] shape {tuple(lab.shape)} must be ({b.shape[0]},) to match gt_boxes[{n}] "
-                f"shape {tuple(b.shape)}"
-            )
-        boxes_list.append(xp.astype(b, dtype))
-        labels_list.append(xp.astype(lab, xp.int64))
-    g_max = max([1, *(int(b.shape[0]) for b in boxes_list)])
-    padded_boxes, padded_labels = [], []
-    for b, lab in zip(boxes_list, labels_list, strict=True):
-        missing = g_max - int(b.shape[0])
-        if missing:
-            b = xp.concat([b, xp.zeros((missing, 4), dtype=dtype, device=device)], axis=0)
-            lab = xp.concat([lab, xp.full((missing,), -1, dtype=xp.int64, device=device)], axis=0)
-        padded_boxes.append(b)
-        padded_labels.append(lab)
-    if not padded_boxes:
-        return (
-            xp.zeros((0, 1, 4), dtype=dtype, device=device),
-            xp.full((0, 1), -1, dtype=xp.int64, device=device),
-        )
-    return xp.stack(padded_boxes, axis=0), xp.stack(padded_labels, axis=0)
-
-
-def _validate_values(backend: Backend, boxes: Any, labels: Any, num_classes: int) -> None:
-    xp = backend.xp
-    if math.prod(labels.shape) == 0:
-        return
-    g = int(labels.shape[1])
-
-    def first(bad: Any) -> tuple[int, int] | None:
-        if not bool(xp.any(bad)):
-            return None
-        flat = xp.reshape(xp.astype(bad, xp.int32), (-1,))
-        return divmod(int(xp.argmax(flat)), g)
-
-    where = first((labels < -1) | (labels >= num_classes))
-    if where is not None:
-        n, j = where
-        raise ValueError(
-            f"gt_labels: image {n}, box {j} has label {int(labels[n, j])}; labels must be in "
-            f"[0, {num_classes}) or -1 for padding"
-        )
-    real = labels >= 0
-    degenerate = real & ((boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1]))
-    where = first(degenerate)
-    if where is not None:
-        n, j = where
-        coords = ", ".join(f"{float(boxes[n, j, k]):.6g}" for k in range(4))
-        raise ValueError(
-            f"gt_boxes: image {n}, box {j} = ({coords}) (label {int(labels[n, j])}) is degenerate: "
-            "a real ground-truth box needs x2 > x1 and y2 > y1 (pass validate=False to skip this check)"
-        )
-
-
-def normalize_ground_truth(
-    backend: Backend,
-    gt_boxes: Any,
-    gt_labels: Any,
-    *,
-    batch_size: int,
-    like: Any,
-    num_classes: int,
-    validate: bool = True,
-) -> tuple[Any, Any]:
-    """Ground truth in either accepted form -> padded ``(N, G, 4)`` boxes and ``(N, G)`` labels.
-
-    Args:
-        backend: the backend of ``like``.
-        gt_boxes: ``(N, G, 4)`` xyxy boxes, or a sequence of ``N`` arrays ``(G_i, 4)``.
-        gt_labels: ``(N, G)`` integer labels with -1 for padding, or a sequence of ``(G_i,)`` arrays.
-        batch_size: ``N``, the number of images.
-        like: boxes are cast to its dtype and created on its device.
-        num_classes: labels must lie in ``[0, num_classes)`` or be -1.
-        validate: check values (labels in range, real boxes with positive width and
-            height) where the backend can read them without a device sync.
-
-    Returns:
-        ``(boxes, labels)``: boxes in ``like``'s dtype with ``G >= 1`` (an empty
-        batch is padded with one label -1), labels ``int`` with -1 padding.
-
-    Raises:
-        TypeError: mixed namespaces, non-floating boxes or non-integer labels.
-        ValueError: wrong shapes; on host backends with ``validate``, a label out of
-            range or a degenerate real box, naming the image and the box.
-    """
-    xp = backend.xp
-    dtype = like.dtype
-    device = backend.device(like)
-    if _is_sequence(gt_boxes):
-        boxes, labels = _stack_sequences(backend, gt_boxes, gt_labels, batch_size, dtype, device)
-    else:
-        if _is_sequence(gt_labels):
-            raise TypeError("gt_boxes is a padded array, so gt_labels must be one too, got a sequence")
-        check_same(backend, gt_boxes, "gt_boxes", "pred")
-        check_same(backend, gt_labels, "gt_labels", "pred")
-        _check_box_dtype(backend, gt_boxes, "gt_boxes")
-        _check_label_dtype(backend, gt_labels, "gt_labels")
-        if gt_boxes.ndim != 3 or gt_boxes.shape[2] != 4 or gt_boxes.shape[0] != batch_size:
-            raise ValueError(
-                f"gt_boxes must have shape (N, G, 4) with N = {batch_size} (the batch size of pred), "
-                f"got {tuple(gt_boxes.shape)}"
-            )
-        if tuple(gt_labels.shape) != tuple(gt_boxes.shape[:2]):
-            raise ValueError(
-                f"gt_labels shape {tuple(gt_labels.shape)} must equal gt_boxes shape without the last "
-                f"axis {tuple(gt_boxes.shape[:2])}"
-            )
-        boxes = gt_boxes if gt_boxes.dtype == dtype else xp.astype(gt_boxes, dtype)
-        labels = gt_labels
-        if boxes.shape[1] == 0:
-            boxes = xp.zeros((batch_size, 1, 4), dtype=dtype, device=device)
-            labels = xp.full((batch_size, 1), -1, dtype=labels.dtype, device=device)
-    if validate and (backend.host or backend.is_host_array(boxes)):
-        _validate_values(backend, boxes, labels, num_classes)
-    return boxes, labels
+#: The loss each default error part computes, as a loss with a closed-form gradient (no reduction; the
+#: recipe sums the coordinate and class errors per predictor / cell).
+_SQUARED_ERROR = functools.partial(mse_loss, reduction="none")
+_DEFAULT_ERRORS = (squared_error, sum_squared_error)
 
 
 # -- stage outputs -------------------------------------------------------------
@@ -257,17 +107,20 @@ class YOLOv1Cells:
             cell (in cell units) and size relative to the image; 0 in empty cells.
         boxes: ``(N, S, S, 4)`` the same object as xyxy in image units (for the IoU).
         classes: ``(N, S, S, C)`` one-hot class of the cell's object (0 in empty cells).
+        non_finite: 0-d bool, a real ground-truth box was not finite (unvalidated;
+            see :attr:`polyloss.detection.GroundTruth.non_finite`), or None.
     """
 
     obj: Any
     coords: Any
     boxes: Any
     classes: Any
+    non_finite: Any = None
 
 
 @dataclass(frozen=True)
 class YOLOv1Targets:
-    """Everything :meth:`YOLOv1Loss.loss_from_targets` needs.
+    """Everything :meth:`YOLOv1Loss.loss_stage` needs.
 
     Attributes:
         cells: the per-cell ground truth (:class:`YOLOv1Cells`).
@@ -306,7 +159,7 @@ def _non_negative(value: object, name: str) -> float:
     return v
 
 
-class YOLOv1Loss:
+class YOLOv1Loss(DetectionRecipe):
     r"""YOLOv1 loss (Redmon et al., 2016), the ``"yolov1"`` recipe.
 
     Args:
@@ -328,6 +181,9 @@ class YOLOv1Loss:
             (``normalize="sum"``), so that gradients averaged over the workers
             (DDP) and the mean of the workers' losses equal those of one process
             on the concatenated batch. With a single process it equals ``"local"``.
+        weights: factors per component (``"coord"``, ``"obj"``, ``"noobj"``,
+            ``"class"``; default 1); ``"coord"`` and ``"noobj"`` default to
+            ``lambda_coord`` and ``lambda_noobj`` (a weight given here replaces them).
         box_iou, coord_error, class_error, conf_error: optional replacements of
             the parts of the same name (see below), called as ``fn(backend, a, b)``.
 
@@ -337,11 +193,15 @@ class YOLOv1Loss:
       (x); per cell ``B x (x, y, w, h, conf)`` then ``C`` class scores. ``x, y``
       are offsets inside the cell, ``w, h`` relative to the image.
     - ``gt_boxes``: image-normalised xyxy boxes in [0, 1], ``(N, G, 4)`` padded,
-      or a sequence of ``(G_i, 4)`` arrays; ``gt_labels``: ``(N, G)`` with -1
-      for padding, or a sequence of ``(G_i,)`` arrays.
+      or a sequence of ``(G_i, 4)`` arrays; ``gt_labels``: ``(N, G)`` in
+      ``[0, C)`` with -1 for padding, or a sequence of ``(G_i,)`` arrays.
 
     Returns a :class:`polyloss.RecipeResult` with components ``"coord"``,
     ``"obj"``, ``"noobj"``, ``"class"`` (each weighted), ``total`` their sum.
+    ``recipe.value_and_grad(pred, gt_boxes, gt_labels)`` returns it with
+    ``{"pred": d total / d pred}`` in closed form (the assignment and the IoU
+    confidence targets are constants; needs the default error parts and
+    ``size_transform``, else ``TypeError`` naming the part).
 
     Assignment: an object belongs to the cell holding its centre
     (``floor(c * S)``, clamped to the grid so a centre at 1.0 falls in the last
@@ -349,10 +209,21 @@ class YOLOv1Loss:
     others are ignored, as one cell predicts one class in the paper). For the
     IoU a predictor's box is centred at ``((col + x)/S, (row + y)/S)`` with width
     ``max(w, 0)`` and height ``max(h, 0)``; the responsible predictor is the one
-    with the highest IoU (ties, including all-zero IoU: the first).
+    with the highest IoU (ties, including all-zero IoU: the first; a NaN IoU
+    counts as the highest).
 
     Square roots are ``sqrt(max(w, sqrt_eps))`` (``sqrt_eps = 1e-12``): finite,
     with a finite gradient at ``w = 0`` (zero below ``sqrt_eps``).
+
+    Edge rules (every backend and path; see :mod:`polyloss.detection._base`):
+    padding (label -1) is ignored whatever it holds; a real box with a
+    non-finite coordinate, ``x2 <= x1`` or ``y2 <= y1``, or a label outside
+    ``[0, C)``, raises ``ValueError`` naming the image and the box where values
+    can be read (else the non-finite box is left out and every component is
+    NaN); NaN anywhere in ``pred`` makes the components computed from that
+    part of ``pred`` NaN (a NaN class score in a cell without an object too);
+    images without ground truth give only the no-object term, and an empty
+    batch (``N = 0``, or empty lists) gives 0.
 
     Named parts, replaceable by a subclass (class attribute) or the constructor:
 
@@ -370,10 +241,12 @@ class YOLOv1Loss:
 
     Stages: :meth:`encode_ground_truth` (per-cell targets, independent of the
     predictions), :meth:`decode_boxes`, :meth:`match_predictors`,
-    :meth:`assign_targets` (the two together) and :meth:`loss_from_targets`.
+    :meth:`assign_targets` (the two together), :meth:`loss_stage` (the four
+    terms) and :meth:`loss_from_targets` (their result).
     """
 
     name = "yolov1"
+    component_names = ("coord", "obj", "noobj", "class")
     sqrt_eps: float = 1e-12
     box_iou: Callable[..., Any] = staticmethod(paired_box_iou)
     coord_error: Callable[..., Any] = staticmethod(sum_squared_error)
@@ -392,6 +265,7 @@ class YOLOv1Loss:
         normalize: str = "batch",
         validate: bool = True,
         normalize_over: str = "local",
+        weights: Mapping[str, float] | None = None,
         box_iou: ErrorFn | None = None,
         coord_error: ErrorFn | None = None,
         class_error: ErrorFn | None = None,
@@ -410,8 +284,8 @@ class YOLOv1Loss:
             raise TypeError(f"validate must be a bool, got {type(validate).__name__}")
         self.conf_target = conf_target
         self.normalize = normalize
-        self.normalize_over = check_normalize_over(normalize_over)
-        self.validate = validate
+        super().__init__(weights={"coord": self.lambda_coord, "noobj": self.lambda_noobj, **(weights or {})},
+                         validate=validate, normalize_over=normalize_over)
         for part_name, part in (
             ("box_iou", box_iou),
             ("coord_error", coord_error),
@@ -436,28 +310,53 @@ class YOLOv1Loss:
         """``B * 5 + C``, the size of ``pred``'s last axis."""
         return self.boxes_per_cell * 5 + self.num_classes
 
-    def scale(self, backend: Backend, pred: Any) -> Any:
-        """The factor multiplying the summed terms (before the lambdas).
+    def normaliser(self, backend: Backend, pred: Any) -> Any:
+        """What the summed terms are divided by (before the weights), a 0-d array.
 
-        ``1 / max(N, 1)`` for ``normalize="batch"``, 1 for ``"sum"``. With
+        ``max(N, 1)`` for ``normalize="batch"``, 1 for ``"sum"``; with
         ``normalize_over="world"`` and a world size ``W > 1``:
-        ``W / max(N_global, 1)`` (an array; ``N_global`` all-reduced over the
-        processes) or ``W``.
+        ``max(N_global, 1) / W`` (``N_global`` all-reduced over the processes)
+        or ``1 / W``.
         """
-        n = int(pred.shape[0])
-        world = backend.world_size() if self.normalize_over == "world" else 1
-        if world == 1:
-            return 1.0 / max(n, 1) if self.normalize == "batch" else 1.0
-        if self.normalize == "sum":
-            return float(world)
         xp = backend.xp
-        total = backend.all_reduce_sum(xp.asarray(float(n), dtype=pred.dtype, device=backend.device(pred)))
-        return float(world) / xp.where(total > 0, total, 1.0)
+        device = backend.device(pred)
+        if self.normalize == "batch":
+            return self.count(backend, xp.ones((int(pred.shape[0]),), dtype=xp.bool, device=device), pred)
+        world = backend.world_size() if self.normalize_over == "world" else 1
+        return xp.asarray(1.0 / world, dtype=pred.dtype, device=device)
+
+    def scale(self, backend: Backend, pred: Any) -> Any:
+        """The factor multiplying the summed terms (before the weights): ``1 / normaliser``."""
+        return 1.0 / self.normaliser(backend, pred)
 
     # -- parts with access to the configuration ---------------------------
     def size_transform(self, backend: Backend, wh: Any) -> Any:
         """``sqrt(max(wh, sqrt_eps))`` applied to widths and heights before ``coord_error``."""
         return safe_sqrt(backend, wh, eps=self.sqrt_eps)
+
+    def size_transform_vjp(self, backend: Backend, wh: Any, transformed: Any, cotangent: Any) -> Any:
+        """The gradient of ``<cotangent, size_transform(wh)>`` w.r.t. ``wh`` (the default's: 0 below ``sqrt_eps``).
+
+        Raises ``TypeError`` when ``size_transform`` is overridden and this is not.
+        """
+        if type(self).size_transform is not YOLOv1Loss.size_transform and (
+                type(self).size_transform_vjp is YOLOv1Loss.size_transform_vjp):
+            raise TypeError("value_and_grad of the yolov1 recipe needs the default size_transform (safe square root) "
+                            "or an overridden size_transform_vjp")
+        xp = backend.xp
+        # clip's gradient as PyTorch's: the cotangent where wh >= sqrt_eps (1 at the bound), else 0 (NaN too)
+        return xp.where(wh >= self.sqrt_eps, cotangent * 0.5 / transformed, 0.0)
+
+    def error_part(self, name: str, backend: Backend) -> LossPart:
+        """The part ``name`` (``"coord_error"``, ``"class_error"``, ``"conf_error"``) as ``part(input, target)``.
+
+        The default squared errors are :func:`polyloss.mse_loss` (no
+        reduction; the recipe sums per predictor or cell), whose closed-form
+        gradient :meth:`value_and_grad` uses; a replacement ``fn(backend, a, b)``
+        is called with this backend (and has no closed-form gradient).
+        """
+        fn = getattr(self, name)
+        return _SQUARED_ERROR if any(fn is default for default in _DEFAULT_ERRORS) else functools.partial(fn, backend)
 
     # -- checks ------------------------------------------------------------
     def _check_pred(self, pred: Any) -> Backend:
@@ -477,6 +376,18 @@ class YOLOv1Loss:
         s, b = self.grid, self.boxes_per_cell
         return backend.xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5))
 
+    def _pred_gradient(self, backend: Backend, pred: Any, *, predictors: Any = None, scores: Any = None) -> Any:
+        """A gradient of ``pred``'s shape from gradients of its predictor fields ``(N, S, S, B, 5)`` and class
+        scores ``(N, S, S, C)`` (None: zero)."""
+        xp = backend.xp
+        n, s, b, c = int(pred.shape[0]), self.grid, self.boxes_per_cell, self.num_classes
+        device = backend.device(pred)
+        if predictors is None:
+            predictors = xp.zeros((n, s, s, b, 5), dtype=pred.dtype, device=device)
+        if scores is None:
+            scores = xp.zeros((n, s, s, c), dtype=pred.dtype, device=device)
+        return xp.concat([xp.reshape(predictors, (n, s, s, 5 * b)), scores], axis=-1)
+
     # -- stages -------------------------------------------------------------
     def encode_ground_truth(self, gt_boxes: Any, gt_labels: Any, *, like: Any) -> YOLOv1Cells:
         """Per-cell targets from ground truth (padded or per-image sequences).
@@ -494,18 +405,15 @@ class YOLOv1Loss:
         s, c = self.grid, self.num_classes
         dtype = like.dtype
         device = backend.device(like)
-        boxes, labels = normalize_ground_truth(
-            backend, gt_boxes, gt_labels, batch_size=n, like=like, num_classes=c, validate=self.validate
-        )
-        valid = labels >= 0
+        _check_box_dtype(backend, gt_boxes)
+        gt = normalize_ground_truth(backend, gt_boxes, gt_labels, like=like, batch_size=n, validate=self.validate,
+                                    num_classes=c, background=False)
+        boxes, labels, valid = gt.boxes, gt.labels, gt.valid
         x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
         cx = (x1 + x2) * 0.5
         cy = (y1 + y2) * 0.5
         col = xp.clip(xp.floor(cx * s), min=0.0, max=s - 1.0)
         row = xp.clip(xp.floor(cy * s), min=0.0, max=s - 1.0)
-        # padding may hold anything (even NaN): zero it so gathered values stay finite
-        col = xp.where(valid, col, 0.0)
-        row = xp.where(valid, row, 0.0)
         cell = xp.astype(row * s + col, xp.int64)  # (N, G), row-major cell index
         cell_ids = xp.arange(s * s, dtype=xp.int64, device=device)
         hit = (cell[..., None] == cell_ids) & valid[..., None]  # (N, G, S*S)
@@ -514,7 +422,7 @@ class YOLOv1Loss:
         obj = xp.astype(xp.any(owner, axis=1), dtype)  # (N, S*S)
         owner_index = xp.argmax(xp.astype(owner, xp.int64), axis=1)  # (N, S*S); 0 where no owner
         class_ids = xp.arange(c, dtype=labels.dtype, device=device)
-        one_hot = xp.astype(labels[..., None] == class_ids, dtype)  # (N, G, C); padding -> zeros
+        one_hot = xp.astype((labels[..., None] == class_ids) & valid[..., None], dtype)  # (N, G, C); padding -> 0
         fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=1)  # (N, 8, G)
         fields = xp.where(valid[:, None, :], fields, 0.0)
         fields = xp.concat([fields, xp.matrix_transpose(one_hot)], axis=1)  # (N, 8 + C, G)
@@ -526,6 +434,7 @@ class YOLOv1Loss:
             coords=per_cell[..., 0:4],
             boxes=per_cell[..., 4:8],
             classes=per_cell[..., 8:],
+            non_finite=gt.non_finite,
         )
 
     def decode_boxes(self, pred: Any) -> Any:
@@ -552,15 +461,15 @@ class YOLOv1Loss:
         """Pick the responsible predictor in every cell holding an object.
 
         The IoU of each predicted box with the cell's object is computed without
-        gradient; the highest wins (ties: the first predictor). Empty cells have
-        no responsible predictor.
+        gradient; the highest wins (ties: the first predictor; a NaN IoU, from a
+        NaN prediction, counts as the highest). Empty cells have no responsible predictor.
         """
         backend = self._check_pred(pred)
         xp = backend.xp
         boxes = self.decode_boxes(backend.stop_gradient(pred))
         iou = backend.stop_gradient(self.box_iou(backend, boxes, cells.boxes[..., None, :]))
-        iou = iou * cells.obj[..., None]
-        best = xp.astype(xp.argmax(iou, axis=-1), xp.int64)  # first maximum
+        iou = xp.where(cells.obj[..., None] > 0, iou, 0.0)
+        best = xp.astype(xp.argmax(xp.where(xp.isnan(iou), math.inf, iou), axis=-1), xp.int64)  # first maximum
         ids = xp.arange(self.boxes_per_cell, dtype=xp.int64, device=backend.device(pred))
         responsible = xp.astype(best[..., None] == ids, pred.dtype) * cells.obj[..., None]
         return YOLOv1Targets(cells=cells, iou=iou, responsible=responsible)
@@ -571,51 +480,77 @@ class YOLOv1Loss:
         cells = self.encode_ground_truth(gt_boxes, gt_labels, like=pred)
         return self.match_predictors(pred, cells)
 
-    def loss_from_targets(self, pred: Any, targets: YOLOv1Targets) -> RecipeResult:
-        """The four weighted terms from assigned targets (see the class docstring)."""
+    def loss_stage(self, pred: Any, targets: YOLOv1Targets) -> LossStage:
+        """The four terms on assigned targets: ``"coord"`` and ``"obj"`` over the responsible predictors,
+        ``"noobj"`` over the others, ``"class"`` over the cells holding an object; divided by :meth:`normaliser`."""
         backend = self._check_pred(pred)
         xp = backend.xp
         cells = targets.cells
-        resp = targets.responsible
+        responsible = targets.responsible > 0
+        b = self.boxes_per_cell
         p = self._predictors(backend, pred)
-        scores = pred[..., 5 * self.boxes_per_cell :]
+        scores = pred[..., 5 * b:]
         conf = p[..., 4]
-        pred_coords = xp.concat([p[..., 0:2], self.size_transform(backend, p[..., 2:4])], axis=-1)
+        wh = p[..., 2:4]
+        sizes = self.size_transform(backend, wh)
+        pred_coords = xp.concat([p[..., 0:2], sizes], axis=-1)
         t = cells.coords[..., None, :]
         target_coords = xp.concat([t[..., 0:2], self.size_transform(backend, t[..., 2:4])], axis=-1)
-        coord = xp.sum(resp * self.coord_error(backend, pred_coords, target_coords))
+        target_coords = xp.broadcast_to(target_coords, tuple(pred_coords.shape))
         if self.conf_target == "iou":
             conf_target = backend.stop_gradient(targets.iou)
         else:
             conf_target = xp.ones_like(conf)
-        obj = xp.sum(resp * self.conf_error(backend, conf, conf_target))
-        noobj = xp.sum((1.0 - resp) * self.conf_error(backend, conf, xp.zeros_like(conf)))
-        cls = xp.sum(cells.obj * self.class_error(backend, scores, cells.classes))
-        scale = self.scale(backend, pred)
-        return RecipeResult.from_components(
-            {
-                "coord": backend.as_array(coord * (self.lambda_coord * scale)),
-                "obj": backend.as_array(obj * scale),
-                "noobj": backend.as_array(noobj * (self.lambda_noobj * scale)),
-                "class": backend.as_array(cls * scale),
-            }
+        zeros = xp.zeros((*conf.shape, 1), dtype=conf.dtype, device=backend.device(conf))
+
+        def coord_pullback(g: Any) -> Any:  # through [x, y, size_transform(w, h)] to pred
+            g_wh = self.size_transform_vjp(backend, wh, sizes, g[..., 2:4])
+            return self._pred_gradient(backend, pred, predictors=xp.concat([g[..., 0:2], g_wh, zeros], axis=-1))
+
+        def conf_pullback(g: Any) -> Any:
+            g_p = xp.concat([xp.broadcast_to(zeros, (*conf.shape, 4)), xp.expand_dims(g, axis=-1)], axis=-1)
+            return self._pred_gradient(backend, pred, predictors=g_p)
+
+        def class_pullback(g: Any) -> Any:
+            return self._pred_gradient(backend, pred, scores=g)
+
+        def term(component: str, part_name: str, input: Any, target: Any, mask: Any, pullback: Any) -> Any:
+            return self.term(backend, component, part_name, "pred", input, target, mask,
+                             part=self.error_part(part_name, backend), pullback=pullback)
+
+        return LossStage(
+            backend=backend, targets=targets, aux={"responsible": responsible},
+            normaliser=self.normaliser(backend, pred),
+            terms=(
+                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback),
+                term("obj", "conf_error", conf, conf_target, responsible, conf_pullback),
+                term("noobj", "conf_error", conf, xp.zeros_like(conf), ~responsible, conf_pullback),
+                term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback),
+            ),
+            non_finite=cells.non_finite,
         )
+
+    def loss_from_targets(self, pred: Any, targets: YOLOv1Targets) -> RecipeResult:
+        """The four weighted terms from assigned targets (see the class docstring)."""
+        return self.evaluate(self.loss_stage(pred, targets))
+
+    def stages(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> tuple[LossStage]:
+        """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage`."""
+        return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
 
     def __call__(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> RecipeResult:
         """The YOLOv1 loss of a batch; see the class docstring."""
-        return self.loss_from_targets(pred, self.assign_targets(pred, gt_boxes, gt_labels))
+        return self.evaluate(*self.stages(pred, gt_boxes, gt_labels))
 
-    def value_and_grad(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> tuple[RecipeResult, dict[str, Any]]:
-        """The call's result and the gradient of its total, in closed form (no autograd).
 
-        Returns:
-            ``(result, {"pred": ...})``; the assignment (responsible predictors,
-            IoU confidence targets) is a constant. Needs the default parts
-            (squared errors, safe square root), else ``TypeError``.
-        """
-        from polyloss.detection._gradients import yolov1_value_and_grad
-
-        return yolov1_value_and_grad(self, pred, gt_boxes, gt_labels)
+def _check_box_dtype(backend: Backend, gt_boxes: Any) -> None:
+    """YOLOv1's boxes are image-normalised: a floating dtype (``TypeError`` naming the array otherwise)."""
+    sequence = isinstance(gt_boxes, (list, tuple))
+    for i, b in enumerate(gt_boxes if sequence else [gt_boxes]):
+        name = f"gt_boxes[{i}]" if sequence else "gt_boxes"
+        check_same(backend, b, name, "pred")
+        if backend.dtype_kind(b.dtype) != "f":
+            raise TypeError(f"{name} must have a real floating dtype (image-normalised xyxy), got {b.dtype}")
 
 
 @hookimpl

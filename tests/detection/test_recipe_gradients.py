@@ -351,3 +351,40 @@ def test_third_party_recipe_without_gradient_raises():
 
     with pytest.raises(TypeError, match="Mine"):
         Mine().value_and_grad(np.zeros(3))
+
+
+def test_a_third_party_recipe_gets_value_and_grad_by_declaring_its_stages(xp):
+    """The sketch of docs/recipes.rst ("Writing your own recipe"): one loss stage, and the base class does the rest."""
+    from polyloss.detection import DetectionRecipe
+    from polyloss.detection import LossStage
+
+    class MyLoss(DetectionRecipe):
+        component_names = ("cls",)
+        classification_loss = functools.partial(pl.cross_entropy, reduction="none")
+
+        def loss_stage(self, logits, labels):
+            backend = self.backend_of(logits, "logits")
+            bxp = backend.xp
+            kept = labels >= 0
+            term = self.term(backend, "cls", "classification_loss", "logits", logits, bxp.where(kept, labels, 0), kept)
+            return LossStage(backend=backend, targets=labels, aux={}, normaliser=self.count(backend, kept, logits),
+                             terms=(term,))
+
+        def stages(self, logits, labels):
+            return (self.loss_stage(logits, labels),)
+
+        def __call__(self, logits, labels):
+            return self.evaluate(*self.stages(logits, labels))
+
+    rng = np.random.default_rng(0)
+    logits, labels = f32(rng.normal(size=(2, 5, 3))), np.array([[0, 2, -1, 1, -1], [-1, -1, 2, 2, 0]])
+    recipe = MyLoss(weights={"cls": 2.0})
+    want_comps, want_grads = torch_reference(lambda logits: recipe(logits, t64(labels)), {"logits": logits})
+    inputs = {"logits": xp.asarray(logits)}
+    result, grads = recipe.value_and_grad(inputs["logits"], xp.asarray(labels))
+    assert_result(xp, result, want_comps)
+    assert_grads(xp, grads, want_grads, inputs)
+    kept = labels >= 0
+    expected = 2.0 * np.mean([-np.log(np.exp(r[c]) / np.exp(r).sum()) for r, c in zip(logits[kept], labels[kept],
+                                                                                        strict=True)])
+    np.testing.assert_allclose(want_comps["cls"], expected, rtol=1e-12)

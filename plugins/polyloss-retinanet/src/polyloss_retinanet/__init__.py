@@ -19,6 +19,7 @@ from polyloss_retinanet._retinanet import EncodedBoxLoss
 from polyloss_retinanet._retinanet import RetinaNetLoss
 from polyloss_retinanet._retinanet import RetinaNetTargets
 from polyloss_retinanet._retinanet import box_loss_part
+from polyloss_retinanet._retinanet import decode_vjp
 from polyloss_retinanet._ssd_focal import SSDFocalLoss
 from polyloss_retinanet._ssd_focal import all_negatives
 
@@ -33,6 +34,7 @@ __all__ = [
     "SSDFocalLoss",
     "all_negatives",
     "box_loss_part",
+    "decode_vjp",
     "polyloss_register_recipes",
 ]
 

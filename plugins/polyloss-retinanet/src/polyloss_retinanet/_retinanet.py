@@ -22,6 +22,7 @@ from polyloss.boxes import Matcher
 from polyloss.boxes import box_iou
 from polyloss.detection import DetectionRecipe
 from polyloss.detection import GroundTruth
+from polyloss.detection import LossStage
 from polyloss.detection import normalize_ground_truth
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RetinaNetLoss",
     "RetinaNetTargets",
     "box_loss_part",
+    "decode_vjp",
 ]
 
 #: Names accepted by ``box_loss=`` (torchvision's ``_box_loss`` types).
@@ -61,7 +63,15 @@ class EncodedBoxLoss:
     loss: Callable[[Any, Any], Any]
 
     def __call__(self, box_deltas: Any, anchors: Any, matched_boxes: Any, box_coder: BoxCoder) -> Any:
-        return self.loss(box_deltas, box_coder.encode(matched_boxes, anchors))
+        return self.loss(*self.arguments(box_deltas, anchors, matched_boxes, box_coder))
+
+    def arguments(self, box_deltas: Any, anchors: Any, matched_boxes: Any, box_coder: BoxCoder) -> tuple[Any, Any]:
+        """What :attr:`loss` is called with: ``(box_deltas, encoded targets)``."""
+        return box_deltas, box_coder.encode(matched_boxes, anchors)
+
+    def pullback(self, box_deltas: Any, anchors: Any, box_coder: BoxCoder) -> Callable[[Any], Any] | None:
+        """The map from the gradient w.r.t. :attr:`loss`'s input to that w.r.t. ``box_deltas`` (None: the same)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,48 @@ class DecodedBoxLoss:
     loss: Callable[[Any, Any], Any]
 
     def __call__(self, box_deltas: Any, anchors: Any, matched_boxes: Any, box_coder: BoxCoder) -> Any:
-        return self.loss(box_coder.decode(box_deltas, anchors), matched_boxes)
+        return self.loss(*self.arguments(box_deltas, anchors, matched_boxes, box_coder))
+
+    def arguments(self, box_deltas: Any, anchors: Any, matched_boxes: Any, box_coder: BoxCoder) -> tuple[Any, Any]:
+        """What :attr:`loss` is called with: ``(decoded boxes, matched boxes)``."""
+        return box_coder.decode(box_deltas, anchors), matched_boxes
+
+    def pullback(self, box_deltas: Any, anchors: Any, box_coder: BoxCoder) -> Callable[[Any], Any]:
+        """The map from the gradient w.r.t. the decoded boxes to that w.r.t. ``box_deltas`` (the decoding's adjoint)."""
+        return functools.partial(decode_vjp, box_coder, box_deltas, anchors)
+
+
+def decode_vjp(box_coder: BoxCoder, deltas: Any, anchors: Any, cotangent: Any) -> Any:
+    r"""``d <cotangent, box_coder.decode(deltas, anchors)> / d deltas`` for a :class:`polyloss.boxes.BoxCoder`.
+
+    With :math:`c_x = d_x a_w / w_x + a_x`, :math:`w = \exp(\min(d_w / w_w, \mathrm{clip})) a_w` and the
+    box :math:`(c_x - w/2, c_y - h/2, c_x + w/2, c_y + h/2)`: :math:`g_{d_x} = (g_{x_1} + g_{x_2}) a_w / w_x`,
+    :math:`g_{d_w} = (g_{x_2} - g_{x_1}) w / (2 w_w)` up to the clip (0 above it, as PyTorch's clamp), and
+    likewise for y and h.
+
+    Raises:
+        TypeError: ``box_coder`` is not a plain :class:`polyloss.boxes.BoxCoder` (its decoding is unknown).
+    """
+    if type(box_coder) is not BoxCoder:
+        raise TypeError(f"the closed-form gradient of a decoded box loss needs a polyloss.boxes.BoxCoder, got "
+                        f"{type(box_coder).__name__}")
+    xp = DetectionRecipe.backend_of(deltas, "box_deltas").xp
+    wx, wy, ww, wh = box_coder.weights
+    if anchors.dtype != deltas.dtype:
+        anchors = xp.astype(anchors, deltas.dtype)
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    g = cotangent
+    sw = deltas[..., 2] / ww
+    sh = deltas[..., 3] / wh
+    w = xp.exp(xp.clip(sw, max=box_coder.clip)) * aw
+    h = xp.exp(xp.clip(sh, max=box_coder.clip)) * ah
+    return xp.stack((
+        (g[..., 0] + g[..., 2]) * aw / wx,
+        (g[..., 1] + g[..., 3]) * ah / wy,
+        xp.where(sw <= box_coder.clip, (g[..., 2] - g[..., 0]) * w * (0.5 / ww), 0.0),
+        xp.where(sh <= box_coder.clip, (g[..., 3] - g[..., 1]) * h * (0.5 / wh), 0.0),
+    ), axis=-1)
 
 
 def box_loss_part(kind: str = "l1", *, beta: float = 1.0, eps: float = 1e-7) -> EncodedBoxLoss | DecodedBoxLoss:
@@ -118,6 +169,8 @@ class RetinaNetTargets:
         matched_boxes: ``(N, A, 4)`` the matched ground-truth box; the anchor
             itself where not positive (so its targets are exactly 0).
         anchors: ``(N, A, 4)`` the anchors.
+        non_finite: 0-d bool, a real ground-truth box was not finite (only
+            without validation; the components are then NaN), or None.
     """
 
     matches: Any
@@ -126,6 +179,7 @@ class RetinaNetTargets:
     labels: Any
     matched_boxes: Any
     anchors: Any
+    non_finite: Any = None
 
 
 class RetinaNetLoss(DetectionRecipe):
@@ -221,6 +275,10 @@ class RetinaNetLoss(DetectionRecipe):
         self.num_classes = num_classes
         self.fg_iou_threshold = _number(fg_iou_threshold, "fg_iou_threshold", maximum=1.0)
         self.bg_iou_threshold = _number(bg_iou_threshold, "bg_iou_threshold", maximum=1.0)
+        if self.bg_iou_threshold > self.fg_iou_threshold:
+            raise ValueError(f"bg_iou_threshold={self.bg_iou_threshold} must be <= fg_iou_threshold="
+                             f"{self.fg_iou_threshold} (IoU below bg_iou_threshold is background, at least "
+                             "fg_iou_threshold positive, ignored between)")
         self.alpha = _number(alpha, "alpha", minimum=None, maximum=1.0)
         self.gamma = _number(gamma, "gamma")
         self.box_loss = box_loss
@@ -247,21 +305,11 @@ class RetinaNetLoss(DetectionRecipe):
     # -- stages ------------------------------------------------------------------------
     def ground_truth(self, anchors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int,
                      validate: bool | None = None) -> GroundTruth:
-        """Ground truth padded to ``(N, G, ...)``, checked on host backends when validating."""
+        """Ground truth padded to ``(N, G, ...)``, checked on host backends when validating (labels in ``[0, C)``)."""
         backend = self.backend_of(anchors, "anchors")
         validate = self.validate if validate is None else bool(validate)
-        gt = normalize_ground_truth(backend, gt_boxes, gt_labels, like=anchors, batch_size=batch_size,
-                                    validate=validate)
-        if validate and batch_size > 0 and backend.is_host_array(gt.labels):
-            xp = backend.xp
-            bad = gt.valid & (gt.labels >= self.num_classes)
-            if bool(xp.any(bad)):
-                g = int(bad.shape[1])
-                flat = int(xp.argmax(xp.astype(xp.reshape(bad, (-1,)), xp.int8)))
-                i, j = flat // g, flat % g
-                raise ValueError(f"gt_labels[{i}][{j}] = {int(gt.labels[i, j])} is outside "
-                                 f"[0, num_classes={self.num_classes}) (-1 marks padding)")
-        return gt
+        return normalize_ground_truth(backend, gt_boxes, gt_labels, like=anchors, batch_size=batch_size,
+                                      validate=validate, num_classes=self.num_classes, background=False)
 
     def assign(self, anchors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int | None = None,
                validate: bool | None = None) -> RetinaNetTargets:
@@ -299,7 +347,7 @@ class RetinaNetLoss(DetectionRecipe):
         matched = xp.take_along_axis(gt.boxes, index4, axis=1)
         matched = xp.where(xp.expand_dims(positive, axis=-1), matched, anchors_n)
         return RetinaNetTargets(matches=matches, positive=positive, valid=valid, labels=labels,
-                                matched_boxes=matched, anchors=anchors_n)
+                                matched_boxes=matched, anchors=anchors_n, non_finite=gt.non_finite)
 
     def loss(self, box_deltas: Any, class_logits: Any, targets: RetinaNetTargets) -> pl.RecipeResult:
         """Both terms on assigned targets, normalised by the positives (per image or over the batch).
@@ -312,6 +360,11 @@ class RetinaNetLoss(DetectionRecipe):
         Returns:
             A :class:`polyloss.RecipeResult` with ``"classification"`` and ``"box_regression"``.
         """
+        return self.evaluate(self.loss_stage(box_deltas, class_logits, targets))
+
+    def loss_stage(self, box_deltas: Any, class_logits: Any, targets: RetinaNetTargets) -> LossStage:
+        """The two terms of :meth:`loss` (a :class:`polyloss.detection.LossStage`), from which the base class
+        derives the value and the closed-form gradient (:meth:`value_and_grad`)."""
         backend = self.backend_of(class_logits, "class_logits")
         if self.backend_of(box_deltas, "box_deltas") is not backend:
             raise TypeError(f"box_deltas ({type(box_deltas).__name__}) and class_logits "
@@ -332,10 +385,6 @@ class RetinaNetLoss(DetectionRecipe):
         # classification: one-hot targets (background: an all-zero row) over every non-ignored anchor
         classes = xp.arange(self.num_classes, dtype=xp.int64, device=device)
         one_hot = xp.astype(xp.expand_dims(targets.labels, axis=-1) == classes, dtype)
-        cls = self.classification_loss(class_logits, one_hot)
-        while cls.ndim > 2:
-            cls = xp.sum(cls, axis=-1)
-        cls_per_image = xp.sum(xp.where(targets.valid, cls, 0.0), axis=1)
 
         # box regression on positives; other anchors see zero deltas against themselves (finite, gradient 0)
         anchors, matched = targets.anchors, targets.matched_boxes
@@ -343,35 +392,39 @@ class RetinaNetLoss(DetectionRecipe):
             anchors, matched = xp.astype(anchors, box_deltas.dtype), xp.astype(matched, box_deltas.dtype)
         positive4 = xp.expand_dims(targets.positive, axis=-1)
         deltas = xp.where(positive4, box_deltas, 0.0)
-        box = self.regression_loss(deltas, anchors, matched, self.box_coder)
-        while box.ndim > 2:
-            box = xp.sum(box, axis=-1)
-        box_per_image = xp.sum(xp.where(targets.positive, box, 0.0), axis=1)
+        part, inner = self.regression_loss, None
+        if isinstance(part, (EncodedBoxLoss, DecodedBoxLoss)):  # the loss and its arguments: a closed-form gradient
+            box_input, box_target = part.arguments(deltas, anchors, matched, self.box_coder)
+            inner, part = part.pullback(deltas, anchors, self.box_coder), part.loss
+        else:  # any other part: called as documented (no closed-form gradient)
+            box_input, box_target = deltas, matched
+            part = functools.partial(_call_box_part, self.regression_loss, anchors, self.box_coder)
+
+        def box_pullback(g: Any) -> Any:  # through the decoding (if any), then where(positive, box_deltas, 0)
+            return xp.where(positive4, g if inner is None else inner(g), 0.0)
 
         num_pos = xp.sum(xp.astype(targets.positive, dtype), axis=1)  # (N,)
         if self.normalize == "image":
-            per_image = xp.where(num_pos > 0, num_pos, 1.0)
-            # max(1, N) images (under normalize_over="world": all processes' images / world size)
+            # per image max(1, P_n), times max(1, N) images (under normalize_over="world": all processes' / W)
             images = self.count(backend, xp.ones((n,), dtype=xp.bool, device=device), class_logits)
-            classification = xp.sum(cls_per_image / per_image) / images
-            box_regression = xp.sum(box_per_image / xp.astype(per_image, box_per_image.dtype))
-            box_regression = box_regression / xp.astype(images, box_regression.dtype)
+            normaliser = xp.where(num_pos > 0, num_pos, 1.0) * images
         else:
-            total = self.count(backend, targets.positive, class_logits)
-            classification = xp.sum(cls_per_image) / total
-            box_regression = xp.sum(box_per_image) / xp.astype(total, box_per_image.dtype)
-        return self.result(backend, {"classification": classification, "box_regression": box_regression})
+            normaliser = self.count(backend, targets.positive, class_logits)
+        return LossStage(
+            backend=backend, targets=targets, aux={"positive": targets.positive, "valid": targets.valid},
+            normaliser=normaliser,
+            terms=(
+                self.term(backend, "classification", "classification_loss", "class_logits", class_logits, one_hot,
+                          targets.valid),
+                self.term(backend, "box_regression", "regression_loss", "box_deltas", box_input, box_target,
+                          targets.positive, part=part, source=box_deltas, pullback=box_pullback),
+            ),
+            non_finite=targets.non_finite,
+        )
 
-    def __call__(
-        self,
-        box_deltas: Any,
-        class_logits: Any,
-        anchors: Any,
-        gt_boxes: Any,
-        gt_labels: Any,
-        *,
-        validate: bool | None = None,
-    ) -> pl.RecipeResult:
+    def stages(self, box_deltas: Any, class_logits: Any, anchors: Any, gt_boxes: Any, gt_labels: Any, *,
+               validate: bool | None = None) -> tuple[LossStage]:
+        """The call's one loss stage: :meth:`assign`, then :meth:`loss_stage` (arguments as the call)."""
         backend = self.backend_of(class_logits, "class_logits")
         if self.backend_of(anchors, "anchors") is not backend:
             raise TypeError(f"anchors ({type(anchors).__name__}) and class_logits "
@@ -383,4 +436,22 @@ class RetinaNetLoss(DetectionRecipe):
             raise ValueError(f"anchors shape {tuple(anchors.shape)} must be (A, 4) with A = {a} "
                              f"(class_logits shape {tuple(class_logits.shape)})")
         targets = self.assign(anchors, gt_boxes, gt_labels, batch_size=n, validate=validate)
-        return self.loss(box_deltas, class_logits, targets)
+        return (self.loss_stage(box_deltas, class_logits, targets),)
+
+    def __call__(
+        self,
+        box_deltas: Any,
+        class_logits: Any,
+        anchors: Any,
+        gt_boxes: Any,
+        gt_labels: Any,
+        *,
+        validate: bool | None = None,
+    ) -> pl.RecipeResult:
+        return self.evaluate(*self.stages(box_deltas, class_logits, anchors, gt_boxes, gt_labels, validate=validate))
+
+
+def _call_box_part(part: Callable[..., Any], anchors: Any, box_coder: BoxCoder, box_deltas: Any,
+                   matched_boxes: Any) -> Any:
+    """A custom box-loss part (``(box_deltas, anchors, matched_boxes, box_coder) -> loss``) as ``(input, target)``."""
+    return part(box_deltas, anchors, matched_boxes, box_coder)
