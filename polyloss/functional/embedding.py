@@ -234,12 +234,18 @@ def _p_norm(backend: Backend, d: Any, p: float, need_grad: bool) -> tuple[Any, A
     the norm is 0, and 0 at zero components for p < 1)."""
     xp = backend.xp
     a = xp.abs(d)
-    if p == 2.0:
-        norm = xp.sqrt(xp.sum(d * d, axis=-1))
-    elif p == 1.0:
+    if p == 1.0:
         norm = xp.sum(a, axis=-1)
     else:
-        norm = xp.sum(a**p, axis=-1) ** (1.0 / p)
+        # 0 where the difference is 0, with a 0 gradient there under autograd too (not 0 * inf)
+        if p == 2.0:
+            total = xp.sum(d * d, axis=-1)
+        else:
+            nil = a == 0
+            total = xp.sum(xp.where(nil, 0.0, xp.where(nil, 1.0, a) ** p), axis=-1)
+        empty = total == 0
+        safe = xp.where(empty, 1.0, total)
+        norm = xp.where(empty, 0.0, xp.sqrt(safe) if p == 2.0 else safe ** (1.0 / p))
     if not need_grad:
         return norm, None
     if p == 1.0:
