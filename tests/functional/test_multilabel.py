@@ -112,7 +112,7 @@ def test_multilabel_margin_narrow_integer_targets(xp):
 
 @pytest.mark.parametrize("bad", [5, -2])
 def test_multilabel_margin_target_out_of_range(bad):
-    x, rng = _scores((2, 5), seed=5)
+    x, _ = _scores((2, 5), seed=5)
     target = np.array([[1, -1, 0, 0, 0], [0, 1, 2, 3, 4]])
     target[0, 3] = bad  # after the first -1: PyTorch refuses it too
     for fast in (True, False):
@@ -136,7 +136,7 @@ def test_fast_paths_equal_generic(reduction):
 
 
 def test_multilabel_margin_nan_score_is_kept():
-    x, rng = _scores((3, 4), seed=8)
+    x, _ = _scores((3, 4), seed=8)
     x[1, 2] = np.nan
     target = np.array([[0, -1, 0, 0], [1, 2, -1, 0], [3, -1, 0, 0]])
     for fast in (True, False):
