@@ -87,7 +87,9 @@ def poisson_nll_loss(input: Any, target: Any, *, log_input: bool = True, full: b
             1e-8, finite and >= 0 (else a ``ValueError``).
         reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
-    Edge rules (every path): NaN in ``input`` or ``target`` gives NaN; a negative
+    Edge rules (every path): NaN in ``input`` or ``target`` gives NaN; an infinite
+    log-rate gives inf or NaN (:math:`\infty - \infty` against a positive count) and
+    ``0 log 0`` with ``eps=0`` NaN, PyTorch's numbers; a negative
     rate with ``log_input=False`` gives NaN (the log's domain; PyTorch's number);
     target values are not checked (PyTorch accepts any real count); the mean of an
     empty input is 0 (PyTorch: NaN); another target shape is a ``ValueError``.

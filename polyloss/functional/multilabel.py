@@ -146,7 +146,9 @@ def multilabel_soft_margin_loss(input: Any, target: Any, *, weight: Any = None, 
             (default, over the samples) or ``"sum"``.
 
     Edge rules: a label outside [0, 1] (NaN included) is a ``ValueError`` where values can
-    be read without a device sync; NaN in ``input`` or ``weight`` gives NaN; the mean of no
+    be read without a device sync; NaN in ``input`` or ``weight`` gives NaN; an infinite logit
+    gives inf against its label and NaN (:math:`0 \cdot \infty`) on the label's side, PyTorch's
+    numbers (finite logits of any size are exact); the mean of no
     samples is 0 (PyTorch: NaN); no class (C = 0) is a ``ValueError``.
 
     Matches ``torch.nn.functional.multilabel_soft_margin_loss``.
