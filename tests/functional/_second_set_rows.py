@@ -22,7 +22,7 @@ def builder(*base: np.ndarray):
                 if key[:2] == "at" and key[2:].isdigit():
                     arrays[int(key[2:])][value[0]] = value[1]
                 elif key[:1] == "a" and key[1:].isdigit():
-                    arrays[int(key[1:])] = value
+                    arrays[int(key[1:])] = value.copy() if isinstance(value, np.ndarray) else value
                 else:
                     options[key] = value
             return tuple(arrays), options
