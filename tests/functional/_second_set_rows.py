@@ -30,3 +30,21 @@ def builder(*base: np.ndarray):
         return make
 
     return with_
+
+
+#: the second set of losses written here: their values and gradients are checked against their references
+#: (torch.nn.functional, optax) in ``tests/functional/test_{likelihood,embedding,multilabel,robust,poly}.py``
+#: rather than in the two-array grids of ``tests/test_gradients.py`` and ``tests/test_properties.py``
+SECOND_SET_LOSSES = (
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "cosine_embedding_loss",
+    "margin_ranking_loss",
+    "triplet_margin_loss",
+    "hinge_embedding_loss",
+    "soft_margin_loss",
+    "multilabel_soft_margin_loss",
+    "multilabel_margin_loss",
+    "log_cosh_loss",
+    "poly1_cross_entropy",
+)
