@@ -84,7 +84,7 @@ def _soft_margin_compute(x: Any, y: Any, *, need_grad: bool) -> tuple[Any, Any]:
     from polyloss._namespace import resolve
     from polyloss.functional.multilabel import soft_margin_elementwise
 
-    return soft_margin_elementwise(resolve(x), x, y, need_grad)
+    return soft_margin_elementwise(resolve(x), x, y, need_grad=need_grad)
 
 
 def _soft_margin(input: Any, target: Any, *, reduction: str) -> Any:

@@ -1,13 +1,21 @@
 """Helpers shared by the second set of losses (not public): option checks, ``clamp_min`` with PyTorch's
-subgradient, the {1, -1} label check."""
+subgradient, the label checks, and the forward / gradient drivers of a loss written once as
+``parts(*arrays, need_grad) -> (values, derivative or None)``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from polyloss import _checks as v
 from polyloss.backend._base import Backend
+from polyloss.functional._common import compute_dtype
+from polyloss.functional._common import finish
+from polyloss.functional._common import try_fast_path
+from polyloss.functional._reductions import pointwise_scale
+from polyloss.functional._reductions import reduce
+from polyloss.functional._reductions import sample_upstream
 
 
 def check_bool(value: object, name: str) -> bool:
@@ -76,3 +84,34 @@ def check_unit_interval(backend: Backend, target: Any, loss: str, name: str = "t
         target = xp.astype(target, xp.float64)
     bad = float(xp.max(xp.where(ok, -math.inf, target)))
     raise ValueError(f"{name} of {loss} must hold labels in [0, 1], got {bad!r}")
+
+
+# -- the forward and gradient drivers of a loss written as ``parts(*arrays, need_grad) -> (loss, derivative)``
+
+
+def forward(backend: Backend, name: str, arrays: tuple[Any, ...], options: dict[str, Any],
+            parts: Callable[..., tuple[Any, Any]], raw: tuple[Any, ...] = ()) -> Any:
+    """The loss ``name``: the backend's fast path for ``(*arrays, *raw, **options)`` where it has one,
+    else ``parts(*arrays in the input's compute dtype, *raw, need_grad=False)`` (element-wise or
+    per-sample values) reduced by ``options["reduction"]``."""
+    out = try_fast_path(backend, name, *arrays, *raw, **options)
+    if out is not NotImplemented:
+        return out
+    value, _ = parts(*compute_dtype(backend, *arrays), *raw, need_grad=False)
+    return finish(backend, reduce(backend, value, options["reduction"]), arrays[0])
+
+
+def backward(backend: Backend, arrays: tuple[Any, ...], reduction: str, cotangent: Any,
+             parts: Callable[..., tuple[Any, Any]], raw: tuple[Any, ...] = (), *, per_sample: bool = False) -> Any:
+    """The closed-form gradient by ``arrays[0]``: the derivative ``parts`` returns (by element, or by
+    element of per-sample values over the last axis with ``per_sample``) times the reduction's upstream factor."""
+    cast = compute_dtype(backend, *arrays)
+    _, derivative = parts(*cast, *raw, need_grad=True)
+    x = cast[0]
+    if per_sample:
+        up = sample_upstream(backend, cotangent, tuple(x.shape[:-1]), reduction, x)
+        if not isinstance(up, float):
+            up = backend.xp.expand_dims(up, axis=-1)
+    else:
+        up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, derivative * up, arrays[0])

@@ -9,25 +9,22 @@ where ``z >= 0``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import compute_dtype
-from polyloss.functional._common import finish
-from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
-from polyloss.functional._reductions import pointwise_scale
-from polyloss.functional._reductions import reduce
-from polyloss.functional._reductions import sample_upstream
+from polyloss.functional._second_set import backward
 from polyloss.functional._second_set import check_bool
 from polyloss.functional._second_set import check_signs
 from polyloss.functional._second_set import clamp_min0
 from polyloss.functional._second_set import clamp_min0_grad
 from polyloss.functional._second_set import finite_number
+from polyloss.functional._second_set import forward
 from polyloss.functional._second_set import label_dtype
 
 __all__ = [
@@ -74,7 +71,7 @@ def _check_cosine(input1: Any, input2: Any, target: Any, margin: object, reducti
     return backend, margin
 
 
-def cosine_embedding_parts(backend: Backend, x1: Any, x2: Any, y: Any, margin: float,
+def cosine_embedding_parts(backend: Backend, x1: Any, x2: Any, y: Any, *, margin: float,
                            need_grad: bool) -> tuple[Any, Any]:
     """Per-sample cosine embedding loss and, if asked, its derivative by ``x1`` (ATen's formula)."""
     xp = backend.xp
@@ -121,12 +118,8 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, *, margin: floa
     Matches ``torch.nn.functional.cosine_embedding_loss``.
     """
     backend, margin = _check_cosine(input1, input2, target, margin, reduction)
-    out = try_fast_path(backend, "cosine_embedding_loss", input1, input2, target, margin=margin, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x1, x2, y = compute_dtype(backend, input1, input2, target)
-    value, _ = cosine_embedding_parts(backend, x1, x2, y, margin, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input1)
+    return forward(backend, "cosine_embedding_loss", (input1, input2, target),
+                   {"margin": margin, "reduction": reduction}, partial(cosine_embedding_parts, backend, margin=margin))
 
 
 @gradient(cosine_embedding_loss)
@@ -138,12 +131,8 @@ def cosine_embedding_loss_grad(input1: Any, input2: Any, target: Any, *, margin:
     :math:`s = -1` for label 1 and :math:`[\cos \ge m]` for label -1.
     """
     backend, margin = _check_cosine(input1, input2, target, margin, reduction)
-    x1, x2, y = compute_dtype(backend, input1, input2, target)
-    _, g = cosine_embedding_parts(backend, x1, x2, y, margin, need_grad=True)
-    up = sample_upstream(backend, cotangent, tuple(target.shape), reduction, x1)
-    if not isinstance(up, float):
-        up = backend.xp.expand_dims(up, axis=-1)
-    return finish(backend, g * up, input1)
+    return backward(backend, (input1, input2, target), reduction, cotangent,
+                    partial(cosine_embedding_parts, backend, margin=margin), per_sample=True)
 
 
 # -- margin ranking ---------------------------------------------------------------------------
@@ -162,7 +151,7 @@ def _check_ranking(input1: Any, input2: Any, target: Any, margin: object, reduct
     return backend, margin
 
 
-def margin_ranking_parts(backend: Backend, x1: Any, x2: Any, y: Any, margin: float,
+def margin_ranking_parts(backend: Backend, x1: Any, x2: Any, y: Any, *, margin: float,
                          need_grad: bool) -> tuple[Any, Any]:
     """Element-wise ``max(0, m - y (x1 - x2))`` and, if asked, its derivative by ``x1``."""
     z = margin - y * (x1 - x2)
@@ -191,12 +180,8 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, *, margin: float 
     Matches ``torch.nn.functional.margin_ranking_loss``.
     """
     backend, margin = _check_ranking(input1, input2, target, margin, reduction)
-    out = try_fast_path(backend, "margin_ranking_loss", input1, input2, target, margin=margin, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x1, x2, y = compute_dtype(backend, input1, input2, target)
-    value, _ = margin_ranking_parts(backend, x1, x2, y, margin, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input1)
+    return forward(backend, "margin_ranking_loss", (input1, input2, target),
+                   {"margin": margin, "reduction": reduction}, partial(margin_ranking_parts, backend, margin=margin))
 
 
 @gradient(margin_ranking_loss)
@@ -204,10 +189,8 @@ def margin_ranking_loss_grad(input1: Any, input2: Any, target: Any, *, margin: f
                              reduction: str = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.margin_ranking_loss` by ``input1``: :math:`-y\,[m - y (x_1 - x_2) \ge 0]`."""
     backend, margin = _check_ranking(input1, input2, target, margin, reduction)
-    x1, x2, y = compute_dtype(backend, input1, input2, target)
-    _, g = margin_ranking_parts(backend, x1, x2, y, margin, need_grad=True)
-    up = pointwise_scale(backend, x1, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input1)
+    return backward(backend, (input1, input2, target), reduction, cotangent,
+                    partial(margin_ranking_parts, backend, margin=margin))
 
 
 # -- triplet margin ---------------------------------------------------------------------------
@@ -258,7 +241,7 @@ def _p_norm(backend: Backend, d: Any, p: float, need_grad: bool) -> tuple[Any, A
     return norm, xp.sign(d) * power * scale
 
 
-def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, margin: float, p: float, eps: float, swap: bool,
+def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, *, margin: float, p: float, eps: float, swap: bool,
                   need_grad: bool) -> tuple[Any, Any]:
     """Per-triplet loss and, if asked, its derivative by the anchor (PyTorch's ``pairwise_distance``:
     the p-norm of ``x1 - x2 + eps``)."""
@@ -305,13 +288,9 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, *, margin: fl
     Matches ``torch.nn.functional.triplet_margin_loss``.
     """
     backend, margin, p, eps = _check_triplet(anchor, positive, negative, margin, p, eps, swap, reduction)
-    out = try_fast_path(backend, "triplet_margin_loss", anchor, positive, negative, margin=margin, p=p, eps=eps,
-                        swap=swap, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    a, pos, neg = compute_dtype(backend, anchor, positive, negative)
-    value, _ = triplet_parts(backend, a, pos, neg, margin, p, eps, swap, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), anchor)
+    options = {"margin": margin, "p": p, "eps": eps, "swap": swap}
+    return forward(backend, "triplet_margin_loss", (anchor, positive, negative), {**options, "reduction": reduction},
+                   partial(triplet_parts, backend, **options))
 
 
 @gradient(triplet_margin_loss)
@@ -324,12 +303,8 @@ def triplet_margin_loss_grad(anchor: Any, positive: Any, negative: Any, *, margi
     \operatorname{sign}(u) |u|^{p-1} / \lVert u\rVert_p^{p-1}` and :math:`s` the swap's share.
     """
     backend, margin, p, eps = _check_triplet(anchor, positive, negative, margin, p, eps, swap, reduction)
-    a, pos, neg = compute_dtype(backend, anchor, positive, negative)
-    _, g = triplet_parts(backend, a, pos, neg, margin, p, eps, swap, need_grad=True)
-    up = sample_upstream(backend, cotangent, tuple(anchor.shape[:-1]), reduction, a)
-    if not isinstance(up, float):
-        up = backend.xp.expand_dims(up, axis=-1)
-    return finish(backend, g * up, anchor)
+    parts = partial(triplet_parts, backend, margin=margin, p=p, eps=eps, swap=swap)
+    return backward(backend, (anchor, positive, negative), reduction, cotangent, parts, per_sample=True)
 
 
 # -- hinge embedding --------------------------------------------------------------------------
@@ -346,7 +321,7 @@ def _check_hinge_embedding(input: Any, target: Any, margin: object, reduction: s
     return backend, margin
 
 
-def hinge_embedding_parts(backend: Backend, x: Any, y: Any, margin: float, need_grad: bool) -> tuple[Any, Any]:
+def hinge_embedding_parts(backend: Backend, x: Any, y: Any, *, margin: float, need_grad: bool) -> tuple[Any, Any]:
     """Element-wise hinge embedding loss and, if asked, its derivative: ATen's formula, which reads a label
     other than 1 and -1 as both (its loss is the sum of the two branches)."""
     xp = backend.xp
@@ -380,12 +355,8 @@ def hinge_embedding_loss(input: Any, target: Any, *, margin: float = 1.0, reduct
     Matches ``torch.nn.functional.hinge_embedding_loss``.
     """
     backend, margin = _check_hinge_embedding(input, target, margin, reduction)
-    out = try_fast_path(backend, "hinge_embedding_loss", input, target, margin=margin, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y = compute_dtype(backend, input, target)
-    value, _ = hinge_embedding_parts(backend, x, y, margin, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input)
+    return forward(backend, "hinge_embedding_loss", (input, target), {"margin": margin, "reduction": reduction},
+                   partial(hinge_embedding_parts, backend, margin=margin))
 
 
 @gradient(hinge_embedding_loss)
@@ -393,8 +364,6 @@ def hinge_embedding_loss_grad(input: Any, target: Any, *, margin: float = 1.0, r
                               cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.hinge_embedding_loss`: 1 for label 1, :math:`-[m - x \ge 0]` for -1."""
     backend, margin = _check_hinge_embedding(input, target, margin, reduction)
-    x, y = compute_dtype(backend, input, target)
-    _, g = hinge_embedding_parts(backend, x, y, margin, need_grad=True)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input)
+    parts = partial(hinge_embedding_parts, backend, margin=margin)
+    return backward(backend, (input, target), reduction, cotangent, parts)
 

@@ -7,21 +7,20 @@ both run the same check function and the same element-wise terms.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
+from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import compute_dtype
-from polyloss.functional._common import finish
 from polyloss.functional._common import pointwise_inputs
-from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
-from polyloss.functional._reductions import pointwise_scale
-from polyloss.functional._reductions import reduce
+from polyloss.functional._second_set import backward
 from polyloss.functional._second_set import check_bool
 from polyloss.functional._second_set import finite_number
+from polyloss.functional._second_set import forward
 
 __all__ = [
     "gaussian_nll_loss",
@@ -45,8 +44,8 @@ def _check_poisson(input: Any, target: Any, log_input: object, full: object, eps
     return backend, finite_number(eps, "eps", minimum=0.0)
 
 
-def poisson_nll_elementwise(backend: Backend, x: Any, y: Any, log_input: bool, full: bool, eps: float,
-                            need_grad: bool) -> tuple[Any, Any]:
+def poisson_nll_parts(backend: Backend, x: Any, y: Any, *, log_input: bool, full: bool, eps: float,
+                      need_grad: bool) -> tuple[Any, Any]:
     """Element-wise Poisson NLL and, if asked, its derivative by ``x`` (``y`` in ``x``'s dtype)."""
     xp = backend.xp
     if log_input:
@@ -97,13 +96,9 @@ def poisson_nll_loss(input: Any, target: Any, *, log_input: bool = True, full: b
     Matches ``torch.nn.functional.poisson_nll_loss``.
     """
     backend, eps = _check_poisson(input, target, log_input, full, eps, reduction)
-    out = try_fast_path(backend, "poisson_nll_loss", input, target, log_input=log_input, full=full, eps=eps,
-                        reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y = compute_dtype(backend, input, target)
-    value, _ = poisson_nll_elementwise(backend, x, y, log_input, full, eps, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input)
+    options = {"log_input": log_input, "full": full, "eps": eps}
+    parts = partial(poisson_nll_parts, backend, **options)
+    return forward(backend, "poisson_nll_loss", (input, target), {**options, "reduction": reduction}, parts)
 
 
 @gradient(poisson_nll_loss)
@@ -111,10 +106,8 @@ def poisson_nll_loss_grad(input: Any, target: Any, *, log_input: bool = True, fu
                           eps: float = 1e-8, reduction: str = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.poisson_nll_loss`: :math:`e^x - y`, or :math:`1 - y / (x + \epsilon)`."""
     backend, eps = _check_poisson(input, target, log_input, full, eps, reduction)
-    x, y = compute_dtype(backend, input, target)
-    _, g = poisson_nll_elementwise(backend, x, y, log_input, False, eps, need_grad=True)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input)
+    parts = partial(poisson_nll_parts, backend, log_input=log_input, full=False, eps=eps)  # full: a constant in x
+    return backward(backend, (input, target), reduction, cotangent, parts)
 
 
 # -- Gaussian ---------------------------------------------------------------------------------
@@ -160,20 +153,21 @@ def _check_gaussian(input: Any, target: Any, var: Any, full: object, eps: object
     return backend, var, eps
 
 
-def _gaussian_terms(backend: Backend, input: Any, target: Any, var: Any, eps: float) -> tuple[Any, Any, Any]:
-    """``(x, x - y, max(var, eps))`` in the compute dtype; the clamp is PyTorch's (``var`` may be a float)."""
-    x, y = compute_dtype(backend, input, target)
+def gaussian_nll_parts(backend: Backend, x: Any, y: Any, var: Any, *, full: bool, eps: float,
+                       need_grad: bool) -> tuple[Any, Any]:
+    """Element-wise Gaussian NLL and, if asked, its derivative by ``x``; ``var`` a float, or an array
+    broadcasting into ``x`` (cast to its dtype here), clamped at ``eps`` as PyTorch."""
+    d = x - y
     if isinstance(var, float):
-        return x, x - y, max(var, eps) if var == var else var
-    (_, vc) = compute_dtype(backend, x, var)
-    return x, x - y, backend.xp.clip(vc, min=eps)
-
-
-def _log(backend: Backend, vc: Any) -> Any:
-    """``log`` of the clamped variance, an array or a float (log 0 = -inf, NaN kept)."""
-    if not isinstance(vc, float):
-        return backend.xp.log(vc)
-    return math.log(vc) if vc > 0 else (-math.inf if vc == 0 else math.nan)
+        vc = max(var, eps) if var == var else var
+        log_var = math.log(vc) if vc > 0 else (-math.inf if vc == 0 else math.nan)
+    else:
+        vc = backend.xp.clip(v.as_dtype_of(backend, var, x), min=eps)
+        log_var = backend.xp.log(vc)
+    value = 0.5 * (log_var + d * d / vc)
+    if full:
+        value = value + _HALF_LOG_2PI
+    return value, (d / vc if need_grad else None)
 
 
 @loss
@@ -210,14 +204,9 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, *, full: bool = False, 
     distribution*, 1994. Matches ``torch.nn.functional.gaussian_nll_loss``.
     """
     backend, var, eps = _check_gaussian(input, target, var, full, eps, reduction)
-    out = try_fast_path(backend, "gaussian_nll_loss", input, target, var, full=full, eps=eps, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    _, d, vc = _gaussian_terms(backend, input, target, var, eps)
-    value = 0.5 * (_log(backend, vc) + d * d / vc)
-    if full:
-        value = value + _HALF_LOG_2PI
-    return finish(backend, reduce(backend, value, reduction), input)
+    parts = partial(gaussian_nll_parts, backend, full=full, eps=eps)
+    return forward(backend, "gaussian_nll_loss", (input, target), {"full": full, "eps": eps, "reduction": reduction},
+                   parts, raw=(var,))
 
 
 @gradient(gaussian_nll_loss)
@@ -225,6 +214,5 @@ def gaussian_nll_loss_grad(input: Any, target: Any, var: Any, *, full: bool = Fa
                            reduction: str = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.gaussian_nll_loss` by ``input``: :math:`(x - y) / \max(v, \epsilon)`."""
     backend, var, eps = _check_gaussian(input, target, var, full, eps, reduction)
-    x, d, vc = _gaussian_terms(backend, input, target, var, eps)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, d / vc * up, input)
+    return backward(backend, (input, target), reduction, cotangent,
+                    partial(gaussian_nll_parts, backend, full=full, eps=eps), raw=(var,))

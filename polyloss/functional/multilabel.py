@@ -8,24 +8,21 @@ same check function and the same element-wise (or per-sample) terms.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import compute_dtype
-from polyloss.functional._common import finish
 from polyloss.functional._common import optional_array
-from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
-from polyloss.functional._reductions import pointwise_scale
-from polyloss.functional._reductions import reduce
-from polyloss.functional._reductions import sample_upstream
+from polyloss.functional._second_set import backward
 from polyloss.functional._second_set import check_signs
 from polyloss.functional._second_set import check_unit_interval
 from polyloss.functional._second_set import clamp_min0
 from polyloss.functional._second_set import clamp_min0_grad
+from polyloss.functional._second_set import forward
 from polyloss.functional._second_set import label_dtype
 
 __all__ = [
@@ -36,13 +33,6 @@ __all__ = [
     "soft_margin_loss",
     "soft_margin_loss_grad",
 ]
-
-
-def _upstream_per_sample(backend: Backend, cotangent: Any, sample_shape: tuple[int, ...], reduction: str,
-                         like: Any) -> Any:
-    """The per-sample upstream factor broadcast along the class axis (the last)."""
-    up = sample_upstream(backend, cotangent, sample_shape, reduction, like)
-    return up if isinstance(up, float) else backend.xp.expand_dims(up, axis=-1)
 
 
 # -- soft margin ------------------------------------------------------------------------------
@@ -58,7 +48,7 @@ def _check_soft_margin(input: Any, target: Any, reduction: str) -> Backend:
     return backend
 
 
-def soft_margin_elementwise(backend: Backend, x: Any, y: Any, need_grad: bool) -> tuple[Any, Any]:
+def soft_margin_elementwise(backend: Backend, x: Any, y: Any, *, need_grad: bool) -> tuple[Any, Any]:
     """``log(1 + exp(-y x)) = -log_sigmoid(y x)``, finite for any margin, and, if asked, its derivative
     ``-y sigmoid(-y x)``. Also the torch fast path's fused forward and backward."""
     margin = y * x
@@ -87,22 +77,15 @@ def soft_margin_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any
     Matches ``torch.nn.functional.soft_margin_loss``.
     """
     backend = _check_soft_margin(input, target, reduction)
-    out = try_fast_path(backend, "soft_margin_loss", input, target, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y = compute_dtype(backend, input, target)
-    value, _ = soft_margin_elementwise(backend, x, y, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input)
+    return forward(backend, "soft_margin_loss", (input, target), {"reduction": reduction},
+                   partial(soft_margin_elementwise, backend))
 
 
 @gradient(soft_margin_loss)
 def soft_margin_loss_grad(input: Any, target: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.soft_margin_loss`: :math:`-y\,\sigma(-y x)`."""
     backend = _check_soft_margin(input, target, reduction)
-    x, y = compute_dtype(backend, input, target)
-    _, g = soft_margin_elementwise(backend, x, y, need_grad=True)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input)
+    return backward(backend, (input, target), reduction, cotangent, partial(soft_margin_elementwise, backend))
 
 
 # -- multi-label soft margin ------------------------------------------------------------------
@@ -127,6 +110,22 @@ def _check_multilabel_soft_margin(input: Any, target: Any, weight: Any, reductio
     optional_array(backend, weight, "weight", tuple(input.shape))
     check_unit_interval(backend, target, "multilabel_soft_margin_loss")
     return backend
+
+
+def multilabel_soft_margin_parts(backend: Backend, x: Any, y: Any, *, weight: Any,
+                                 need_grad: bool) -> tuple[Any, Any]:
+    """Per-sample loss (over the last axis) and, if asked, the derivative of each by its logits."""
+    w = None if weight is None else v.as_dtype_of(backend, weight, x)
+    # -(y log s(x) + (1 - y) log s(-x)) with log s(-x) = log s(x) - x
+    value = (1.0 - y) * x - backend.log_sigmoid(x)
+    if w is not None:
+        value = value * w
+    num_classes = x.shape[-1]
+    per_sample = backend.xp.sum(value, axis=-1) / num_classes
+    if not need_grad:
+        return per_sample, None
+    g = backend.sigmoid(x) - y
+    return per_sample, (g if w is None else g * w) / num_classes
 
 
 @loss
@@ -154,17 +153,8 @@ def multilabel_soft_margin_loss(input: Any, target: Any, *, weight: Any = None, 
     Matches ``torch.nn.functional.multilabel_soft_margin_loss``.
     """
     backend = _check_multilabel_soft_margin(input, target, weight, reduction)
-    out = try_fast_path(backend, "multilabel_soft_margin_loss", input, target, weight=weight, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    xp = backend.xp
-    x, y, w = compute_dtype(backend, input, target, weight)
-    # -(y log s(x) + (1 - y) log s(-x)) with log s(-x) = log s(x) - x
-    value = (1.0 - y) * x - backend.log_sigmoid(x)
-    if w is not None:
-        value = value * w
-    per_sample = xp.sum(value, axis=-1) / x.shape[-1]
-    return finish(backend, reduce(backend, per_sample, reduction), input)
+    return forward(backend, "multilabel_soft_margin_loss", (input, target), {"weight": weight, "reduction": reduction},
+                   partial(multilabel_soft_margin_parts, backend, weight=weight))
 
 
 @gradient(multilabel_soft_margin_loss)
@@ -172,12 +162,8 @@ def multilabel_soft_margin_loss_grad(input: Any, target: Any, *, weight: Any = N
                                      cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.multilabel_soft_margin_loss`: :math:`w_c (\sigma(x_c) - y_c) / C`."""
     backend = _check_multilabel_soft_margin(input, target, weight, reduction)
-    x, y, w = compute_dtype(backend, input, target, weight)
-    g = backend.sigmoid(x) - y
-    if w is not None:
-        g = g * w
-    up = _upstream_per_sample(backend, cotangent, tuple(x.shape[:-1]), reduction, x)
-    return finish(backend, g * (up / x.shape[-1]), input)
+    parts = partial(multilabel_soft_margin_parts, backend, weight=weight)
+    return backward(backend, (input, target), reduction, cotangent, parts, per_sample=True)
 
 
 # -- multi-label margin -----------------------------------------------------------------------
@@ -202,7 +188,7 @@ def _check_multilabel_margin(input: Any, target: Any, reduction: str) -> Backend
     return backend
 
 
-def multilabel_margin_parts(backend: Backend, x: Any, target: Any, need_grad: bool) -> tuple[Any, Any]:
+def multilabel_margin_parts(backend: Backend, x: Any, target: Any, *, need_grad: bool) -> tuple[Any, Any]:
     """Per-sample multi-label margin loss and, if asked, its derivative by ``x``.
 
     The targets of a sample are the entries of ``target`` before its first negative one; with
@@ -260,12 +246,8 @@ def multilabel_margin_loss(input: Any, target: Any, *, reduction: str = "mean") 
     Matches ``torch.nn.functional.multilabel_margin_loss``.
     """
     backend = _check_multilabel_margin(input, target, reduction)
-    out = try_fast_path(backend, "multilabel_margin_loss", input, target, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    (x,) = compute_dtype(backend, input)
-    value, _ = multilabel_margin_parts(backend, x, target, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input)
+    return forward(backend, "multilabel_margin_loss", (input,), {"reduction": reduction},
+                   partial(multilabel_margin_parts, backend), raw=(target,))
 
 
 @gradient(multilabel_margin_loss)
@@ -273,7 +255,5 @@ def multilabel_margin_loss_grad(input: Any, target: Any, *, reduction: str = "me
     r"""Subgradient of :func:`polyloss.multilabel_margin_loss`: each active pair :math:`(j, k)` adds
     :math:`1/C` at class :math:`k` and :math:`-1/C` at class :math:`t_j` (0 at the kink)."""
     backend = _check_multilabel_margin(input, target, reduction)
-    (x,) = compute_dtype(backend, input)
-    _, g = multilabel_margin_parts(backend, x, target, need_grad=True)
-    up = _upstream_per_sample(backend, cotangent, tuple(x.shape[:-1]), reduction, x)
-    return finish(backend, g * up, input)
+    return backward(backend, (input,), reduction, cotangent, partial(multilabel_margin_parts, backend),
+                    raw=(target,), per_sample=True)

@@ -7,18 +7,16 @@ function and element-wise terms.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
-from polyloss.functional._common import compute_dtype
-from polyloss.functional._common import finish
 from polyloss.functional._common import pointwise_inputs
-from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
-from polyloss.functional._reductions import pointwise_scale
-from polyloss.functional._reductions import reduce
+from polyloss.functional._second_set import backward
+from polyloss.functional._second_set import forward
 
 __all__ = ["log_cosh_loss", "log_cosh_loss_grad"]
 
@@ -31,9 +29,11 @@ def _check_log_cosh(input: Any, target: Any, reduction: str) -> Backend:
     return backend
 
 
-def log_cosh_elementwise(backend: Backend, d: Any, need_grad: bool) -> tuple[Any, Any]:
-    """``log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2`` (never overflows) and, if asked, ``tanh(d)``."""
+def log_cosh_parts(backend: Backend, x: Any, y: Any, *, need_grad: bool) -> tuple[Any, Any]:
+    """With ``d = x - y``: ``log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2`` (never overflows) and, if
+    asked, its derivative ``tanh(d)``."""
     xp = backend.xp
+    d = x - y
     a = xp.abs(d)
     value = a + xp.log1p(xp.exp(-2.0 * a)) - _LOG2
     return value, (xp.tanh(d) if need_grad else None)
@@ -59,19 +59,12 @@ def log_cosh_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any:
     cosine loss improves variational auto-encoder*, 2019.
     """
     backend = _check_log_cosh(input, target, reduction)
-    out = try_fast_path(backend, "log_cosh_loss", input, target, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    x, y = compute_dtype(backend, input, target)
-    value, _ = log_cosh_elementwise(backend, x - y, need_grad=False)
-    return finish(backend, reduce(backend, value, reduction), input)
+    parts = partial(log_cosh_parts, backend)
+    return forward(backend, "log_cosh_loss", (input, target), {"reduction": reduction}, parts)
 
 
 @gradient(log_cosh_loss)
 def log_cosh_loss_grad(input: Any, target: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.log_cosh_loss`: :math:`\tanh(x - y)`."""
     backend = _check_log_cosh(input, target, reduction)
-    x, y = compute_dtype(backend, input, target)
-    _, g = log_cosh_elementwise(backend, x - y, need_grad=True)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input)
+    return backward(backend, (input, target), reduction, cotangent, partial(log_cosh_parts, backend))
