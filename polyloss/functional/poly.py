@@ -1,7 +1,7 @@
 """PolyLoss: the Poly-1 cross-entropy, with its closed-form gradient.
 
 Declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``; both run the same check
-function and share the softmax terms. The class-axis checks and picks are cross-entropy's
+function and share the softmax terms. The class-axis checks are cross-entropy's
 (:mod:`polyloss.functional.classification`).
 """
 
@@ -23,7 +23,6 @@ from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import sample_upstream
 from polyloss.functional._second_set import finite_number
 from polyloss.functional.classification import class_axis_inputs
-from polyloss.functional.classification import pick
 
 __all__ = ["poly1_cross_entropy", "poly1_cross_entropy_grad"]
 
@@ -35,8 +34,15 @@ def _check_poly1(input: Any, target: Any, epsilon: object, axis: object,
     axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=True)
     epsilon = finite_number(epsilon, "epsilon")
     if not probabilities:
-        v.check_class_indices(backend, target, input.shape[axis], ignore_index=None)
+        # once, here, wherever values can be read without a sync (torch on the CPU too): the gather below and
+        # the one-hot of the gradient never see an index outside [0, C)
+        v.check_class_indices(backend, target, input.shape[axis], ignore_index=None, always=True)
     return backend, epsilon, axis, probabilities
+
+
+def _index(backend: Backend, target: Any) -> Any:
+    xp = backend.xp
+    return target if target.dtype == xp.int64 else xp.astype(target, xp.int64)
 
 
 def _targets(backend: Backend, x: Any, target: Any, axis: int, probabilities: bool) -> Any:
@@ -44,8 +50,7 @@ def _targets(backend: Backend, x: Any, target: Any, axis: int, probabilities: bo
     xp = backend.xp
     if probabilities:
         return v.as_dtype_of(backend, target, x)
-    index = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)
-    return xp.astype(one_hot(backend, index, x.shape[axis], axis, x.ndim), x.dtype)
+    return xp.astype(one_hot(backend, _index(backend, target), x.shape[axis], axis, x.ndim), x.dtype)
 
 
 @loss
@@ -89,7 +94,8 @@ def poly1_cross_entropy(input: Any, target: Any, *, epsilon: float = 2.0, axis: 
         q = _targets(backend, x, target, axis, probabilities)
         value = -xp.sum(q * logp, axis=axis) + epsilon * xp.sum(q * (1.0 - xp.exp(logp)), axis=axis)
     else:
-        logp_t = pick(backend, logp, target, axis)
+        index = xp.expand_dims(_index(backend, target), axis=axis)
+        logp_t = xp.squeeze(backend.take_along_axis(logp, index, axis=axis), axis=axis)
         value = -logp_t - epsilon * xp.expm1(logp_t)  # 1 - p_t without cancellation
     return finish(backend, reduce(backend, value, reduction), input)
 
