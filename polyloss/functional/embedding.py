@@ -9,6 +9,7 @@ where ``z >= 0``).
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -206,7 +207,7 @@ def _check_triplet(anchor: Any, positive: Any, negative: Any, margin: object, p:
     if anchor.ndim == 0:
         raise ValueError("anchor must have an embedding axis (the last), got a 0-d array")
     margin = finite_number(margin, "margin", minimum=0.0, strict=True)
-    p = finite_number(p, "p", minimum=0.0, strict=True)
+    p = v.check_number(p, "p", minimum=0.0, strict=True)  # inf is the max norm
     eps = finite_number(eps, "eps", minimum=None)
     check_bool(swap, "swap")
     return backend, margin, p, eps
@@ -217,6 +218,8 @@ def _p_norm(backend: Backend, d: Any, p: float, need_grad: bool) -> tuple[Any, A
     the norm is 0, and 0 at zero components for p < 1)."""
     xp = backend.xp
     a = xp.abs(d)
+    if p == math.inf:
+        return _max_norm(backend, d, a, need_grad)
     if p == 1.0:
         norm = xp.sum(a, axis=-1)
     else:
@@ -239,6 +242,20 @@ def _p_norm(backend: Backend, d: Any, p: float, need_grad: bool) -> tuple[Any, A
         return norm, d * scale
     power = xp.where(a == 0, 0.0, xp.where(a == 0, 1.0, a) ** (p - 1.0))
     return norm, xp.sign(d) * power * scale
+
+
+def _max_norm(backend: Backend, d: Any, a: Any, need_grad: bool) -> tuple[Any, Any]:
+    """``max |d|`` over the last axis (0 for no components) and, if asked, its derivative: ``sign(d)`` shared
+    evenly among the components at the maximum (PyTorch's rule for ties)."""
+    xp = backend.xp
+    if d.shape[-1] == 0:
+        norm = xp.sum(a, axis=-1)
+        return norm, (d if need_grad else None)
+    norm = xp.max(a, axis=-1)
+    if not need_grad:
+        return norm, None
+    hit = xp.astype(a == xp.expand_dims(norm, axis=-1), d.dtype)
+    return norm, xp.sign(d) * hit / xp.sum(hit, axis=-1, keepdims=True)
 
 
 def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, *, margin: float, p: float, eps: float, swap: bool,
@@ -276,7 +293,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, *, margin: fl
     Args:
         anchor, positive, negative: embeddings ``(..., D)`` of one shape.
         margin: :math:`m > 0`, default 1.0 (as PyTorch: 0 or less is a ``ValueError``; finite).
-        p: the norm's degree, finite and > 0, default 2.
+        p: the norm's degree, > 0 (``inf``: the largest absolute component), default 2.
         eps: added to each difference before the norm (PyTorch's ``pairwise_distance``), default 1e-6.
         swap: the distance swap, default False.
         reduction: ``"none"`` (per triplet), ``"mean"`` (default) or ``"sum"``.

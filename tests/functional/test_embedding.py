@@ -83,6 +83,7 @@ TRIPLET_OPTIONS = [
     {"margin": 2.0, "p": 3.0, "swap": True},
     {"p": 1.5, "eps": 0.0, "swap": True},
     {"p": 0.5, "eps": 1e-3},
+    {"p": float("inf"), "swap": True},
 ]
 
 
@@ -102,8 +103,9 @@ def test_triplet_kinks_are_pytorchs(xp):
     p = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
     n = np.array([[0.0, 2.0], [0.0, 0.0], [1.0, 1.0]])
     for swap in (False, True):
-        check_against_torch(xp, pl.triplet_margin_loss, F.triplet_margin_loss, (a, p, n),
-                            {"eps": 0.0, "swap": swap, "reduction": "none"})
+        for norm in (2.0, float("inf")):
+            check_against_torch(xp, pl.triplet_margin_loss, F.triplet_margin_loss, (a, p, n),
+                                {"eps": 0.0, "swap": swap, "p": norm, "reduction": "none"})
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 4)])
