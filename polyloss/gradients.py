@@ -123,7 +123,7 @@ def value_and_grad(
         loss: a polyloss loss function (``pl.cross_entropy``) or its registered
             name (``"cross_entropy"``), or a third-party loss whose gradient was
             registered with :func:`register_gradient`.
-        input, *arrays: the loss's positional arrays, in its order (``input, target`` for most;
+        input, \*arrays: the loss's positional arrays, in its order (``input, target`` for most;
             ``input1, input2, target`` for ``cosine_embedding_loss``, ``input, target, var`` for
             ``gaussian_nll_loss``, ...). The gradient is with respect to the first.
         cotangent: upstream gradient. None (default) means 1 for ``"mean"``,
