@@ -79,7 +79,8 @@ def register_gradient(loss: Callable[..., Any] | str, grad_fn: GradientFn, *, re
 
     Args:
         loss: the loss function, or the name it is registered under.
-        grad_fn: ``grad_fn(input, target, *, cotangent=None, **options)`` taking
+        grad_fn: ``grad_fn(input, target, *, cotangent=None, **options)`` (or, for a
+            loss of more arrays, all of them positional in the loss's order) taking
             the loss's own options and returning
             :math:`\\partial \\langle c, \\mathrm{loss}(\\mathrm{input}, \\mathrm{target}, **\\mathrm{options})
             \\rangle / \\partial\\,\\mathrm{input}` as an array of ``input``'s
@@ -116,7 +117,7 @@ def unregister_gradient(loss: Callable[..., Any] | str) -> None:
 
 
 def value_and_grad(
-    loss: Callable[..., Any] | str, input: Any, target: Any, /, *, cotangent: Any = None, **options: Any
+    loss: Callable[..., Any] | str, input: Any, /, *arrays: Any, cotangent: Any = None, **options: Any
 ) -> tuple[Any, Any]:
     r"""The loss and its closed-form gradient with respect to ``input``, without autograd.
 
@@ -124,7 +125,9 @@ def value_and_grad(
         loss: a polyloss loss function (``pl.cross_entropy``) or its registered
             name (``"cross_entropy"``), or a third-party loss whose gradient was
             registered with :func:`register_gradient`.
-        input, target: as for the loss.
+        input, \*arrays: the loss's positional arrays, in its order (``input, target`` for most;
+            ``input1, input2, target`` for ``cosine_embedding_loss``, ``input, target, var`` for
+            ``gaussian_nll_loss``, ...). The gradient is with respect to the first.
         cotangent: upstream gradient. None (default) means 1 for ``"mean"``,
             ``"sum"`` and ``"batchmean"``, and ones of the value's shape for
             ``reduction="none"``: the gradient returned is then that of
@@ -134,7 +137,7 @@ def value_and_grad(
         **options: the loss's keyword options (``weight``, ``reduction``, ...).
 
     Returns:
-        ``(value, grad)``: ``value`` exactly as ``loss(input, target, **options)``
+        ``(value, grad)``: ``value`` exactly as ``loss(input, *arrays, **options)``
         returns it, and ``grad`` with ``input``'s shape, namespace, device and
         dtype (half precision is computed in float32 and cast back, as the losses do).
 
@@ -159,5 +162,5 @@ def value_and_grad(
     """
     grad_fn = gradient_of(loss)
     fn = _loss_function(loss)
-    value = fn(input, target, **options)
-    return value, grad_fn(input, target, cotangent=cotangent, **options)
+    value = fn(input, *arrays, **options)
+    return value, grad_fn(input, *arrays, cotangent=cotangent, **options)

@@ -41,7 +41,9 @@ EPS = {"float64": 1e-11, "float32": 1e-5}
 
 
 def test_every_registered_loss_has_a_strategy():
-    missing = sorted(set(pl.losses()) - set(KNOWN))
+    from functional._second_set_rows import SECOND_SET_LOSSES  # checked against their references there
+
+    missing = sorted(set(pl.losses()) - set(KNOWN) - set(SECOND_SET_LOSSES))
     assert not missing, f"add a strategy for {missing} to tests/_loss_specs.py"
 
 

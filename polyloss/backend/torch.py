@@ -585,6 +585,7 @@ FAST_PATHS = {
     "kl_div": _kl_div,
     "multi_margin_loss": _multi_margin,
 }
+FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
 
 
 class TorchBackend(Backend):
