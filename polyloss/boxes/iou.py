@@ -13,15 +13,14 @@ centre distance and CIoU's aspect term. It serves
 
 The two uses follow torchvision's two conventions, chosen by ``paired``:
 
-========================  ==================================  ===================================
-term                      pairwise (``torchvision.ops.*_iou``)  paired (``torchvision.ops.*_loss``)
-========================  ==================================  ===================================
-intersection              ``clip(iw, 0) * clip(ih, 0)``         ``iw * ih`` where both are > 0, else 0
-                                                                (no gradient through a zero extent)
-IoU                       ``I / U``, 0 where ``U <= 0``         ``I / (U + eps)``
-enclosing box ``C``       sides clipped at 0                    signed sides
-GIoU's term               ``(C - U) / C``, 0 where ``C <= 0``   ``(C - U) / (C + eps)``
-========================  ==================================  ===================================
+- pairwise (``torchvision.ops.box_iou`` and siblings): intersection
+  ``clip(iw, 0) * clip(ih, 0)``; IoU ``I / U``, 0 where ``U <= 0`` (torchvision:
+  NaN); enclosing box ``C`` with sides clipped at 0; GIoU's term
+  ``(C - U) / C``, 0 where ``C <= 0``;
+- paired (``torchvision.ops.*_box_iou_loss``): intersection ``iw * ih`` where
+  both are positive, else 0 (no gradient through a zero extent); IoU
+  ``I / (U + eps)``; enclosing box with signed sides; GIoU's term
+  ``(C - U) / (C + eps)``.
 
 DIoU subtracts ``rho^2 / (c^2 + eps)`` (``rho`` the distance between the
 centres, ``c`` the enclosing box's diagonal) and CIoU also ``alpha v`` with
