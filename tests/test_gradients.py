@@ -365,9 +365,9 @@ def _build_grid() -> None:
     pairs = _box_pairs(rng)
     for loss in BOX_LOSSES:
         for data, (b1, b2, kinked) in pairs.items():
-            # eps = 0 needs a positive union everywhere (no zero-area boxes) and, for CIoU,
-            # 1 - IoU + v > 0 (no identical boxes)
-            for eps in (1e-7, 0.5) if kinked else (0.0, 1e-7, 0.5):
+            # eps near 0 (0 itself is a ValueError) needs a positive union everywhere (no zero-area boxes)
+            # and, for CIoU, 1 - IoU + v > 0 (no identical boxes)
+            for eps in (1e-7, 0.5) if kinked else (1e-30, 1e-7, 0.5):
                 for reduction in REDUCTIONS:
                     _add(loss, b1, b2, _data=data, _kinked=kinked, eps=eps, reduction=reduction)
 

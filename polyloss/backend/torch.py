@@ -416,91 +416,15 @@ def _focal_value_and_grad(x: Any, y: Any, alpha: float, gamma: float, *, need_gr
     return ce, grad
 
 
-_FOUR_OVER_PI2 = 4.0 / math.pi**2
-
-
 def _box_value_and_grad(b1: Any, b2: Any, kind: str, eps: float, *, need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise IoU-family loss of paired xyxy boxes and, if asked, its derivative by ``b1``.
+    """Element-wise IoU-family loss of paired xyxy boxes and, if asked, its derivative by ``b1``:
+    :func:`polyloss.functional.box.box_loss_elementwise` (the one definition) on this backend."""
+    from polyloss.functional.box import box_loss_elementwise
 
-    The value is computed as :mod:`polyloss.functional.box` computes it; the
-    derivative is :func:`polyloss.functional.giou_loss_grad` (and siblings)
-    rewritten on ``(..., 2)`` corner pairs (half the ops of per-coordinate
-    code), with the masks of PyTorch's subgradients as float arithmetic:
-    ``d max(a, b) / da = (1 + sign(a - b)) / 2`` (1/2 at a tie) and the
-    overlap indicator ``sign(clamp(iw, 0))``.
-    """
-    torch = _torch()
-    lo1, hi1, lo2, hi2 = b1[..., :2], b1[..., 2:], b2[..., :2], b2[..., 2:]
-    iwh = torch.minimum(hi1, hi2) - torch.maximum(lo1, lo2)  # (iw, ih)
-    iwh.clamp_(min=0.0)  # the intersection counts only where both sides are positive
-    inter = iwh[..., 0] * iwh[..., 1]
-    wh1 = hi1 - lo1
-    wh2 = hi2 - lo2
-    union = wh1[..., 0] * wh1[..., 1] + wh2[..., 0] * wh2[..., 1] - inter
-    den = union + eps
-    iou = inter / den
-    loss = 1.0 - iou
-    if kind != "iou":
-        ewh = torch.maximum(hi1, hi2) - torch.minimum(lo1, lo2)  # enclosing (ew, eh)
-    if kind == "giou":
-        area_c = ewh[..., 0] * ewh[..., 1]
-        c = area_c + eps
-        term = (area_c - union) / c
-        loss = 1.0 - (iou - term)
-    elif kind in ("diou", "ciou"):
-        dxy = (lo1 + hi1) / 2 - (lo2 + hi2) / 2  # centre offsets (dx, dy)
-        diag = ewh[..., 0] * ewh[..., 0] + ewh[..., 1] * ewh[..., 1] + eps
-        ratio = (dxy[..., 0] * dxy[..., 0] + dxy[..., 1] * dxy[..., 1]) / diag
-        loss = loss + ratio
-        if kind == "ciou":
-            # contiguous widths and heights (atan2 on strided rows is not vectorised); atan2(w, h) with
-            # h -> 1 for a point box (w = h = 0): point = 1 - sign(w^2 + h^2)
-            w1, h1 = b1[..., 2] - b1[..., 0], b1[..., 3] - b1[..., 1]
-            norm1 = w1 * w1 + h1 * h1
-            point1 = 1.0 - torch.sign(norm1)
-            h1 += point1
-            w2, h2 = b2[..., 2] - b2[..., 0], b2[..., 3] - b2[..., 1]
-            h2 += 1.0 - torch.sign(w2 * w2 + h2 * h2)
-            diff = torch.atan2(w2, h2).sub_(torch.atan2(w1, h1))
-            aspect = _FOUR_OVER_PI2 * diff * diff
-            alpha = aspect / (1.0 - iou + aspect + eps)
-            loss = loss + alpha * aspect
-    if not need_grad:
-        return loss, None
-    s_lo = torch.sign(lo1 - lo2)
-    s_hi = torch.sign(hi1 - hi2)
-    # d inter: -P (1 + s_lo) / 2 by the low corner, P (1 - s_hi) / 2 by the high one, with P = (ov ih, ov iw)
-    p = iwh.flip(-1).mul_(iwh.sign_())
-    q = wh1.flip(-1)  # d area1 / d (x2, y2) = (h1, w1)
-    iou_ = iou.unsqueeze(-1)
-    half_one_iou = (0.5 + 0.5 * iou).unsqueeze(-1)
-    den_ = den.unsqueeze(-1)
-    # (iou d union - d inter) / den with d union = d area1 - d inter
-    iou_q = iou_ * q
-    d_lo = p * (1.0 + s_lo)  # -2 d inter by the low corner
-    d_hi = p * (1.0 - s_hi)  # 2 d inter by the high corner
-    g_lo = (d_lo * half_one_iou).sub_(iou_q).div_(den_)
-    g_hi = (d_hi * half_one_iou).sub_(iou_q).neg_().div_(den_)
-    if kind == "giou":
-        c_ = c.unsqueeze(-1)
-        half_f = (0.5 - 0.5 * term).unsqueeze(-1)
-        e = ewh.flip(-1)
-        # ((1 - term) d area_c - d union) / c, d union = d area1 - d inter
-        g_lo += (e * (1.0 - s_lo)).mul_(half_f).sub_(q).add_(d_lo, alpha=0.5).div_(c_).neg_()
-        g_hi += (e * (1.0 + s_hi)).mul_(half_f).sub_(q).add_(d_hi, alpha=0.5).div_(c_)
-    elif kind in ("diou", "ciou"):
-        r = ratio.unsqueeze(-1)
-        diag_ = diag.unsqueeze(-1)
-        # (d rho - ratio d diag) / diag, d rho = (dx, dy) by either corner
-        g_lo += (ewh * (1.0 - s_lo)).mul_(r).add_(dxy).div_(diag_)
-        g_hi -= (ewh * (1.0 + s_hi)).mul_(r).sub_(dxy).div_(diag_)
-        if kind == "ciou":
-            inv = 1.0 / (norm1 + point1)
-            da = torch.stack((h1 * inv, -w1 * inv), dim=-1)  # d atan2(w, h) / d (w, h)
-            da.mul_(((-2.0 * _FOUR_OVER_PI2) * diff * alpha).unsqueeze(-1))
-            g_lo -= da
-            g_hi += da
-    return loss, torch.cat((g_lo, g_hi), dim=-1)
+    backend = _modules.get("backend")
+    if backend is None:
+        backend = _modules["backend"] = TorchBackend()
+    return box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=need_grad)
 
 
 def _box_fast_path(kind: str) -> Any:

@@ -2,21 +2,26 @@
 
 Element-wise on paired ``(..., 4)`` xyxy boxes, with ``torchvision.ops``
 semantics (``generalized_box_iou_loss``, ``distance_box_iou_loss``,
-``complete_box_iou_loss``); the intersection is counted only where the boxes
-overlap with positive width and height, ``eps`` keeps every division finite,
-and the mean of an empty input is 0, with their closed-form gradients.
+``complete_box_iou_loss``), and their closed-form gradients. The terms come
+from the IoU family's one core, :func:`polyloss.boxes.iou.iou_terms` (the
+paired convention), and the gradients from its derivative
+:func:`polyloss.boxes.iou.iou_terms_grad`; :func:`box_loss_elementwise` puts
+them together for the generic forward, the closed-form gradients and
+PyTorch's fused value-and-gradient path alike.
 
 Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.boxes.conversions import corners
+from polyloss.boxes.iou import iou_terms
+from polyloss.boxes.iou import iou_terms_grad
 from polyloss.functional._common import apply_sample_seed
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
@@ -38,53 +43,59 @@ __all__ = [
 ]
 
 
-def _prepare(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Backend, float, Any, Any]:
-    backend, eps = _check(boxes1, boxes2, eps, reduction)
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    return backend, eps, b1, b2
-
-
 def _check(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Backend, float]:
+    """The checks of every box loss (before any kernel runs); returns the backend and ``eps`` as a float."""
     backend = resolve(boxes1, boxes2, input_name="boxes1", target_name="boxes2")
     v.check_reduction(reduction)
     v.check_floating(backend, boxes1, "boxes1")
-    v.check_same_shape(boxes1, boxes2, input_name="boxes1", target_name="boxes2")
-    if boxes1.ndim < 1 or boxes1.shape[-1] != 4:
-        raise ValueError(f"boxes1 and boxes2 must have shape (..., 4), got {tuple(boxes1.shape)}")
     if backend.dtype_kind(boxes2.dtype) not in "fi":
-        raise TypeError(f"boxes2 must have a real numeric dtype, got {boxes2.dtype}")
-    return backend, v.check_number(eps, "eps")
+        raise TypeError(f"boxes2 must have a real (floating or integer) dtype, got {boxes2.dtype}")
+    for x, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
+        if x.ndim < 1 or x.shape[-1] != 4:
+            raise ValueError(f"{name} must have shape (..., 4), got {tuple(x.shape)}")
+    v.check_same_shape(boxes1, boxes2, input_name="boxes1", target_name="boxes2")
+    return backend, v.check_number(eps, "eps", strict=True)
 
 
-def _iou_parts(xp: Any, b1: Any, b2: Any, eps: float) -> tuple[Any, Any, Any, Any]:
-    """IoU with ``eps`` in the denominator, union, enclosing width and height."""
-    x1, y1, x2, y2 = b1[..., 0], b1[..., 1], b1[..., 2], b1[..., 3]
-    x1g, y1g, x2g, y2g = b2[..., 0], b2[..., 1], b2[..., 2], b2[..., 3]
-    iw = xp.minimum(x2, x2g) - xp.maximum(x1, x1g)
-    ih = xp.minimum(y2, y2g) - xp.maximum(y1, y1g)
-    overlap = (iw > 0) & (ih > 0)
-    # the product only where both sides are positive: zero value and zero gradient elsewhere
-    inter = xp.where(overlap, iw * ih, 0.0)
-    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
-    iou = inter / (union + eps)
-    ew = xp.maximum(x2, x2g) - xp.minimum(x1, x1g)
-    eh = xp.maximum(y2, y2g) - xp.minimum(y1, y1g)
-    return iou, union, ew, eh
+def box_loss_elementwise(backend: Backend, kind: str, boxes1: Any, boxes2: Any, eps: float, *,
+                         need_grad: bool) -> tuple[Any, Any]:
+    """The element-wise loss ``1 - score`` of ``kind`` (``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``) of paired
+    xyxy boxes of one floating dtype, shape ``(...)``, and where ``need_grad`` its derivative by ``boxes1``,
+    ``(..., 4)`` (else None).
+
+    The one definition of the four losses and their gradients: the generic
+    forward, the closed-form gradients and PyTorch's fused path all call it.
+    ``eps`` below the dtype's smallest normal number is raised to it, so that it
+    never rounds to 0 (its limit: a pair of point boxes still gives 0 / eps = 0).
+    """
+    xp = backend.xp
+    eps = max(eps, float(xp.finfo(boxes1.dtype).smallest_normal))
+    a, b = corners(boxes1), corners(boxes2)
+    terms = iou_terms(xp, kind, a, b, eps=eps, paired=True, stop_gradient=backend.stop_gradient)
+    loss = 1.0 - terms.score
+    if not need_grad:
+        return loss, None
+    grad = iou_terms_grad(xp, kind, a, b, terms, eps=eps)
+    return loss, xp.stack([-g for g in grad], axis=-1)
 
 
-def _diou(xp: Any, b1: Any, b2: Any, eps: float) -> tuple[Any, Any]:
-    """``1 - IoU + rho^2 / (c^2 + eps)`` and the IoU."""
-    iou, _, ew, eh = _iou_parts(xp, b1, b2, eps)
-    dx = (b1[..., 0] + b1[..., 2]) / 2 - (b2[..., 0] + b2[..., 2]) / 2
-    dy = (b1[..., 1] + b1[..., 3]) / 2 - (b2[..., 1] + b2[..., 3]) / 2
-    return 1.0 - iou + (dx * dx + dy * dy) / (ew * ew + eh * eh + eps), iou
+def _box_loss(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: str) -> Any:
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    out = try_fast_path(backend, f"{kind}_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    if out is not NotImplemented:
+        return out
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
+    loss, _ = box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=False)
+    return finish(backend, reduce(backend, loss, reduction), boxes1)
 
 
-def _angle(xp: Any, b: Any) -> Any:
-    """``atan(w / h)`` as ``atan2(w, h)``; a point box (w = h = 0) gives 0 with a finite gradient."""
-    w = b[..., 2] - b[..., 0]
-    h = b[..., 3] - b[..., 1]
-    return xp.atan2(w, xp.where((w == 0) & (h == 0), 1.0, h))
+def _box_loss_grad(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: str, cotangent: Any) -> Any:
+    """d <cotangent, loss(boxes1, boxes2)> / d boxes1."""
+    backend, eps = _check(boxes1, boxes2, eps, reduction)
+    b1, b2 = compute_dtype(backend, boxes1, boxes2)
+    _, grad = box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=True)
+    up = pointwise_scale(backend, b1[..., 0], None, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, apply_sample_seed(backend, grad, up, -1), boxes1)
 
 
 @loss
@@ -93,22 +104,39 @@ def iou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "m
 
     Args:
         boxes1: predicted boxes ``(..., 4)`` as (x1, y1, x2, y2), real floating.
-        boxes2: target boxes, same shape (never broadcast).
-        eps: added to the union, default 1e-7 (as torchvision's IoU losses).
+        boxes2: target boxes, same shape (never broadcast); floating or integer
+            (any width: cast to ``boxes1``'s dtype).
+        eps: added to the union, default 1e-7 (as torchvision's IoU losses); a
+            number > 0 (``inf`` gives the limit, a loss of 1).
         reduction: ``"none"`` (shape ``(...)``), ``"mean"`` (default; 0 for an
             empty input) or ``"sum"``.
 
     The intersection counts only where the boxes overlap with positive width
-    and height. Differentiable with respect to ``boxes1`` (and ``boxes2``).
-    Symmetric in its two arguments.
+    and height (no gradient through a zero overlap). Differentiable with
+    respect to ``boxes1`` (and ``boxes2``). Symmetric in its two arguments.
+
+    Edge rules (the same on every backend and path, for all four box losses):
+
+    - NaN in a coordinate of either box: NaN for that pair, so NaN for
+      ``"mean"`` and ``"sum"``.
+    - An infinite coordinate: the formulas' IEEE result, as torchvision's: the
+      IoU loss of an infinite box against a finite one is 1 (IoU 0), GIoU, DIoU
+      and CIoU are NaN (``inf / inf``); the gradient there is not specified.
+    - Zero-width, zero-height and point boxes: finite value and gradient,
+      torchvision's wherever torchvision's is finite (CIoU of a point box: see
+      :func:`ciou_loss`).
+    - Inverted boxes (``x2 < x1`` or ``y2 < y1``) are not rejected (that would
+      read the values, a device sync): they enter the formulas with signed
+      widths and heights, exactly as torchvision computes them.
+    - Empty input: ``"mean"`` and ``"sum"`` 0, ``"none"`` an empty array.
+    - ``eps`` 0, negative or NaN: ``ValueError`` naming ``eps``; below the
+      dtype's smallest normal number it acts as that number (it never rounds
+      to 0, so two point boxes still give a finite loss).
+    - Integer ``boxes1``: ``TypeError``; a ``boxes2`` dtype that is neither
+      floating nor integer (bool): ``TypeError``; shapes not ending in 4 or
+      not equal: ``ValueError`` naming the argument.
     """
-    backend, eps = _check(boxes1, boxes2, eps, reduction)
-    out = try_fast_path(backend, "iou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    iou, _, _, _ = _iou_parts(backend.xp, b1, b2, eps)
-    return finish(backend, reduce(backend, 1.0 - iou, reduction), boxes1)
+    return _box_loss("iou", boxes1, boxes2, eps, reduction)
 
 
 @loss
@@ -119,19 +147,11 @@ def giou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
         \ell = 1 - \Big(\mathrm{IoU} - \frac{|C| - |A \cup B|}{|C| + \epsilon}\Big),\quad
         \mathrm{IoU} = \frac{|A \cap B|}{|A \cup B| + \epsilon}
 
-    with ``C`` the smallest box enclosing both. Args as :func:`iou_loss`.
+    with ``C`` the smallest box enclosing both. Args and edge rules as :func:`iou_loss`.
     Matches ``torchvision.ops.generalized_box_iou_loss`` (whose default
     reduction is ``"none"``; polyloss's is ``"mean"``).
     """
-    backend, eps = _check(boxes1, boxes2, eps, reduction)
-    out = try_fast_path(backend, "giou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    iou, union, ew, eh = _iou_parts(backend.xp, b1, b2, eps)
-    area_c = ew * eh
-    loss = 1.0 - (iou - (area_c - union) / (area_c + eps))
-    return finish(backend, reduce(backend, loss, reduction), boxes1)
+    return _box_loss("giou", boxes1, boxes2, eps, reduction)
 
 
 @loss
@@ -142,16 +162,10 @@ def diou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
         \ell = 1 - \mathrm{IoU} + \frac{\rho^2}{c^2 + \epsilon}
 
     with :math:`\rho` the distance between the box centres and ``c`` the
-    diagonal of the smallest enclosing box. Args as :func:`iou_loss`.
+    diagonal of the smallest enclosing box. Args and edge rules as :func:`iou_loss`.
     Matches ``torchvision.ops.distance_box_iou_loss``.
     """
-    backend, eps = _check(boxes1, boxes2, eps, reduction)
-    out = try_fast_path(backend, "diou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    loss, _ = _diou(backend.xp, b1, b2, eps)
-    return finish(backend, reduce(backend, loss, reduction), boxes1)
+    return _box_loss("diou", boxes1, boxes2, eps, reduction)
 
 
 @loss
@@ -165,109 +179,17 @@ def ciou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
 
     :math:`\alpha` is a constant for the gradient (no gradient flows through
     it), as in the paper and ``torchvision.ops.complete_box_iou_loss``.
-    :math:`\arctan(w/h)` is evaluated as ``atan2(w, h)``: identical for boxes
-    with ``h >= 0, w > 0`` and finite (0, with a finite gradient) for a
-    point box, where torchvision gives NaN. Args as :func:`iou_loss`.
+    :math:`\arctan(w/h)` is evaluated as ``atan2(s w, s h)`` with ``s`` the
+    sign of ``h`` (-1 where ``h < 0``, else 1): identical for every ``h != 0``,
+    :math:`\pm\pi/2` for ``h = 0 != w`` (torchvision's value, with a finite
+    gradient where torchvision's is NaN) and 0 for a point box (finite value
+    and gradient, where torchvision gives NaN; the limit of a zero-width box
+    whose height shrinks to 0). Args and edge rules as :func:`iou_loss`.
     """
-    backend, eps = _check(boxes1, boxes2, eps, reduction)
-    out = try_fast_path(backend, "ciou_loss", boxes1, boxes2, eps=eps, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    xp = backend.xp
-    loss, iou = _diou(xp, b1, b2, eps)
-    d = _angle(xp, b2) - _angle(xp, b1)
-    aspect = (4.0 / math.pi**2) * d * d
-    alpha = backend.stop_gradient(aspect / (1.0 - iou + aspect + eps))
-    return finish(backend, reduce(backend, loss + alpha * aspect, reduction), boxes1)
+    return _box_loss("ciou", boxes1, boxes2, eps, reduction)
 
 
 # -- closed-form gradients ----------------------------------------------------------------------
-
-_KINDS = ("iou", "giou", "diou", "ciou")
-
-
-def _box_loss_grad(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: str, cotangent: Any) -> Any:
-    """d <cotangent, loss(boxes1, boxes2)> / d boxes1 for ``kind`` in :data:`_KINDS`."""
-    backend, eps, b1, b2 = _prepare(boxes1, boxes2, eps, reduction)
-    xp = backend.xp
-    dt = b1.dtype
-
-    def mask(cond: Any) -> Any:
-        return xp.astype(cond, dt)
-
-    def d_min(a: Any, b: Any) -> Any:  # d minimum(a, b) / d a, 1/2 at a tie (PyTorch)
-        return mask(a < b) + 0.5 * mask(a == b)
-
-    def d_max(a: Any, b: Any) -> Any:  # d maximum(a, b) / d a
-        return mask(a > b) + 0.5 * mask(a == b)
-
-    x1, y1, x2, y2 = b1[..., 0], b1[..., 1], b1[..., 2], b1[..., 3]
-    x1g, y1g, x2g, y2g = b2[..., 0], b2[..., 1], b2[..., 2], b2[..., 3]
-    w1, h1 = x2 - x1, y2 - y1
-    # intersection: only where both overlaps are positive
-    iw = xp.minimum(x2, x2g) - xp.maximum(x1, x1g)
-    ih = xp.minimum(y2, y2g) - xp.maximum(y1, y1g)
-    overlap = (iw > 0) & (ih > 0)
-    ov = mask(overlap)
-    inter = xp.where(overlap, iw * ih, 0.0)
-    d_inter = (
-        -ov * ih * d_max(x1, x1g),
-        -ov * iw * d_max(y1, y1g),
-        ov * ih * d_min(x2, x2g),
-        ov * iw * d_min(y2, y2g),
-    )
-    # union = area1 + area2 - inter
-    union = w1 * h1 + (x2g - x1g) * (y2g - y1g) - inter
-    d_area1 = (-h1, -w1, h1, w1)
-    d_union = tuple(a - i for a, i in zip(d_area1, d_inter, strict=True))
-    denominator = union + eps
-    iou = inter / denominator
-    # loss = 1 - iou + ...
-    grad = [-(di - iou * du) / denominator for di, du in zip(d_inter, d_union, strict=True)]
-    if kind != "iou":
-        ew = xp.maximum(x2, x2g) - xp.minimum(x1, x1g)
-        eh = xp.maximum(y2, y2g) - xp.minimum(y1, y1g)
-        d_ew = (-d_min(x1, x1g), d_max(x2, x2g))  # d ew / d (x1, x2)
-        d_eh = (-d_min(y1, y1g), d_max(y2, y2g))  # d eh / d (y1, y2)
-        d_ew4 = (d_ew[0], 0.0, d_ew[1], 0.0)
-        d_eh4 = (0.0, d_eh[0], 0.0, d_eh[1])
-    if kind == "giou":
-        area_c = ew * eh
-        c = area_c + eps
-        term = (area_c - union) / c
-        for k in range(4):
-            d_area_c = eh * d_ew4[k] + ew * d_eh4[k]
-            grad[k] = grad[k] + (d_area_c - d_union[k] - term * d_area_c) / c
-    elif kind in ("diou", "ciou"):
-        dx = (x1 + x2) / 2 - (x1g + x2g) / 2
-        dy = (y1 + y2) / 2 - (y1g + y2g) / 2
-        diag = ew * ew + eh * eh + eps
-        ratio = (dx * dx + dy * dy) / diag
-        d_rho = (dx, dy, dx, dy)
-        for k in range(4):
-            d_diag = 2.0 * (ew * d_ew4[k] + eh * d_eh4[k])
-            grad[k] = grad[k] + (d_rho[k] - ratio * d_diag) / diag
-        if kind == "ciou":
-            point = (w1 == 0) & (h1 == 0)
-            h_safe = xp.where(point, 1.0, h1)
-            norm = w1 * w1 + h_safe * h_safe
-            da_dw = h_safe / norm  # atan2(w, h) by w
-            da_dh = xp.where(point, 0.0, -w1 / norm)  # by h (no gradient through the point-box substitute)
-            w2, h2 = x2g - x1g, y2g - y1g
-            angle2 = xp.atan2(w2, xp.where((w2 == 0) & (h2 == 0), 1.0, h2))
-            diff = angle2 - xp.atan2(w1, h_safe)
-            k4 = 4.0 / math.pi**2
-            aspect = k4 * diff * diff
-            alpha = aspect / (1.0 - iou + aspect + eps)  # a constant for the gradient
-            dv_dangle1 = -2.0 * k4 * diff * alpha
-            grad[0] = grad[0] - dv_dangle1 * da_dw
-            grad[1] = grad[1] - dv_dangle1 * da_dh
-            grad[2] = grad[2] + dv_dangle1 * da_dw
-            grad[3] = grad[3] + dv_dangle1 * da_dh
-    up = pointwise_scale(backend, x1, None, reduction, cotangent, normalize_by_weight=False)
-    g = apply_sample_seed(backend, xp.stack(grad, axis=-1), up, -1)
-    return finish(backend, g, boxes1)
 
 
 @gradient(iou_loss)

@@ -142,6 +142,97 @@ def test_bad_input():
         pl.diou_loss(a, a, reduction="avg")
     with pytest.raises(ValueError, match="eps"):
         pl.ciou_loss(a, a, eps=-1.0)
+    with pytest.raises(ValueError, match="eps"):
+        pl.iou_loss(a, a, eps=0.0)
+    with pytest.raises(ValueError, match="boxes2"):
+        pl.giou_loss(a, np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="boxes2"):
+        pl.giou_loss(a, a > 0)
+
+
+def test_integer_targets_work_like_floats(xp):
+    a, b = pairs(np.random.default_rng(3))
+    b = np.round(b)
+    for kind, fn in LOSSES.items():
+        expected = xp.to_numpy(fn(xp.asarray(a), xp.asarray(b), reduction="none"))
+        got = xp.to_numpy(fn(xp.asarray(a), xp.asarray(b.astype(np.int32), dtype=xp.ns.int32), reduction="none"))
+        np.testing.assert_allclose(got, expected, rtol=max(xp.rtol, 1e-12), err_msg=kind)
+
+
+# -- torchvision where its numbers are finite: degenerate and inverted boxes --------------------------------
+# zero width, zero height, a point inside a box, the same point twice, a point missing a box, the same zero-width
+# box twice; then inverted boxes (x2 < x1, y2 < y1, both), as torchvision computes them
+DEGENERATE = (
+    np.array([[1.0, 0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 1.0], [2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0],
+              [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 3.0]]),
+    np.array([[0.0, 0.0, 2.0, 2.0], [1.0, 0.0, 3.0, 3.0], [0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 1.0, 1.0],
+              [1.0, 1.0, 2.0, 3.0], [0.5, 0.5, 0.5, 3.0]]),
+)
+INVERTED = (
+    np.array([[2.0, 0.0, 0.0, 2.0], [0.0, 3.0, 2.0, 1.0], [3.0, 3.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0],
+              [2.0, 0.5, 0.0, 2.5]]),
+    np.array([[0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 1.5, 2.5], [0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 0.0, 0.0],
+              [0.5, 0.0, 1.5, 3.0]]),
+)
+
+
+def _torchvision_loss(kind):
+    from polyloss._torchvision import import_torchvision
+
+    torchvision = import_torchvision()
+    if torchvision is None:
+        pytest.skip("torchvision is not installed (or cannot be imported)")
+    ops = torchvision.ops
+    if kind == "iou":
+        from torchvision.ops._utils import _loss_inter_union
+
+        def iou(a, b, reduction="none", eps=1e-7):
+            inter, union = _loss_inter_union(a, b)
+            return 1 - inter / (union + eps)
+
+        return iou
+    return {"giou": ops.generalized_box_iou_loss, "diou": ops.distance_box_iou_loss,
+            "ciou": ops.complete_box_iou_loss}[kind]
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+@pytest.mark.parametrize("boxes", ["degenerate", "degenerate-swapped", "inverted", "inverted-swapped"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_degenerate_and_inverted_boxes_match_torchvision_where_finite(kind, boxes, fast):
+    torch = pytest.importorskip("torch")
+    theirs = _torchvision_loss(kind)
+    a, b = DEGENERATE if boxes.startswith("degenerate") else INVERTED
+    if boxes.endswith("swapped"):
+        a, b = b, a
+    x, y = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=not fast)  # fast: the fused path
+    with pl.fast_paths(fast):
+        ours = LOSSES[kind](x, y, reduction="none")
+    ours.sum().backward()
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ref = theirs(tx, ty, reduction="none")
+    ref.sum().backward()
+    assert torch.isfinite(ours).all() and torch.isfinite(x.grad).all()
+    finite = torch.isfinite(ref)
+    if kind == "ciou" and boxes.startswith("degenerate"):
+        assert not finite.all()  # point boxes: torchvision's atan(0 / 0) is NaN, polyloss's 0
+    torch.testing.assert_close(ours[finite], ref[finite], rtol=1e-12, atol=1e-12)
+    for got, expected in ((x.grad, tx.grad), (y.grad, ty.grad)):
+        if got is not None:
+            assert torch.isfinite(got).all()
+            rows = torch.isfinite(expected).all(-1)
+            torch.testing.assert_close(got[rows], expected[rows], rtol=1e-12, atol=1e-12)
+    with pl.fast_paths(fast):  # the closed-form gradient is the same
+        _, grad = pl.value_and_grad(LOSSES[kind], torch.tensor(a), torch.tensor(b), reduction="sum")
+    torch.testing.assert_close(grad, x.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_a_tiny_eps_never_rounds_to_zero(xp):
+    a, b = DEGENERATE
+    for kind, fn in LOSSES.items():
+        out = xp.to_numpy(fn(xp.asarray(a), xp.asarray(b), eps=1e-46, reduction="none"))
+        assert np.isfinite(out).all(), (kind, out)
+        np.testing.assert_allclose(out, xp.to_numpy(fn(xp.asarray(a), xp.asarray(b), eps=1e-30, reduction="none")),
+                                   rtol=max(xp.rtol, 1e-12), err_msg=kind)
 
 
 def test_registered():

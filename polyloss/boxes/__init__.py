@@ -1,0 +1,76 @@
+"""Boxes: conversions, the IoU family, box coding, matching, sampling and mining.
+
+Every function is written against the array API standard and accepts leading
+batch axes: pairwise functions take ``(..., N, 4)`` and ``(..., M, 4)`` and
+return ``(..., N, M)``; the matcher takes a ``(..., G, P)`` quality matrix
+with an optional ``(..., G)`` mask of real ground truth (padding is ``False``,
+in recipes label ``-1``). Nothing here has a data-dependent shape, uses
+boolean-mask indexing or reads array values in Python, so it runs unchanged on
+lazy and jit backends and on array-api-strict with its strictest flags. (One
+shortcut reads values where that is free: on eager host arrays
+:meth:`Matcher.match_boxes` reads the ground-truth counts to skip padding.)
+
+Semantics follow ``torchvision.ops`` and ``torchvision.models.detection._utils``
+except where noted (zero-area boxes give an IoU of 0 instead of NaN; low-quality
+matches need an IoU above 0).
+
+The modules: :mod:`~polyloss.boxes.conversions` (formats, areas),
+:mod:`~polyloss.boxes.iou` (the IoU family on one core, shared with the box
+losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers) and
+:mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
+random keys). Every public name is re-exported here.
+"""
+
+from __future__ import annotations
+
+from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
+from polyloss.boxes.coding import BoxCoder
+from polyloss.boxes.coding import decode_boxes
+from polyloss.boxes.coding import encode_boxes
+from polyloss.boxes.coding import encode_matched
+from polyloss.boxes.conversions import box_area
+from polyloss.boxes.conversions import box_convert
+from polyloss.boxes.iou import box_iou
+from polyloss.boxes.iou import complete_box_iou
+from polyloss.boxes.iou import distance_box_iou
+from polyloss.boxes.iou import generalized_box_iou
+from polyloss.boxes.iou import paired_box_iou
+from polyloss.boxes.matching import Matcher
+from polyloss.boxes.matching import SSDMatcher
+from polyloss.boxes.matching import max_argmax_rows as max_argmax_rows
+from polyloss.boxes.sampling import KEY_BITS as KEY_BITS
+from polyloss.boxes.sampling import BalancedSampler
+from polyloss.boxes.sampling import hard_negative_mining
+from polyloss.boxes.sampling import is_generator as is_generator
+from polyloss.boxes.sampling import random_keys
+from polyloss.boxes.sampling import rank
+from polyloss.boxes.sampling import sample_balanced
+from polyloss.boxes.sampling import top_k_mask as top_k_mask
+
+# Importable helpers of the recipes (not part of the documented API), and the private names the recipes and
+# tests imported before the split, kept until they use the public ones.
+_is_generator = is_generator
+_max_argmax_rows = max_argmax_rows
+
+__all__ = [
+    "BalancedSampler",
+    "BoxCoder",
+    "DEFAULT_DECODE_CLIP",
+    "Matcher",
+    "SSDMatcher",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "complete_box_iou",
+    "decode_boxes",
+    "distance_box_iou",
+    "encode_boxes",
+    "encode_matched",
+    "generalized_box_iou",
+    "hard_negative_mining",
+    "paired_box_iou",
+    "random_keys",
+    "rank",
+    "sample_balanced",
+]
