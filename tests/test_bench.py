@@ -7,7 +7,7 @@ import pytest
 
 import polyloss as pl
 from polyloss._tools import bench as _bench
-from polyloss.boxes import _max_argmax_rows
+from polyloss.boxes import max_argmax_rows
 from polyloss.boxes import top_k_mask
 
 
@@ -64,7 +64,7 @@ def test_top_k_mask_equals_a_stable_ranking_with_ties():
 def test_max_argmax_rows_takes_the_first_maximum():
     rng = np.random.default_rng(3)
     q = rng.integers(0, 3, (4, 9, 25)).astype(np.float32)
-    best, index = _max_argmax_rows(pl.get_backend("numpy").xp, q)
+    best, index = max_argmax_rows(pl.get_backend("numpy").xp, q)
     np.testing.assert_array_equal(best, q.max(axis=-2))
     np.testing.assert_array_equal(index, q.argmax(axis=-2))
 

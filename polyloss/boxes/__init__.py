@@ -48,10 +48,7 @@ from polyloss.boxes.sampling import rank
 from polyloss.boxes.sampling import sample_balanced
 from polyloss.boxes.sampling import top_k_mask as top_k_mask
 
-# Importable helpers of the recipes (not part of the documented API), and the private names the recipes and
-# tests imported before the split, kept until they use the public ones.
-_is_generator = is_generator
-_max_argmax_rows = max_argmax_rows
+# is_generator, max_argmax_rows and top_k_mask are importable helpers of the recipes, not in __all__
 
 __all__ = [
     "BalancedSampler",

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from polyloss import boxes
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
@@ -56,19 +57,10 @@ ErrorFn = Callable[[Backend, Any, Any], Any]
 
 
 def paired_box_iou(backend: Backend, boxes1: Any, boxes2: Any) -> Any:
-    """Element-wise IoU of xyxy boxes ``(..., 4)`` (broadcast against each other).
-
-    Boxes with negative extent count as empty; IoU is 0 where the union is 0.
-    """
-    xp = backend.xp
-    iw = xp.clip(xp.minimum(boxes1[..., 2], boxes2[..., 2]) - xp.maximum(boxes1[..., 0], boxes2[..., 0]), min=0.0)
-    ih = xp.clip(xp.minimum(boxes1[..., 3], boxes2[..., 3]) - xp.maximum(boxes1[..., 1], boxes2[..., 1]), min=0.0)
-    inter = iw * ih
-    area1 = xp.clip(boxes1[..., 2] - boxes1[..., 0], min=0.0) * xp.clip(boxes1[..., 3] - boxes1[..., 1], min=0.0)
-    area2 = xp.clip(boxes2[..., 2] - boxes2[..., 0], min=0.0) * xp.clip(boxes2[..., 3] - boxes2[..., 1], min=0.0)
-    union = area1 + area2 - inter
-    positive = union > 0
-    return xp.where(positive, inter / xp.where(positive, union, 1.0), 0.0)
+    """Element-wise IoU of xyxy boxes ``(..., 4)`` (broadcast against each other), 0 where the union is 0:
+    :func:`polyloss.boxes.paired_box_iou` (the one IoU core) as a recipe part. Predicted extents are
+    clamped at 0 before it is called, so no box has a negative extent."""
+    return boxes.paired_box_iou(boxes1, boxes2)
 
 
 def squared_error(backend: Backend, input: Any, target: Any) -> Any:
