@@ -13,26 +13,33 @@ X = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.25]])
 Y = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
 
 
-def _sigmoid(**changes):
-    def make():
-        x, y = X.copy(), Y.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "y_at":
-                y[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "y":
-                y = value
-            else:
-                options[key] = value
-        return (x, y), options
+def builder(x0: np.ndarray, y0: np.ndarray):
+    """``with_(**changes)`` giving a row's ``make`` from the base arrays ``(x0, y0)``: ``x_at=(index, value)``
+    and ``y_at=...`` set one entry, ``x=...`` and ``y=...`` replace an array, other keywords are options."""
 
-    return make
+    def with_(**changes):
+        def make():
+            x, y = x0.copy(), y0.copy()
+            options = {}
+            for key, value in changes.items():
+                if key == "x_at":
+                    x[value[0]] = value[1]
+                elif key == "y_at":
+                    y[value[0]] = value[1]
+                elif key == "x":
+                    x = value
+                elif key == "y":
+                    y = value
+                else:
+                    options[key] = value
+            return (x, y), options
+
+        return make
+
+    return with_
 
 
+_sigmoid = builder(X, Y)
 SATURATED = np.array([[800.0, -800.0, 40.0], [-40.0, 100.0, -100.0]])  # p_t = 1 (or nearly) everywhere
 SATURATED_Y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -87,25 +94,16 @@ L = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.25], [1.5, 0.5, -2.0], [-0.5, 0.25
 T = np.array([0, 2, 1, 0])
 
 
-def _softmax(**changes):
-    def make():
-        x, t = L.copy(), T.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "t_at":
-                t[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "t":
-                t = value
-            else:
-                options[key] = value
-        return (x, t), options
+_softmax = builder(L, T)
 
-    return make
 
+def index_dtype_rows(loss: str, with_, target: np.ndarray) -> list[EdgeRow]:
+    """Class indices of every narrow and unsigned integer dtype work as int64; 200 in uint8 is out of range."""
+    rows = [EdgeRow(loss, f"{dtype.__name__}-target", with_(y=target.astype(dtype)), "finite")
+            for dtype in (np.uint8, np.int8, np.int16, np.int32, np.uint64)]
+    bad = target.astype(np.uint8)
+    bad[-1] = 200
+    return [*rows, EdgeRow(loss, "uint8-target-out-of-range", with_(y=bad), ValueError, ("target",))]
 
 SM = "softmax_focal_loss"
 CONFIDENT = np.array([[800.0, 0.0, 0.0], [0.0, -INF, -INF], [60.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -113,26 +111,26 @@ ROWS += [
     EdgeRow(SM, "nan-input", _softmax(x_at=((1, 1), NAN)), "nan"),
     EdgeRow(SM, "nan-input-none", _softmax(x_at=((1, 1), NAN), reduction="none"), "nan"),
     EdgeRow(SM, "nan-input-sum", _softmax(x_at=((3, 0), NAN), reduction="sum"), "nan"),
-    EdgeRow(SM, "nan-input-in-ignored-sample", _softmax(x_at=((1, 1), NAN), t_at=(1, -100)), "finite"),
+    EdgeRow(SM, "nan-input-in-ignored-sample", _softmax(x_at=((1, 1), NAN), y_at=(1, -100)), "finite"),
     EdgeRow(SM, "plus-inf-on-target", _softmax(x_at=((0, 0), INF)), "nan"),  # inf - inf in the log-softmax
     EdgeRow(SM, "minus-inf-on-other-class", _softmax(x_at=((0, 1), -INF)), "finite"),
-    EdgeRow(SM, "target-out-of-range", _softmax(t_at=(2, 3)), ValueError, ("target",)),
-    EdgeRow(SM, "target-negative", _softmax(t_at=(2, -1)), ValueError, ("target",)),
-    EdgeRow(SM, "ignored-target", _softmax(t_at=(2, -100)), "finite"),
+    EdgeRow(SM, "target-out-of-range", _softmax(y_at=(2, 3)), ValueError, ("target",)),
+    EdgeRow(SM, "target-negative", _softmax(y_at=(2, -1)), ValueError, ("target",)),
+    EdgeRow(SM, "ignored-target", _softmax(y_at=(2, -100)), "finite"),
     EdgeRow(SM, "ignore-index-a-class", _softmax(ignore_index=1), "finite"),
-    EdgeRow(SM, "all-ignored-mean", _softmax(t=np.full(4, -100)), "finite"),
-    EdgeRow(SM, "all-ignored-sum", _softmax(t=np.full(4, -100), reduction="sum"), "finite"),
-    EdgeRow(SM, "all-ignored-none", _softmax(t=np.full(4, -100), reduction="none"), "finite"),
+    EdgeRow(SM, "all-ignored-mean", _softmax(y=np.full(4, -100)), "finite"),
+    EdgeRow(SM, "all-ignored-sum", _softmax(y=np.full(4, -100), reduction="sum"), "finite"),
+    EdgeRow(SM, "all-ignored-none", _softmax(y=np.full(4, -100), reduction="none"), "finite"),
     EdgeRow(SM, "ignore-index-none", _softmax(ignore_index=None), "finite"),
-    EdgeRow(SM, "empty-mean", _softmax(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64)), "finite"),
-    EdgeRow(SM, "empty-sum", _softmax(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64), reduction="sum"), "finite"),
-    EdgeRow(SM, "empty-none", _softmax(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64), reduction="none"),
+    EdgeRow(SM, "empty-mean", _softmax(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64)), "finite"),
+    EdgeRow(SM, "empty-sum", _softmax(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64), reduction="sum"), "finite"),
+    EdgeRow(SM, "empty-none", _softmax(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64), reduction="none"),
             "finite"),
     EdgeRow(SM, "alpha-array", _softmax(alpha=np.array([0.25, 0.5, 1.0])), "finite"),
     EdgeRow(SM, "alpha-array-zeros", _softmax(alpha=np.zeros(3)), "finite"),
     EdgeRow(SM, "alpha-array-zero-sum", _softmax(alpha=np.array([1.0, -1.0, 0.0])), "finite"),
     EdgeRow(SM, "alpha-array-nan", _softmax(alpha=np.array([1.0, NAN, 1.0])), "nan"),
-    EdgeRow(SM, "alpha-array-nan-ignored-class", _softmax(alpha=np.array([1.0, NAN, 1.0]), t_at=(2, -100)),
+    EdgeRow(SM, "alpha-array-nan-ignored-class", _softmax(alpha=np.array([1.0, NAN, 1.0]), y_at=(2, -100)),
             "finite"),
     EdgeRow(SM, "alpha-array-integer", _softmax(alpha=np.array([1, 2, 3])), "finite"),
     EdgeRow(SM, "alpha-array-shape", _softmax(alpha=np.ones(4)), ValueError, ("alpha",)),
@@ -141,21 +139,15 @@ ROWS += [
     EdgeRow(SM, "alpha-inf", _softmax(alpha=INF), ValueError, ("alpha",)),
     EdgeRow(SM, "gamma-zero", _softmax(gamma=0.0), "finite"),
     EdgeRow(SM, "gamma-half", _softmax(gamma=0.5), "finite"),
-    EdgeRow(SM, "gamma-half-confident", _softmax(x=CONFIDENT, t=np.array([0, 0, 0, 2]), gamma=0.5), "finite"),
-    EdgeRow(SM, "gamma-tiny-confident", _softmax(x=CONFIDENT, t=np.array([0, 0, 0, 2]), gamma=1e-3), "finite"),
+    EdgeRow(SM, "gamma-half-confident", _softmax(x=CONFIDENT, y=np.array([0, 0, 0, 2]), gamma=0.5), "finite"),
+    EdgeRow(SM, "gamma-tiny-confident", _softmax(x=CONFIDENT, y=np.array([0, 0, 0, 2]), gamma=1e-3), "finite"),
     EdgeRow(SM, "gamma-large", _softmax(gamma=50.0), "finite"),
     EdgeRow(SM, "gamma-inf", _softmax(gamma=INF), ValueError, ("gamma",)),
     EdgeRow(SM, "gamma-negative", _softmax(gamma=-0.5), ValueError, ("gamma",)),
-    EdgeRow(SM, "uint8-target", _softmax(t=T.astype(np.uint8)), "finite"),
-    EdgeRow(SM, "int8-target", _softmax(t=T.astype(np.int8)), "finite"),
-    EdgeRow(SM, "int16-target", _softmax(t=T.astype(np.int16)), "finite"),
-    EdgeRow(SM, "int32-target", _softmax(t=T.astype(np.int32)), "finite"),
-    EdgeRow(SM, "uint64-target", _softmax(t=T.astype(np.uint64)), "finite"),
-    EdgeRow(SM, "uint8-target-out-of-range", _softmax(t=np.array([0, 2, 200, 0], dtype=np.uint8)),
-            ValueError, ("target",)),
-    EdgeRow(SM, "int8-target-ignored", _softmax(t=np.array([0, -100, 1, 0], dtype=np.int8)), "finite"),
-    EdgeRow(SM, "float-target", _softmax(t=T.astype(float)), TypeError, ("target",)),
-    EdgeRow(SM, "target-shape", _softmax(t=np.zeros((4, 1), dtype=np.int64)), ValueError, ("target",)),
+    *index_dtype_rows(SM, _softmax, T),
+    EdgeRow(SM, "int8-target-ignored", _softmax(y=np.array([0, -100, 1, 0], dtype=np.int8)), "finite"),
+    EdgeRow(SM, "float-target", _softmax(y=T.astype(float)), TypeError, ("target",)),
+    EdgeRow(SM, "target-shape", _softmax(y=np.zeros((4, 1), dtype=np.int64)), ValueError, ("target",)),
     EdgeRow(SM, "axis-out-of-range", _softmax(axis=2), ValueError, ("axis",)),
     EdgeRow(SM, "bad-reduction", _softmax(reduction="avg"), ValueError, ("reduction",)),
 ]

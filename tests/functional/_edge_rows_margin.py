@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 from _edge import EdgeRow
+from functional._edge_rows_focal import builder
+from functional._edge_rows_focal import index_dtype_rows
 
 INF, NAN = float("inf"), float("nan")
 
@@ -15,24 +17,7 @@ Y = np.array([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]])
 BINARY = (Y > 0).astype(float)
 
 
-def _hinge(**changes):
-    def make():
-        x, y = X.copy(), Y.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "y_at":
-                y[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "y":
-                y = value
-            else:
-                options[key] = value
-        return (x, y), options
-
-    return make
+_hinge = builder(X, Y)
 
 
 ROWS = []
@@ -76,24 +61,7 @@ S = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.25], [1.5, 0.5, -2.0], [-0.5, 0.25
 T = np.array([0, 2, 1, 0])
 
 
-def _multi(**changes):
-    def make():
-        x, t = S.copy(), T.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "t_at":
-                t[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "t":
-                t = value
-            else:
-                options[key] = value
-        return (x, t), options
-
-    return make
+_multi = builder(S, T)
 
 
 M = "multi_margin_loss"
@@ -107,12 +75,12 @@ for p in (1, 2):
         EdgeRow(M, f"p{p}-plus-inf-on-target-class", _multi(p=p, x_at=((0, 0), INF)), "finite"),
         EdgeRow(M, f"p{p}-minus-inf-on-other-class", _multi(p=p, x_at=((0, 1), -INF)), "finite"),
         EdgeRow(M, f"p{p}-plus-inf-on-two-classes", _multi(p=p, x=np.array([[INF, INF, 0.0], [0.0, 1.0, 2.0]]),
-                                                           t=np.array([0, 1])), "nan"),
+                                                           y=np.array([0, 1])), "nan"),
         EdgeRow(M, f"p{p}-weight-zeros", _multi(p=p, weight=np.zeros(3)), "finite"),
         EdgeRow(M, f"p{p}-weight-zero-sum", _multi(p=p, weight=np.array([1.0, -1.0, 0.0])), "finite"),
         EdgeRow(M, f"p{p}-weight-nan", _multi(p=p, weight=np.array([NAN, 1.0, 1.0])), "nan"),
         EdgeRow(M, f"p{p}-weight-nan-unused-class", _multi(p=p, weight=np.array([1.0, 1.0, NAN]),
-                                                            t=np.array([0, 1, 1, 0])), "finite"),
+                                                            y=np.array([0, 1, 1, 0])), "finite"),
         EdgeRow(M, f"p{p}-margin-zero", _multi(p=p, margin=0.0), "finite"),
     ]
 ROWS += [
@@ -128,23 +96,17 @@ ROWS += [
     EdgeRow(M, "p-bool", _multi(p=True), TypeError, ("p ",)),
     EdgeRow(M, "weight-shape", _multi(weight=np.ones(4)), ValueError, ("weight",)),
     EdgeRow(M, "weight-integer", _multi(weight=np.array([1, 2, 3])), "finite"),
-    EdgeRow(M, "target-out-of-range", _multi(t_at=(2, 3)), ValueError, ("target",)),
-    EdgeRow(M, "target-negative", _multi(t_at=(2, -1)), ValueError, ("target",)),
-    EdgeRow(M, "target-minus-100", _multi(t_at=(2, -100)), ValueError, ("target",)),
-    EdgeRow(M, "uint8-target", _multi(t=T.astype(np.uint8)), "finite"),
-    EdgeRow(M, "int8-target", _multi(t=T.astype(np.int8)), "finite"),
-    EdgeRow(M, "int16-target", _multi(t=T.astype(np.int16)), "finite"),
-    EdgeRow(M, "int32-target", _multi(t=T.astype(np.int32)), "finite"),
-    EdgeRow(M, "uint64-target", _multi(t=T.astype(np.uint64)), "finite"),
-    EdgeRow(M, "uint8-target-out-of-range", _multi(t=np.array([0, 2, 200, 0], dtype=np.uint8)),
-            ValueError, ("target",)),
-    EdgeRow(M, "empty-mean", _multi(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64)), "finite"),
-    EdgeRow(M, "empty-sum", _multi(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64), reduction="sum"), "finite"),
-    EdgeRow(M, "empty-none", _multi(x=np.zeros((0, 3)), t=np.zeros(0, dtype=np.int64), reduction="none"),
+    EdgeRow(M, "target-out-of-range", _multi(y_at=(2, 3)), ValueError, ("target",)),
+    EdgeRow(M, "target-negative", _multi(y_at=(2, -1)), ValueError, ("target",)),
+    EdgeRow(M, "target-minus-100", _multi(y_at=(2, -100)), ValueError, ("target",)),
+    *index_dtype_rows(M, _multi, T),
+    EdgeRow(M, "empty-mean", _multi(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64)), "finite"),
+    EdgeRow(M, "empty-sum", _multi(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64), reduction="sum"), "finite"),
+    EdgeRow(M, "empty-none", _multi(x=np.zeros((0, 3)), y=np.zeros(0, dtype=np.int64), reduction="none"),
             "finite"),
-    EdgeRow(M, "one-sample-1d", _multi(x=np.array([0.5, -1.0, 2.0]), t=np.array(2)), "finite"),
+    EdgeRow(M, "one-sample-1d", _multi(x=np.array([0.5, -1.0, 2.0]), y=np.array(2)), "finite"),
     EdgeRow(M, "class-axis-first", _multi(x=S.T.copy(), axis=0), "finite"),
-    EdgeRow(M, "float-target", _multi(t=T.astype(float)), TypeError, ("target",)),
-    EdgeRow(M, "target-shape", _multi(t=np.zeros((4, 1), dtype=np.int64)), ValueError, ("target",)),
+    EdgeRow(M, "float-target", _multi(y=T.astype(float)), TypeError, ("target",)),
+    EdgeRow(M, "target-shape", _multi(y=np.zeros((4, 1), dtype=np.int64)), ValueError, ("target",)),
     EdgeRow(M, "bad-reduction", _multi(reduction="avg"), ValueError, ("reduction",)),
 ]
