@@ -213,11 +213,12 @@ def squared_hinge_loss_grad(
 
 
 def _check_p(p: Any) -> int:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"p must be the number 1 or 2, got {type(p).__name__}")
+    """``p``: the int 1 or 2 (``TypeError`` for another type, floats included; ``ValueError`` for another int)."""
+    if isinstance(p, bool) or not isinstance(p, int):
+        raise TypeError(f"p must be the int 1 or 2, got {type(p).__name__}")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    return int(p)
+    return p
 
 
 def _check_multi_margin(
@@ -300,7 +301,7 @@ def multi_margin_loss(
     - A class index outside [0, C) raises ``ValueError`` naming ``target`` where values can be
       read without a device sync (NumPy, array-api-strict, PyTorch on the CPU outside
       ``torch.compile``/``torch.func``); elsewhere it is not checked.
-    - ``p`` other than 1 or 2 raises ``ValueError`` naming ``p`` (a non-number, ``TypeError``);
+    - ``p``: another int raises ``ValueError`` naming ``p``, another type (a float too) ``TypeError``;
       ``margin`` negative, NaN or infinite raises ``ValueError`` naming it; 0 is allowed.
     - ``weight``: zeros zero their samples (the "mean" still counts them); NaN in a used
       weight gives NaN.
