@@ -117,16 +117,14 @@ def hinge_elementwise(
         grad = s * h
         grad *= -2.0
         return value, grad
-    xp = backend.xp
     # d relu / dz: 1 above the kink, 0 at and below it (PyTorch's subgradient), NaN at NaN
-    step = xp.ceil(backend.clip(h, max=1.0))
-    # = h, and autograd's derivative is step too (relu's own backward would let a NaN through as 1)
-    value = h * backend.stop_gradient(step)
+    step = backend.xp.ceil(backend.clip(h, max=1.0))
     if not need_grad:
-        return value, None
+        # h * step is h, and makes autograd's derivative step too (relu's own backward lets a NaN through as 1)
+        return h * backend.stop_gradient(step), None
     step *= s
     step *= -1.0
-    return value, step
+    return h, step
 
 
 def _hinge_loss(input: Any, target: Any, margin: Any, reduction: str, *, squared: bool) -> Any:
