@@ -147,18 +147,18 @@ def sigmoid_focal_elementwise(
     if gamma != 0.0 or need_grad:
         p = backend.sigmoid(x)
         q = backend.sigmoid(-x)
-        du = p * q if need_grad and gamma != 0.0 else None
+        du = None
+        if need_grad and gamma != 0.0:
+            du = (ny - y) * p  # d u / d x = (1 - 2 y) p q
+            du *= q
         u = y * q
         del q
         pos = ny * p
-        del p
+        del p, ny
         if need_grad:
             grad = pos - u  # p - y = (1 - y) p - y q, without cancellation
         u += pos  # 1 - p_t = y q + (1 - y) p
         del pos
-        if du is not None:
-            du *= ny - y  # d u / d x = (1 - 2 y) p q
-        del ny
         if gamma != 0.0:
             if du is not None:
                 du = _modulate(backend, du, u, gamma, derivative=True)
