@@ -145,8 +145,9 @@ class Backend:
         return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
     def relu(self, x: Any) -> Any:
-        """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``)."""
-        return self.xp.where(x > 0, x, 0.0)
+        """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``); NaN stays NaN (a select on
+        ``x > 0`` would turn it into 0 and hide it)."""
+        return self.xp.where(x <= 0, 0.0, x)
 
     def clip(self, x: Any, min: float | None = None, max: float | None = None) -> Any:
         """``x`` clipped to ``[min, max]`` (Python-float bounds; None: unbounded).

@@ -132,37 +132,10 @@ def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
 
 
-def _hinge_any(input: Any, target: Any, margin: float, reduction: str, squared: bool) -> Any:
-    np = _np()
-    if reduction == "none" or input.dtype.itemsize < 4 or input.size == 0 or input.ndim == 0:
-        return NotImplemented
-    y = target if target.dtype == input.dtype else target.astype(input.dtype)
-    zeros = int(np.count_nonzero(y == 0.0))
-    if zeros + int(np.count_nonzero(y == 1.0)) + int(np.count_nonzero(y == -1.0)) != y.size:
-        raise ValueError("target of a hinge loss must hold labels in {-1, 1} or {0, 1}")
-    if zeros:
-        y = np.where(y == 0.0, -1.0, y).astype(input.dtype, copy=False)
-    z = np.multiply(y, input)
-    np.subtract(margin, z, out=z)
-    np.maximum(z, 0.0, out=z)
-    total = np.vdot(z, z) if squared else np.sum(z)
-    return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
-
-
-def _hinge(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
-    return _hinge_any(input, target, margin, reduction, squared=False)
-
-
-def _squared_hinge(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
-    return _hinge_any(input, target, margin, reduction, squared=True)
-
-
 FAST_PATHS = {
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,
     "binary_cross_entropy": _bce,
-    "hinge_loss": _hinge,
-    "squared_hinge_loss": _squared_hinge,
 }
 
 

@@ -271,6 +271,12 @@ def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any
     return total / n if n else total
 
 
+def _finite(x: Any) -> bool:
+    """Whether every value of ``x`` (readable) is finite: one reduction, its sum (NaN or inf otherwise;
+    a finite sum that overflows only sends the caller to the generic code)."""
+    return math.isfinite(float(x.detach().sum()))
+
+
 def _multi_margin(
     input: Any, target: Any, *, p: int, margin: float, weight: Any, axis: int, reduction: str
 ) -> Any:
@@ -278,9 +284,12 @@ def _multi_margin(
         return NotImplemented  # ATen's kernel returns uninitialised memory for an empty batch under "sum"
     if input.device.type == "cpu" and input.dtype in (_torch().float16, _torch().bfloat16):
         return NotImplemented  # no half-precision CPU kernel
-    t = target if target.dtype == _torch().int64 else target.long()
+    # ATen's kernel (and its backward) adds a term only where m - x_y + x_j > 0, false for NaN: it would
+    # hide a NaN score (or an infinite one meeting another). It runs on inputs read and found finite only.
+    if not _values_readable(input) or not _finite(input) or (weight is not None and not _finite(weight)):
+        return NotImplemented
     return _F().multi_margin_loss(
-        input, t, p=p, margin=margin, weight=_same_dtype(weight, input), reduction=reduction
+        input, target, p=p, margin=margin, weight=_same_dtype(weight, input), reduction=reduction
     )
 
 
@@ -365,55 +374,6 @@ def _run_fused(name: str, compute: Any, reduction: str, input: Any, *rest: Any) 
     return _reduce(loss, reduction)
 
 
-def _focal_value_and_grad(x: Any, y: Any, alpha: float, gamma: float, *, need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise sigmoid focal loss and, if asked, its derivative (the formulas of
-    :func:`polyloss.functional.sigmoid_focal_loss_grad`, sharing the intermediates).
-
-    Written with in-place ops on as few buffers as possible: on CPU every fresh
-    buffer of the input's size costs about as much as an element-wise pass.
-    """
-    torch = _torch()
-    a = _F().logsigmoid(x)  # log p
-    ce = a - x  # log(1 - p)
-    # ce = -(y log p + (1 - y) log(1 - p)); lerp is exact at y = 0 and y = 1
-    ce.lerp_(a, y).neg_()
-    if gamma == 0.0 and not need_grad:
-        if alpha >= 0:
-            ce.mul_(torch.mul(y, 2.0 * alpha - 1.0, out=a).add_(1.0 - alpha))
-        return ce, None
-    q = torch.sigmoid(torch.neg(x, out=a), out=a)  # 1 - p
-    p = torch.sigmoid(x)
-    u = torch.lerp(p, q, y) if need_grad else p.lerp_(q, y)  # 1 - p_t = y q + (1 - y) p
-    grad = None
-    if need_grad:
-        # d ce / dx = p - y, written (1 - y) p - y q (no cancellation)
-        grad = torch.lerp(p, q.neg_(), y)
-        q.neg_()
-        if gamma != 0.0:
-            # d u / dx = (1 - 2 y) p q; the modulating factor's derivative meets ce
-            s = q.mul_(p)
-            s.addcmul_(s, y, value=-2.0).mul_(ce)
-            if gamma == 2.0:
-                grad.mul_(u).add_(s, alpha=2.0).mul_(u)
-            elif gamma == 1.0:
-                grad.mul_(u).add_(s)
-            else:
-                grad.mul_(u**gamma).add_(s.mul_(u ** (gamma - 1.0)), alpha=gamma)  # gamma > 1: finite at u = 0
-        a_t = None
-        if alpha >= 0:
-            a_t = torch.mul(y, 2.0 * alpha - 1.0, out=p).add_(1.0 - alpha)  # alpha y + (1 - alpha)(1 - y)
-            grad.mul_(a_t)
-    else:
-        a_t = torch.mul(y, 2.0 * alpha - 1.0, out=a).add_(1.0 - alpha) if alpha >= 0 else None
-    if gamma == 2.0:
-        ce.mul_(u).mul_(u)
-    elif gamma == 1.0:
-        ce.mul_(u)
-    elif gamma != 0.0:
-        ce.mul_(u.pow_(gamma))
-    if a_t is not None:
-        ce.mul_(a_t)
-    return ce, grad
 
 
 def _box_value_and_grad(b1: Any, b2: Any, kind: str, eps: float, *, need_grad: bool) -> tuple[Any, Any]:
@@ -438,62 +398,27 @@ def _box_fast_path(kind: str) -> Any:
     return fast
 
 
-_scalars: dict[tuple[float, Any, Any], Any] = {}
+def _fused_elementwise(name: str) -> Any:
+    """The fast path of an element-wise loss whose family hands it, as ``elementwise``, its one
+    closed-form value-and-derivative ``elementwise(x, y, need_grad=...) -> (loss, d loss / d x)``
+    (e.g. :func:`polyloss.functional.focal.sigmoid_focal_elementwise` with its options bound): the
+    loss through :func:`_run_fused`, one saved tensor and a one-multiplication backward. The
+    formula lives in the family only; the generic code takes this path's place where a second
+    argument needs a gradient, or while tracing."""
 
-
-def _scalar_like(value: float, like: Any) -> Any:
-    """``value`` as a 0-d tensor of ``like``'s dtype and device (cached), for ops that take tensors only."""
-    key = (value, like.dtype, like.device)
-    scalar = _scalars.get(key)
-    if scalar is None:
-        if len(_scalars) > 64:
-            _scalars.clear()
-        scalar = _scalars[key] = _torch().tensor(value, dtype=like.dtype, device=like.device)
-    return scalar
-
-
-def _hinge_value_and_grad(x: Any, y: Any, margin: float, squared: bool, *, need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise (squared) hinge loss and, if asked, its derivative, in as few passes as possible.
-
-    Labels in {-1, 0, 1} map to -1/+1 as in :func:`polyloss.functional.margin._signed_target`
-    with one threshold (1 stays, 0 and -1 become -1), and ``m - s x`` is one ``addcmul``;
-    the derivative is ``-s [m - s x > 0]`` (0 at the kink, ``relu``'s rule) or ``-2 s max(0, m - s x)``.
-    """
-    torch = _torch()
-    signed = torch.threshold(y, 0.5, -1.0)
-    h = torch.addcmul(_scalar_like(margin, x), signed, x, value=-1, out=None if need_grad else signed)
-    h.relu_()
-    if not need_grad:
-        return (h.mul_(h) if squared else h), None
-    grad = signed.mul_(h).mul_(-2.0) if squared else torch.sign(h).mul_(signed).neg_()
-    return (h * h if squared else h), grad
-
-
-def _hinge_fast_path(squared: bool) -> Any:
-    name = "squared_hinge_loss" if squared else "hinge_loss"
-    compute = partial(_hinge_value_and_grad, squared=squared)
-
-    def fast(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
+    def fast(input: Any, target: Any, *, elementwise: Any, reduction: str, **options: Any) -> Any:
         if _wants_grad(input, target) is None:
             return NotImplemented
-        return _run_fused(name, compute, reduction, input, _same_dtype(target, input), margin)
+        return _run_fused(name, elementwise, reduction, input, _same_dtype(target, input))
 
     fast.__name__ = f"_{name}"
     return fast
 
 
-def _sigmoid_focal(input: Any, target: Any, *, alpha: float, gamma: float, reduction: str) -> Any:
-    if not (gamma == 0.0 or gamma >= 1.0) or _wants_grad(input, target) is None:
-        return NotImplemented
-    y = _same_dtype(target, input)
-    compute = partial(_focal_value_and_grad, alpha=alpha, gamma=gamma)
-    return _run_fused("sigmoid_focal_loss", compute, reduction, input, y)
-
-
 FAST_PATHS = {
-    "sigmoid_focal_loss": _sigmoid_focal,
-    "hinge_loss": _hinge_fast_path(squared=False),
-    "squared_hinge_loss": _hinge_fast_path(squared=True),
+    "sigmoid_focal_loss": _fused_elementwise("sigmoid_focal_loss"),
+    "hinge_loss": _fused_elementwise("hinge_loss"),
+    "squared_hinge_loss": _fused_elementwise("squared_hinge_loss"),
     "iou_loss": _box_fast_path("iou"),
     "giou_loss": _box_fast_path("giou"),
     "diou_loss": _box_fast_path("diou"),

@@ -1,10 +1,15 @@
 """Margin losses: binary hinge, squared hinge and multi-class margin, with their closed-form gradients.
 
-Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
+Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``. Each has
+one check function (run by the loss and by its gradient) and one element-wise value-and-derivative:
+:func:`hinge_elementwise` (which PyTorch's fused backward calls too, handed over by the loss) and
+``_multi_margin_terms``.
 """
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
@@ -26,6 +31,7 @@ from polyloss.functional.classification import pick
 from polyloss.functional.classification import take_per_class
 
 __all__ = [
+    "hinge_elementwise",
     "hinge_loss",
     "hinge_loss_grad",
     "multi_margin_loss",
@@ -35,71 +41,227 @@ __all__ = [
 ]
 
 
-def _signed_target(backend: Backend, input: Any, target: Any) -> Any:
-    """Targets in {-1, 1} or {0, 1} as -1/+1 in the input's dtype."""
+def _check_margin(margin: Any) -> float:
+    """``margin`` as a float: finite and >= 0 (``ValueError`` naming it otherwise: an infinite margin
+    makes every loss infinite)."""
+    margin = v.check_number(margin, "margin")
+    if not math.isfinite(margin):
+        raise ValueError(f"margin must be finite, got {margin!r}")
+    return margin
+
+
+# -- binary hinge ------------------------------------------------------------------------------
+
+
+def _check_hinge_labels(backend: Backend, target: Any) -> None:
+    """Where values can be read without a device sync: every label in {-1, 0, 1} (NaN is not)."""
+    kind = backend.dtype_kind(target.dtype)
+    if kind == "b" or math.prod(target.shape) == 0 or not backend.is_host_array(target):
+        return
     xp = backend.xp
-    y = target if target.dtype == input.dtype else xp.astype(target, input.dtype)
-    if backend.host:
-        ok = (y == 1.0) | (y == -1.0) | (y == 0.0)
-        if not bool(xp.all(ok)):
-            raise ValueError("target of a hinge loss must hold labels in {-1, 1} or {0, 1}")
-    # y^2 + y - 1 maps 1 -> 1, -1 -> -1 and 0 -> -1 exactly, in element-wise arithmetic: a comparison
-    # and a bool -> float cast cost 10x more on torch CPU
-    return y * (y + 1.0) - 1.0
+    target = backend.stop_gradient(target)
+    if kind == "i":
+        t = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)  # (torch: no min of uint64)
+        lo, hi = int(xp.min(t)), int(xp.max(t))
+        if lo >= -1 and hi <= 1:
+            return
+        bad: float = lo if lo < -1 else hi
+    else:
+        # |y| - y^2 is 0 exactly for -1, 0 and 1, NaN for NaN, nonzero otherwise (float arithmetic only: on
+        # CPU comparisons and bool casts cost several element-wise passes)
+        gap = xp.abs(target)
+        gap -= target * target
+        if float(xp.max(gap)) == 0.0 and float(xp.min(gap)) == 0.0:
+            return
+        ok = gap == 0.0
+        bad = float(xp.max(xp.where(ok, -math.inf, target)))  # NaN where one is NaN
+    raise ValueError(f"target of a hinge loss must hold labels in {{-1, 1}} or {{0, 1}}, got {bad!r}")
 
 
-def _hinge_inputs(backend: Backend, input: Any, target: Any, margin: float, reduction: str) -> float:
+def _check_hinge(backend: Backend, input: Any, target: Any, margin: Any, reduction: str) -> float:
+    """The checks of the hinge losses and their gradients, labels included (where readable); returns the margin."""
     v.check_reduction(reduction)
     v.check_floating(backend, input)
     v.check_same_shape(input, target)
-    if not (v.is_floating(backend, target.dtype) or v.is_integer(backend, target.dtype)
-            or target.dtype == backend.xp.bool):
+    if backend.dtype_kind(target.dtype) not in "fib":
         raise TypeError(f"target must hold numeric or boolean labels, got dtype {target.dtype}")
-    return v.check_number(margin, "margin")
+    margin = _check_margin(margin)
+    _check_hinge_labels(backend, target)
+    return margin
 
 
-def _hinge(backend: Backend, input: Any, target: Any, margin: float, squared: bool) -> Any:
-    (x,) = compute_dtype(backend, input)
-    z = margin - _signed_target(backend, x, target) * x
-    h = backend.relu(z)  # subgradient 0 at the kink, as torch.relu
-    return h * h if squared else h
+def hinge_elementwise(
+    backend: Backend, x: Any, y: Any, *, margin: float, squared: bool, need_grad: bool
+) -> tuple[Any, Any]:
+    r"""Element-wise (squared) hinge loss of scores ``x`` and labels ``y`` (same dtype), and if
+    ``need_grad`` its derivative by ``x`` (else None).
+
+    With :math:`s = y^2 + y - 1` (1 -> 1; 0 and -1 -> -1, in exact arithmetic; NaN stays NaN)
+    and :math:`z = m - s x`: :math:`\ell = \max(0, z)` with derivative :math:`-s` where
+    :math:`z > 0` and 0 at and below the kink, or :math:`\ell = \max(0, z)^2` with derivative
+    :math:`-2 s \max(0, z)`; a NaN ``z`` gives NaN in both. The loss, its closed-form gradient
+    and PyTorch's fused backward all call this.
+    """
+    # in-place updates only of arrays made here and not yet saved by an autograd op (see focal.py)
+    s = y + 1.0
+    s *= y
+    s -= 1.0  # y^2 + y - 1
+    z = s * x
+    z -= margin
+    z *= -1.0  # m - s x, exactly
+    h = backend.relu(z)  # NaN kept
+    if squared:
+        value = h * h
+        if not need_grad:
+            return value, None
+        grad = s * h
+        grad *= -2.0
+        return value, grad
+    # d relu / dz: 1 above the kink, 0 at and below it (PyTorch's subgradient), NaN at NaN
+    step = backend.xp.ceil(backend.clip(h, max=1.0))
+    if not need_grad:
+        # h * step is h, and makes autograd's derivative step too (relu's own backward lets a NaN through as 1)
+        return h * backend.stop_gradient(step), None
+    step *= s
+    step *= -1.0
+    return h, step
+
+
+def _hinge_loss(input: Any, target: Any, margin: Any, reduction: str, *, squared: bool) -> Any:
+    backend = resolve(input, target)
+    margin = _check_hinge(backend, input, target, margin, reduction)
+    elementwise = partial(hinge_elementwise, backend, margin=margin, squared=squared)
+    name = "squared_hinge_loss" if squared else "hinge_loss"
+    out = try_fast_path(backend, name, input, target, margin=margin, reduction=reduction, elementwise=elementwise)
+    if out is not NotImplemented:
+        return out
+    x, y = compute_dtype(backend, input, target)
+    value, _ = elementwise(x, y, need_grad=False)
+    return finish(backend, reduce(backend, value, reduction), input)
+
+
+def _hinge_grad(input: Any, target: Any, margin: Any, reduction: str, cotangent: Any, *, squared: bool) -> Any:
+    backend = resolve(input, target)
+    margin = _check_hinge(backend, input, target, margin, reduction)
+    x, y = compute_dtype(backend, input, target)
+    _, g = hinge_elementwise(backend, x, y, margin=margin, squared=squared, need_grad=True)
+    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, g * up, input)
 
 
 @loss
 def hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
-    r"""Binary SVM hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)`.
+    r"""Binary SVM hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)` (Cortes & Vapnik,
+    *Support-Vector Networks*, 1995).
 
     Args:
         input: scores :math:`f`, real floating.
-        target: labels of the same shape in {-1, 1}, or {0, 1} (0 is read as -1).
+        target: labels of the same shape in {-1, 1}, or {0, 1} (0 is read as -1);
+            floating, integer or bool.
         margin: :math:`m >= 0`, default 1.0.
         reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
     The subgradient at the kink :math:`y f = m` is 0 (PyTorch's ``relu`` rule).
-    Cortes & Vapnik, *Support-Vector Networks*, 1995.
+
+    Edge rules (every path and backend; :func:`squared_hinge_loss` too):
+
+    - NaN in ``input`` gives NaN (in its element, and in ``"mean"``/``"sum"``), and a NaN
+      gradient in its element on every path (autograd included: plain ``relu``'s backward
+      would pass a NaN off as a score above the kink). Infinite scores give 0 or
+      :math:`\infty`, as the formula.
+    - A label outside {-1, 0, 1} (2, 0.5, NaN, ...) raises ``ValueError`` naming ``target``
+      where values can be read without a device sync: NumPy, array-api-strict and
+      PyTorch on the CPU outside ``torch.compile``/``torch.func``, checked once before any
+      kernel. On a GPU or while tracing labels are not checked: a label :math:`y` enters
+      as :math:`s = y^2 + y - 1` on every path there (NaN gives NaN; other values give
+      meaningless numbers).
+    - ``margin``: negative, NaN or infinite raises ``ValueError`` naming it; 0 is allowed.
+    - Empty input: ``"mean"`` and ``"sum"`` are 0, ``"none"`` is empty.
     """
-    backend = resolve(input, target)
-    margin = _hinge_inputs(backend, input, target, margin, reduction)
-    out = try_fast_path(backend, "hinge_loss", input, target, margin=margin, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    loss = _hinge(backend, input, target, margin, squared=False)
-    return finish(backend, reduce(backend, loss, reduction), input)
+    return _hinge_loss(input, target, margin, reduction, squared=False)
 
 
 @loss
 def squared_hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
     r"""Squared hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)^2` (L2-SVM).
 
-    Arguments as :func:`hinge_loss`; differentiable everywhere.
+    Arguments and edge rules as :func:`hinge_loss`; differentiable everywhere.
     """
-    backend = resolve(input, target)
-    margin = _hinge_inputs(backend, input, target, margin, reduction)
-    out = try_fast_path(backend, "squared_hinge_loss", input, target, margin=margin, reduction=reduction)
-    if out is not NotImplemented:
-        return out
-    loss = _hinge(backend, input, target, margin, squared=True)
-    return finish(backend, reduce(backend, loss, reduction), input)
+    return _hinge_loss(input, target, margin, reduction, squared=True)
+
+
+@gradient(hinge_loss)
+def hinge_loss_grad(
+    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Subgradient of :func:`polyloss.hinge_loss`: :math:`-y` where :math:`m - y f > 0`, else 0 (0 at the kink,
+    NaN at a NaN score)."""
+    return _hinge_grad(input, target, margin, reduction, cotangent, squared=False)
+
+
+@gradient(squared_hinge_loss)
+def squared_hinge_loss_grad(
+    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    r"""Gradient of :func:`polyloss.squared_hinge_loss`: :math:`-2 y \max(0, m - y f)`."""
+    return _hinge_grad(input, target, margin, reduction, cotangent, squared=True)
+
+
+# -- multi-class margin ------------------------------------------------------------------------
+
+
+def _check_p(p: Any) -> int:
+    """``p``: the int 1 or 2 (``TypeError`` for another type, floats included; ``ValueError`` for another int)."""
+    if isinstance(p, bool) or not isinstance(p, int):
+        raise TypeError(f"p must be the int 1 or 2, got {type(p).__name__}")
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    return p
+
+
+def _check_multi_margin(
+    backend: Backend, input: Any, target: Any, p: Any, margin: Any, weight: Any, axis: Any, reduction: str
+) -> tuple[int, float, int, Any]:
+    """The checks of :func:`multi_margin_loss` and its gradient, class indices included (where
+    readable); returns ``(p, margin, axis, int64 target)``."""
+    v.check_reduction(reduction)
+    p = _check_p(p)
+    margin = _check_margin(margin)
+    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
+    num_classes = input.shape[axis]
+    class_weight(backend, weight, num_classes)
+    if weight is not None and backend.dtype_kind(weight.dtype) not in "fi":
+        raise TypeError(f"weight must have a real numeric dtype, got {weight.dtype}")
+    xp = backend.xp
+    # int64 indices: every integer dtype works alike (uint8 ... uint64; torch has few uint64 kernels)
+    index = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)
+    v.check_class_indices(backend, index, num_classes, ignore_index=None, always=True)
+    return p, margin, axis, index
+
+
+def _multi_margin_terms(
+    backend: Backend, x: Any, target: Any, p: int, margin: float, axis: int, need_grad: bool
+) -> tuple[Any, Any, Any]:
+    r"""Per-class terms :math:`h_j = \max(0, z_j)^p`, :math:`z_j = m - x_y + x_j`, for :math:`j \ne y`
+    (0 at :math:`j = y`) and, if ``need_grad`` (else None, None): their derivatives :math:`dh_j/dz_j`,
+    :math:`[z_j > 0]` (``p=1``; 0 at the kink) or :math:`2\max(0, z_j)`, NaN at a NaN :math:`z_j`, and
+    where any gradient flows: the target's class and the terms with :math:`z_j > 0` or NaN.
+
+    The own class is dropped with a select before anything else, not a product: with
+    :math:`x_y = +\infty` its :math:`z_y = \infty - \infty` is NaN, and the loss is 0 (every other term is 0).
+    """
+    xp = backend.xp
+    z = margin - xp.expand_dims(pick(backend, x, target, axis), axis=axis) + x
+    hot = one_hot(backend, target, x.shape[axis], axis, x.ndim)
+    r = xp.where(hot, 0.0, backend.relu(z))
+    if p == 2:
+        h, dh = r * r, (2.0 * r if need_grad else None)
+    else:
+        dh = xp.ceil(backend.clip(r, max=1.0))  # 1 above the kink, 0 at and below it, NaN at NaN
+        h = r * backend.stop_gradient(dh)  # = r; autograd's derivative is dh too (see hinge_elementwise)
+    if not need_grad:
+        return h, None, None
+    return h, dh, ~(z <= 0.0) | hot
 
 
 @loss
@@ -120,78 +282,46 @@ def multi_margin_loss(
 
     Args:
         input: scores, class axis ``axis`` (default -1).
-        target: integer class indices, ``input``'s shape without the class axis.
+        target: integer class indices (any integer dtype), ``input``'s shape without the class axis.
         p: 1 (default) or 2.
         margin: :math:`m >= 0`, default 1.0.
         weight: optional class weights ``(C,)``, applied after the power.
-        reduction: ``"none"`` (per sample), ``"mean"`` (default) or ``"sum"``.
+        reduction: ``"none"`` (per sample), ``"mean"`` (default, over the samples; the
+            weights do not enter the denominator) or ``"sum"``.
+
+    Edge rules (every path and backend):
+
+    - NaN in ``input`` gives NaN in its sample (never hidden: PyTorch's kernel skips NaN
+      terms, so the PyTorch fast path runs only on finite inputs and weights it has read),
+      and a NaN gradient in that sample's active terms and target class.
+      A score of :math:`+\infty` on another class gives :math:`\infty`; on the target's
+      class, 0 (NaN if another class is :math:`+\infty` too).
+    - A class index outside [0, C) raises ``ValueError`` naming ``target`` where values can be
+      read without a device sync (NumPy, array-api-strict, PyTorch on the CPU outside
+      ``torch.compile``/``torch.func``); elsewhere it is not checked.
+    - ``p``: another int raises ``ValueError`` naming ``p``, another type (a float too) ``TypeError``;
+      ``margin`` negative, NaN or infinite raises ``ValueError`` naming it; 0 is allowed.
+    - ``weight``: zeros zero their samples (the "mean" still counts them); NaN in a used
+      weight gives NaN.
+    - Empty batch: ``"mean"`` and ``"sum"`` are 0, ``"none"`` is empty.
 
     Matches ``torch.nn.functional.multi_margin_loss``.
     """
     backend = resolve(input, target)
-    v.check_reduction(reduction)
-    if isinstance(p, bool) or not isinstance(p, int):
-        raise TypeError(f"p must be the int 1 or 2, got {type(p).__name__}")
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
-    margin = v.check_number(margin, "margin")
-    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
-    num_classes = input.shape[axis]
-    class_weight(backend, weight, num_classes)
-    v.check_class_indices(backend, target, num_classes, ignore_index=None)
+    p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)
     out = try_fast_path(
-        backend, "multi_margin_loss", input, target, p=p, margin=margin, weight=weight,
+        backend, "multi_margin_loss", input, index, p=p, margin=margin, weight=weight,
         axis=axis, reduction=reduction,
     )
     if out is not NotImplemented:
         return out
     xp = backend.xp
     x, w = compute_dtype(backend, input, weight)
-    x_true = xp.expand_dims(pick(backend, x, target, axis), axis=axis)
-    h = backend.relu(margin - x_true + x)
-    if p == 2:
-        h = h * h
-    shape = [1] * x.ndim
-    shape[axis] = num_classes
-    classes = xp.reshape(xp.arange(num_classes, dtype=target.dtype, device=backend.device(target)), tuple(shape))
-    h = h * xp.astype(classes != xp.expand_dims(target, axis=axis), h.dtype)
-    loss = xp.sum(h, axis=axis) / num_classes
+    h, _, _ = _multi_margin_terms(backend, x, index, p, margin, axis, need_grad=False)
+    value = xp.sum(h, axis=axis) / x.shape[axis]
     if w is not None:
-        loss = loss * take_per_class(backend, w, target)
-    return finish(backend, reduce(backend, loss, reduction), input)
-
-
-# -- closed-form gradients ----------------------------------------------------------------------
-
-
-def _hinge_grad(backend: Backend, input: Any, target: Any, margin: float, reduction: str, cotangent: Any,
-                squared: bool) -> Any:
-    xp = backend.xp
-    (x,) = compute_dtype(backend, input)
-    s = _signed_target(backend, x, target)  # {0, 1} labels read as {-1, 1}, as the loss does
-    z = float(margin) - s * x
-    # strict inequality, as the loss's forward: the subgradient at the kink z = 0 is 0
-    g = xp.where(z > 0, -2.0 * z * s if squared else -s, 0.0)
-    up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
-    return finish(backend, g * up, input)
-
-
-@gradient(hinge_loss)
-def hinge_loss_grad(
-    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
-) -> Any:
-    r"""Subgradient of :func:`polyloss.hinge_loss`: :math:`-y` where :math:`m - y f > 0`, else 0 (0 at the kink)."""
-    backend = resolve(input, target)
-    return _hinge_grad(backend, input, target, margin, reduction, cotangent, squared=False)
-
-
-@gradient(squared_hinge_loss)
-def squared_hinge_loss_grad(
-    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
-) -> Any:
-    r"""Gradient of :func:`polyloss.squared_hinge_loss`: :math:`-2 y \max(0, m - y f)`."""
-    backend = resolve(input, target)
-    return _hinge_grad(backend, input, target, margin, reduction, cotangent, squared=True)
+        value = value * take_per_class(backend, w, index)
+    return finish(backend, reduce(backend, value, reduction), input)
 
 
 @gradient(multi_margin_loss)
@@ -212,19 +342,20 @@ def multi_margin_loss_grad(
     :math:`2 z_j [z_j > 0]` (``p=2``) for :math:`j \ne y`:
     :math:`\partial\ell/\partial x_j = w_y h'_j / C` and
     :math:`\partial\ell/\partial x_y = -\sum_{j \ne y} w_y h'_j / C`
-    (0 at the kink :math:`z_j = 0`, as PyTorch's backward).
+    (0 at the kink :math:`z_j = 0`, as PyTorch's backward; NaN at a NaN :math:`z_j`; nothing where
+    :math:`z_j < 0`, whatever the weight or cotangent).
     """
     backend = resolve(input, target)
+    p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)
     xp = backend.xp
-    axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
     x, w = compute_dtype(backend, input, weight)
     num_classes = x.shape[axis]
-    z = float(margin) - xp.expand_dims(pick(backend, x, target, axis), axis=axis) + x
-    hot = one_hot(backend, target, num_classes, axis, x.ndim)
-    active = (z > 0) & ~hot
-    dh = xp.where(active, 2.0 * z, 0.0) if p == 2 else xp.astype(active, x.dtype)
-    g = dh - xp.astype(hot, x.dtype) * xp.sum(dh, axis=axis, keepdims=True)
-    up = sample_upstream(backend, cotangent, tuple(target.shape), reduction, x) / num_classes
+    _, dh, flows = _multi_margin_terms(backend, x, index, p, margin, axis, need_grad=True)
+    # the own class takes minus the others' sum (a select: an infinite sum times 0 would be NaN)
+    g = xp.where(one_hot(backend, index, num_classes, axis, x.ndim), -xp.sum(dh, axis=axis, keepdims=True), dh)
+    up = sample_upstream(backend, cotangent, tuple(index.shape), reduction, x) / num_classes
     if w is not None:
-        up = up * take_per_class(backend, w, target)
-    return finish(backend, apply_sample_seed(backend, g, up, axis), input)
+        up = up * take_per_class(backend, w, index)
+    # no gradient at all where none flows (relu's backward is a select: a NaN weight or cotangent stays out)
+    g = xp.where(flows, apply_sample_seed(backend, g, up, axis), 0.0)
+    return finish(backend, g, input)

@@ -1,4 +1,4 @@
-"""PyTorch hinge fast path: labels mapped by one threshold, ``m - s x`` by one addcmul with a cached margin."""
+"""PyTorch hinge fast path: the family's one element-wise formula (``hinge_elementwise``) in the fused backward."""
 
 from __future__ import annotations
 
@@ -60,22 +60,42 @@ def test_gradient_without_and_with_grad_the_same_value(name, reduction):
 
 
 @pytest.mark.parametrize("name", LOSSES)
-def test_nan_label_or_score_gives_nan(name):
+@pytest.mark.parametrize("fast", [True, False])
+def test_nan_score_gives_nan_and_bad_label_raises_before_any_kernel(name, fast):
     x = torch.tensor([[0.5, -0.3], [1.5, 0.2]])
-    y = torch.tensor([[1.0, 0.0], [float("nan"), 1.0]])
     loss = pl.get_loss(name)
-    assert loss(x, y).isnan()
-    with pl.fast_paths(False):
-        assert loss(x, y).isnan()
-    x[0, 0] = float("nan")
-    assert loss(x, torch.ones_like(x)).isnan()
+    with pl.fast_paths(fast):
+        for bad in (float("nan"), 2.0, 0.5, -2.0):
+            y = torch.tensor([[1.0, 0.0], [bad, 1.0]])
+            with pytest.raises(ValueError, match=r"target of a hinge loss .*\{-1, 1\} or \{0, 1\}"):
+                loss(x.clone().requires_grad_(True), y)
+        with pytest.raises(ValueError, match="target"):
+            loss(x, torch.tensor([[1, 0], [3, 1]], dtype=torch.int16))
+        xn = x.clone()
+        xn[0, 0] = float("nan")
+        assert loss(xn, torch.ones_like(x)).isnan()
+        assert loss(xn, torch.ones_like(x), reduction="none")[0, 0].isnan()
 
 
 @pytest.mark.parametrize("name", LOSSES)
-def test_margins_and_dtypes_through_the_scalar_cache(name):
+def test_unreadable_labels_enter_as_y2_plus_y_minus_1_on_every_path(name):
+    # under torch.func (as on a GPU or while compiling) labels are not read: the fast and generic paths
+    # give the same numbers for any label, here s = 2^2 + 2 - 1 = 5 for a label of 2
+    x = torch.tensor([0.5, -0.3, 0.1], dtype=torch.float64)
+    y = torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64)
+    loss = pl.get_loss(name)
+    value = torch.func.grad(lambda a: loss(a, y, reduction="sum"))(x)
+    s = y * y + y - 1
+    h = torch.clamp(1.0 - s * x, min=0)
+    expected = -2 * s * h if name == "squared_hinge_loss" else torch.where(h > 0, -s, 0.0)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_margins_and_dtypes_equal_the_reference_exactly(name):
     loss = pl.get_loss(name)
     rng = np.random.default_rng(3)
-    for margin in [*np.linspace(0.0, 3.0, 80).tolist(), 1.0]:  # more margins than the cache keeps
+    for margin in [*np.linspace(0.0, 3.0, 80).tolist(), 1.0]:
         for dtype in (torch.float32, torch.float64, torch.bfloat16):
             x = torch.tensor(rng.standard_normal((4, 3))).to(dtype)
             y, signed = _labels(x.shape, "binary", dtype, seed=int(margin * 10))

@@ -79,3 +79,53 @@ def test_softmax_focal_gamma_zero_is_cross_entropy(xp):
     focal, _ = run_polyloss(xp, pl.softmax_focal_loss, x, t, {"gamma": 0.0}, grad=False)
     ce = F.cross_entropy(torch.tensor(x), torch.tensor(t)).item()
     np.testing.assert_allclose(focal, ce, rtol=xp.rtol * 10)
+
+
+# -- one element-wise definition: the PyTorch fused path is the family's formula, gamma < 1 included -------------
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1e-3, 0.0, 1.0, 2.0, 3.5])
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_torch_fused_path_equals_generic_for_every_gamma(gamma, soft):
+    rng = np.random.default_rng(3)
+    x = 4.0 * rng.standard_normal((6, 5))
+    x[0, :4] = [800.0, -800.0, 40.0, -40.0]  # p_t = 1 (or nearly): the factor's derivative is infinite there
+    y = rng.uniform(0, 1, (6, 5)) if soft else rng.integers(0, 2, (6, 5)).astype(float)
+    y[0, :4] = [1.0, 0.0, 1.0, 0.0]
+    grads = []
+    for fast in (True, False):
+        xt = torch.tensor(x, requires_grad=True)
+        with pl.fast_paths(fast):
+            out = pl.sigmoid_focal_loss(xt, torch.tensor(y), gamma=gamma, reduction="sum")
+        assert (type(out.grad_fn).__name__ == "_FusedBackward") == fast
+        out.backward()
+        grads.append((out.detach(), xt.grad))
+    (v_fast, g_fast), (v_gen, g_gen) = grads
+    torch.testing.assert_close(v_fast, v_gen, rtol=1e-12, atol=0)
+    # atol: at x = -40, y = 0 autograd's d ce / dx = 1 - sigma(-x) cancels to 0 where the closed form has p = 4e-18
+    torch.testing.assert_close(g_fast, g_gen, rtol=1e-12, atol=1e-16)
+    assert torch.isfinite(g_fast).all() and (g_fast[0, :4].abs() < 1e-10).all()  # 0 at p_t = 1: the limit
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_sigmoid_focal_target_outside_unit_interval_raises_before_any_kernel(xp, fast):
+    x = xp.asarray(np.zeros((2, 3)))
+    for bad in (1.5, -0.5):
+        y = np.full((2, 3), 0.5)
+        y[1, 2] = bad
+        with pl.fast_paths(fast), pytest.raises(ValueError, match=f"target of sigmoid_focal_loss .*got {bad}"):
+            pl.sigmoid_focal_loss(x, xp.asarray(y))
+    y = np.full((2, 3), 0.5)
+    y[0, 0] = np.nan  # NaN is not out of range: it gives NaN
+    with pl.fast_paths(fast):
+        assert np.isnan(xp.to_numpy(pl.sigmoid_focal_loss(x, xp.asarray(y))))
+
+
+def test_softmax_focal_uint64_and_uint8_indices_equal_int64(xp):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 3))
+    t = np.array([0, 2, 1, 1, 0])
+    expected = xp.to_numpy(pl.softmax_focal_loss(xp.asarray(x), xp.asarray(t), gamma=0.5))
+    for dtype in ("uint8", "uint64", "int16"):
+        got = pl.softmax_focal_loss(xp.asarray(x), xp.asarray(t.astype(dtype)), gamma=0.5)
+        np.testing.assert_allclose(xp.to_numpy(got), expected, rtol=xp.rtol)

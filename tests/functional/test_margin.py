@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from _support import F
@@ -88,3 +90,47 @@ def test_multi_margin(xp, shape, axis, reduction, p, margin, weighted):
     else:
         check_against(xp, pl.multi_margin_loss, _torch_multi_margin(axis), x, t, {**options, "axis": axis},
                       ref_options=options)
+
+
+# -- NaN is never hidden, on any path -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_torch_multi_margin_kernel_never_hides_nan(fast, p):
+    # ATen's kernel adds a term only where m - x_y + x_j > 0, false for NaN: it would return 0 here
+    x = torch.tensor([[0.5, float("nan"), 0.1], [0.2, 0.3, 0.4]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 2])
+    with pl.fast_paths(fast):
+        out = pl.multi_margin_loss(x, t, p=p, reduction="none")
+    assert out[0].isnan() and out[1].isfinite()
+    out.sum().backward()
+    # NaN in the NaN's term and the target's class (index 0); the other active term (z = 0.6) keeps its 1/3 (p=1)
+    assert x.grad[0, :2].isnan().all() and x.grad[0, 2].isfinite() and x.grad[1].isfinite().all()
+    xf = x.detach().nan_to_num(0.0).requires_grad_(True)
+    with pl.fast_paths(fast):
+        out = pl.multi_margin_loss(xf, t, p=p)
+    assert (type(out.grad_fn).__name__ == "MultiMarginLossBackward0") == fast  # finite: the native kernel
+
+
+@pytest.mark.parametrize("name", ["hinge_loss", "squared_hinge_loss"])
+def test_nan_score_gives_nan_value_and_gradient_on_every_path(xp, name):
+    x = np.array([[0.5, np.nan, 2.0], [0.0, 3.0, -0.25]])
+    y = np.array([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]])
+    for fast in (True, False):
+        with pl.fast_paths(fast):
+            value, grad = pl.value_and_grad(name, xp.asarray(x), xp.asarray(y), reduction="none")
+        value, grad = xp.to_numpy(value), xp.to_numpy(grad)
+        assert np.isnan(value[0, 1]) and np.isnan(grad[0, 1])
+        assert np.isfinite(np.delete(value.ravel(), 1)).all() and np.isfinite(np.delete(grad.ravel(), 1)).all()
+
+
+def test_relu_keeps_nan(xp):
+    from polyloss._namespace import resolve
+    from polyloss.backend._base import Backend
+
+    values = xp.asarray(np.array([np.nan, -1.0, 0.0, 2.0]))
+    backend = resolve(values)
+    for relu in (backend.relu, partial(Backend.relu, backend)):  # the backend's own and the portable fallback
+        out = xp.to_numpy(relu(values))
+        assert np.isnan(out[0]) and list(out[1:]) == [0.0, 0.0, 2.0]
