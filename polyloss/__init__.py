@@ -26,6 +26,7 @@ from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import ciou_loss
 from polyloss.functional import cross_entropy
 from polyloss.functional import diou_loss
+from polyloss.functional import distribution_focal_loss
 from polyloss.functional import giou_loss
 from polyloss.functional import hinge_loss
 from polyloss.functional import huber_loss
@@ -35,10 +36,12 @@ from polyloss.functional import l1_loss
 from polyloss.functional import mse_loss
 from polyloss.functional import multi_margin_loss
 from polyloss.functional import nll_loss
+from polyloss.functional import quality_focal_loss
 from polyloss.functional import sigmoid_focal_loss
 from polyloss.functional import smooth_l1_loss
 from polyloss.functional import softmax_focal_loss
 from polyloss.functional import squared_hinge_loss
+from polyloss.functional import varifocal_loss
 from polyloss.gradients import value_and_grad
 
 __version__ = "0.1.0"
@@ -78,5 +81,8 @@ __all__ = [
     "softmax_focal_loss",
     "squared_hinge_loss",
     "unregister_plugin",
+    "distribution_focal_loss",
+    "quality_focal_loss",
+    "varifocal_loss",
     "value_and_grad",
 ]

@@ -17,6 +17,7 @@ from polyloss.functional.box import *  # noqa: F403
 from polyloss.functional.classification import *  # noqa: F403
 from polyloss.functional.focal import *  # noqa: F403
 from polyloss.functional.margin import *  # noqa: F403
+from polyloss.functional.quality import *  # noqa: F403
 from polyloss.functional.regression import *  # noqa: F403
 
 #: name -> function of every built-in loss, in declaration order
