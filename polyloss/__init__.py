@@ -25,12 +25,14 @@ from polyloss.functional import binary_cross_entropy
 from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import ciou_loss
 from polyloss.functional import cross_entropy
+from polyloss.functional import dice_loss
 from polyloss.functional import diou_loss
 from polyloss.functional import distribution_focal_loss
 from polyloss.functional import giou_loss
 from polyloss.functional import hinge_loss
 from polyloss.functional import huber_loss
 from polyloss.functional import iou_loss
+from polyloss.functional import jaccard_loss
 from polyloss.functional import kl_div
 from polyloss.functional import l1_loss
 from polyloss.functional import mse_loss
@@ -41,6 +43,7 @@ from polyloss.functional import sigmoid_focal_loss
 from polyloss.functional import smooth_l1_loss
 from polyloss.functional import softmax_focal_loss
 from polyloss.functional import squared_hinge_loss
+from polyloss.functional import tversky_loss
 from polyloss.functional import varifocal_loss
 from polyloss.gradients import value_and_grad
 
@@ -84,5 +87,8 @@ __all__ = [
     "distribution_focal_loss",
     "quality_focal_loss",
     "varifocal_loss",
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
     "value_and_grad",
 ]

@@ -19,6 +19,7 @@ from polyloss.functional.focal import *  # noqa: F403
 from polyloss.functional.margin import *  # noqa: F403
 from polyloss.functional.quality import *  # noqa: F403
 from polyloss.functional.regression import *  # noqa: F403
+from polyloss.functional.segmentation import *  # noqa: F403
 
 #: name -> function of every built-in loss, in declaration order
 BUILTIN_LOSSES: dict[str, Callable[..., Any]] = dict(LOSSES)

@@ -1,0 +1,465 @@
+"""Segmentation overlap losses: Dice, Jaccard (IoU) and Tversky, with their closed-form gradients.
+
+One score per class over the batch and every spatial position, in the binary,
+multiclass and multilabel modes of segmentation_models_pytorch (smp), whose numbers
+they match. Every overlap score is a function of three per-class sums of the
+probabilities ``p`` and targets ``t`` over the non-ignored pixels ``m``:
+
+.. math::
+    I_c = \\sum \\min(p, t) = \\tfrac12 \\big(P_c + T_c - \\sum |p - t|\\big),\\qquad
+    P_c = \\sum p\\,m,\\qquad T_c = \\sum t
+
+(:math:`I_c = \\sum p\\,t` for 0/1 targets; smp's soft intersection otherwise), so a loss is declared by its numerator and denominator in ``(I, P, T)`` and the
+gradient is, at every pixel, :math:`a_c t + b_c m` chained through the activation.
+Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from polyloss import _checks as v
+from polyloss._namespace import resolve
+from polyloss.backend._base import Backend
+from polyloss.functional._common import compute_dtype
+from polyloss.functional._common import finish
+from polyloss.functional._common import one_hot
+from polyloss.functional._define import gradient
+from polyloss.functional._define import loss
+from polyloss.functional._reductions import pointwise_scale
+from polyloss.functional._reductions import reduce
+from polyloss.functional.classification import class_axis_inputs
+from polyloss.functional.focal import _modulating_factor
+from polyloss.functional.focal import _modulator
+from polyloss.functional.quality import finite_number
+
+__all__ = [
+    "dice_loss",
+    "dice_loss_grad",
+    "jaccard_loss",
+    "jaccard_loss_grad",
+    "tversky_loss",
+    "tversky_loss_grad",
+]
+
+MODES = ("binary", "multiclass", "multilabel")
+
+
+@dataclass
+class _Pixels:
+    """The checked inputs of an overlap loss, in the input's layout (class axis ``axis``)."""
+
+    backend: Backend
+    x: Any  # logits (or probabilities), compute dtype
+    p: Any  # probabilities
+    t: Any  # targets, 0 at ignored pixels, broadcast to x's shape
+    m: Any  # float mask of the non-ignored pixels (broadcastable to x), or None: nothing ignored
+    axis: int
+    mode: str
+    from_logits: bool
+
+    @property
+    def sum_axes(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.x.ndim) if i != self.axis)
+
+
+def _check_masks(backend: Backend, t: Any, ignore_index: int | None, loss_name: str) -> None:
+    """Where values can be read without a sync: every target in [0, 1] or equal to ``ignore_index``."""
+    if not backend.is_host_array(t) or math.prod(t.shape) == 0:
+        return
+    xp = backend.xp
+    ok = (t >= 0.0) & (t <= 1.0)
+    if ignore_index is not None:
+        ok = ok | (t == float(ignore_index))
+    if not bool(xp.all(ok)):
+        bad = float(xp.min(xp.where(ok, math.inf, t)))
+        ignored = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(f"target of {loss_name} must hold masks with values in [0, 1]{ignored}, got {bad}")
+
+
+def _check_probabilities(backend: Backend, x: Any, loss_name: str) -> None:
+    """``from_logits=False``: where values can be read, the input holds probabilities (NaN passes: it propagates)."""
+    if not backend.is_host_array(x) or math.prod(x.shape) == 0:
+        return
+    xp = backend.xp
+    if bool(xp.any((x < 0.0) | (x > 1.0))):
+        bad = float(xp.min(xp.where((x < 0.0) | (x > 1.0), x, math.inf)))
+        raise ValueError(f"input of {loss_name} with from_logits=False must hold probabilities in [0, 1], got {bad}")
+
+
+def _pixels(
+    input: Any, target: Any, mode: Any, axis: Any, from_logits: Any, smooth: Any, eps: Any, ignore_index: Any,
+    reduction: str, loss_name: str,
+) -> tuple[_Pixels, float, float]:
+    """Every check of an overlap loss (shared by the loss and its gradient); returns the pixels, smooth and eps."""
+    backend = resolve(input, target)
+    v.check_reduction(reduction)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
+    smooth = finite_number(smooth, "smooth")
+    eps = finite_number(eps, "eps")
+    v.check_ignore_index(ignore_index)
+    xp = backend.xp
+    if mode == "multiclass":
+        axis, _ = class_axis_inputs(backend, input, target, axis, allow_probabilities=False)
+    else:
+        v.check_floating(backend, input)
+        if input.ndim == 0:
+            raise ValueError(f"input of {loss_name} must have a class axis, got a 0-d array")
+        axis = v.normalize_axis(axis, input.ndim)
+        if backend.dtype_kind(target.dtype) not in "fib":
+            raise TypeError(f"target must have a real (floating, integer or bool) dtype, got {target.dtype}")
+        if mode == "binary" and input.shape[axis] != 1:
+            raise ValueError(
+                f"input of {loss_name} in binary mode must have a class axis {axis} of size 1, "
+                f"got shape {tuple(input.shape)}"
+            )
+        squeezed = tuple(s for i, s in enumerate(input.shape) if i != axis)
+        if tuple(target.shape) != tuple(input.shape) and not (mode == "binary" and tuple(target.shape) == squeezed):
+            allowed = f" or {squeezed}" if mode == "binary" else ""
+            raise ValueError(
+                f"target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}{allowed} "
+                f"in {mode} mode"
+            )
+    x = compute_dtype(backend, input)[0]
+    if eps < float(xp.finfo(x.dtype).smallest_normal):
+        raise ValueError(f"eps must be at least the smallest normal number of the input's dtype {x.dtype}, got {eps!r}")
+    if not from_logits:
+        _check_probabilities(backend, x, loss_name)
+    m = None
+    if mode == "multiclass":
+        num_classes = x.shape[axis]
+        v.check_class_indices(backend, target, num_classes, ignore_index=ignore_index, always=True)
+        usable = v.usable_ignore_index(backend, target, ignore_index)
+        if usable is not None:
+            valid = target != usable
+            target = xp.where(valid, target, xp.zeros_like(target))
+            m = xp.expand_dims(xp.astype(valid, x.dtype), axis=axis)
+        t = xp.astype(one_hot(backend, target, num_classes, axis, x.ndim), x.dtype)
+        if m is not None:
+            t = t * m
+        p = xp.exp(backend.log_softmax(x, axis)) if from_logits else x
+    else:
+        t = xp.astype(target, x.dtype)
+        if t.ndim < x.ndim:
+            t = xp.expand_dims(t, axis=axis)
+        _check_masks(backend, t, ignore_index, loss_name)
+        if ignore_index is not None:
+            valid = t != float(ignore_index)
+            t = xp.where(valid, t, 0.0)
+            m = xp.astype(valid, x.dtype)
+        p = backend.sigmoid(x) if from_logits else x
+    return _Pixels(backend, x, p, t, m, axis, mode, from_logits), smooth, eps
+
+
+# (numerator, denominator) of each score as functions of (I, P, T, smooth, options), and
+# their constant partial derivatives (d num / dI, d den / dI, d den / dP)
+def _dice(i: Any, p: Any, t: Any, s: float, o: dict[str, float]) -> tuple[Any, Any, float, float, float]:
+    # smp >= 0.5 computes Dice as the Tversky score with alpha = beta = 1/2
+    return i + s, 0.5 * (p + t) + s, 1.0, 0.0, 0.5
+
+
+def _jaccard(i: Any, p: Any, t: Any, s: float, o: dict[str, float]) -> tuple[Any, Any, float, float, float]:
+    return i + s, p + t - i + s, 1.0, -1.0, 1.0
+
+
+def _tversky(i: Any, p: Any, t: Any, s: float, o: dict[str, float]) -> tuple[Any, Any, float, float, float]:
+    a, b = o["alpha"], o["beta"]
+    # false positives P - I and false negatives T - I over the non-ignored pixels
+    return i + s, i + a * (p - i) + b * (t - i) + s, 1.0, 1.0 - a - b, a
+
+
+def _per_class(
+    px: _Pixels, score_fn: Any, smooth: float, eps: float, options: dict[str, float], need_grad: bool
+) -> tuple[Any, Any, Any, Any]:
+    """``(per-class loss (C,), a, b, h)``: the loss ``(1 - score) * present`` and, with ``need_grad``, its
+    derivative by ``p`` at a pixel, ``a h + b m`` (``a``, ``b`` per class; ``h = dI/dp``)."""
+    xp = px.backend.xp
+    axes = px.sum_axes
+    pm = px.p if px.m is None else xp.where(px.m > 0.0, px.p, 0.0)  # ignored pixels leave every sum
+    diff = pm - px.t
+    prob = xp.sum(pm, axis=axes)
+    true = xp.sum(px.t, axis=axes)
+    # I = sum min(p, t) = (P + T - sum |p - t|) / 2, smp's soft intersection (sum p t for 0/1 targets)
+    inter = 0.5 * (prob + true - xp.sum(xp.abs(diff), axis=axes))
+    num, den, num_i, den_i, den_p = score_fn(inter, prob, true, smooth, options)
+    small = den < eps  # NaN passes through, as clamp_min
+    d = xp.where(small, eps, den)
+    score = num / d
+    present = xp.astype(true > 0.0, score.dtype)  # a class absent from the target counts 0 (smp)
+    per_class = (1.0 - score) * present
+    if not need_grad:
+        return per_class, None, None, None
+    gate = xp.astype(~small, score.dtype)
+    a = -present * (num_i - score * den_i * gate) / d
+    b = present * score * den_p * gate / d
+    h = 0.5 * (1.0 - xp.sign(diff))  # dI/dp: 1 where p < t, 1/2 at p = t (|.|'s subgradient 0 there)
+    return per_class, a, b, h if px.m is None else h * px.m
+
+
+def _overlap_value(px: _Pixels, per_class: Any, reduction: str, gamma: float) -> Any:
+    reduced = reduce(px.backend, per_class, reduction)
+    if gamma != 1.0:
+        reduced = _modulating_factor(px.backend, reduced, gamma)
+    return finish(px.backend, reduced, px.x)
+
+
+def _overlap_grad(
+    px: _Pixels, parts: tuple[Any, Any, Any, Any], reduction: str, gamma: float, cotangent: Any
+) -> Any:
+    per_class, a, b, h = parts
+    backend = px.backend
+    xp = backend.xp
+    up = pointwise_scale(backend, per_class, None, reduction, cotangent, normalize_by_weight=False)
+    if gamma != 1.0:
+        up = up * _modulator(backend, reduce(backend, per_class, reduction), gamma)[1]
+    shape = [1] * px.x.ndim
+    shape[px.axis] = per_class.shape[0]
+    ua = xp.reshape(a * up, tuple(shape))
+    ub = xp.reshape(b * up, tuple(shape))
+    g = ua * h + (ub if px.m is None else ub * px.m)  # d loss / d p
+    if not px.from_logits:
+        return finish(backend, g, px.x)
+    if px.mode == "multiclass":
+        g = px.p * (g - xp.sum(px.p * g, axis=px.axis, keepdims=True))
+    else:
+        g = g * px.p * backend.sigmoid(-px.x)
+    return finish(backend, g, px.x)
+
+
+_EDGE_RULES = """
+    Edge rules (Dice, Jaccard and Tversky, every path): ignored pixels leave every sum,
+    their predictions included (a NaN there is dropped, as ``cross_entropy``'s
+    ``ignore_index``); NaN elsewhere in ``input`` gives NaN; an empty batch gives 0
+    (every class absent); a multiclass index outside [0, C) that is not ``ignore_index``,
+    a binary/multilabel target outside [0, 1] (or NaN) that is not ``ignore_index``, and
+    with ``from_logits=False`` an input outside [0, 1], are a ``ValueError`` naming
+    ``target``/``input`` where values can be read without a sync (NumPy,
+    array-api-strict, torch on the CPU outside tracing; elsewhere they are not
+    checked); ``eps`` below the input dtype's smallest normal number, a NaN,
+    negative or infinite ``eps``/``smooth``, and an unknown ``mode`` are a ``ValueError``;
+    integer targets of any integer dtype work.
+"""
+
+
+def _doc(text: str) -> str:
+    return text.replace("{EDGE}", _EDGE_RULES.strip("\n"))
+
+
+@loss
+def dice_loss(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> Any:
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "dice_loss")
+    per_class = _per_class(px, _dice, smooth, eps, {}, False)[0]
+    return _overlap_value(px, per_class, reduction, 1.0)
+
+
+dice_loss.__doc__ = _doc(r"""Dice loss (Milletari et al., *V-Net*, 3DV 2016), one soft Dice score per class.
+
+    .. math::
+        \ell_c = \Big(1 - \frac{I_c + s}{\max(\frac12 (P_c + T_c) + s,\ \epsilon)}\Big)\,[T_c > 0],\quad
+        I_c = \sum \min(p, t),\ P_c = \sum p,\ T_c = \sum t
+
+    the sums running over the batch and every spatial position of the non-ignored
+    pixels, ``p`` the probabilities (softmax over the class axis in multiclass mode,
+    sigmoid otherwise, the input itself with ``from_logits=False``). For 0/1 targets
+    and ``smooth=0`` this is :math:`1 - 2 \sum p t / (P_c + T_c)`. It is smp's (>= 0.5)
+    Dice, the Tversky score with :math:`\alpha = \beta = \frac12`; older smp wrote
+    :math:`(2I + s) / \max(P + T + s, \epsilon)`, the same score with ``smooth`` doubled.
+
+    Args:
+        input: ``(N, C, ...)`` logits (class axis ``axis``, default 1); ``C = 1`` in binary mode.
+        target: multiclass: integer class indices, ``input``'s shape without the class
+            axis; multilabel: 0/1 (or soft) masks of ``input``'s shape; binary: masks of
+            ``input``'s shape or of it without the class axis.
+        mode: ``"binary"``, ``"multiclass"`` (default) or ``"multilabel"``.
+        axis: the class axis (default 1, the image convention).
+        from_logits: apply the softmax/sigmoid (default True).
+        smooth: added to numerator and denominator (default 0).
+        eps: lower bound of the denominator (default 1e-7).
+        ignore_index: target value whose pixels are left out of every sum (default None).
+        reduction: ``"mean"`` (default: smp's value, the mean over all C classes, an
+            absent class counting 0), ``"none"`` (the per-class vector ``(C,)``) or ``"sum"``.
+
+{EDGE}
+
+    Matches segmentation_models_pytorch's ``DiceLoss(mode, from_logits, smooth, ignore_index, eps)``.
+    """)
+
+
+@gradient(dice_loss)
+def dice_loss_grad(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.dice_loss`: by ``p``, :math:`-[T_c > 0]\,(h - (I + s) m / (2D)) / D`
+    with :math:`h = \partial I / \partial p = [p < t]` (1/2 at :math:`p = t`), the second term 0 where
+    the denominator is clamped at ``eps``; then through the softmax or sigmoid."""
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "dice_loss")
+    parts = _per_class(px, _dice, smooth, eps, {}, True)
+    return _overlap_grad(px, parts, reduction, 1.0, cotangent)
+
+
+@loss
+def jaccard_loss(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> Any:
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "jaccard_loss")
+    per_class = _per_class(px, _jaccard, smooth, eps, {}, False)[0]
+    return _overlap_value(px, per_class, reduction, 1.0)
+
+
+jaccard_loss.__doc__ = _doc(r"""Jaccard (soft IoU) loss, one score per class.
+
+    .. math::
+        \ell_c = \Big(1 - \frac{I_c + s}{\max(P_c + T_c - I_c + s,\ \epsilon)}\Big)\,[T_c > 0]
+
+    with the sums of :func:`dice_loss` (Rahman and Wang, *Optimizing Intersection-Over-Union
+    in Deep Neural Networks for Image Segmentation*, ISVC 2016). Arguments, modes and
+    reductions as :func:`dice_loss`.
+
+{EDGE}
+
+    Matches segmentation_models_pytorch's ``JaccardLoss``.
+    """)
+
+
+@gradient(jaccard_loss)
+def jaccard_loss_grad(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.jaccard_loss`: by ``p``,
+    :math:`-[T_c > 0]\,(h / D - (I + s)(m - h) / D^2)` (:math:`h = \partial I / \partial p`), then through
+    the activation."""
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "jaccard_loss")
+    parts = _per_class(px, _jaccard, smooth, eps, {}, True)
+    return _overlap_grad(px, parts, reduction, 1.0, cotangent)
+
+
+def _tversky_options(alpha: Any, beta: Any, gamma: Any) -> tuple[dict[str, float], float]:
+    options = {"alpha": finite_number(alpha, "alpha"), "beta": finite_number(beta, "beta")}
+    gamma = finite_number(gamma, "gamma")
+    if gamma == 0.0:
+        raise ValueError("gamma must be > 0, got 0")
+    return options, gamma
+
+
+@loss
+def tversky_loss(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    reduction: str = "mean",
+) -> Any:
+    options, gamma = _tversky_options(alpha, beta, gamma)
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "tversky_loss")
+    per_class = _per_class(px, _tversky, smooth, eps, options, False)[0]
+    return _overlap_value(px, per_class, reduction, gamma)
+
+
+tversky_loss.__doc__ = _doc(r"""Tversky loss (Salehi et al., *Tversky loss function for image segmentation
+    using 3D fully convolutional deep networks*, MLMI 2017); ``gamma != 1`` is the focal
+    Tversky loss (Abraham and Khan, ISBI 2019).
+
+    .. math::
+        \ell_c = \Big(1 - \frac{I_c + s}{\max(I_c + \alpha\,FP_c + \beta\,FN_c + s,\ \epsilon)}\Big)\,[T_c > 0],
+        \quad FP_c = P_c - I_c,\ FN_c = T_c - I_c
+
+    over the non-ignored pixels, then the reduction raised to ``gamma``: ``"mean"`` is
+    :math:`(\frac1C \sum_c \ell_c)^\gamma` (smp's value), ``"sum"``
+    :math:`(\sum_c \ell_c)^\gamma` and ``"none"`` the vector :math:`(\ell_c^\gamma)_c`.
+    ``alpha = beta = 0.5`` is the Dice loss, ``alpha = beta = 1`` the Jaccard loss.
+
+    Args:
+        alpha: weight of the false positives, >= 0 (default 0.5).
+        beta: weight of the false negatives, >= 0 (default 0.5).
+        gamma: exponent > 0 of the reduced loss (default 1.0).
+        others: as :func:`dice_loss`.
+
+{EDGE}
+
+    Matches segmentation_models_pytorch's ``TverskyLoss``.
+    """)
+
+
+@gradient(tversky_loss)
+def tversky_loss_grad(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    from_logits: bool = True,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    ignore_index: int | None = None,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.tversky_loss`: by ``p``,
+    :math:`-[T_c > 0]\,(h / D - (I + s)(h (1 - \alpha - \beta) + \alpha m) / D^2)`, times
+    :math:`\gamma L^{\gamma - 1}` of the reduced loss ``L`` (0 at ``L = 0``), then through the activation."""
+    options, gamma = _tversky_options(alpha, beta, gamma)
+    px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
+                              "tversky_loss")
+    parts = _per_class(px, _tversky, smooth, eps, options, True)
+    return _overlap_grad(px, parts, reduction, gamma, cotangent)
