@@ -9,8 +9,10 @@ probabilities ``p`` and targets ``t`` over the non-ignored pixels ``m``:
     I_c = \\sum \\min(p, t) = \\tfrac12 \\big(P_c + T_c - \\sum |p - t|\\big),\\qquad
     P_c = \\sum p\\,m,\\qquad T_c = \\sum t
 
-(:math:`I_c = \\sum p\\,t` for 0/1 targets; smp's soft intersection otherwise), so a loss is declared by its numerator and denominator in ``(I, P, T)`` and the
-gradient is, at every pixel, :math:`a_c t + b_c m` chained through the activation.
+(:math:`I_c = \\sum p\\,t` for 0/1 targets; smp's soft intersection otherwise), so a
+loss is declared by its numerator and denominator in ``(I, P, T)`` and the gradient is,
+at every pixel, :math:`a_c h + b_c m` (:math:`h = \\partial I / \\partial p`) chained
+through the activation.
 Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
 """
 
