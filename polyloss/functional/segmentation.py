@@ -86,6 +86,7 @@ def _check_probabilities(backend: Backend, x: Any, loss_name: str) -> None:
     if not backend.is_host_array(x) or math.prod(x.shape) == 0:
         return
     xp = backend.xp
+    x = backend.stop_gradient(x)
     if bool(xp.any((x < 0.0) | (x > 1.0))):
         bad = float(xp.min(xp.where((x < 0.0) | (x > 1.0), x, math.inf)))
         raise ValueError(f"input of {loss_name} with from_logits=False must hold probabilities in [0, 1], got {bad}")
