@@ -38,6 +38,7 @@ from polyloss.functional import l1_loss
 from polyloss.functional import mse_loss
 from polyloss.functional import multi_margin_loss
 from polyloss.functional import nll_loss
+from polyloss.functional import nt_xent_loss
 from polyloss.functional import quality_focal_loss
 from polyloss.functional import sigmoid_focal_loss
 from polyloss.functional import smooth_l1_loss
@@ -90,5 +91,6 @@ __all__ = [
     "dice_loss",
     "jaccard_loss",
     "tversky_loss",
+    "nt_xent_loss",
     "value_and_grad",
 ]
