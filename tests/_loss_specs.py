@@ -20,7 +20,10 @@ BINARY_LOGITS = ("binary_cross_entropy_with_logits", "sigmoid_focal_loss")
 CLASS_INDEX = ("cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_loss")
 HINGE = ("hinge_loss", "squared_hinge_loss")
 BOX = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
-KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX)
+QUALITY = ("varifocal_loss", "quality_focal_loss", "distribution_focal_loss")
+OVERLAP = ("dice_loss", "jaccard_loss", "tversky_loss")
+KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX, *QUALITY,
+         *OVERLAP, "nt_xent_loss")
 
 # value bound of the float inputs: logit losses get extreme logits, others moderate values
 BOUND = {"binary_cross_entropy_with_logits": 1e4, "sigmoid_focal_loss": 1e4, "cross_entropy": 1e4,
@@ -156,7 +159,41 @@ def valid_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str, 
     if name in BOX:
         n = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=4))
         return draw(_boxes(n)), draw(_boxes(n)), {}
+    if name in QUALITY or name in OVERLAP or name == "nt_xent_loss":
+        return draw(_second_set_case(name, bound))
     raise KeyError(name)
+
+
+@st.composite
+def _second_set_case(draw: Any, name: str, bound: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    n, c = draw(st.integers(0, 4)), draw(st.integers(2, 4))
+    x = draw(float_array((n, c), -bound, bound))
+    if name == "varifocal_loss":
+        y = draw(float_array((n, c), 0.0, 1.0))
+        return x, y, {"alpha": draw(f32(0.0, 1.0)), "gamma": draw(f32(0.0, 5.0)), "iou_weighted": draw(st.booleans())}
+    if name == "quality_focal_loss":
+        label = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c)))
+        return x, label, {"score": draw(float_array((n,), 0.0, 1.0)), "beta": draw(f32(0.0, 5.0))}
+    if name == "distribution_focal_loss":
+        return x, draw(float_array((n,), 0.0, c - 1.0)), {}
+    if name == "nt_xent_loss":
+        return x, draw(float_array((n, c), -bound, bound)), {"temperature": draw(f32(0.0625, 5.0))}
+    # segmentation: (N, C, S) logits, one of the three modes
+    x = draw(float_array((n, c, 3), -bound, bound))
+    mode = draw(st.sampled_from(["multiclass", "multilabel", "binary"]))
+    opts: dict[str, Any] = {"mode": mode, "smooth": draw(f32(0.0, 2.0))}
+    if name == "tversky_loss":
+        opts.update(alpha=draw(f32(0.0, 1.0)), beta=draw(f32(0.0, 1.0)))
+    if mode == "multiclass":
+        ignore = draw(st.booleans())
+        y = draw(hnp.arrays(np.int64, (n, 3), elements=st.integers(0, c - 1) | st.just(-100) if ignore
+                            else st.integers(0, c - 1)))
+        if ignore:
+            opts["ignore_index"] = -100
+        return x, y, opts
+    if mode == "binary":
+        x = x[:, :1]
+    return x, draw(hnp.arrays(np.float64, x.shape, elements=st.sampled_from([0.0, 1.0]))), opts
 
 
 @st.composite
@@ -208,7 +245,23 @@ def perfect_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str
         return _to_f32(sign * (opts["margin"] + extra + 1e-3)), y, opts
     if name in BOX:
         return x, x.copy(), opts
-    raise KeyError(name)
+    big = draw(f32(60.0, 1e3))
+    if name == "varifocal_loss":
+        y = (y > 0.5).astype(np.float64)
+        return (2 * y - 1) * big, y, opts
+    if name == "quality_focal_loss":
+        hot = np.arange(x.shape[-1]) == y[:, None]
+        return np.where(hot, big, -big), y, {**opts, "score": np.ones(y.shape)}
+    if name == "distribution_focal_loss":
+        y = np.round(y)
+        return (np.arange(x.shape[-1]) == y[:, None]) * big, y, opts
+    if name == "nt_xent_loss":  # orthogonal views, each equal to its partner, at a low temperature
+        z = np.eye(x.shape[1])[: x.shape[0]] * 2.0  # at most as many views as dimensions
+        return z, z.copy(), {"temperature": 0.0078125}
+    if opts["mode"] == "multiclass":
+        hot = (np.arange(x.shape[1])[None, :, None] == y[:, None, :])
+        return np.where(hot, big, -big), y, opts
+    return (2 * y - 1) * big, y, opts
 
 
 def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], none_out: np.ndarray) -> float:
@@ -226,6 +279,17 @@ def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], no
     if name == "kl_div" and opts.get("reduction") == "batchmean":
         return float(x.shape[0]) if x.ndim else 1.0
     return float(np.asarray(none_out).size)
+
+
+def none_shape(name: str, x: np.ndarray, y: np.ndarray) -> tuple[int, ...] | None:
+    """The shape of ``reduction="none"`` of the second-set losses (None: another loss)."""
+    if name in ("quality_focal_loss", "distribution_focal_loss"):
+        return x.shape[:-1]
+    if name in OVERLAP:
+        return (x.shape[1],)
+    if name == "nt_xent_loss":
+        return (2 * x.shape[0],)
+    return None
 
 
 def nonnegative_elementwise(name: str) -> bool:
