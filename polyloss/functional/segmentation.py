@@ -92,19 +92,20 @@ def _check_probabilities(backend: Backend, x: Any, loss_name: str) -> None:
         raise ValueError(f"input of {loss_name} with from_logits=False must hold probabilities in [0, 1], got {bad}")
 
 
-def _pixels(
-    input: Any, target: Any, mode: Any, axis: Any, from_logits: Any, smooth: Any, eps: Any, ignore_index: Any,
-    reduction: str, loss_name: str,
-) -> tuple[_Pixels, float, float]:
-    """Every check of an overlap loss (shared by the loss and its gradient); returns the pixels, smooth and eps."""
+def _segmentation_inputs(
+    input: Any, target: Any, mode: Any, axis: Any, from_logits: Any, ignore_index: Any, reduction: str,
+    loss_name: str, *, check_reduction: bool = True,
+) -> tuple[Backend, Any, Any, Any, int]:
+    """The checks of every segmentation loss, then ``(backend, x, t, m, axis)``: the input in its compute
+    dtype, the targets as floats in its layout (one-hot in multiclass mode, 0 at ignored pixels) and the
+    float mask of the non-ignored pixels (broadcastable to ``x``; None when nothing can be ignored)."""
     backend = resolve(input, target)
-    v.check_reduction(reduction)
+    if check_reduction:
+        v.check_reduction(reduction)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if not isinstance(from_logits, bool):
         raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
-    smooth = finite_number(smooth, "smooth")
-    eps = finite_number(eps, "eps")
     v.check_ignore_index(ignore_index)
     xp = backend.xp
     if mode == "multiclass":
@@ -129,8 +130,6 @@ def _pixels(
                 f"in {mode} mode"
             )
     x = compute_dtype(backend, input)[0]
-    if eps < float(xp.finfo(x.dtype).smallest_normal):
-        raise ValueError(f"eps must be at least the smallest normal number of the input's dtype {x.dtype}, got {eps!r}")
     if not from_logits:
         _check_probabilities(backend, x, loss_name)
     m = None
@@ -145,7 +144,6 @@ def _pixels(
         t = xp.astype(one_hot(backend, target, num_classes, axis, x.ndim), x.dtype)
         if m is not None:
             t = t * m
-        p = xp.exp(backend.log_softmax(x, axis)) if from_logits else x
     else:
         t = xp.astype(target, x.dtype)
         if t.ndim < x.ndim:
@@ -155,7 +153,28 @@ def _pixels(
             valid = t != float(ignore_index)
             t = xp.where(valid, t, 0.0)
             m = xp.astype(valid, x.dtype)
-        p = backend.sigmoid(x) if from_logits else x
+    return backend, x, t, m, axis
+
+
+def _pixels(
+    input: Any, target: Any, mode: Any, axis: Any, from_logits: Any, smooth: Any, eps: Any, ignore_index: Any,
+    reduction: str, loss_name: str,
+) -> tuple[_Pixels, float, float]:
+    """Every check of an overlap loss (shared by the loss and its gradient); returns the pixels, smooth and eps."""
+    v.check_reduction(reduction)
+    smooth = finite_number(smooth, "smooth")
+    eps = finite_number(eps, "eps")
+    backend, x, t, m, axis = _segmentation_inputs(input, target, mode, axis, from_logits, ignore_index, reduction,
+                                                  loss_name, check_reduction=False)
+    xp = backend.xp
+    if eps < float(xp.finfo(x.dtype).smallest_normal):
+        raise ValueError(f"eps must be at least the smallest normal number of the input's dtype {x.dtype}, got {eps!r}")
+    if not from_logits:
+        p = x
+    elif mode == "multiclass":
+        p = xp.exp(backend.log_softmax(x, axis))
+    else:
+        p = backend.sigmoid(x)
     return _Pixels(backend, x, p, t, m, axis, mode, from_logits), smooth, eps
 
 
