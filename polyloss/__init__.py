@@ -35,6 +35,7 @@ from polyloss.functional import iou_loss
 from polyloss.functional import jaccard_loss
 from polyloss.functional import kl_div
 from polyloss.functional import l1_loss
+from polyloss.functional import lovasz_loss
 from polyloss.functional import mse_loss
 from polyloss.functional import multi_margin_loss
 from polyloss.functional import nll_loss
@@ -92,5 +93,6 @@ __all__ = [
     "jaccard_loss",
     "tversky_loss",
     "nt_xent_loss",
+    "lovasz_loss",
     "value_and_grad",
 ]

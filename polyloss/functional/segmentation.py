@@ -32,6 +32,9 @@ from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
+from polyloss.functional._reductions import upstream
+from polyloss.functional._reductions import weighted_mean
+from polyloss.functional._reductions import weighted_mean_upstream
 from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.focal import _modulating_factor
 from polyloss.functional.focal import _modulator
@@ -42,6 +45,8 @@ __all__ = [
     "dice_loss_grad",
     "jaccard_loss",
     "jaccard_loss_grad",
+    "lovasz_loss",
+    "lovasz_loss_grad",
     "tversky_loss",
     "tversky_loss_grad",
 ]
@@ -485,3 +490,226 @@ def tversky_loss_grad(
                               "tversky_loss")
     parts = _per_class(px, _tversky, smooth, eps, options, True)
     return _overlap_grad(px, parts, reduction, gamma, cotangent)
+
+
+# -- Lovasz -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Lovasz:
+    """The sorted errors of a Lovasz loss, laid out (B, K, L): B images (1 unless ``per_image``),
+    K classes (1 for the hinge) and L pixels, with what the gradient needs to undo the layout."""
+
+    backend: Backend
+    x: Any  # the input in its compute dtype
+    axis: int
+    shape: tuple[int, ...]  # (N, C, S): the input with its class axis at 1, space flattened
+    moved: tuple[int, ...]  # the input's shape with its class axis moved to 1
+    hinge: bool
+    per_image: bool
+    p: Any  # (N, C, S) probabilities (softmax mode) or None
+    sign: Any  # (N, C, S): 2 t - 1 (hinge) or sign(p - t) (softmax): d error / d (x or p) up to the sign
+    perm: Any  # (B, K, L) the descending order of the errors
+    keep: Any  # (B, K, L) float: the sorted pixel counts (not ignored, error above 0 for the hinge)
+    grad: Any  # (B, K, L) the Lovasz extension's weights at the sorted errors
+    losses: Any  # (B, K) the Lovasz extension of each image and class
+    weight: Any  # (B, K) how each enters its row of the "none" vector
+    count: Any  # the "mean" denominator: None for the mean over the rows, else a 0-d array
+
+
+def _lovasz_layout(xp: Any, a: Any, n: int, k: int, per_image: bool, hinge: bool) -> Any:
+    """(N, C, S) -> (B, K, L)."""
+    if hinge:
+        return xp.reshape(a, (n, 1, -1)) if per_image else xp.reshape(a, (1, 1, -1))
+    if per_image:
+        return a
+    return xp.reshape(xp.permute_dims(a, (1, 0, 2)), (1, k, -1))
+
+
+def _lovasz_unlayout(xp: Any, a: Any, shape: tuple[int, ...], per_image: bool, hinge: bool) -> Any:
+    """(B, K, L) -> (N, C, S)."""
+    n, c, s = shape
+    if hinge or per_image:
+        return xp.reshape(a, shape)
+    return xp.permute_dims(xp.reshape(a, (c, n, s)), (1, 0, 2))
+
+
+def _lovasz_parts(
+    input: Any, target: Any, mode: Any, axis: Any, per_image: Any, ignore_index: Any, from_logits: Any,
+    reduction: str, need_grad: bool,
+) -> _Lovasz:
+    """Checks (shared by the loss and its gradient), then the sorted errors and the Lovasz weights."""
+    if not isinstance(per_image, bool):
+        raise TypeError(f"per_image must be a bool, got {type(per_image).__name__}")
+    if mode in ("binary", "multilabel") and from_logits is False:
+        raise ValueError(f"from_logits=False is not possible in {mode} mode: the Lovasz hinge takes logits")
+    backend, x, t, m, axis = _segmentation_inputs(input, target, mode, axis, from_logits, ignore_index, reduction,
+                                                  "lovasz_loss")
+    if x.ndim < 2:
+        raise ValueError(f"input of lovasz_loss must be (N, C, ...) with a batch axis, got shape {tuple(x.shape)}")
+    xp = backend.xp
+    hinge = mode != "multiclass"
+    moved = tuple(xp.moveaxis(x, axis, 1).shape)
+    n, c = moved[0], moved[1]
+    shape = (n, c, math.prod(moved[2:]))
+
+    def flat(a: Any) -> Any:
+        return xp.reshape(xp.moveaxis(xp.broadcast_to(a, tuple(x.shape)), axis, 1), shape)
+
+    xs, ts = flat(x), flat(t)
+    valid = None if m is None else flat(m)
+    if hinge:
+        sign = 2.0 * ts - 1.0
+        errors = 1.0 - xs * sign
+        p = None
+    else:
+        p = xp.exp(backend.log_softmax(xs, 1)) if from_logits else xs
+        errors = xp.abs(ts - p)
+        sign = xp.sign(p - ts)
+    layout = _lovasz_layout
+    e, fg = layout(xp, errors, n, c, per_image, hinge), layout(xp, ts, n, c, per_image, hinge)
+    ok = None if valid is None else layout(xp, valid, n, c, per_image, hinge) > 0.0
+    key = e if ok is None else xp.where(ok, e, -math.inf)  # ignored pixels sort last
+    perm = xp.argsort(key, axis=-1, descending=True, stable=True)
+    e_sorted = xp.take_along_axis(e, perm, axis=-1)
+    fg_sorted = xp.take_along_axis(fg, perm, axis=-1)
+    # the Lovasz extension of the Jaccard loss at the sorted errors (Berman et al., Alg. 1)
+    total = xp.sum(fg_sorted, axis=-1, keepdims=True)
+    if e.shape[-1] == 0:
+        lovasz = xp.zeros_like(e_sorted)
+    else:
+        inter = total - xp.cumulative_sum(fg_sorted, axis=-1)
+        union = total + xp.cumulative_sum(1.0 - fg_sorted, axis=-1)
+        jaccard = 1.0 - inter / union
+        lovasz = xp.concat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
+    keep = xp.ones_like(e_sorted) if ok is None else xp.astype(xp.take_along_axis(ok, perm, axis=-1), e.dtype)
+    errs = xp.where(e_sorted <= 0.0, 0.0, e_sorted) if hinge else e_sorted  # the hinge's relu, NaN kept
+    if ok is not None:
+        errs = xp.where(keep > 0.0, errs, 0.0)
+    if hinge and need_grad:
+        keep = keep * xp.astype(e_sorted > 0.0, e.dtype)
+    losses = xp.sum(errs * lovasz, axis=-1)
+    count = None
+    if hinge:
+        weight = xp.ones_like(losses)
+    else:
+        present = xp.astype(total[..., 0] > 0.0, losses.dtype)  # classes absent from the target are skipped
+        classes = xp.sum(present, axis=1, keepdims=True)
+        if per_image:
+            weight = present / xp.where(classes == 0.0, 1.0, classes)
+        else:
+            weight, count = present, classes[0, 0]
+    return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, p, sign, perm, keep, lovasz, losses, weight,
+                   count)
+
+
+def _lovasz_rows(lv: _Lovasz) -> Any:
+    """The "none" vector: per image (``per_image``), per class (multiclass), else the one loss, shape (1,)."""
+    xp = lv.backend.xp
+    if lv.count is not None:
+        return (lv.weight * lv.losses)[0, ...]
+    return xp.sum(lv.weight * lv.losses, axis=1)
+
+
+@loss
+def lovasz_loss(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+    reduction: str = "mean",
+) -> Any:
+    lv = _lovasz_parts(input, target, mode, axis, per_image, ignore_index, from_logits, reduction, False)
+    rows = _lovasz_rows(lv)
+    if reduction == "mean" and lv.count is not None:
+        out = weighted_mean(lv.backend, lv.backend.xp.sum(rows), lv.count)
+    else:
+        out = reduce(lv.backend, rows, reduction)
+    return finish(lv.backend, out, input)
+
+
+lovasz_loss.__doc__ = _doc(r"""Lovasz loss (Berman et al., *The Lovasz-Softmax loss: a tractable surrogate
+    for the optimization of the intersection-over-union measure in neural networks*, CVPR 2018).
+
+    The Lovasz extension of the Jaccard loss, evaluated at the pixel errors sorted in
+    decreasing order, :math:`\ell = \sum_k e_{(k)}\,g_k` with :math:`g_k = J_k - J_{k-1}`,
+    :math:`J_k = 1 - \frac{|F| - |F \cap \{1..k\}|}{|F| + |\{1..k\} \setminus F|}` over the
+    sorted foreground ``F``:
+
+    - multiclass mode (Lovasz-softmax): per class, the errors :math:`|[y = c] - p_c|` of the
+      softmax probabilities ``p``; the loss is the mean over the classes present in the
+      target (absent classes skipped);
+    - binary and multilabel modes (Lovasz hinge): the errors :math:`\max(1 - x (2t - 1), 0)`
+      of the logits, every element of the batch (all classes together, as smp) one problem.
+
+    Args:
+        input: ``(N, C, ...)`` logits (class axis ``axis``, default 1); ``C = 1`` in binary mode.
+        target: as :func:`dice_loss` (class indices, or 0/1 masks).
+        mode: ``"binary"``, ``"multiclass"`` (default) or ``"multilabel"``.
+        axis: the class axis (default 1).
+        per_image: one loss per image (its own sorting), then their mean (default False: the
+            whole batch is one problem).
+        ignore_index: target value whose pixels are left out (default None).
+        from_logits: multiclass: apply the softmax (default True; False: ``input`` holds
+            probabilities); must be True in the hinge modes (a ``ValueError`` otherwise).
+        reduction: ``"mean"`` (default: smp's value), ``"sum"`` or ``"none"``: with
+            ``per_image=True`` the per-image losses ``(N,)`` (an image without a present class
+            counting 0, "mean" their mean); otherwise, multiclass, the per-class vector ``(C,)``
+            (absent classes 0, "mean" its sum over the present classes' count), and in the hinge
+            modes a vector ``(1,)`` holding the loss.
+
+    The gradient (:func:`polyloss.value_and_grad`) is the Lovasz weights at the sorted errors,
+    scattered back to the pixels (PyTorch's autograd through ``sort``), through the hinge's
+    ``relu`` (0 at an error of 0) or ``|.|`` (0 at ``p = t``) and the softmax.
+
+{EDGE}
+
+    Matches segmentation_models_pytorch's ``LovaszLoss(mode, per_image, ignore_index)``.
+    """)
+
+
+@gradient(lovasz_loss)
+def lovasz_loss_grad(
+    input: Any,
+    target: Any,
+    *,
+    mode: str = "multiclass",
+    axis: int = 1,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Gradient of :func:`polyloss.lovasz_loss`: :math:`\partial \ell / \partial e_{(k)} = g_k` (times the
+    reduction's factor), scattered back through the sort, then through the hinge or ``|t - p|`` and the softmax."""
+    lv = _lovasz_parts(input, target, mode, axis, per_image, ignore_index, from_logits, reduction, True)
+    backend = lv.backend
+    xp = backend.xp
+    rows = _lovasz_rows(lv)
+    if reduction == "mean" and lv.count is not None:
+        up = weighted_mean_upstream(backend, upstream(backend, cotangent, (), lv.x), lv.count)
+    else:
+        up = pointwise_scale(backend, rows, None, reduction, cotangent, normalize_by_weight=False)
+    if isinstance(up, float) or up.ndim == 0:
+        dl = lv.weight * up
+    elif lv.count is not None:
+        dl = lv.weight * xp.expand_dims(up, axis=0)
+    else:
+        dl = lv.weight * xp.expand_dims(up, axis=1)
+    sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
+    inverse = xp.argsort(lv.perm, axis=-1, stable=True)
+    d_errors = _lovasz_unlayout(xp, xp.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape, lv.per_image,
+                                lv.hinge)
+    if lv.hinge:
+        g = -lv.sign * d_errors
+    else:
+        g = lv.sign * d_errors
+        if from_logits:
+            g = lv.p * (g - xp.sum(lv.p * g, axis=1, keepdims=True))
+    g = xp.moveaxis(xp.reshape(g, lv.moved), 1, lv.axis)
+    return finish(backend, g, input)

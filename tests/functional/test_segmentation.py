@@ -165,3 +165,103 @@ def test_soft_masks_use_smps_soft_intersection(xp, name):
     x = rng.normal(size=(2, 3, 4, 4))
     t = rng.uniform(size=(2, 3, 4, 4))
     _compare(xp, name, x, t, {"smooth": 0.5}, {"smooth": 0.5}, "multilabel", "none")
+
+
+# -- Lovasz ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smp_lovasz(monkeypatch):
+    """smp's ``LovaszLoss`` in float64: its ``_lovasz_grad`` casts to float32 (``.float()``), which
+    ``torch.dot`` then rejects next to float64 errors; the same function keeping the dtype is patched in."""
+    lovasz = pytest.importorskip("segmentation_models_pytorch.losses.lovasz")
+
+    def lovasz_grad(gt_sorted):
+        gt = gt_sorted.double()
+        total = gt.sum()
+        jaccard = 1.0 - (total - gt.cumsum(0)) / (total + (1 - gt).cumsum(0))
+        if len(gt) > 1:
+            jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+        return jaccard
+
+    monkeypatch.setattr(lovasz, "_lovasz_grad", lovasz_grad)
+    return lovasz.LovaszLoss
+
+
+def _lovasz_data(mode, rng, ignore, shape=(3, 4, 5, 6)):
+    n, c, *space = shape
+    c = 1 if mode == "binary" else c
+    x = rng.normal(size=(n, c, *space))
+    if mode == "multiclass":
+        t = rng.integers(0, c, (n, *space))
+        t[t == c - 1] = 0  # an absent class
+    else:
+        t = (rng.random((n, c, *space)) < 0.4).astype(np.float64)
+    if ignore is not None:
+        t = np.where(rng.random(t.shape) < 0.2, ignore, t).astype(t.dtype)
+    return x, t
+
+
+def _check_lovasz(xp, x, t, expected, ref_grad, options):
+    scale = 10 * xp.rtol
+    value = pl.lovasz_loss(xp.asarray(x), xp.asarray(t), **options)
+    np.testing.assert_allclose(xp.to_numpy(value), expected, rtol=scale, atol=10 * xp.atol)
+    v2, grad = pl.value_and_grad(pl.lovasz_loss, xp.asarray(x), xp.asarray(t), **options)
+    np.testing.assert_allclose(xp.to_numpy(v2), xp.to_numpy(value), rtol=xp.rtol, atol=xp.atol)
+    np.testing.assert_allclose(xp.to_numpy(grad), ref_grad, rtol=scale, atol=10 * xp.atol)
+    if xp.is_torch:
+        xin = xp.asarray(x, requires_grad=True)
+        pl.lovasz_loss(xin, xp.asarray(t), **options).sum().backward()
+        np.testing.assert_allclose(xp.to_numpy(xin.grad), xp.to_numpy(grad), rtol=scale, atol=10 * xp.atol)
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("ignore", [None, -1])
+def test_lovasz_matches_smp(xp, smp_lovasz, mode, per_image, ignore):
+    rng = np.random.default_rng(zlib.crc32(f"lovasz{mode}{per_image}{ignore}".encode()))
+    x, t = _lovasz_data(mode, rng, ignore)
+    xt = torch.tensor(x, requires_grad=True)
+    expected = smp_lovasz(mode, per_image=per_image, ignore_index=ignore)(xt, torch.tensor(t))
+    expected.backward()
+    options = {"mode": mode, "per_image": per_image, "ignore_index": ignore}
+    _check_lovasz(xp, x, t, expected.detach().numpy(), xt.grad.numpy(), options)
+    # "none" and "sum": per image (each image on its own in smp), or per class / the one loss
+    rows = xp.to_numpy(pl.lovasz_loss(xp.asarray(x), xp.asarray(t), **options, reduction="none"))
+    total = xp.to_numpy(pl.lovasz_loss(xp.asarray(x), xp.asarray(t), **options, reduction="sum"))
+    np.testing.assert_allclose(total, rows.sum(), rtol=10 * xp.rtol)
+    if per_image:
+        each = [smp_lovasz(mode, ignore_index=ignore)(torch.tensor(x[i:i + 1]), torch.tensor(t[i:i + 1])).item()
+                for i in range(len(x))]
+        np.testing.assert_allclose(rows, each, rtol=10 * xp.rtol, atol=10 * xp.atol)
+    elif mode == "multiclass":
+        assert rows.shape == (x.shape[1],) and rows[-1] == 0.0  # the absent class
+        np.testing.assert_allclose(rows.sum() / np.count_nonzero(rows), expected.item(), rtol=10 * xp.rtol)
+    else:
+        assert rows.shape == (1,)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_lovasz_cotangents_and_class_axis_last(xp, reduction):
+    rng = np.random.default_rng(21)
+    x, t = _lovasz_data("multiclass", rng, -1)
+    x = np.moveaxis(x, 1, -1)
+    options = {"axis": -1, "per_image": True, "ignore_index": -1, "reduction": reduction}
+    if not xp.is_torch:
+        pytest.skip("torch autograd is the reference here")
+    xin = xp.asarray(x, requires_grad=True)
+    out = pl.lovasz_loss(xin, xp.asarray(t), **options)
+    c = np.random.default_rng(0).normal(size=tuple(out.shape))
+    out.backward(xp.asarray(c))
+    _, grad = pl.value_and_grad(pl.lovasz_loss, xp.asarray(x), xp.asarray(t), cotangent=xp.asarray(c), **options)
+    np.testing.assert_allclose(xp.to_numpy(grad), xp.to_numpy(xin.grad), rtol=10 * xp.rtol, atol=10 * xp.atol)
+
+
+def test_lovasz_probabilities_input(xp, smp_lovasz):
+    """``from_logits=False`` takes softmax probabilities (smp always applies the softmax: given the logits)."""
+    rng = np.random.default_rng(22)
+    x, t = _lovasz_data("multiclass", rng, None)
+    p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    expected = smp_lovasz("multiclass")(torch.tensor(x), torch.tensor(t)).item()
+    out = pl.lovasz_loss(xp.asarray(p), xp.asarray(t), from_logits=False)
+    np.testing.assert_allclose(xp.to_numpy(out), expected, rtol=10 * xp.rtol)
