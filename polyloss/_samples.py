@@ -101,6 +101,7 @@ SAMPLES = {
     "dice_loss": _segmentation,
     "jaccard_loss": _segmentation,
     "tversky_loss": _segmentation,
+    "lovasz_loss": _segmentation,
     "nt_xent_loss": _two_views,
 }
 

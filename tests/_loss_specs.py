@@ -21,7 +21,7 @@ CLASS_INDEX = ("cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_
 HINGE = ("hinge_loss", "squared_hinge_loss")
 BOX = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
 QUALITY = ("varifocal_loss", "quality_focal_loss", "distribution_focal_loss")
-OVERLAP = ("dice_loss", "jaccard_loss", "tversky_loss")
+OVERLAP = ("dice_loss", "jaccard_loss", "tversky_loss", "lovasz_loss")
 KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX, *QUALITY,
          *OVERLAP, "nt_xent_loss")
 
@@ -181,7 +181,11 @@ def _second_set_case(draw: Any, name: str, bound: float) -> tuple[np.ndarray, np
     # segmentation: (N, C, S) logits, one of the three modes
     x = draw(float_array((n, c, 3), -bound, bound))
     mode = draw(st.sampled_from(["multiclass", "multilabel", "binary"]))
-    opts: dict[str, Any] = {"mode": mode, "smooth": draw(f32(0.0, 2.0))}
+    opts: dict[str, Any] = {"mode": mode}
+    if name == "lovasz_loss":
+        opts["per_image"] = draw(st.booleans())
+    else:
+        opts["smooth"] = draw(f32(0.0, 2.0))
     if name == "tversky_loss":
         opts.update(alpha=draw(f32(0.0, 1.0)), beta=draw(f32(0.0, 1.0)))
     if mode == "multiclass":
@@ -276,15 +280,19 @@ def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], no
         return float(np.sum(np.where(valid, weight[np.where(valid, y, 0)], 0.0)))
     if name == "softmax_focal_loss":
         return float(np.sum(y != -100))
+    if name == "lovasz_loss" and not opts.get("per_image"):  # multiclass: over the classes present
+        return float(len(np.unique(y[y >= 0]))) if opts["mode"] == "multiclass" else 1.0
     if name == "kl_div" and opts.get("reduction") == "batchmean":
         return float(x.shape[0]) if x.ndim else 1.0
     return float(np.asarray(none_out).size)
 
 
-def none_shape(name: str, x: np.ndarray, y: np.ndarray) -> tuple[int, ...] | None:
+def none_shape(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any]) -> tuple[int, ...] | None:
     """The shape of ``reduction="none"`` of the second-set losses (None: another loss)."""
     if name in ("quality_focal_loss", "distribution_focal_loss"):
         return x.shape[:-1]
+    if name == "lovasz_loss":  # per image, else per class (multiclass) or the one hinge loss
+        return (x.shape[0],) if opts.get("per_image") else (x.shape[1] if opts["mode"] == "multiclass" else 1,)
     if name in OVERLAP:
         return (x.shape[1],)
     if name == "nt_xent_loss":

@@ -435,7 +435,38 @@ def ref_nt_xent(z1, z2, temperature=0.5, reduction="mean"):
     return F.cross_entropy(logits, (torch.arange(n2) + n2 // 2) % n2, reduction=reduction)
 
 
+def _ref_lovasz_extension(errors, fg):
+    """Berman et al.'s Lovasz extension of the Jaccard loss along the last axis (smp's _lovasz_grad)."""
+    errors, perm = torch.sort(errors, dim=-1, descending=True, stable=True)
+    fg = fg.gather(-1, perm)
+    total = fg.sum(-1, keepdim=True)
+    jaccard = 1.0 - (total - fg.cumsum(-1)) / (total + (1 - fg).cumsum(-1))
+    weights = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+    return (errors * weights).sum(-1), total[..., 0]
+
+
+def ref_lovasz(x, t, mode="multiclass", per_image=False, reduction="mean"):
+    n, c = x.shape[:2]
+    if mode != "multiclass":
+        sign = 2.0 * t.reshape(n, -1) - 1.0
+        errors = F.relu(1.0 - x.reshape(n, -1) * sign)
+        rows, _ = _ref_lovasz_extension(errors if per_image else errors.reshape(1, -1),
+                                        t.reshape(n, -1) if per_image else t.reshape(1, -1))
+        return _reduce(rows, reduction)
+    fg = F.one_hot(t.reshape(n, -1), c).permute(0, 2, 1).double()
+    errors = (fg - x.softmax(1).reshape(n, c, -1)).abs()
+    if not per_image:
+        fg, errors = fg.permute(1, 0, 2).reshape(1, c, -1), errors.permute(1, 0, 2).reshape(1, c, -1)
+    losses, total = _ref_lovasz_extension(errors, fg)
+    present = (total > 0).double()
+    if per_image:
+        return _reduce((losses * present).sum(1) / present.sum(1).clamp_min(1), reduction)
+    rows = (losses * present)[0]
+    return {"none": rows, "sum": rows.sum(), "mean": rows.sum() / present.sum().clamp_min(1)}[reduction]
+
+
 REFERENCES.update({
+    "lovasz_loss": ref_lovasz,
     "varifocal_loss": ref_varifocal,
     "quality_focal_loss": ref_quality_focal,
     "distribution_focal_loss": ref_distribution_focal,
@@ -471,6 +502,11 @@ def _build_second_set_grid() -> None:
             masks = (rng.uniform(size=(2, 3, 4)) < 0.5).astype(float)
             _add(loss, x, masks, mode="multilabel", smooth=0.5, reduction=reduction, **extra)
             _add(loss, x[:, :1], masks[:, 0], mode="binary", reduction=reduction, **extra)
+        for per_image in (False, True):
+            x, t = f32(2 * rng.normal(size=(2, 3, 5))), rng.integers(0, 2, (2, 5))  # class 2 absent
+            _add("lovasz_loss", x, t, per_image=per_image, reduction=reduction)
+            masks = (rng.uniform(size=(2, 3, 5)) < 0.5).astype(float)
+            _add("lovasz_loss", x, masks, mode="multilabel", per_image=per_image, reduction=reduction)
 
 
 _build_second_set_grid()

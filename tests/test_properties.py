@@ -116,8 +116,8 @@ def test_backends_agree_reductions_consistent_nonnegative(name, data):
 
 
 def _expected_none_shape(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any]) -> tuple[int, ...]:
-    if none_shape(name, x, y) is not None:
-        return none_shape(name, x, y)
+    if none_shape(name, x, y, opts) is not None:
+        return none_shape(name, x, y, opts)
     if name in ("cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_loss"):
         axis = opts.get("axis", -1) % x.ndim
         return x.shape[:axis] + x.shape[axis + 1:]

@@ -518,12 +518,13 @@ class _Lovasz:
 
 
 def _lovasz_layout(xp: Any, a: Any, n: int, k: int, per_image: bool, hinge: bool) -> Any:
-    """(N, C, S) -> (B, K, L)."""
+    """(N, C, S) -> (B, K, L) (explicit sizes: -1 cannot be solved for an empty batch)."""
+    s = a.shape[2]
     if hinge:
-        return xp.reshape(a, (n, 1, -1)) if per_image else xp.reshape(a, (1, 1, -1))
+        return xp.reshape(a, (n, 1, k * s)) if per_image else xp.reshape(a, (1, 1, n * k * s))
     if per_image:
         return a
-    return xp.reshape(xp.permute_dims(a, (1, 0, 2)), (1, k, -1))
+    return xp.reshape(xp.permute_dims(a, (1, 0, 2)), (1, k, n * s))
 
 
 def _lovasz_unlayout(xp: Any, a: Any, shape: tuple[int, ...], per_image: bool, hinge: bool) -> Any:
@@ -587,7 +588,7 @@ def _lovasz_parts(
     if ok is not None:
         errs = xp.where(keep > 0.0, errs, 0.0)
     if hinge and need_grad:
-        keep = keep * xp.astype(e_sorted > 0.0, e.dtype)
+        keep = keep * xp.astype(~(e_sorted <= 0.0), e.dtype)  # the relu's derivative (1 at NaN, as autograd)
     losses = xp.sum(errs * lovasz, axis=-1)
     count = None
     if hinge:
