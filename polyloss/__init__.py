@@ -25,6 +25,7 @@ from polyloss.functional import binary_cross_entropy
 from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import ciou_loss
 from polyloss.functional import cross_entropy
+from polyloss.functional import ctc_loss
 from polyloss.functional import dice_loss
 from polyloss.functional import diou_loss
 from polyloss.functional import distribution_focal_loss
@@ -94,5 +95,6 @@ __all__ = [
     "tversky_loss",
     "nt_xent_loss",
     "lovasz_loss",
+    "ctc_loss",
     "value_and_grad",
 ]

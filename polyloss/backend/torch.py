@@ -566,6 +566,7 @@ FAST_PATHS = {
     "kl_div": _kl_div,
     "multi_margin_loss": _multi_margin,
 }
+FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
 
 
 class TorchBackend(Backend):

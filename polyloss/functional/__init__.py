@@ -16,6 +16,7 @@ from polyloss.functional._define import LOSSES
 from polyloss.functional.box import *  # noqa: F403
 from polyloss.functional.classification import *  # noqa: F403
 from polyloss.functional.contrastive import *  # noqa: F403
+from polyloss.functional.ctc import *  # noqa: F403
 from polyloss.functional.focal import *  # noqa: F403
 from polyloss.functional.margin import *  # noqa: F403
 from polyloss.functional.quality import *  # noqa: F403
