@@ -1,7 +1,8 @@
 """The torch fast path of :func:`polyloss.ctc_loss`: PyTorch's native CTC kernel.
 
 Merged into the torch backend's ``FAST_PATHS`` (``polyloss/backend/torch.py``). The loss has
-already checked and converted the arguments (lengths as int64 tensors on the input's device).
+already checked and converted the arguments (lengths as int64 tensors on the input's device) and asks
+for the per-sample losses (``reduction="none"``): it applies its NaN rule and PyTorch's reduction itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ def _ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, 
          zero_infinity: bool) -> Any:
     import torch.nn.functional as F
 
-    if targets.shape[1] == 0 or log_probs.shape[1] == 0:
+    if targets.shape[1] == 0 or log_probs.shape[1] == 0 or log_probs.shape[0] == 0:
         return NotImplemented  # the kernel rejects an empty batch or padded width 0: the generic code runs
     return F.ctc_loss(log_probs, targets.long(), input_lengths, target_lengths, blank=blank, reduction=reduction,
                       zero_infinity=zero_infinity)

@@ -131,9 +131,15 @@ def _lattice(
                      (n, 2 * s_max))
     labels = xp.concat([ext, xp.full((n, 1), blank, dtype=xp.int64, device=device)], axis=1)
     lp = compute_dtype(backend, log_probs)[0]
+    # frames beyond each input length are never read: 0 there keeps their values out of every derivative
+    frames = xp.reshape(xp.arange(t_max, device=device), (t_max, 1, 1))
+    lp = xp.where(frames < xp.reshape(in_len, (1, n, 1)), lp, 0.0)
     ell = 2 * s_max + 1
     index = xp.broadcast_to(xp.expand_dims(labels, axis=0), (t_max, n, ell))
-    lp_ext = xp.take_along_axis(lp, index, axis=2) if t_max * n * ell else xp.zeros((t_max, n, ell), dtype=lp.dtype)
+    if t_max * n * ell:
+        lp_ext = xp.take_along_axis(lp, index, axis=2)
+    else:
+        lp_ext = xp.zeros((t_max, n, ell), dtype=lp.dtype, device=device)
     previous = _shift(xp, xp.astype(labels, lp.dtype), 2)
     skip = (labels != blank) & (xp.astype(labels, lp.dtype) != previous)
     return _Lattice(backend, lp, labels, lp_ext, skip, in_len, 2 * target_len + 1, target_len)
@@ -146,7 +152,8 @@ def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, list[Any]]:
     t_max, n, ell = lt.lp_ext.shape
     position = xp.arange(ell, dtype=xp.int64, device=lt.backend.device(lt.lp))
     first = xp.expand_dims(position, axis=0) < xp.minimum(xp.expand_dims(lt.ext_len, axis=1), 2)
-    alpha = xp.where(first, lt.lp_ext[0, ...], NEG_INF) if t_max else xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype)
+    alpha = xp.where(first, lt.lp_ext[0, ...], NEG_INF) if t_max else xp.full(
+        (n, ell), NEG_INF, dtype=lt.lp.dtype, device=lt.backend.device(lt.lp))
     # an input of length 0 has only the empty path (of probability 1 when the target is empty)
     empty_path = xp.where(xp.expand_dims(position, axis=0) == 0, 0.0, xp.full_like(alpha, NEG_INF))
     alpha = xp.where(xp.expand_dims(lt.in_len, axis=1) > 0, alpha, empty_path)
@@ -222,37 +229,59 @@ def ctc_loss(
     the true gradient after a ``log_softmax`` (the :math:`e^{\log p}` term then cancels), and
     on torch the generic path's autograd gives the same numbers.
 
-    Edge rules: NaN in ``log_probs`` gives NaN; an impossible alignment is ``inf`` (0 with
-    ``zero_infinity``), not an error; an input of length 0 gives 0 for an empty target and
-    ``inf`` otherwise; a label outside [0, C) or equal to ``blank`` (within the target length),
-    or a length out of range, is a ``ValueError`` where values can be read without a sync
-    (elsewhere not checked); a ``blank`` outside [0, C), or ``log_probs`` not 3-D, is a
-    ``ValueError``; the mean over an empty batch is 0.
+    Edge rules: a NaN (or +inf) anywhere in a sample's frames below its input length, even at
+    a class no alignment reads, gives NaN for that sample (never hidden; PyTorch's kernel skips
+    unread entries) and a NaN gradient on those frames; frames beyond each input length are
+    never read (any value there, NaN included, changes nothing and gets a zero gradient); an
+    impossible alignment is ``inf`` with a NaN gradient on its frames (PyTorch's), or 0 with a
+    zero gradient with ``zero_infinity``, not an error; an input of length 0 gives 0 for an
+    empty target and ``inf`` otherwise; a label outside [0, C) or equal to ``blank`` (within the
+    target length), or a length out of range, is a ``ValueError`` where values can be read
+    without a sync (elsewhere not checked); a ``blank`` outside [0, C), or ``log_probs`` not
+    3-D, is a ``ValueError``; integer targets and lengths of any integer dtype work (lengths
+    also as Python sequences); the mean over an empty batch is 0.
 
     Matches ``torch.nn.functional.ctc_loss`` (the torch fast path is that kernel).
     """
     lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
-    out = try_fast_path(lt.backend, "ctc_loss", log_probs, targets, lt.in_len, lt.target_len, blank=blank,
-                        reduction=reduction, zero_infinity=zero_infinity)
-    if out is not NotImplemented:
-        return out
-    xp = lt.backend.xp
-    alpha, _ = _alphas(lt, False)
-    nll = _nll(lt, alpha)
-    # a term of value 0 whose derivative is e^{log p} on the frames read: PyTorch's gradient convention
-    frames = xp.expand_dims(xp.arange(lt.lp.shape[0], device=lt.backend.device(lt.lp)), axis=1)
-    read = xp.astype(xp.expand_dims(frames < xp.expand_dims(lt.in_len, axis=0), axis=2), lt.lp.dtype)
-    p = xp.exp(lt.lp)
-    term = (p - lt.backend.stop_gradient(p)) * read
-    if not zero_infinity:
-        # PyTorch's gradient of an impossible (infinite) loss is NaN on its frames: a term of value 0 whose
-        # derivative is sqrt'(0) * 0 = NaN there, and exactly 0 elsewhere
-        flag = xp.expand_dims(xp.expand_dims(nll == math.inf, axis=0), axis=2) & (read > 0.0)
-        d = lt.lp - lt.backend.stop_gradient(lt.lp)
-        term = term + xp.where(flag, xp.sqrt(xp.where(flag, d * d, 1.0)), 0.0)
-    nll = nll + xp.sum(xp.sum(term, axis=2), axis=0)
+    backend, xp = lt.backend, lt.backend.xp
+    read = _read_frames(lt)
+    nll = try_fast_path(backend, "ctc_loss", log_probs, targets, lt.in_len, lt.target_len, blank=blank,
+                        reduction="none", zero_infinity=zero_infinity)
+    if nll is NotImplemented:
+        alpha, _ = _alphas(lt, False)
+        nll = _nll(lt, alpha)
+        # a term of value 0 whose derivative is e^{log p} on the frames read: PyTorch's gradient convention
+        p = xp.exp(lt.lp)
+        nll = nll + xp.sum(xp.sum(xp.where(read, p - backend.stop_gradient(p), 0.0), axis=2), axis=0)
+    else:
+        nll = v.as_dtype_of(backend, nll, lt.lp)
+    poisoned, flagged = _flags(lt, read, nll, zero_infinity)
+    nll = xp.where(poisoned, math.nan, nll)
+    # a NaN gradient on the read frames of a flagged sample (PyTorch's for an infinite loss): a term of
+    # value 0 whose derivative is sqrt'(0) * 0 = NaN there, and exactly 0 elsewhere
+    flag = read & xp.expand_dims(xp.expand_dims(flagged, axis=0), axis=2)
+    d = lt.lp - backend.stop_gradient(lt.lp)
+    nll = nll + xp.sum(xp.sum(xp.where(flag, xp.sqrt(xp.where(flag, d * d, 1.0)), 0.0), axis=2), axis=0)
     value, _ = _reduce_ctc(lt, nll, reduction, zero_infinity)
-    return finish(lt.backend, value, log_probs)
+    return finish(backend, value, log_probs)
+
+
+def _read_frames(lt: _Lattice) -> Any:
+    """(T, N, 1) bool: the frames below each input length (the only ones any alignment reads)."""
+    xp = lt.backend.xp
+    frames = xp.reshape(xp.arange(lt.lp.shape[0], device=lt.backend.device(lt.lp)), (lt.lp.shape[0], 1, 1))
+    return frames < xp.reshape(lt.in_len, (1, lt.lp.shape[1], 1))
+
+
+def _flags(lt: _Lattice, read: Any, nll: Any, zero_infinity: bool) -> tuple[Any, Any]:
+    """``(poisoned, flagged)`` per sample: a NaN or +inf among its read frames (any class: a NaN is never
+    hidden, even where no alignment reads it), and poisoned or, without ``zero_infinity``, impossible
+    (an infinite loss): the samples whose gradient is NaN on their read frames."""
+    xp = lt.backend.xp
+    bad = read & ((lt.lp != lt.lp) | (lt.lp == math.inf))
+    poisoned = xp.any(xp.any(bad, axis=2), axis=0)
+    return poisoned, poisoned if zero_infinity else poisoned | (nll == math.inf)
 
 
 @gradient(ctc_loss)
@@ -296,8 +325,7 @@ def ctc_loss_grad(
     hot = xp.astype(xp.expand_dims(lt.labels, axis=2) == xp.reshape(
         xp.arange(classes, dtype=xp.int64, device=backend.device(lt.lp)), (1, 1, classes)), lt.lp.dtype)  # (N, L, C)
     gamma = xp.permute_dims(xp.matmul(xp.permute_dims(occupancy, (1, 0, 2)), hot), (1, 0, 2))  # (T, N, C)
-    frames = xp.reshape(xp.arange(t_max, device=backend.device(lt.lp)), (t_max, 1, 1))
-    read = frames < xp.reshape(lt.in_len, (1, n, 1))
+    read = _read_frames(lt)
     g = xp.where(read, xp.exp(lt.lp) - gamma, 0.0)
     _, lengths = _reduce_ctc(lt, nll, reduction, zero_infinity)
     up = upstream(backend, cotangent, (n,) if reduction == "none" else (), lt.lp)
@@ -310,6 +338,6 @@ def ctc_loss_grad(
     if zero_infinity:
         per_sample = xp.where(nll == math.inf, 0.0, per_sample)
     g = g * xp.reshape(per_sample, (1, n, 1))
-    if not zero_infinity:  # PyTorch: NaN on the frames of an impossible alignment
-        g = xp.where(read & xp.reshape(nll == math.inf, (1, n, 1)), math.nan, g)
+    _, flagged = _flags(lt, read, nll, zero_infinity)
+    g = xp.where(read & xp.reshape(flagged, (1, n, 1)), math.nan, g)
     return finish(backend, g, log_probs)
