@@ -76,6 +76,13 @@ def _two_views(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
     return rng.normal(size=(8, 5)), rng.normal(size=(8, 5)), {}
 
 
+def _ctc(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    x = rng.normal(size=(12, 4, 5))
+    log_probs = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    lengths = {"input_lengths": np.array([12, 10, 7, 12]), "target_lengths": np.array([4, 3, 2, 0])}
+    return log_probs, rng.integers(1, 4, size=(4, 4)), lengths
+
+
 SAMPLES = {
     "mse_loss": _regression,
     "l1_loss": _regression,
@@ -103,6 +110,7 @@ SAMPLES = {
     "tversky_loss": _segmentation,
     "lovasz_loss": _segmentation,
     "nt_xent_loss": _two_views,
+    "ctc_loss": _ctc,
 }
 
 

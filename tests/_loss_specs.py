@@ -23,7 +23,7 @@ BOX = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
 QUALITY = ("varifocal_loss", "quality_focal_loss", "distribution_focal_loss")
 OVERLAP = ("dice_loss", "jaccard_loss", "tversky_loss", "lovasz_loss")
 KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX, *QUALITY,
-         *OVERLAP, "nt_xent_loss")
+         *OVERLAP, "nt_xent_loss", "ctc_loss")
 
 # value bound of the float inputs: logit losses get extreme logits, others moderate values
 BOUND = {"binary_cross_entropy_with_logits": 1e4, "sigmoid_focal_loss": 1e4, "cross_entropy": 1e4,
@@ -159,9 +159,23 @@ def valid_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str, 
     if name in BOX:
         n = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=4))
         return draw(_boxes(n)), draw(_boxes(n)), {}
+    if name == "ctc_loss":
+        return draw(_ctc_case())
     if name in QUALITY or name in OVERLAP or name == "nt_xent_loss":
         return draw(_second_set_case(name, bound))
     raise KeyError(name)
+
+
+@st.composite
+def _ctc_case(draw: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Feasible alignments (T >= 2S + 1); one target length for the whole batch, so that "mean" is "sum"
+    over N times that length (at least 1)."""
+    n, c, s = draw(st.integers(0, 3)), draw(st.integers(2, 4)), draw(st.integers(0, 3))
+    t = 2 * s + 1 + draw(st.integers(0, 2))
+    log_probs = _to_f32(_log_softmax(draw(float_array((t, n, c), -20.0, 20.0)), -1))
+    targets = draw(hnp.arrays(np.int64, (n, s), elements=st.integers(1, c - 1)))
+    length = draw(st.integers(0, s))
+    return log_probs, targets, {"input_lengths": np.full(n, t), "target_lengths": np.full(n, length)}
 
 
 @st.composite
@@ -249,6 +263,9 @@ def perfect_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str
         return _to_f32(sign * (opts["margin"] + extra + 1e-3)), y, opts
     if name in BOX:
         return x, x.copy(), opts
+    if name == "ctc_loss":  # empty targets, the blank certain at every frame
+        log_probs = np.where(np.arange(x.shape[-1]) == 0, 0.0, -1e4) + np.zeros_like(x)
+        return log_probs, y, {**opts, "target_lengths": np.zeros_like(opts["target_lengths"])}
     big = draw(f32(60.0, 1e3))
     if name == "varifocal_loss":
         y = (y > 0.5).astype(np.float64)
@@ -280,6 +297,8 @@ def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], no
         return float(np.sum(np.where(valid, weight[np.where(valid, y, 0)], 0.0)))
     if name == "softmax_focal_loss":
         return float(np.sum(y != -100))
+    if name == "ctc_loss":  # each loss over its target length (one for the batch here), then the batch mean
+        return float(x.shape[1] * max(1, int(opts["target_lengths"][0]) if x.shape[1] else 1))
     if name == "lovasz_loss" and not opts.get("per_image"):  # multiclass: over the classes present
         return float(len(np.unique(y[y >= 0]))) if opts["mode"] == "multiclass" else 1.0
     if name == "kl_div" and opts.get("reduction") == "batchmean":
@@ -297,6 +316,8 @@ def none_shape(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any]) ->
         return (x.shape[1],)
     if name == "nt_xent_loss":
         return (2 * x.shape[0],)
+    if name == "ctc_loss":
+        return (x.shape[1],)
     return None
 
 

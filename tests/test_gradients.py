@@ -465,7 +465,12 @@ def ref_lovasz(x, t, mode="multiclass", per_image=False, reduction="mean"):
     return {"none": rows, "sum": rows.sum(), "mean": rows.sum() / present.sum().clamp_min(1)}[reduction]
 
 
+def ref_ctc(log_probs, targets, input_lengths=None, target_lengths=None, **options):
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, **options)
+
+
 REFERENCES.update({
+    "ctc_loss": ref_ctc,
     "lovasz_loss": ref_lovasz,
     "varifocal_loss": ref_varifocal,
     "quality_focal_loss": ref_quality_focal,
@@ -502,6 +507,12 @@ def _build_second_set_grid() -> None:
             masks = (rng.uniform(size=(2, 3, 4)) < 0.5).astype(float)
             _add(loss, x, masks, mode="multilabel", smooth=0.5, reduction=reduction, **extra)
             _add(loss, x[:, :1], masks[:, 0], mode="binary", reduction=reduction, **extra)
+        for blank, zero_infinity in ((0, False), (2, True)):
+            raw = rng.normal(size=(9, 3, 4))
+            log_probs = f32(raw - np.log(np.exp(raw).sum(-1, keepdims=True)))
+            targets = np.array([[1, 3, 3], [3, 1, 1], [1, 1, 3]])
+            _add("ctc_loss", log_probs, targets, input_lengths=np.array([9, 7, 4 if zero_infinity else 9]),
+                 target_lengths=np.array([3, 2, 3]), blank=blank, zero_infinity=zero_infinity, reduction=reduction)
         for per_image in (False, True):
             x, t = f32(2 * rng.normal(size=(2, 3, 5))), rng.integers(0, 2, (2, 5))  # class 2 absent
             _add("lovasz_loss", x, t, per_image=per_image, reduction=reduction)

@@ -81,10 +81,12 @@ def _logaddexp(backend: Backend, *terms: Any) -> Any:
 
 def _shift(xp: Any, a: Any, k: int) -> Any:
     """``a`` moved ``k`` positions along its last axis (right for k > 0, left for k < 0), -inf filled."""
-    fill = xp.full_like(a[..., : abs(k)], NEG_INF)  # (as many columns as exist: the result keeps a's length)
+    size = a.shape[-1]
+    kk = min(abs(k), size)  # in-bounds slices only (the array API leaves others unspecified)
+    fill = xp.full_like(a[..., :kk], NEG_INF)
     if k > 0:
-        return xp.concat([fill, a[..., :-k]], axis=-1)
-    return xp.concat([a[..., -k:], fill], axis=-1)
+        return xp.concat([fill, a[..., : size - kk]], axis=-1)
+    return xp.concat([a[..., kk:], fill], axis=-1)
 
 
 def _lattice(

@@ -135,6 +135,7 @@ VARIANTS: dict[str, tuple[tuple[str, Options], ...]] = {
     "tversky_loss": (*_REDUCTIONS, ("alpha=0.3,beta=0.7,gamma=0.75", _fixed(alpha=0.3, beta=0.7, gamma=0.75))),
     "lovasz_loss": (*_REDUCTIONS, ("per_image", _fixed(per_image=True)),
                     ("ignore_index", lambda rng, x, y: {"ignore_index": int(y.flat[0])})),
+    "ctc_loss": (*_REDUCTIONS, ("blank=4,zero_infinity", _fixed(blank=4, zero_infinity=True))),
     "nt_xent_loss": (*_REDUCTIONS, ("temperature=0.1", _fixed(temperature=0.1))),
 }
 """Option variants per built-in loss, on top of the sample's own options (the ``"default"`` variant)."""
