@@ -14,6 +14,10 @@ def _ctc(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, 
          zero_infinity: bool) -> Any:
     import torch.nn.functional as F
 
+    from polyloss.backend.torch import _tracing
+
+    if _tracing():
+        return NotImplemented  # the kernel's output shape depends on the lengths' values: no graph holds it
     if targets.shape[1] == 0 or log_probs.shape[1] == 0 or log_probs.shape[0] == 0:
         return NotImplemented  # the kernel rejects an empty batch or padded width 0: the generic code runs
     return F.ctc_loss(log_probs, targets.long(), input_lengths, target_lengths, blank=blank, reduction=reduction,

@@ -153,7 +153,8 @@ def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, list[Any]]:
     xp = lt.backend.xp
     t_max, n, ell = lt.lp_ext.shape
     position = xp.arange(ell, dtype=xp.int64, device=lt.backend.device(lt.lp))
-    first = xp.expand_dims(position, axis=0) < xp.minimum(xp.expand_dims(lt.ext_len, axis=1), 2)
+    first = (xp.expand_dims(position, axis=0) < xp.expand_dims(lt.ext_len, axis=1)) & (
+        xp.expand_dims(position, axis=0) < 2)
     alpha = xp.where(first, lt.lp_ext[0, ...], NEG_INF) if t_max else xp.full(
         (n, ell), NEG_INF, dtype=lt.lp.dtype, device=lt.backend.device(lt.lp))
     # an input of length 0 has only the empty path (of probability 1 when the target is empty)

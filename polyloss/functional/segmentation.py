@@ -259,7 +259,7 @@ def _overlap_grad(
 
 
 _EDGE_RULES = """
-    Edge rules (Dice, Jaccard and Tversky, every path): ignored pixels leave every sum,
+    Edge rules (every segmentation loss, every path): ignored pixels leave every sum,
     their predictions included (a NaN there is dropped, as ``cross_entropy``'s
     ``ignore_index``); NaN elsewhere in ``input`` gives NaN; an empty batch gives 0
     (every class absent); a multiclass index outside [0, C) that is not ``ignore_index``,
@@ -267,14 +267,15 @@ _EDGE_RULES = """
     with ``from_logits=False`` an input outside [0, 1], are a ``ValueError`` naming
     ``target``/``input`` where values can be read without a sync (NumPy,
     array-api-strict, torch on the CPU outside tracing; elsewhere they are not
-    checked); ``eps`` below the input dtype's smallest normal number, a NaN,
-    negative or infinite ``eps``/``smooth``, and an unknown ``mode`` are a ``ValueError``;
-    integer targets of any integer dtype work.
+    checked); an unknown ``mode`` is a ``ValueError``; integer targets of any integer
+    dtype work.{OPTIONS}
 """
+_OVERLAP_OPTIONS = """ ``eps`` below the input dtype's smallest normal number and a NaN,
+    negative or infinite ``eps``/``smooth`` are a ``ValueError``."""
 
 
-def _doc(text: str) -> str:
-    return text.replace("{EDGE}", _EDGE_RULES.strip("\n"))
+def _doc(text: str, options: str = _OVERLAP_OPTIONS) -> str:
+    return text.replace("{EDGE}", _EDGE_RULES.strip("\n").replace("{OPTIONS}", options))
 
 
 @loss
@@ -670,7 +671,7 @@ lovasz_loss.__doc__ = _doc(r"""Lovasz loss (Berman et al., *The Lovasz-Softmax l
 {EDGE}
 
     Matches segmentation_models_pytorch's ``LovaszLoss(mode, per_image, ignore_index)``.
-    """)
+    """, options="")
 
 
 @gradient(lovasz_loss)
