@@ -27,30 +27,39 @@ from polyloss.functional import binary_cross_entropy_with_logits
 from polyloss.functional import ciou_loss
 from polyloss.functional import cosine_embedding_loss
 from polyloss.functional import cross_entropy
+from polyloss.functional import ctc_loss
+from polyloss.functional import dice_loss
 from polyloss.functional import diou_loss
+from polyloss.functional import distribution_focal_loss
 from polyloss.functional import gaussian_nll_loss
 from polyloss.functional import giou_loss
 from polyloss.functional import hinge_embedding_loss
 from polyloss.functional import hinge_loss
 from polyloss.functional import huber_loss
 from polyloss.functional import iou_loss
+from polyloss.functional import jaccard_loss
 from polyloss.functional import kl_div
 from polyloss.functional import l1_loss
 from polyloss.functional import log_cosh_loss
+from polyloss.functional import lovasz_loss
 from polyloss.functional import margin_ranking_loss
 from polyloss.functional import mse_loss
 from polyloss.functional import multi_margin_loss
 from polyloss.functional import multilabel_margin_loss
 from polyloss.functional import multilabel_soft_margin_loss
 from polyloss.functional import nll_loss
+from polyloss.functional import nt_xent_loss
 from polyloss.functional import poisson_nll_loss
 from polyloss.functional import poly1_cross_entropy
+from polyloss.functional import quality_focal_loss
 from polyloss.functional import sigmoid_focal_loss
 from polyloss.functional import smooth_l1_loss
 from polyloss.functional import soft_margin_loss
 from polyloss.functional import softmax_focal_loss
 from polyloss.functional import squared_hinge_loss
 from polyloss.functional import triplet_margin_loss
+from polyloss.functional import tversky_loss
+from polyloss.functional import varifocal_loss
 from polyloss.gradients import value_and_grad
 
 __version__ = "0.1.0"
@@ -102,5 +111,14 @@ __all__ = [
     "squared_hinge_loss",
     "triplet_margin_loss",
     "unregister_plugin",
+    "distribution_focal_loss",
+    "quality_focal_loss",
+    "varifocal_loss",
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+    "nt_xent_loss",
+    "lovasz_loss",
+    "ctc_loss",
     "value_and_grad",
 ]

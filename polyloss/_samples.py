@@ -54,6 +54,35 @@ def _box_pairs(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
     return boxes(), boxes(), {}
 
 
+def _iou_targets(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    target = np.zeros((8, 5))
+    target[np.arange(0, 8, 2), rng.integers(0, 5, size=4)] = rng.uniform(0.1, 1.0, size=4)
+    return 2 * rng.normal(size=(8, 5)), target, {}
+
+
+def _quality(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    return 2 * rng.normal(size=(8, 5)), rng.integers(0, 6, size=8), {"score": rng.uniform(0.0, 1.0, size=8)}
+
+
+def _distribution(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    return 2 * rng.normal(size=(8, 5)), rng.uniform(0.0, 4.0, size=8), {}
+
+
+def _segmentation(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    return 2 * rng.normal(size=(2, 4, 3, 3)), rng.integers(0, 4, size=(2, 3, 3)), {}
+
+
+def _two_views(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    return rng.normal(size=(8, 5)), rng.normal(size=(8, 5)), {}
+
+
+def _ctc(rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    x = rng.normal(size=(12, 4, 5))
+    log_probs = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    lengths = {"input_lengths": np.array([12, 10, 7, 12]), "target_lengths": np.array([4, 3, 2, 0])}
+    return log_probs, rng.integers(1, 4, size=(4, 4)), lengths
+
+
 SAMPLES = {
     "mse_loss": _regression,
     "l1_loss": _regression,
@@ -73,6 +102,15 @@ SAMPLES = {
     "giou_loss": _box_pairs,
     "diou_loss": _box_pairs,
     "ciou_loss": _box_pairs,
+    "varifocal_loss": _iou_targets,
+    "quality_focal_loss": _quality,
+    "distribution_focal_loss": _distribution,
+    "dice_loss": _segmentation,
+    "jaccard_loss": _segmentation,
+    "tversky_loss": _segmentation,
+    "lovasz_loss": _segmentation,
+    "nt_xent_loss": _two_views,
+    "ctc_loss": _ctc,
 }
 
 

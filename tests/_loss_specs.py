@@ -20,7 +20,10 @@ BINARY_LOGITS = ("binary_cross_entropy_with_logits", "sigmoid_focal_loss")
 CLASS_INDEX = ("cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_loss")
 HINGE = ("hinge_loss", "squared_hinge_loss")
 BOX = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
-KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX)
+QUALITY = ("varifocal_loss", "quality_focal_loss", "distribution_focal_loss")
+OVERLAP = ("dice_loss", "jaccard_loss", "tversky_loss", "lovasz_loss")
+KNOWN = (*REGRESSION, "binary_cross_entropy", *BINARY_LOGITS, *CLASS_INDEX, "kl_div", *HINGE, *BOX, *QUALITY,
+         *OVERLAP, "nt_xent_loss", "ctc_loss")
 
 # value bound of the float inputs: logit losses get extreme logits, others moderate values
 BOUND = {"binary_cross_entropy_with_logits": 1e4, "sigmoid_focal_loss": 1e4, "cross_entropy": 1e4,
@@ -156,7 +159,59 @@ def valid_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str, 
     if name in BOX:
         n = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=4))
         return draw(_boxes(n)), draw(_boxes(n)), {}
+    if name == "ctc_loss":
+        return draw(_ctc_case())
+    if name in QUALITY or name in OVERLAP or name == "nt_xent_loss":
+        return draw(_second_set_case(name, bound))
     raise KeyError(name)
+
+
+@st.composite
+def _ctc_case(draw: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Feasible alignments (T >= 2S + 1); one target length for the whole batch, so that "mean" is "sum"
+    over N times that length (at least 1)."""
+    n, c, s = draw(st.integers(0, 3)), draw(st.integers(2, 4)), draw(st.integers(0, 3))
+    t = 2 * s + 1 + draw(st.integers(0, 2))
+    log_probs = _to_f32(_log_softmax(draw(float_array((t, n, c), -20.0, 20.0)), -1))
+    targets = draw(hnp.arrays(np.int64, (n, s), elements=st.integers(1, c - 1)))
+    length = draw(st.integers(0, s))
+    return log_probs, targets, {"input_lengths": np.full(n, t), "target_lengths": np.full(n, length)}
+
+
+@st.composite
+def _second_set_case(draw: Any, name: str, bound: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    n, c = draw(st.integers(0, 4)), draw(st.integers(2, 4))
+    x = draw(float_array((n, c), -bound, bound))
+    if name == "varifocal_loss":
+        y = draw(float_array((n, c), 0.0, 1.0))
+        return x, y, {"alpha": draw(f32(0.0, 1.0)), "gamma": draw(f32(0.0, 5.0)), "iou_weighted": draw(st.booleans())}
+    if name == "quality_focal_loss":
+        label = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c)))
+        return x, label, {"score": draw(float_array((n,), 0.0, 1.0)), "beta": draw(f32(0.0, 5.0))}
+    if name == "distribution_focal_loss":
+        return x, draw(float_array((n,), 0.0, c - 1.0)), {}
+    if name == "nt_xent_loss":
+        return x, draw(float_array((n, c), -bound, bound)), {"temperature": draw(f32(0.0625, 5.0))}
+    # segmentation: (N, C, S) logits, one of the three modes
+    x = draw(float_array((n, c, 3), -bound, bound))
+    mode = draw(st.sampled_from(["multiclass", "multilabel", "binary"]))
+    opts: dict[str, Any] = {"mode": mode}
+    if name == "lovasz_loss":
+        opts["per_image"] = draw(st.booleans())
+    else:
+        opts["smooth"] = draw(f32(0.0, 2.0))
+    if name == "tversky_loss":
+        opts.update(alpha=draw(f32(0.0, 1.0)), beta=draw(f32(0.0, 1.0)))
+    if mode == "multiclass":
+        ignore = draw(st.booleans())
+        y = draw(hnp.arrays(np.int64, (n, 3), elements=st.integers(0, c - 1) | st.just(-100) if ignore
+                            else st.integers(0, c - 1)))
+        if ignore:
+            opts["ignore_index"] = -100
+        return x, y, opts
+    if mode == "binary":
+        x = x[:, :1]
+    return x, draw(hnp.arrays(np.float64, x.shape, elements=st.sampled_from([0.0, 1.0]))), opts
 
 
 @st.composite
@@ -208,7 +263,26 @@ def perfect_case(draw: Any, name: str) -> tuple[np.ndarray, np.ndarray, dict[str
         return _to_f32(sign * (opts["margin"] + extra + 1e-3)), y, opts
     if name in BOX:
         return x, x.copy(), opts
-    raise KeyError(name)
+    if name == "ctc_loss":  # empty targets, the blank certain at every frame
+        log_probs = np.where(np.arange(x.shape[-1]) == 0, 0.0, -1e4) + np.zeros_like(x)
+        return log_probs, y, {**opts, "target_lengths": np.zeros_like(opts["target_lengths"])}
+    big = draw(f32(60.0, 1e3))
+    if name == "varifocal_loss":
+        y = (y > 0.5).astype(np.float64)
+        return (2 * y - 1) * big, y, opts
+    if name == "quality_focal_loss":
+        hot = np.arange(x.shape[-1]) == y[:, None]
+        return np.where(hot, big, -big), y, {**opts, "score": np.ones(y.shape)}
+    if name == "distribution_focal_loss":
+        y = np.round(y)
+        return (np.arange(x.shape[-1]) == y[:, None]) * big, y, opts
+    if name == "nt_xent_loss":  # orthogonal views, each equal to its partner, at a low temperature
+        z = np.eye(x.shape[1])[: x.shape[0]] * 2.0  # at most as many views as dimensions
+        return z, z.copy(), {"temperature": 0.0078125}
+    if opts["mode"] == "multiclass":
+        hot = (np.arange(x.shape[1])[None, :, None] == y[:, None, :])
+        return np.where(hot, big, -big), y, opts
+    return (2 * y - 1) * big, y, opts
 
 
 def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], none_out: np.ndarray) -> float:
@@ -223,9 +297,28 @@ def mean_count(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any], no
         return float(np.sum(np.where(valid, weight[np.where(valid, y, 0)], 0.0)))
     if name == "softmax_focal_loss":
         return float(np.sum(y != -100))
+    if name == "ctc_loss":  # each loss over its target length (one for the batch here), then the batch mean
+        return float(x.shape[1] * max(1, int(opts["target_lengths"][0]) if x.shape[1] else 1))
+    if name == "lovasz_loss" and not opts.get("per_image"):  # multiclass: over the classes present
+        return float(len(np.unique(y[y >= 0]))) if opts["mode"] == "multiclass" else 1.0
     if name == "kl_div" and opts.get("reduction") == "batchmean":
         return float(x.shape[0]) if x.ndim else 1.0
     return float(np.asarray(none_out).size)
+
+
+def none_shape(name: str, x: np.ndarray, y: np.ndarray, opts: dict[str, Any]) -> tuple[int, ...] | None:
+    """The shape of ``reduction="none"`` of the second-set losses (None: another loss)."""
+    if name in ("quality_focal_loss", "distribution_focal_loss"):
+        return x.shape[:-1]
+    if name == "lovasz_loss":  # per image, else per class (multiclass) or the one hinge loss
+        return (x.shape[0],) if opts.get("per_image") else (x.shape[1] if opts["mode"] == "multiclass" else 1,)
+    if name in OVERLAP:
+        return (x.shape[1],)
+    if name == "nt_xent_loss":
+        return (2 * x.shape[0],)
+    if name == "ctc_loss":
+        return (x.shape[1],)
+    return None
 
 
 def nonnegative_elementwise(name: str) -> bool:

@@ -375,6 +375,154 @@ def _build_grid() -> None:
 _build_grid()
 
 
+# -- the second set: detection quality, segmentation, contrastive (torch float64 transcriptions) --------
+# mmdetection's varifocal / gfocal losses, segmentation_models_pytorch 0.6's soft Tversky score
+# (Dice: alpha = beta = 1/2, Jaccard: 1, 1) and SimCLR's NT-Xent as cross-entropy over the similarities
+
+
+def ref_varifocal(x, t, alpha=0.75, gamma=2.0, iou_weighted=True, reduction="mean"):
+    p = torch.sigmoid(x)
+    negative = alpha * (p - t).abs().pow(gamma) * (t <= 0).double()
+    weight = (t * (t > 0).double() if iou_weighted else (t > 0).double()) + negative
+    return _reduce(F.binary_cross_entropy_with_logits(x, t, reduction="none") * weight, reduction)
+
+
+def ref_quality_focal(x, label, score=None, beta=2.0, reduction="mean"):
+    hot = F.one_hot(label, x.shape[-1] + 1)[..., :-1].bool()
+    t = torch.where(hot, score[..., None], 0.0)
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none") * (torch.sigmoid(x) - t).abs().pow(beta)
+    return _reduce(loss.sum(-1), reduction)
+
+
+def ref_distribution_focal(x, label, reduction="mean"):
+    rows, y = x.reshape(-1, x.shape[-1]), label.reshape(-1)
+    left = y.long().clamp(max=x.shape[-1] - 2)
+    ce = functools.partial(F.cross_entropy, reduction="none")
+    loss = ce(rows, left) * (left + 1 - y) + ce(rows, left + 1) * (y - left)
+    return _reduce(loss.reshape(label.shape), reduction)
+
+
+def _ref_overlap(alpha, beta, x, t, *, mode="multiclass", axis=1, from_logits=True, smooth=0.0, eps=1e-7,
+                 ignore_index=None, gamma=1.0, reduction="mean"):
+    x = x.movedim(axis, 1)
+    n, c = x.shape[:2]
+    if from_logits:
+        x = x.log_softmax(1).exp() if mode == "multiclass" else F.logsigmoid(x).exp()
+    p = x.reshape(n, c, -1)
+    if mode == "multiclass":
+        t = t.reshape(n, 1, -1)
+        mask = (t != ignore_index) if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+        t = F.one_hot(torch.where(mask, t, 0)[:, 0], c).permute(0, 2, 1) * mask
+    else:
+        t = (t.movedim(axis, 1) if t.ndim == x.ndim else t).reshape(n, c, -1).double()
+        mask = (t != ignore_index) if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+    p, t = p * mask, t * mask
+    total_p, total_t = p.sum((0, 2)), t.sum((0, 2))
+    inter = (total_p + total_t - (p - t).abs().sum((0, 2))) / 2
+    score = (inter + smooth) / (inter + alpha * (total_p - inter) + beta * (total_t - inter) + smooth).clamp_min(eps)
+    loss = (1 - score) * (total_t > 0)
+    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction] ** gamma
+
+
+def ref_tversky(x, t, alpha=0.5, beta=0.5, **options):
+    return _ref_overlap(alpha, beta, x, t, **options)
+
+
+def ref_nt_xent(z1, z2, temperature=0.5, reduction="mean"):
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n2 = z.shape[0]
+    logits = (z @ z.T / temperature).masked_fill(torch.eye(n2, dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, (torch.arange(n2) + n2 // 2) % n2, reduction=reduction)
+
+
+def _ref_lovasz_extension(errors, fg):
+    """Berman et al.'s Lovasz extension of the Jaccard loss along the last axis (smp's _lovasz_grad)."""
+    errors, perm = torch.sort(errors, dim=-1, descending=True, stable=True)
+    fg = fg.gather(-1, perm)
+    total = fg.sum(-1, keepdim=True)
+    jaccard = 1.0 - (total - fg.cumsum(-1)) / (total + (1 - fg).cumsum(-1))
+    weights = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+    return (errors * weights).sum(-1), total[..., 0]
+
+
+def ref_lovasz(x, t, mode="multiclass", per_image=False, reduction="mean"):
+    n, c = x.shape[:2]
+    if mode != "multiclass":
+        sign = 2.0 * t.reshape(n, -1) - 1.0
+        errors = F.relu(1.0 - x.reshape(n, -1) * sign)
+        rows, _ = _ref_lovasz_extension(errors if per_image else errors.reshape(1, -1),
+                                        t.reshape(n, -1) if per_image else t.reshape(1, -1))
+        return _reduce(rows, reduction)
+    fg = F.one_hot(t.reshape(n, -1), c).permute(0, 2, 1).double()
+    errors = (fg - x.softmax(1).reshape(n, c, -1)).abs()
+    if not per_image:
+        fg, errors = fg.permute(1, 0, 2).reshape(1, c, -1), errors.permute(1, 0, 2).reshape(1, c, -1)
+    losses, total = _ref_lovasz_extension(errors, fg)
+    present = (total > 0).double()
+    if per_image:
+        return _reduce((losses * present).sum(1) / present.sum(1).clamp_min(1), reduction)
+    rows = (losses * present)[0]
+    return {"none": rows, "sum": rows.sum(), "mean": rows.sum() / present.sum().clamp_min(1)}[reduction]
+
+
+def ref_ctc(log_probs, targets, input_lengths=None, target_lengths=None, **options):
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, **options)
+
+
+REFERENCES.update({
+    "ctc_loss": ref_ctc,
+    "lovasz_loss": ref_lovasz,
+    "varifocal_loss": ref_varifocal,
+    "quality_focal_loss": ref_quality_focal,
+    "distribution_focal_loss": ref_distribution_focal,
+    "dice_loss": functools.partial(_ref_overlap, 0.5, 0.5),
+    "jaccard_loss": functools.partial(_ref_overlap, 1.0, 1.0),
+    "tversky_loss": ref_tversky,
+    "nt_xent_loss": ref_nt_xent,
+})
+
+
+def _build_second_set_grid() -> None:
+    rng = np.random.default_rng(14)
+    for reduction in REDUCTIONS:
+        for gamma, alpha, weighted in ((2.0, 0.75, True), (1.5, 0.25, False), (0.5, 1.0, True)):
+            x = f32(2 * rng.normal(size=(6, 4)))
+            t = np.zeros((6, 4))
+            t[np.arange(0, 6, 2), rng.integers(0, 4, 3)] = f32(rng.uniform(0.1, 1.0, 3))
+            _add("varifocal_loss", x, t, alpha=alpha, gamma=gamma, iou_weighted=weighted, reduction=reduction)
+        for beta in (2.0, 0.5):
+            x, label = f32(2 * rng.normal(size=(7, 4))), rng.integers(0, 5, 7)
+            _add("quality_focal_loss", x, label, score=f32(rng.uniform(0, 1, 7)), beta=beta, reduction=reduction)
+        x, label = f32(2 * rng.normal(size=(2, 4, 6))), f32(rng.uniform(0, 5, (2, 4)))
+        label[0, 0] = 5.0
+        _add("distribution_focal_loss", x, label, reduction=reduction)
+        for z in ((5, 3), (2, 4)):
+            _add("nt_xent_loss", f32(rng.normal(size=z)), f32(rng.normal(size=z)), temperature=0.3,
+                 reduction=reduction)
+        for loss in ("dice_loss", "jaccard_loss", "tversky_loss"):
+            extra = {"alpha": 0.3, "beta": 0.7, "gamma": 0.75} if loss == "tversky_loss" else {}
+            x, t = f32(2 * rng.normal(size=(2, 3, 4))), rng.integers(0, 3, (2, 4))
+            t[0, 0] = -1
+            _add(loss, x, t, ignore_index=-1, reduction=reduction, **extra)
+            masks = (rng.uniform(size=(2, 3, 4)) < 0.5).astype(float)
+            _add(loss, x, masks, mode="multilabel", smooth=0.5, reduction=reduction, **extra)
+            _add(loss, x[:, :1], masks[:, 0], mode="binary", reduction=reduction, **extra)
+        for blank, zero_infinity in ((0, False), (2, True)):
+            raw = rng.normal(size=(9, 3, 4))
+            log_probs = f32(raw - np.log(np.exp(raw).sum(-1, keepdims=True)))
+            targets = np.array([[1, 3, 3], [3, 1, 1], [1, 1, 3]])
+            _add("ctc_loss", log_probs, targets, input_lengths=np.array([9, 7, 4 if zero_infinity else 9]),
+                 target_lengths=np.array([3, 2, 3]), blank=blank, zero_infinity=zero_infinity, reduction=reduction)
+        for per_image in (False, True):
+            x, t = f32(2 * rng.normal(size=(2, 3, 5))), rng.integers(0, 2, (2, 5))  # class 2 absent
+            _add("lovasz_loss", x, t, per_image=per_image, reduction=reduction)
+            masks = (rng.uniform(size=(2, 3, 5)) < 0.5).astype(float)
+            _add("lovasz_loss", x, masks, mode="multilabel", per_image=per_image, reduction=reduction)
+
+
+_build_second_set_grid()
+
+
 def _to_torch(value: Any) -> Any:
     return t64(value) if isinstance(value, np.ndarray) else value
 

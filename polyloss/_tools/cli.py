@@ -279,7 +279,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         loss = pl.get_loss(name)
         reference = np.asarray(loss(x, y, **options), dtype=float)
         row, ok = _agreement_row(
-            name, cases, lambda case: case.to_numpy(loss(case.asarray(x), case.asarray(y), **options)), reference
+            name, cases, lambda case: case.to_numpy(loss(case.asarray(x), case.asarray(y), **{
+                k: case.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()})), reference
         )
         agree, checked = agree and ok, checked + 1
         print(row)

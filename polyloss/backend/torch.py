@@ -167,7 +167,7 @@ def _nll_mean(log_probabilities: Any, target: Any, weight: Any, ignore_index: in
     return _index_mean(total, target, weight, ignore_index)
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """Whether torch.compile or a torch.func transform is tracing: no value may be read (a read breaks the
     graph; ``vmap`` cannot read one at all)."""
     torch = _torch()
@@ -177,7 +177,7 @@ def _tracing() -> bool:
 def _values_readable(x: Any) -> bool:
     """Whether the values of ``x`` can be read now, on the host, without a device sync (not a FakeTensor,
     whose values do not exist)."""
-    return bool(x.device.type == "cpu") and not _tracing() and not _is_fake(x)
+    return bool(x.device.type == "cpu") and not tracing() and not _is_fake(x)
 
 
 def _is_fake(x: Any) -> bool:
@@ -308,7 +308,7 @@ def _wants_grad(input: Any, *others: Any) -> bool | None:
     """True: only ``input`` needs a gradient; False: none does; None: use the generic code (another
     argument needs a gradient too, torch.compile is tracing, or a torch.func transform is active)."""
     torch = _torch()
-    if _tracing():
+    if tracing():
         # the compiler fuses the generic code itself (its autograd is the reference); vmap has no batching
         # rule for the in-place and out= ops, and grad needs a setup_context
         return None
@@ -435,6 +435,7 @@ FAST_PATHS = {
     "multi_margin_loss": _multi_margin,
 }
 FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
+FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
 
 
 class TorchBackend(Backend):
@@ -545,7 +546,7 @@ class TorchBackend(Backend):
         slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under
         ``torch.func`` transforms (no value read)."""
         torch = _torch()
-        if _tracing():
+        if tracing():
             return super().kth_value(keys, position, descending=descending)
         keys = keys.detach()
         if keys.device.type == "cpu" and keys.dtype not in (torch.bfloat16, torch.float16):

@@ -15,14 +15,18 @@ from polyloss._hooks import hookimpl
 from polyloss.functional._define import LOSSES
 from polyloss.functional.box import *  # noqa: F403
 from polyloss.functional.classification import *  # noqa: F403
+from polyloss.functional.contrastive import *  # noqa: F403
+from polyloss.functional.ctc import *  # noqa: F403
 from polyloss.functional.embedding import *  # noqa: F403
 from polyloss.functional.focal import *  # noqa: F403
 from polyloss.functional.likelihood import *  # noqa: F403
 from polyloss.functional.margin import *  # noqa: F403
 from polyloss.functional.multilabel import *  # noqa: F403
 from polyloss.functional.poly import *  # noqa: F403
+from polyloss.functional.quality import *  # noqa: F403
 from polyloss.functional.regression import *  # noqa: F403
 from polyloss.functional.robust import *  # noqa: F403
+from polyloss.functional.segmentation import *  # noqa: F403
 
 #: name -> function of every built-in loss, in declaration order
 BUILTIN_LOSSES: dict[str, Callable[..., Any]] = dict(LOSSES)

@@ -87,6 +87,12 @@ def _modulate(backend: Backend, a: Any, u: Any, gamma: float, *, derivative: boo
     return a
 
 
+def modulating_factor(backend: Backend, u: Any, gamma: float, *, derivative: bool = False) -> Any:
+    """The focal modulating factor ``u ** gamma`` (or its derivative by ``u``) as a new array, with the
+    care of :func:`_modulate` at ``u = 0``; shared with the quality focal and varifocal losses."""
+    return _modulate(backend, backend.xp.ones_like(u), u, gamma, derivative=derivative)
+
+
 # -- sigmoid focal loss -------------------------------------------------------------------------
 
 

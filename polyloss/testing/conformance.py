@@ -126,6 +126,18 @@ VARIANTS: dict[str, tuple[tuple[str, Options], ...]] = {
     "giou_loss": _REDUCTIONS,
     "diou_loss": _REDUCTIONS,
     "ciou_loss": (*_REDUCTIONS, ("eps", _fixed(eps=1e-5))),
+    "varifocal_loss": (*_REDUCTIONS, ("gamma=1.5,alpha=0.25", _fixed(gamma=1.5, alpha=0.25)),
+                       ("iou_weighted=False", _fixed(iou_weighted=False))),
+    "quality_focal_loss": (*_REDUCTIONS, ("beta=1", _fixed(beta=1.0))),
+    "distribution_focal_loss": _REDUCTIONS,
+    "dice_loss": (*_REDUCTIONS, ("ignore_index", lambda rng, x, y: {"ignore_index": int(y.flat[0])}),
+                  ("smooth", _fixed(smooth=1.0))),
+    "jaccard_loss": (*_REDUCTIONS, ("ignore_index", lambda rng, x, y: {"ignore_index": int(y.flat[0])})),
+    "tversky_loss": (*_REDUCTIONS, ("alpha=0.3,beta=0.7,gamma=0.75", _fixed(alpha=0.3, beta=0.7, gamma=0.75))),
+    "lovasz_loss": (*_REDUCTIONS, ("per_image", _fixed(per_image=True)),
+                    ("ignore_index", lambda rng, x, y: {"ignore_index": int(y.flat[0])})),
+    "ctc_loss": (*_REDUCTIONS, ("blank=4,zero_infinity", _fixed(blank=4, zero_infinity=True))),
+    "nt_xent_loss": (*_REDUCTIONS, ("temperature=0.1", _fixed(temperature=0.1))),
 }
 """Option variants per built-in loss, on top of the sample's own options (the ``"default"`` variant)."""
 

@@ -17,6 +17,7 @@ NAMES = [name for name in pl.losses() if sample(name) is not None]
 @pytest.mark.parametrize("name", NAMES)
 def test_compiles_fullgraph_and_matches_eager(name, fast):
     x, y, options = sample(name)
+    options = {k: torch.tensor(v) if hasattr(v, "dtype") else v for k, v in options.items()}  # array options
     xt = torch.tensor(x, requires_grad=True)
     yt = torch.tensor(y)
     loss = pl.get_loss(name)
