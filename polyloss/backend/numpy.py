@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -132,7 +133,7 @@ def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
 
 
-FAST_PATHS = {
+FAST_PATHS: dict[str, Callable[..., Any]] = {
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,
     "binary_cross_entropy": _bce,
@@ -187,7 +188,7 @@ class NumpyBackend(Backend):
         if not same_outer or indices.size == 0 or any(stride != 0 for stride in indices.strides[axis + 1:]):
             return np.take_along_axis(x, indices, axis=axis)
         lead, n = math.prod(x.shape[:axis]), x.shape[axis]
-        index = indices[(..., *([0] * len(trailing)))].reshape(lead, -1)
+        index = indices[(Ellipsis,) + (0,) * len(trailing)].reshape(lead, -1)
         flat = index + (np.arange(lead) * n)[:, None]
         return np.take(x.reshape(lead * n, *trailing), flat.reshape(-1), axis=0).reshape(indices.shape)
 

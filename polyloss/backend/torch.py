@@ -47,7 +47,7 @@ def _numpy_backend() -> Any:
 
 def _dist() -> Any:
     """``torch.distributed`` when it is built and a default process group is initialised, else None."""
-    dist = _modules.get("dist")
+    dist: Any = _modules.get("dist")
     if dist is None:
         import torch.distributed as dist
 
@@ -171,7 +171,7 @@ def tracing() -> bool:
     """Whether torch.compile or a torch.func transform is tracing: no value may be read (a read breaks the
     graph; ``vmap`` cannot read one at all)."""
     torch = _torch()
-    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+    return bool(torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active())
 
 
 def _values_readable(x: Any) -> bool:
@@ -181,7 +181,7 @@ def _values_readable(x: Any) -> bool:
 
 
 def _is_fake(x: Any) -> bool:
-    fake = _modules.get("FakeTensor")
+    fake: Any = _modules.get("FakeTensor")
     if fake is None:
         from torch._subclasses.fake_tensor import FakeTensor as fake
 
@@ -338,7 +338,7 @@ def _fused_function() -> Any:
         return fn
     torch = _torch()
 
-    class _Fused(torch.autograd.Function):
+    class _Fused(torch.autograd.Function):  # type: ignore[misc,name-defined]
         @staticmethod
         def forward(ctx: Any, name: str, compute: Any, reduction: str, input: Any, *rest: Any) -> Any:
             loss, grad = compute(input, *rest, need_grad=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
 from polyloss.boxes.coding import BoxCoder
+from polyloss.boxes.coding import BoxWeights
 from polyloss.boxes.coding import decode_boxes
 from polyloss.boxes.coding import encode_boxes
 from polyloss.boxes.coding import encode_matched
@@ -53,6 +54,7 @@ from polyloss.boxes.sampling import top_k_mask as top_k_mask
 __all__ = [
     "BalancedSampler",
     "BoxCoder",
+    "BoxWeights",
     "DEFAULT_DECODE_CLIP",
     "Matcher",
     "SSDMatcher",

@@ -14,7 +14,10 @@ from polyloss.boxes.conversions import Coords
 from polyloss.boxes.conversions import boxes_backend
 from polyloss.boxes.conversions import corners
 
-__all__ = ["DEFAULT_DECODE_CLIP", "BoxCoder", "decode_boxes", "encode_boxes", "encode_matched"]
+__all__ = ["DEFAULT_DECODE_CLIP", "BoxCoder", "BoxWeights", "decode_boxes", "encode_boxes", "encode_matched"]
+
+#: ``(wx, wy, ww, wh)``: the weights of the box coding
+BoxWeights = tuple[float, float, float, float]
 
 #: Largest ``dw``/``dh`` :func:`decode_boxes` exponentiates (Faster R-CNN's ``log(1000 / 16)``).
 DEFAULT_DECODE_CLIP = math.log(1000.0 / 16)

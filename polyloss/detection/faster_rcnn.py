@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import cast
 
 from polyloss import _checks as v
 from polyloss._api import RecipeResult
@@ -21,6 +22,7 @@ from polyloss._hooks import hookimpl
 from polyloss.backend import Backend
 from polyloss.boxes import BalancedSampler
 from polyloss.boxes import BoxCoder
+from polyloss.boxes import BoxWeights
 from polyloss.boxes import Matcher
 from polyloss.boxes import encode_matched
 from polyloss.detection._base import DetectionRecipe
@@ -218,8 +220,10 @@ class FasterRCNNLoss(DetectionRecipe):
             *_thresholds("rpn", rpn_fg_iou, rpn_bg_iou), allow_low_quality_matches=True)
         self.roi_matcher = roi_matcher if roi_matcher is not None else Matcher(
             *_thresholds("roi", roi_fg_iou, roi_bg_iou))
-        self.rpn_box_coder = rpn_box_coder if rpn_box_coder is not None else BoxCoder(tuple(rpn_box_weights))
-        self.roi_box_coder = roi_box_coder if roi_box_coder is not None else BoxCoder(tuple(roi_box_weights))
+        self.rpn_box_coder = rpn_box_coder if rpn_box_coder is not None else BoxCoder(
+            cast(BoxWeights, tuple(rpn_box_weights)))
+        self.roi_box_coder = roi_box_coder if roi_box_coder is not None else BoxCoder(
+            cast(BoxWeights, tuple(roi_box_weights)))
         self.rpn_sampler = rpn_sampler if rpn_sampler is not None else BalancedSampler(
             self.rpn_batch_size, v.check_number(rpn_positive_fraction, "rpn_positive_fraction", maximum=1.0))
         self.roi_sampler = roi_sampler if roi_sampler is not None else BalancedSampler(

@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from typing import cast
 
 from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss.boxes import BoxCoder
+from polyloss.boxes import BoxWeights
 from polyloss.boxes import Matcher
 from polyloss.boxes import SSDMatcher
 from polyloss.boxes import encode_matched
@@ -159,7 +161,7 @@ class SSDLoss(DetectionRecipe):
         super().__init__(weights={"loc": self.alpha, **(weights or {})}, validate=validate,
                          normalize_over=normalize_over)
         self.matcher = matcher if matcher is not None else SSDMatcher.with_threshold(self.iou_threshold)
-        self.box_coder = box_coder if box_coder is not None else BoxCoder(tuple(box_weights))
+        self.box_coder = box_coder if box_coder is not None else BoxCoder(cast(BoxWeights, tuple(box_weights)))
         self.classification_loss = classification_loss if classification_loss is not None else softmax_cross_entropy
         self.regression_loss = regression_loss if regression_loss is not None else smooth_l1(self.beta)
         self.negative_miner = (

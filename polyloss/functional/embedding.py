@@ -305,7 +305,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, *, margin: fl
     Matches ``torch.nn.functional.triplet_margin_loss``.
     """
     backend, margin, p, eps = _check_triplet(anchor, positive, negative, margin, p, eps, swap, reduction)
-    options = {"margin": margin, "p": p, "eps": eps, "swap": swap}
+    options: dict[str, Any] = {"margin": margin, "p": p, "eps": eps, "swap": swap}
     return forward(backend, "triplet_margin_loss", (anchor, positive, negative), {**options, "reduction": reduction},
                    partial(triplet_parts, backend, **options))
 

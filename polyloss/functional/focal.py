@@ -50,10 +50,10 @@ _GAMMA_MAX = 3.4028234663852886e38
 
 def _check_gamma(gamma: Any) -> float:
     """``gamma`` as a float: a number in [0, 3.4e38]; NaN, negative, inf and larger values raise ``ValueError``."""
-    gamma = v.check_number(gamma, "gamma")
-    if not gamma <= _GAMMA_MAX:
+    checked = v.check_number(gamma, "gamma")
+    if not checked <= _GAMMA_MAX:
         raise ValueError(f"gamma must be finite and at most float32's largest value 3.4e38, got {gamma!r}")
-    return gamma
+    return checked
 
 
 def _modulate(backend: Backend, a: Any, u: Any, gamma: float, *, derivative: bool = False, copy: bool = False) -> Any:

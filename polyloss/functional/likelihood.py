@@ -96,7 +96,7 @@ def poisson_nll_loss(input: Any, target: Any, *, log_input: bool = True, full: b
     Matches ``torch.nn.functional.poisson_nll_loss``.
     """
     backend, eps = _check_poisson(input, target, log_input, full, eps, reduction)
-    options = {"log_input": log_input, "full": full, "eps": eps}
+    options: dict[str, Any] = {"log_input": log_input, "full": full, "eps": eps}
     parts = partial(poisson_nll_parts, backend, **options)
     return forward(backend, "poisson_nll_loss", (input, target), {**options, "reduction": reduction}, parts)
 

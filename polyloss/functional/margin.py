@@ -44,10 +44,10 @@ __all__ = [
 def _check_margin(margin: Any) -> float:
     """``margin`` as a float: finite and >= 0 (``ValueError`` naming it otherwise: an infinite margin
     makes every loss infinite)."""
-    margin = v.check_number(margin, "margin")
-    if not math.isfinite(margin):
+    checked = v.check_number(margin, "margin")
+    if not math.isfinite(checked):
         raise ValueError(f"margin must be finite, got {margin!r}")
-    return margin
+    return checked
 
 
 # -- binary hinge ------------------------------------------------------------------------------
@@ -85,9 +85,9 @@ def _check_hinge(backend: Backend, input: Any, target: Any, margin: Any, reducti
     v.check_same_shape(input, target)
     if backend.dtype_kind(target.dtype) not in "fib":
         raise TypeError(f"target must hold numeric or boolean labels, got dtype {target.dtype}")
-    margin = _check_margin(margin)
+    checked = _check_margin(margin)
     _check_hinge_labels(backend, target)
-    return margin
+    return checked
 
 
 def hinge_elementwise(

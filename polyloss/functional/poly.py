@@ -27,7 +27,7 @@ from polyloss.functional.classification import class_axis_inputs
 __all__ = ["poly1_cross_entropy", "poly1_cross_entropy_grad"]
 
 
-def _check_poly1(input: Any, target: Any, epsilon: object, axis: object,
+def _check_poly1(input: Any, target: Any, epsilon: object, axis: int,
                  reduction: str) -> tuple[Backend, float, int, bool]:
     backend = resolve(input, target)
     v.check_reduction(reduction)
