@@ -39,16 +39,6 @@ LOSSES = [
 ]
 # each process's first polyloss call is the compiled call of its first loss
 CHUNKS = (LOSSES[0::2], LOSSES[1::2])
-FIRST_OF_PROCESS = {chunk[0] for chunk in CHUNKS}
-
-# Caches outside the namespace layer that a loss's first call fills, so that a graph traced by that
-# call guards on their absence and is compiled again on the second call. Only the process's first
-# compiled loss sees them empty. Strict: remove the entry once those caches are filled before tracing.
-LAZY_CACHES = (
-    "polyloss/backend/torch.py `_F()` fills `_modules['F']` on first use and "
-    "polyloss/functional/_common.py `_half()` fills `_is_half[dtype]`: the first traced graph guards on "
-    "their absence and is compiled again on the second call"
-)
 
 COMPILE_CHILD = r"""
 import json, sys
@@ -182,11 +172,7 @@ def test_first_call_compiles_fullgraph_and_matches_eager(runs, name):
     assert result["value"] == pytest.approx(result["expected"], rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LAZY_CACHES)) if name in FIRST_OF_PROCESS
-     else name for name in LOSSES],
-)
+@pytest.mark.parametrize("name", LOSSES)
 def test_second_call_does_not_recompile(runs, name):
     result = runs[name]
     assert "error" not in result, result["error"]

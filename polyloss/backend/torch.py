@@ -30,12 +30,9 @@ def _torch() -> Any:
 
 
 def _F() -> Any:
-    F = _modules.get("F")
-    if F is None:
-        import torch.nn.functional as F
-
-        _modules["F"] = F
-    return F
+    """``torch.nn.functional`` (imported by ``import torch``; no cache filled at first use, so that a
+    compiled graph guards on nothing that changes after its first trace)."""
+    return sys.modules["torch.nn.functional"]
 
 
 @functools.cache

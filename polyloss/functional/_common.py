@@ -9,14 +9,14 @@ from polyloss._namespace import check_same
 from polyloss._namespace import fast_paths_enabled
 from polyloss.backend._base import Backend
 
-_is_half: dict[Any, bool] = {}
-
 
 def _half(dtype: Any) -> bool:
-    half = _is_half.get(dtype)
-    if half is None:
-        half = _is_half[dtype] = str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
-    return half
+    """Whether a floating dtype is float16 or bfloat16: two bytes (no cache, so that a compiled graph
+    guards on nothing filled at first use)."""
+    itemsize = getattr(dtype, "itemsize", None)
+    if itemsize is not None:
+        return bool(itemsize == 2)
+    return str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
 
 
 def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> Any:
