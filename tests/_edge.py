@@ -69,6 +69,35 @@ def _convert(case: Any, a: Any, float_dtype: Any) -> Any:
     return ns.asarray(a, dtype=dtype)
 
 
+def builder(x0: np.ndarray, y0: np.ndarray) -> Callable[..., Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]]:
+    """``with_(**changes)`` giving a row's ``make`` from the base arrays ``(x0, y0)``: ``x_at=(index, value)``
+    and ``y_at=...`` set one entry, ``x=...`` and ``y=...`` replace an array, ``y_dtype=...`` casts the
+    target; every other keyword is an option of the loss."""
+
+    def with_(**changes: Any) -> Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]:
+        def make() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            x, y = x0.copy(), y0.copy()
+            options = {}
+            for key, value in changes.items():
+                if key == "x_at":
+                    x[value[0]] = value[1]
+                elif key == "y_at":
+                    y[value[0]] = value[1]
+                elif key == "x":
+                    x = value
+                elif key == "y":
+                    y = value
+                elif key == "y_dtype":
+                    y = y.astype(value)
+                else:
+                    options[key] = value
+            return (x, y), options
+
+        return make
+
+    return with_
+
+
 @dataclass
 class Outcome:
     path: str

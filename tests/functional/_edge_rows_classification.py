@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 from _edge import EdgeRow
+from _edge import builder
 
 NAN, INF = float("nan"), float("inf")
 
@@ -20,28 +21,8 @@ INT_DTYPES = (np.uint8, np.int8, np.int16, np.int32, np.uint16, np.uint32, np.ui
 
 
 def _with(x0, y0, /, **changes):
-    """A row's ``make``: copies of ``(x, y)`` with changes: ``x_at``/``y_at`` = (index, value), ``x``/``y``
-    replace the array, ``y_dtype`` casts the target; anything else is a keyword option."""
-
-    def make():
-        a, b = x0.copy(), y0.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                a[value[0]] = value[1]
-            elif key == "y_at":
-                b[value[0]] = value[1]
-            elif key == "x":
-                a = value
-            elif key == "y":
-                b = value
-            elif key == "y_dtype":
-                b = b.astype(value)
-            else:
-                options[key] = value
-        return (a, b), options
-
-    return make
+    """A row's ``make`` from copies of ``(x0, y0)`` with ``changes`` (see :func:`_edge.builder`)."""
+    return builder(x0, y0)(**changes)
 
 
 def _common(name, x, y, *, nan_at=(0, 1), target_label="target"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from _edge import EdgeRow
+from _edge import builder
 
 INF, NAN = float("inf"), float("nan")
 
@@ -11,32 +12,6 @@ INF, NAN = float("inf"), float("nan")
 
 X = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.25]])
 Y = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-
-
-def builder(x0: np.ndarray, y0: np.ndarray):
-    """``with_(**changes)`` giving a row's ``make`` from the base arrays ``(x0, y0)``: ``x_at=(index, value)``
-    and ``y_at=...`` set one entry, ``x=...`` and ``y=...`` replace an array, other keywords are options."""
-
-    def with_(**changes):
-        def make():
-            x, y = x0.copy(), y0.copy()
-            options = {}
-            for key, value in changes.items():
-                if key == "x_at":
-                    x[value[0]] = value[1]
-                elif key == "y_at":
-                    y[value[0]] = value[1]
-                elif key == "x":
-                    x = value
-                elif key == "y":
-                    y = value
-                else:
-                    options[key] = value
-            return (x, y), options
-
-        return make
-
-    return with_
 
 
 _sigmoid = builder(X, Y)

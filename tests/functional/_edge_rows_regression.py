@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from _edge import EdgeRow
+from _edge import builder
 
 X = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.25]])
 Y = np.array([[0.0, -1.5, 2.0], [1.0, 2.0, 0.25]])
 POINTWISE = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 
 
-def _with(**changes):
-    def make():
-        x, y = X.copy(), Y.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "y_at":
-                y[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "y":
-                y = value
-            else:
-                options[key] = value
-        return (x, y), options
-
-    return make
+_with = builder(X, Y)
 
 
 ROWS = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from _edge import EdgeRow
+from _edge import builder
 
 # multiclass: (N=2, C=3, 4) logits, (2, 4) class indices (class 2 absent from the second image)
 X = np.array([[[0.5, -1.0, 2.0, 0.0], [1.0, 0.5, -0.5, 0.3], [0.0, 2.0, 1.0, -1.0]],
@@ -14,24 +15,7 @@ M = (np.arange(24).reshape(2, 3, 4) % 3 == 0).astype(np.float64)
 LOSSES = ("dice_loss", "jaccard_loss", "tversky_loss")
 
 
-def _with(**changes):
-    def make():
-        x, y = X.copy(), Y.copy()
-        options = {}
-        for key, value in changes.items():
-            if key == "x_at":
-                x[value[0]] = value[1]
-            elif key == "y_at":
-                y[value[0]] = value[1]
-            elif key == "x":
-                x = value
-            elif key == "y":
-                y = value
-            else:
-                options[key] = value
-        return (x, y), options
-
-    return make
+_with = builder(X, Y)
 
 
 def _ignored_first_pixel(value):
