@@ -80,18 +80,13 @@ def _hinge_embedding(input: Any, target: Any, *, margin: float, reduction: str) 
     return tb._F().hinge_embedding_loss(input, tb._same_dtype(target, input), margin=margin, reduction=reduction)
 
 
-def _soft_margin_compute(x: Any, y: Any, *, need_grad: bool) -> tuple[Any, Any]:
-    from polyloss._namespace import resolve
-    from polyloss.functional.multilabel import soft_margin_elementwise
-
-    return soft_margin_elementwise(resolve(x), x, y, need_grad=need_grad)
-
-
-def _soft_margin(input: Any, target: Any, *, reduction: str) -> Any:
+def _soft_margin(input: Any, target: Any, *, reduction: str, elementwise: Any) -> Any:
+    """``elementwise``: :func:`polyloss.functional.multilabel.soft_margin_elementwise` bound to the backend,
+    handed over by the loss (the formula lives in the family only)."""
     tb = _tb()
     if tb._wants_grad(input, target) is None:
         return NotImplemented
-    return tb._run_fused("soft_margin_loss", _soft_margin_compute, reduction, input, tb._same_dtype(target, input))
+    return tb._run_fused("soft_margin_loss", elementwise, reduction, input, tb._same_dtype(target, input))
 
 
 def _multilabel_soft_margin(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:

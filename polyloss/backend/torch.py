@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -373,28 +372,6 @@ def _run_fused(name: str, compute: Any, reduction: str, input: Any, *rest: Any) 
 
 
 
-def _box_value_and_grad(b1: Any, b2: Any, kind: str, eps: float, *, need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise IoU-family loss of paired xyxy boxes and, if asked, its derivative by ``b1``:
-    :func:`polyloss.functional.box.box_loss_elementwise` (the one definition) on this backend."""
-    from polyloss.functional.box import box_loss_elementwise
-
-    backend = _modules.get("backend")
-    if backend is None:
-        backend = _modules["backend"] = TorchBackend()
-    return box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=need_grad)
-
-
-def _box_fast_path(kind: str) -> Any:
-    def fast(boxes1: Any, boxes2: Any, *, eps: float, reduction: str) -> Any:
-        if _wants_grad(boxes1, boxes2) is None:
-            return NotImplemented
-        b2 = _same_dtype(boxes2, boxes1)
-        return _run_fused(f"{kind}_loss", partial(_box_value_and_grad, kind=kind, eps=eps), reduction, boxes1, b2)
-
-    fast.__name__ = f"_{kind}_loss"
-    return fast
-
-
 def _fused_elementwise(name: str) -> Any:
     """The fast path of an element-wise loss whose family hands it, as ``elementwise``, its one
     closed-form value-and-derivative ``elementwise(x, y, need_grad=...) -> (loss, d loss / d x)``
@@ -416,10 +393,10 @@ FAST_PATHS = {
     "sigmoid_focal_loss": _fused_elementwise("sigmoid_focal_loss"),
     "hinge_loss": _fused_elementwise("hinge_loss"),
     "squared_hinge_loss": _fused_elementwise("squared_hinge_loss"),
-    "iou_loss": _box_fast_path("iou"),
-    "giou_loss": _box_fast_path("giou"),
-    "diou_loss": _box_fast_path("diou"),
-    "ciou_loss": _box_fast_path("ciou"),
+    "iou_loss": _fused_elementwise("iou_loss"),
+    "giou_loss": _fused_elementwise("giou_loss"),
+    "diou_loss": _fused_elementwise("diou_loss"),
+    "ciou_loss": _fused_elementwise("ciou_loss"),
     "mse_loss": _mse,
     "l1_loss": _l1,
     "smooth_l1_loss": _smooth_l1,

@@ -14,6 +14,7 @@ Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradi
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
@@ -57,7 +58,7 @@ def _check(boxes1: Any, boxes2: Any, eps: float, reduction: str) -> tuple[Backen
     return backend, v.check_number(eps, "eps", strict=True)
 
 
-def box_loss_elementwise(backend: Backend, kind: str, boxes1: Any, boxes2: Any, eps: float, *,
+def box_loss_elementwise(backend: Backend, kind: str, boxes1: Any, boxes2: Any, *, eps: float,
                          need_grad: bool) -> tuple[Any, Any]:
     """The element-wise loss ``1 - score`` of ``kind`` (``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``) of paired
     xyxy boxes of one floating dtype, shape ``(...)``, and where ``need_grad`` its derivative by ``boxes1``,
@@ -81,11 +82,13 @@ def box_loss_elementwise(backend: Backend, kind: str, boxes1: Any, boxes2: Any, 
 
 def _box_loss(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: str) -> Any:
     backend, eps = _check(boxes1, boxes2, eps, reduction)
-    out = try_fast_path(backend, f"{kind}_loss", boxes1, boxes2, eps=eps, reduction=reduction)
+    elementwise = partial(box_loss_elementwise, backend, kind, eps=eps)
+    out = try_fast_path(backend, f"{kind}_loss", boxes1, boxes2, eps=eps, reduction=reduction,
+                        elementwise=elementwise)
     if out is not NotImplemented:
         return out
     b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    loss, _ = box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=False)
+    loss, _ = elementwise(b1, b2, need_grad=False)
     return finish(backend, reduce(backend, loss, reduction), boxes1)
 
 
@@ -93,7 +96,7 @@ def _box_loss_grad(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: s
     """d <cotangent, loss(boxes1, boxes2)> / d boxes1."""
     backend, eps = _check(boxes1, boxes2, eps, reduction)
     b1, b2 = compute_dtype(backend, boxes1, boxes2)
-    _, grad = box_loss_elementwise(backend, kind, b1, b2, eps, need_grad=True)
+    _, grad = box_loss_elementwise(backend, kind, b1, b2, eps=eps, need_grad=True)
     up = pointwise_scale(backend, b1[..., 0], None, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, apply_sample_seed(backend, grad, up, -1), boxes1)
 

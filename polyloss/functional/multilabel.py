@@ -77,8 +77,9 @@ def soft_margin_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any
     Matches ``torch.nn.functional.soft_margin_loss``.
     """
     backend = _check_soft_margin(input, target, reduction)
-    return forward(backend, "soft_margin_loss", (input, target), {"reduction": reduction},
-                   partial(soft_margin_elementwise, backend))
+    elementwise = partial(soft_margin_elementwise, backend)
+    return forward(backend, "soft_margin_loss", (input, target), {"reduction": reduction, "elementwise": elementwise},
+                   elementwise)
 
 
 @gradient(soft_margin_loss)

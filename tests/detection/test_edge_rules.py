@@ -215,9 +215,9 @@ def _ssd_rows() -> list[RecipeEdgeRow]:
                       "nan", nan=("loc",)),
         RecipeEdgeRow("ssd", "images-without-gt", _changed(ssd_scene, counts=(0, 0)), "finite", zero=("loc", "conf")),
         RecipeEdgeRow("ssd", "neg-pos-ratio-inf", _changed(ssd_scene, neg_pos_ratio=INF), "same",
-                      like=_changed(ssd_scene, neg_pos_ratio=p), xfail="needs the boxes fix (hard_negative_mining)"),
+                      like=_changed(ssd_scene, neg_pos_ratio=p)),
         RecipeEdgeRow("ssd", "neg-pos-ratio-1e18", _changed(ssd_scene, neg_pos_ratio=1e18), "same",
-                      like=_changed(ssd_scene, neg_pos_ratio=p), xfail="needs the boxes fix (hard_negative_mining)"),
+                      like=_changed(ssd_scene, neg_pos_ratio=p)),
     ]
 
 
