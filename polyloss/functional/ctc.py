@@ -139,7 +139,7 @@ def _lattice(
     ell = 2 * s_max + 1
     index = xp.broadcast_to(xp.expand_dims(labels, axis=0), (t_max, n, ell))
     if t_max * n * ell:
-        lp_ext = xp.take_along_axis(lp, index, axis=2)
+        lp_ext = backend.take_along_axis(lp, index, axis=2)
     else:
         lp_ext = xp.zeros((t_max, n, ell), dtype=lp.dtype, device=device)
     previous = _shift(xp, xp.astype(labels, lp.dtype), 2)
@@ -174,8 +174,8 @@ def _nll(lt: _Lattice, alpha: Any) -> Any:
     """``-log p(target | input)`` per sample from the final log-alphas."""
     xp = lt.backend.xp
     last = xp.expand_dims(lt.ext_len - 1, axis=1)
-    end = xp.squeeze(xp.take_along_axis(alpha, last, axis=1), axis=1)
-    before = xp.squeeze(xp.take_along_axis(alpha, xp.where(last > 0, last - 1, 0), axis=1), axis=1)
+    end = xp.squeeze(lt.backend.take_along_axis(alpha, last, axis=1), axis=1)
+    before = xp.squeeze(lt.backend.take_along_axis(alpha, xp.where(last > 0, last - 1, 0), axis=1), axis=1)
     before = xp.where(lt.ext_len > 1, before, NEG_INF)
     return -_logaddexp(lt.backend, end, before)
 

@@ -572,8 +572,8 @@ def _lovasz_parts(
     ok = None if valid is None else layout(xp, valid, n, c, per_image, hinge) > 0.0
     key = e if ok is None else xp.where(ok, e, -math.inf)  # ignored pixels sort last
     perm = xp.argsort(key, axis=-1, descending=True, stable=True)
-    e_sorted = xp.take_along_axis(e, perm, axis=-1)
-    fg_sorted = xp.take_along_axis(fg, perm, axis=-1)
+    e_sorted = backend.take_along_axis(e, perm, axis=-1)
+    fg_sorted = backend.take_along_axis(fg, perm, axis=-1)
     # the Lovasz extension of the Jaccard loss at the sorted errors (Berman et al., Alg. 1)
     total = xp.sum(fg_sorted, axis=-1, keepdims=True)
     if e.shape[-1] == 0:
@@ -583,7 +583,7 @@ def _lovasz_parts(
         union = total + xp.cumulative_sum(1.0 - fg_sorted, axis=-1)
         jaccard = 1.0 - inter / union
         lovasz = xp.concat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
-    keep = xp.ones_like(e_sorted) if ok is None else xp.astype(xp.take_along_axis(ok, perm, axis=-1), e.dtype)
+    keep = xp.ones_like(e_sorted) if ok is None else xp.astype(backend.take_along_axis(ok, perm, axis=-1), e.dtype)
     errs = xp.where(e_sorted <= 0.0, 0.0, e_sorted) if hinge else e_sorted  # the hinge's relu, NaN kept
     if ok is not None:
         errs = xp.where(keep > 0.0, errs, 0.0)
@@ -704,7 +704,7 @@ def lovasz_loss_grad(
         dl = lv.weight * xp.expand_dims(up, axis=1)
     sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
     inverse = xp.argsort(lv.perm, axis=-1, stable=True)
-    d_errors = _lovasz_unlayout(xp, xp.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape, lv.per_image,
+    d_errors = _lovasz_unlayout(xp, backend.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape, lv.per_image,
                                 lv.hinge)
     if lv.hinge:
         g = -lv.sign * d_errors
