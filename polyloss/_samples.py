@@ -122,76 +122,26 @@ def sample(name: str, seed: int = 0) -> tuple[Any, Any, dict[str, Any]] | None:
 
 # -- detector recipes -----------------------------------------------------------
 
+#: ``run(recipe, asarray)``: calls a recipe on sample data converted by ``asarray``
 RecipeRun = Callable[[Any, Callable[[np.ndarray], Any]], Any]
 
 
-def _gt(rng: np.random.Generator, n: int, g: int, scale: float, num_classes: int) -> tuple[Any, Any]:
-    corner = rng.uniform(0.0, 0.6 * scale, size=(n, g, 2))
-    boxes = np.concatenate([corner, corner + rng.uniform(0.15 * scale, 0.4 * scale, size=(n, g, 2))], axis=-1)
-    labels = rng.integers(1, num_classes, size=(n, g))
-    labels[-1, -1] = -1  # one padding entry
-    return boxes, labels
-
-
-def _grid_boxes(size: int, scale: float) -> Any:
-    step = scale / size
-    ys, xs = np.meshgrid(np.arange(size) * step, np.arange(size) * step, indexing="ij")
-    small = np.stack([xs, ys, xs + step, ys + step], -1).reshape(-1, 4)
-    large = np.stack([xs, ys, np.minimum(xs + 2 * step, scale), np.minimum(ys + 2 * step, scale)], -1).reshape(-1, 4)
-    return np.concatenate([small, large])
-
-
-def _ssd(rng: np.random.Generator) -> tuple[dict[str, Any], RecipeRun]:
-    config = {"num_classes": 4}
-    priors = _grid_boxes(6, 100.0)
-    gt_boxes, gt_labels = _gt(rng, 2, 3, 100.0, 4)
-    deltas = rng.normal(size=(2, priors.shape[0], 4))
-    logits = rng.normal(size=(2, priors.shape[0], 4))
-
-    def run(recipe: Any, asarray: Callable[[np.ndarray], Any]) -> Any:
-        return recipe(asarray(deltas), asarray(logits), asarray(priors), asarray(gt_boxes), asarray(gt_labels))
-
-    return config, run
-
-
-def _faster_rcnn(rng: np.random.Generator) -> tuple[dict[str, Any], RecipeRun]:
-    # batch sizes above the candidate counts: sampling takes every candidate, so backends agree exactly
-    config = {"num_classes": 4, "rpn_batch_size": 10_000, "roi_batch_size": 10_000, "seed": 0}
-    anchors = _grid_boxes(6, 100.0)
-    gt_boxes, gt_labels = _gt(rng, 2, 3, 100.0, 4)
-    objectness = rng.normal(size=(2, anchors.shape[0]))
-    rpn_deltas = 0.1 * rng.normal(size=(2, anchors.shape[0], 4))
-    proposals = np.broadcast_to(anchors[:20], (2, 20, 4)) + rng.uniform(-2, 2, size=(2, 20, 4))
-    proposals[..., 2:] = np.maximum(proposals[..., 2:], proposals[..., :2] + 1.0)
-    head_rng = np.random.default_rng(1)
-
-    def run(recipe: Any, asarray: Callable[[np.ndarray], Any]) -> Any:
-        sampled = recipe.sample_proposals(asarray(proposals), asarray(gt_boxes), asarray(gt_labels))
-        n, r = sampled.labels.shape
-        local = np.random.default_rng(head_rng.bit_generator.seed_seq)  # type: ignore[arg-type]  # same numbers on every backend
-        class_logits = asarray(local.normal(size=(n, r, 4)))
-        box_deltas = asarray(0.1 * local.normal(size=(n, r, 4, 4)))
-        return recipe(asarray(anchors), asarray(objectness), asarray(rpn_deltas), asarray(gt_boxes),
-                      asarray(gt_labels), class_logits, box_deltas, sampled)
-
-    return config, run
-
-
-def _yolov1(rng: np.random.Generator) -> tuple[dict[str, Any], RecipeRun]:
-    config = {"grid": 4, "boxes_per_cell": 2, "num_classes": 3}
-    gt_boxes, gt_labels = _gt(rng, 2, 3, 1.0, 3)
-    pred = rng.uniform(0.0, 1.0, size=(2, 4, 4, 2 * 5 + 3))
-
-    def run(recipe: Any, asarray: Callable[[np.ndarray], Any]) -> Any:
-        return recipe(asarray(pred), asarray(gt_boxes), asarray(gt_labels))
-
-    return config, run
-
-
-RECIPE_SAMPLES = {"ssd": _ssd, "faster_rcnn": _faster_rcnn, "yolov1": _yolov1}
-
-
 def recipe_sample(name: str, seed: int = 0) -> tuple[dict[str, Any], RecipeRun] | None:
-    """``(config, run)`` for recipe ``name``: ``run(recipe, asarray)`` calls it on sample data."""
-    make = RECIPE_SAMPLES.get(name)
-    return None if make is None else make(np.random.default_rng(seed))
+    """``(config, run)`` for recipe ``name`` from its factory's ``sample_data(seed)``, or None without one.
+
+    Any registered recipe factory (built-in or plugin) may provide sample data
+    as an attribute ``sample_data(seed) -> (config, run)``: ``check`` and the
+    conformance kit build ``get_recipe(name, **config)`` and call
+    ``run(recipe, asarray)`` with each backend's ``asarray``.
+    """
+    from polyloss._registry import registry
+
+    factory = registry.tables.recipes.get(name)
+    make = getattr(factory, "sample_data", None)
+    if make is None:
+        return None
+    made = make(seed)
+    if made is None:
+        return None
+    config, run = made
+    return dict(config), run

@@ -306,3 +306,37 @@ def test_progress_never_written_into_a_pipe():
                           text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0 and done.stderr == ""
     assert "first-step loss" in done.stdout and "\r" not in done.stdout
+
+
+def test_check_covers_a_plugin_recipe_through_its_sample_data(capsys):
+    class PluginSSD(pl.detection.DetectionRecipe):
+        """SSD under another name, with sample data of its own (a DetectionRecipe subclass's hook)."""
+
+        def __init__(self, **config: Any) -> None:
+            super().__init__()
+            self.inner = pl.get_recipe("ssd", **config)
+
+        def __call__(self, *args: Any) -> Any:
+            return self.inner(*args)
+
+        @classmethod
+        def sample_data(cls, seed: int = 0) -> Any:
+            return pl.detection.ssd.SSDLoss.sample_data(seed)
+
+    def bare_factory(**config: Any) -> Any:
+        return PluginSSD(**config)
+
+    class Plugin:
+        @pl.hookimpl
+        def polyloss_register_recipes(self) -> dict[str, Any]:
+            return {"cli_plugin_ssd": PluginSSD, "cli_bare_recipe": bare_factory}
+
+    pl.register_plugin(Plugin(), name="cli-recipes")
+    try:
+        assert main(["check", "cli_plugin_ssd", "cli_bare_recipe", "--backend", "numpy", "--backend", "torch",
+                     "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert "recipe cli_plugin_ssd" in out and "FAIL" not in out
+        assert "not checked (no built-in sample): cli_bare_recipe" in out
+    finally:
+        pl.unregister_plugin("cli-recipes")

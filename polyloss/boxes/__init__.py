@@ -28,7 +28,9 @@ from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
 from polyloss.boxes.coding import BoxCoder
 from polyloss.boxes.coding import BoxWeights
 from polyloss.boxes.coding import decode_boxes
+from polyloss.boxes.coding import decode_ltrb
 from polyloss.boxes.coding import encode_boxes
+from polyloss.boxes.coding import encode_ltrb
 from polyloss.boxes.coding import encode_matched
 from polyloss.boxes.conversions import box_area
 from polyloss.boxes.conversions import box_convert
@@ -63,8 +65,10 @@ __all__ = [
     "box_iou",
     "complete_box_iou",
     "decode_boxes",
+    "decode_ltrb",
     "distance_box_iou",
     "encode_boxes",
+    "encode_ltrb",
     "encode_matched",
     "generalized_box_iou",
     "hard_negative_mining",

@@ -14,7 +14,16 @@ from polyloss.boxes.conversions import Coords
 from polyloss.boxes.conversions import boxes_backend
 from polyloss.boxes.conversions import corners
 
-__all__ = ["DEFAULT_DECODE_CLIP", "BoxCoder", "BoxWeights", "decode_boxes", "encode_boxes", "encode_matched"]
+__all__ = [
+    "DEFAULT_DECODE_CLIP",
+    "BoxCoder",
+    "BoxWeights",
+    "decode_boxes",
+    "decode_ltrb",
+    "encode_boxes",
+    "encode_ltrb",
+    "encode_matched",
+]
 
 #: ``(wx, wy, ww, wh)``: the weights of the box coding
 BoxWeights = tuple[float, float, float, float]
@@ -90,6 +99,53 @@ def decode_boxes(
     w = xp.exp(xp.clip(deltas[..., 2] / ww, max=clip)) * aw
     h = xp.exp(xp.clip(deltas[..., 3] / wh, max=clip)) * ah
     return xp.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
+
+
+def _points_scale(xp: Any, points: Any, like: Any, scale: Any) -> tuple[Any, Any, Any, Any]:
+    """``(px, py, sx, sy)``: the points' coordinates and the per-side scale (1 without ``scale``)."""
+    if points.dtype != like.dtype:
+        points = xp.astype(points, like.dtype)
+    if scale is None:
+        return points[..., 0], points[..., 1], 1.0, 1.0
+    if scale.dtype != like.dtype:
+        scale = xp.astype(scale, like.dtype)
+    return points[..., 0], points[..., 1], scale[..., 0], scale[..., 1]
+
+
+def encode_ltrb(boxes: Any, points: Any, *, scale: Any = None) -> Any:
+    r"""Distances ``(l, t, r, b)`` from ``points`` to the sides of xyxy ``boxes`` (anchor-free heads: FCOS, YOLOv8).
+
+    .. math::
+        l = \frac{p_x - x_1}{s_x},\ t = \frac{p_y - y_1}{s_y},\
+        r = \frac{x_2 - p_x}{s_x},\ b = \frac{y_2 - p_y}{s_y}
+
+    ``points`` are ``(..., 2)`` ``(x, y)`` locations; ``scale`` an optional
+    ``(..., 2)`` ``(s_x, s_y)`` divisor (FCOS in torchvision divides by the
+    anchor's width and height, YOLOv8 by the stride, which is done by passing
+    points and boxes in grid units instead). Negative distances mean the point
+    lies outside the box. All broadcast; the result has the broadcast shape
+    with a last axis of 4.
+    """
+    backend = boxes_backend(boxes, "boxes")
+    check_same(backend, points, "points", "boxes")
+    xp = backend.xp
+    x1, y1, x2, y2 = corners(boxes)
+    px, py, sx, sy = _points_scale(xp, points, boxes, scale)
+    return xp.stack(((px - x1) / sx, (py - y1) / sy, (x2 - px) / sx, (y2 - py) / sy), axis=-1)
+
+
+def decode_ltrb(distances: Any, points: Any, *, scale: Any = None) -> Any:
+    r"""Inverse of :func:`encode_ltrb`: xyxy boxes ``(p_x - l s_x, p_y - t s_y, p_x + r s_x, p_y + b s_y)``.
+
+    Linear in ``distances``: its vector-Jacobian product maps a cotangent
+    ``g`` of the boxes to ``(-g_1 s_x, -g_2 s_y, g_3 s_x, g_4 s_y)``.
+    """
+    backend = boxes_backend(distances, "distances")
+    check_same(backend, points, "points", "distances")
+    xp = backend.xp
+    left, top, right, bottom = corners(distances)
+    px, py, sx, sy = _points_scale(xp, points, distances, scale)
+    return xp.stack((px - left * sx, py - top * sy, px + right * sx, py + bottom * sy), axis=-1)
 
 
 @dataclass(frozen=True)

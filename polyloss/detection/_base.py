@@ -530,6 +530,42 @@ def check_normalize_over(value: object) -> str:
     return value
 
 
+
+# -- sample data (``DetectionRecipe.sample_data``) ------------------------------
+
+#: ``run(recipe, asarray)``: calls a recipe on sample data converted by ``asarray``
+SampleRun = Callable[[Any, Callable[[Any], Any]], Any]
+
+
+def sample_ground_truth(rng: Any, images: int, boxes: int, scale: float, num_classes: int, *,
+                        first_label: int = 1) -> tuple[Any, Any]:
+    """Padded float64 xyxy ground truth ``(images, boxes, 4)`` in ``[0, scale]`` and int64 labels, for sample data.
+
+    Labels are drawn from ``[first_label, num_classes)``; the last entry of
+    the last image is padding (label -1), so every sample exercises padding.
+    ``rng`` is a :class:`numpy.random.Generator`.
+    """
+    import numpy as np
+
+    corner = rng.uniform(0.0, 0.6 * scale, size=(images, boxes, 2))
+    gt_boxes = np.concatenate([corner, corner + rng.uniform(0.15 * scale, 0.4 * scale, size=(images, boxes, 2))],
+                              axis=-1)
+    labels = rng.integers(first_label, num_classes, size=(images, boxes))
+    labels[-1, -1] = -1
+    return gt_boxes, labels
+
+
+def sample_grid_boxes(size: int, scale: float) -> Any:
+    """Float64 xyxy anchors on a ``size x size`` grid over ``[0, scale]``: a cell-sized and a double one per cell."""
+    import numpy as np
+
+    step = scale / size
+    ys, xs = np.meshgrid(np.arange(size) * step, np.arange(size) * step, indexing="ij")
+    small = np.stack([xs, ys, xs + step, ys + step], -1).reshape(-1, 4)
+    large = np.stack([xs, ys, np.minimum(xs + 2 * step, scale), np.minimum(ys + 2 * step, scale)], -1).reshape(-1, 4)
+    return np.concatenate([small, large])
+
+
 class DetectionRecipe:
     """Base class of the recipes: named parts, weights, loss stages, and value and gradient derived from them.
 
@@ -592,6 +628,18 @@ class DetectionRecipe:
         return LossTerm(component=component, part_name=part_name, part=part, argument=argument, input=input,
                         target=target, output=output, loss=per_prediction(backend, output, mask.ndim), mask=mask,
                         source=source, pullback=pullback, normaliser=normaliser)
+
+    @classmethod
+    def sample_data(cls, seed: int = 0) -> tuple[dict[str, Any], SampleRun] | None:
+        """Small deterministic sample data: ``(config, run)``, or None (the base class has none).
+
+        ``python -m polyloss check`` and :func:`polyloss.testing.check_recipe`
+        build ``get_recipe(name, **config)`` and call ``run(recipe, asarray)``
+        on every backend, ``asarray`` converting each float64/int64 NumPy
+        input. A plugin recipe overrides this classmethod (or gives its
+        factory a ``sample_data`` attribute) so that ``check`` covers it.
+        """
+        return None
 
     def stages(self, *args: Any, **kwargs: Any) -> tuple[LossStage, ...]:
         """The loss stages of one call, from the call's arguments (each recipe declares its own).

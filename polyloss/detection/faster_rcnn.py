@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from typing import cast
 
+import numpy as np
+
 from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
@@ -29,12 +31,15 @@ from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
+from polyloss.detection._base import SampleRun
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
 from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import pad_sequence
+from polyloss.detection._base import sample_grid_boxes
+from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
@@ -180,6 +185,33 @@ class FasterRCNNLoss(DetectionRecipe):
     """
 
     component_names = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
+
+    @classmethod
+    def sample_data(cls, seed: int = 0) -> tuple[dict[str, Any], SampleRun]:
+        """Two images of up to three boxes, 72 anchors, 20 proposals per image, 4 classes.
+
+        The sampler's batch sizes exceed the candidate counts, so sampling
+        takes every candidate and the backends agree exactly.
+        """
+        rng = np.random.default_rng(seed)
+        config = {"num_classes": 4, "rpn_batch_size": 10_000, "roi_batch_size": 10_000, "seed": 0}
+        anchors = sample_grid_boxes(6, 100.0)
+        gt_boxes, gt_labels = sample_ground_truth(rng, 2, 3, 100.0, 4)
+        objectness = rng.normal(size=(2, anchors.shape[0]))
+        rpn_deltas = 0.1 * rng.normal(size=(2, anchors.shape[0], 4))
+        proposals = np.broadcast_to(anchors[:20], (2, 20, 4)) + rng.uniform(-2, 2, size=(2, 20, 4))
+        proposals[..., 2:] = np.maximum(proposals[..., 2:], proposals[..., :2] + 1.0)
+
+        def run(recipe: Any, asarray: Callable[[Any], Any]) -> Any:
+            sampled = recipe.sample_proposals(asarray(proposals), asarray(gt_boxes), asarray(gt_labels))
+            n, r = sampled.labels.shape
+            head = np.random.default_rng(seed + 1)  # the same head outputs on every backend
+            class_logits = asarray(head.normal(size=(n, r, 4)))
+            box_deltas = asarray(0.1 * head.normal(size=(n, r, 4, 4)))
+            return recipe(asarray(anchors), asarray(objectness), asarray(rpn_deltas), asarray(gt_boxes),
+                          asarray(gt_labels), class_logits, box_deltas, sampled)
+
+        return config, run
 
     def __init__(
         self,

@@ -18,6 +18,8 @@ from dataclasses import replace
 from typing import Any
 from typing import cast
 
+import numpy as np
+
 from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
@@ -32,11 +34,14 @@ from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import GroundTruth
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
+from polyloss.detection._base import SampleRun
 from polyloss.detection._base import check_num_classes
 from polyloss.detection._base import check_predictions
 from polyloss.detection._base import check_shape
 from polyloss.detection._base import match_boxes
 from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import sample_grid_boxes
+from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
 
@@ -134,6 +139,20 @@ class SSDLoss(DetectionRecipe):
     """
 
     component_names = ("loc", "conf")
+
+    @classmethod
+    def sample_data(cls, seed: int = 0) -> tuple[dict[str, Any], SampleRun]:
+        """Two images of up to three boxes (one padding entry), 72 priors, 4 classes."""
+        rng = np.random.default_rng(seed)
+        priors = sample_grid_boxes(6, 100.0)
+        gt_boxes, gt_labels = sample_ground_truth(rng, 2, 3, 100.0, 4)
+        deltas = rng.normal(size=(2, priors.shape[0], 4))
+        logits = rng.normal(size=(2, priors.shape[0], 4))
+
+        def run(recipe: Any, asarray: Callable[[Any], Any]) -> Any:
+            return recipe(asarray(deltas), asarray(logits), asarray(priors), asarray(gt_boxes), asarray(gt_labels))
+
+        return {"num_classes": 4}, run
 
     def __init__(
         self,

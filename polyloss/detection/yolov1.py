@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from polyloss import boxes
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
@@ -37,7 +39,9 @@ from polyloss.backend import Backend
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
+from polyloss.detection._base import SampleRun
 from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import sample_ground_truth
 from polyloss.functional import mse_loss
 
 __all__ = [
@@ -244,6 +248,18 @@ class YOLOv1Loss(DetectionRecipe):
     coord_error: Callable[..., Any] = staticmethod(sum_squared_error)
     class_error: Callable[..., Any] = staticmethod(sum_squared_error)
     conf_error: Callable[..., Any] = staticmethod(squared_error)
+
+    @classmethod
+    def sample_data(cls, seed: int = 0) -> tuple[dict[str, Any], SampleRun]:
+        """Two images of up to three boxes on a 4x4 grid, two boxes per cell, 3 classes."""
+        rng = np.random.default_rng(seed)
+        gt_boxes, gt_labels = sample_ground_truth(rng, 2, 3, 1.0, 3)
+        pred = rng.uniform(0.0, 1.0, size=(2, 4, 4, 2 * 5 + 3))
+
+        def run(recipe: Any, asarray: Callable[[Any], Any]) -> Any:
+            return recipe(asarray(pred), asarray(gt_boxes), asarray(gt_labels))
+
+        return {"grid": 4, "boxes_per_cell": 2, "num_classes": 3}, run
 
     def __init__(
         self,

@@ -84,3 +84,38 @@ def test_encode_matched_equals_gathering_then_encoding(xp):
     halved = xp.to_numpy(B.encode_matched(Halved(coder.weights), backend, xp.asarray(gt), xp.asarray(valid),
                                           xp.asarray(index), xp.asarray(anchors), xp.asarray(positive)))
     np.testing.assert_allclose(halved, expected / 2, rtol=max(xp.rtol, 1e-12), atol=1e-9)
+
+
+def test_ltrb_coding_matches_closed_form_and_inverts(xp):
+    rng = np.random.default_rng(7)
+    boxes = random_boxes(rng, 2, 6)
+    points = rng.uniform(0.0, 20.0, size=(2, 6, 2))
+    scale = rng.uniform(0.5, 4.0, size=(2, 6, 2))
+    got = xp.to_numpy(B.encode_ltrb(xp.asarray(boxes), xp.asarray(points), scale=xp.asarray(scale)))
+    px, py, sx, sy = points[..., 0], points[..., 1], scale[..., 0], scale[..., 1]
+    ref = np.stack([(px - boxes[..., 0]) / sx, (py - boxes[..., 1]) / sy,
+                    (boxes[..., 2] - px) / sx, (boxes[..., 3] - py) / sy], -1)
+    np.testing.assert_allclose(got, ref, rtol=max(xp.rtol, 1e-12), atol=1e-5)
+    back = B.decode_ltrb(xp.asarray(ref), xp.asarray(points), scale=xp.asarray(scale))
+    np.testing.assert_allclose(xp.to_numpy(back), boxes, rtol=max(xp.rtol, 1e-12), atol=1e-4)
+    unscaled = B.decode_ltrb(xp.asarray(ref), xp.asarray(points))
+    np.testing.assert_allclose(xp.to_numpy(unscaled)[..., :2], points - ref[..., :2], atol=1e-4)
+
+
+def test_ltrb_coding_equals_torchvision_linear_coder():
+    torch = pytest.importorskip("torch")
+    from polyloss._torchvision import import_torchvision
+
+    if import_torchvision() is None:
+        pytest.skip("torchvision is not installed")
+    from torchvision.models.detection._utils import BoxLinearCoder
+
+    rng = np.random.default_rng(8)
+    anchors, boxes = random_boxes(rng, 1, 9)[0], random_boxes(rng, 1, 9)[0]
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    sizes = anchors[:, 2:] - anchors[:, :2]
+    coder = BoxLinearCoder(normalize_by_size=True)
+    expected = coder.encode(torch.tensor(anchors), torch.tensor(boxes)).numpy()
+    np.testing.assert_allclose(B.encode_ltrb(boxes, centres, scale=sizes), expected, rtol=1e-12)
+    decoded = coder.decode(torch.tensor(expected), torch.tensor(anchors)).numpy()
+    np.testing.assert_allclose(B.decode_ltrb(expected, centres, scale=sizes), decoded, rtol=1e-12)
