@@ -57,22 +57,22 @@ def tensor(value):
 
 results = {}
 for name in sys.argv[1].split(","):
-    x, y, options = sample(name)
-    x, y = tensor(x), tensor(y)
+    arrays, options = sample(name)
+    arrays = [tensor(a) for a in arrays]
     options = {key: tensor(value) for key, value in options.items()}
     loss = getattr(pl, name)
     compiled = torch.compile(loss, fullgraph=True, backend="eager")
     result = results[name] = {}
     try:
-        first = compiled(x, y, **options)
+        first = compiled(*arrays, **options)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"[:4000]
         continue
     try:
-        compiled(x, y, **options)
+        compiled(*arrays, **options)
     except Exception as exc:  # RecompileError names the guard that failed
         result["recompiled"] = f"{type(exc).__name__}: {exc}"[:4000]
-    expected = loss(x, y, **options)
+    expected = loss(*arrays, **options)
     result["value"] = float(first)
     result["expected"] = float(expected)
 print(json.dumps(results))

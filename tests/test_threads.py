@@ -36,8 +36,8 @@ LIBRARIES = ("numpy", "strict", "torch")
 
 def _compute(task: tuple[str, str, int]) -> float:
     name, library, seed = task
-    x, y, opts = sample(name, seed)
-    out = pl.get_loss(name)(to_library(library, x), to_library(library, y),
+    arrays, opts = sample(name, seed)
+    out = pl.get_loss(name)(*[to_library(library, a) for a in arrays],
                             **{k: to_library(library, v) for k, v in opts.items()})
     return float(np.asarray(out.detach() if library == "torch" else out))
 

@@ -275,11 +275,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             no_sample.append(name)
             print(f"{name:<34}" + "no built-in sample".rjust(18))
             continue
-        x, y, options = data
+        arrays, options = data
         loss = pl.get_loss(name)
-        reference = np.asarray(loss(x, y, **options), dtype=float)
+        reference = np.asarray(loss(*arrays, **options), dtype=float)
         row, ok = _agreement_row(
-            name, cases, lambda case: case.to_numpy(loss(case.asarray(x), case.asarray(y), **{
+            name, cases, lambda case: case.to_numpy(loss(*[case.asarray(a) for a in arrays], **{
                 k: case.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()})), reference
         )
         agree, checked = agree and ok, checked + 1

@@ -138,6 +138,17 @@ VARIANTS: dict[str, tuple[tuple[str, Options], ...]] = {
                     ("ignore_index", lambda rng, x, y: {"ignore_index": int(y.flat[0])})),
     "ctc_loss": (*_REDUCTIONS, ("blank=4,zero_infinity", _fixed(blank=4, zero_infinity=True))),
     "nt_xent_loss": (*_REDUCTIONS, ("temperature=0.1", _fixed(temperature=0.1))),
+    "log_cosh_loss": _REDUCTIONS,
+    "poly1_cross_entropy": (*_REDUCTIONS, ("epsilon=-1", _fixed(epsilon=-1.0)), ("weight", _weight_last())),
+    "poisson_nll_loss": (*_REDUCTIONS, ("full=False", _fixed(full=False))),
+    "gaussian_nll_loss": (*_REDUCTIONS, ("full", _fixed(full=True))),
+    "cosine_embedding_loss": (*_REDUCTIONS, ("margin=-0.5", _fixed(margin=-0.5))),
+    "margin_ranking_loss": (*_REDUCTIONS, ("margin=0", _fixed(margin=0.0))),
+    "triplet_margin_loss": (*_REDUCTIONS, ("p=1,swap", _fixed(p=1.0, swap=True))),
+    "hinge_embedding_loss": (*_REDUCTIONS, ("margin=0.5", _fixed(margin=0.5))),
+    "soft_margin_loss": _REDUCTIONS,
+    "multilabel_soft_margin_loss": (*_REDUCTIONS, ("weight", _weight_last())),
+    "multilabel_margin_loss": _REDUCTIONS,
 }
 """Option variants per built-in loss, on top of the sample's own options (the ``"default"`` variant)."""
 
@@ -151,6 +162,13 @@ class GridCase:
     input: np.ndarray
     target: np.ndarray
     options: Mapping[str, Any]
+    #: positional arrays after ``input`` and ``target`` (e.g. ``triplet_margin_loss``'s negatives)
+    extra: tuple[np.ndarray, ...] = ()
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every positional array of the call, in order."""
+        return (self.input, self.target, *self.extra)
 
     @property
     def id(self) -> str:
@@ -171,11 +189,11 @@ def loss_grid(losses: Sequence[str] | None = None, *, seed: int = 0) -> list[Gri
         data = sample(name, seed)
         if data is None:
             raise ValueError(f"loss {name!r} has no built-in sample; known: {', '.join(sorted(SAMPLES))}")
-        x, y, options = data
-        grid.append(GridCase(name, "default", x, y, dict(options)))
+        (x, y, *extra), options = data
+        grid.append(GridCase(name, "default", x, y, dict(options), tuple(extra)))
         rng = np.random.default_rng(seed + 1)
         for variant, make in VARIANTS.get(name, ()):
-            grid.append(GridCase(name, variant, x, y, {**options, **make(rng, x, y)}))
+            grid.append(GridCase(name, variant, x, y, {**options, **make(rng, x, y)}, tuple(extra)))
     return grid
 
 
@@ -240,11 +258,13 @@ def check_loss_case(
     Args:
         case: from :func:`loss_grid`.
         asarray: NumPy data -> the backend's array (floats in the dtype under
-            test, integers as int64); applied to the input, the target and
-            array options (``weight``, ``pos_weight``, ``alpha``).
+            test, integers as int64); applied to the input, the target, the
+            further positional arrays and array options (``weight``,
+            ``pos_weight``, ``alpha``).
         to_numpy: the backend's array -> NumPy.
         transform: wraps ``f(input, target)`` before the call, e.g.
-            ``jax.jit``; array options are closed over.
+            ``jax.jit``; further positional arrays and array options are
+            closed over.
         backend: the registered name the arrays must resolve to (checks that
             the plugin, not the generic fallback, handles them).
         rtol, atol: tolerance against the float64 NumPy value.
@@ -253,8 +273,9 @@ def check_loss_case(
         The largest absolute difference.
     """
     loss = pl.get_loss(case.loss)
-    reference = np.asarray(loss(case.input, case.target, **case.options), dtype=np.float64)
+    reference = np.asarray(loss(*case.arrays, **case.options), dtype=np.float64)
     x, y = asarray(case.input), asarray(case.target)
+    extra = tuple(asarray(a) for a in case.extra)
     options = {k: _convert(v, asarray) for k, v in case.options.items()}
     where = f"{case.id} on {backend or type(x).__module__}"
     if backend is not None:
@@ -262,7 +283,7 @@ def check_loss_case(
         assert resolved == backend, f"{where}: arrays of type {type(x).__qualname__} resolve to backend {resolved!r}"
 
     def call(a: Any, b: Any) -> Any:
-        return loss(a, b, **options)
+        return loss(a, b, *extra, **options)
 
     out = (transform(call) if transform is not None else call)(x, y)
     if transform is None:

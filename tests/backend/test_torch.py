@@ -16,18 +16,18 @@ NAMES = [name for name in pl.losses() if sample(name) is not None]
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
 @pytest.mark.parametrize("name", NAMES)
 def test_compiles_fullgraph_and_matches_eager(name, fast):
-    x, y, options = sample(name)
+    (x, *rest), options = sample(name)
     options = {k: torch.tensor(v) if hasattr(v, "dtype") else v for k, v in options.items()}  # array options
     xt = torch.tensor(x, requires_grad=True)
-    yt = torch.tensor(y)
+    rest = [torch.tensor(a) for a in rest]
     loss = pl.get_loss(name)
     torch._dynamo.reset()
     _namespace.clear_cache()  # the first call, with its cache miss, is traced too
     with pl.fast_paths(fast):
-        compiled = torch.compile(lambda a, b: loss(a, b, **options), fullgraph=True, backend="eager")
-        out = compiled(xt, yt)
+        compiled = torch.compile(lambda a, *others: loss(a, *others, **options), fullgraph=True, backend="eager")
+        out = compiled(xt, *rest)
         (grad,) = torch.autograd.grad(out, xt)
-        expected = loss(xt, yt, **options)
+        expected = loss(xt, *rest, **options)
         (expected_grad,) = torch.autograd.grad(expected, xt)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
