@@ -139,7 +139,7 @@ VARIANTS: dict[str, tuple[tuple[str, Options], ...]] = {
     "ctc_loss": (*_REDUCTIONS, ("blank=4,zero_infinity", _fixed(blank=4, zero_infinity=True))),
     "nt_xent_loss": (*_REDUCTIONS, ("temperature=0.1", _fixed(temperature=0.1))),
     "log_cosh_loss": _REDUCTIONS,
-    "poly1_cross_entropy": (*_REDUCTIONS, ("epsilon=-1", _fixed(epsilon=-1.0)), ("weight", _weight_last())),
+    "poly1_cross_entropy": (*_REDUCTIONS, ("epsilon=-1", _fixed(epsilon=-1.0))),
     "poisson_nll_loss": (*_REDUCTIONS, ("full=False", _fixed(full=False))),
     "gaussian_nll_loss": (*_REDUCTIONS, ("full", _fixed(full=True))),
     "cosine_embedding_loss": (*_REDUCTIONS, ("margin=-0.5", _fixed(margin=-0.5))),
