@@ -267,14 +267,12 @@ def test_check_backend_passes_numpy_and_torch():
 
 def test_loss_grid_covers_every_builtin_loss_with_variants():
     grid = conformance.loss_grid()
-    from functional._second_set_rows import SECOND_SET_LOSSES  # no two-array sample yet (polyloss._samples)
-
     from polyloss.functional import BUILTIN_LOSSES
 
-    first_set = set(BUILTIN_LOSSES) - set(SECOND_SET_LOSSES)
-    assert {case.loss for case in grid} == first_set
+    assert {case.loss for case in grid} == set(BUILTIN_LOSSES)
     assert len({case.id for case in grid}) == len(grid)
-    assert all(len([c for c in grid if c.loss == name]) >= 3 for name in first_set)
+    assert all(len([c for c in grid if c.loss == name]) >= 3 for name in BUILTIN_LOSSES)
+    assert any(case.extra for case in grid)  # three-array losses carry their third array
 
 
 def test_check_backend_catches_a_wrong_primitive_and_wrong_loss(site):
