@@ -23,6 +23,9 @@ def test_check_prints_agreeing_table(capsys):
     out = capsys.readouterr().out
     assert "cross_entropy" in out and "strict-strictest" in out
     assert "all backends agree" in out
+    assert "no built-in sample" not in out  # every built-in loss and recipe has sample data
+    for name in (*pl.losses(), *pl.recipes()):
+        assert name in out
 
 
 def test_check_detects_disagreement(capsys, monkeypatch):
