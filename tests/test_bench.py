@@ -152,3 +152,39 @@ def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monk
     assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
     if _bench.torchvision_available():
         assert all(r.vs_torchvision == 1.0 for r in rows) and len(calls) == 6
+
+
+def test_second_set_rows_time_polyloss_against_each_reference(monkeypatch):
+    pytest.importorskip("torch")
+    from polyloss._tools import bench as _bench
+    from polyloss._tools import bench_second
+
+    calls = []
+
+    def once(fn, repeat, min_time=0.05):
+        calls.append(fn)
+        fn()
+        return 1.0 + len(calls) % 2  # reference and polyloss alternate: ratios 2 / 1 and 1 / 2 tell them apart
+
+    monkeypatch.setattr(_bench, "_median_time", once)
+    rows = bench_second.bench_torch_second(repeat=1, progress=lambda m: None)
+    assert [r.loss for r in rows] == list(bench_second._torch_cases(np.random.default_rng(0)))
+    assert {r.loss for r in rows} <= set(pl.losses())
+    rows += bench_second.bench_segmentation(repeat=1, progress=lambda m: None, memory=False, shape=(2, 3, 8, 8))
+    rows += bench_second.bench_ctc(repeat=1, progress=lambda m: None)
+    assert {r.table for r in rows} == {"torch", "segmentation", "ctc"}
+    assert all(r.ratio == 0.5 for r in rows)  # the reference is timed first, polyloss second
+    table = bench_second.format_second_table(rows)
+    for r in rows:
+        assert r.loss in table
+
+
+def test_second_set_peak_memory_is_measured_in_a_fresh_interpreter():
+    pytest.importorskip("torch")
+    import sys
+
+    from polyloss._tools import bench_second
+
+    if sys.platform != "linux":
+        pytest.skip("ru_maxrss is read on Linux only")
+    assert bench_second.peak_mib("polyloss", "dice_loss") > 0

@@ -22,6 +22,10 @@ from typing import Any
 import numpy as np
 
 import polyloss as pl
+from polyloss._tools.bench_second import SecondRow
+from polyloss._tools.bench_second import as_json
+from polyloss._tools.bench_second import format_second_table
+from polyloss._tools.bench_second import run_second
 from polyloss._torchvision import import_torchvision
 
 
@@ -393,6 +397,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
             backends = [b for b in backends if b != "torch"]
     rows: list[Row] = []
     recipe_rows: list[RecipeRow] = []
+    second_rows: list[SecondRow] = []
     mem: dict[str, Any] | None = None
     if "numpy" in backends:
         rows += bench_numpy(names, sizes, repeat=repeat, progress=report)
@@ -415,6 +420,8 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
                                     devices=devices)
         report("peak memory of the large cross-entropy")
         mem = memory(backends)
+        if "torch" in backends:
+            second_rows = run_second(repeat=max(3, repeat // 2), progress=report)
     result: dict[str, Any] = {
         "rows": [asdict(r) | {"ratio": r.ratio, "generic_ratio": r.generic_ratio} for r in rows],
         "recipes": [asdict(r) | {"vs_torchvision": r.vs_torchvision} for r in recipe_rows],
@@ -425,6 +432,8 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         "table": format_table(rows),
         "recipe_table": format_recipe_table(recipe_rows) if recipe_rows else "",
         "memory_table": format_memory(mem) if mem else "",
+        "second_set": as_json(second_rows),
+        "second_table": format_second_table(second_rows),
     }
     if json_path:
         with open(json_path, "w") as fh:

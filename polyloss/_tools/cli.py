@@ -368,6 +368,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if result["memory_table"]:
         print()
         print(result["memory_table"])
+    if result["second_table"]:
+        print()
+        print("second set: forward+backward, ratio = polyloss / reference; segmentation single-threaded with the "
+              "peak memory of one step (polyloss / reference, fresh interpreters); CTC = NumPy value_and_grad")
+        print(result["second_table"])
     print(f"allocator: {result['machine']['allocator']}")
     imp = result["import"]
     print(f"import polyloss on top of numpy: {imp['polyloss_over_numpy_ms']:.1f} ms")

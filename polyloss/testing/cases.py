@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+#: the namespace of the dask case (array_api_compat's wrapper: it has the standard's dtypes and functions)
+DASK = "array_api_compat.dask.array"
+
 __all__ = ["Case", "available_cases", "case_params", "register_case", "unregister_case"]
 
 
@@ -70,6 +73,13 @@ class Case:
             import cupy
 
             return cupy.asarray(a, dtype=dtype)
+        if self.library == DASK:
+            import dask.array as da
+
+            data = np.asarray(a, dtype=dtype)
+            # two chunks along the first axis where it has two elements: every test crosses a chunk boundary
+            chunks = tuple(max(1, (n + 1) // 2) if i == 0 else -1 for i, n in enumerate(data.shape))
+            return da.from_array(data, chunks=chunks or -1)
         if self.device is not None:
             return ns.asarray(a, dtype=dtype, device=self.device)
         return ns.asarray(a, dtype=dtype)
@@ -83,6 +93,8 @@ class Case:
             return np.asarray(a.numpy())
         if self.library == "cupy":
             return np.asarray(a.get())
+        if self.library == DASK:
+            return np.asarray(a.compute() if hasattr(a, "compute") else a)
         if self.library == "array_api_strict":
             import array_api_strict as s
 
@@ -229,6 +241,7 @@ def _builtin_cases() -> list[tuple[Case, str | None]]:
     else:
         cases.append((Case("torch-f64", "torch", "float64"), "torch is not installed"))
     cases.append((Case("cupy", "cupy"), None if _gpu_cupy() else "cupy with a GPU is not available here"))
+    cases.append((Case("dask", DASK), None if _has("dask") else "dask is not installed"))
     return cases
 
 
