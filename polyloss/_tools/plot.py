@@ -1,7 +1,8 @@
 r"""Plots of each loss against its input, next to its gradient (``python -m polyloss plot``).
 
-:func:`curve_data` computes what is drawn (NumPy, float64): the per-element
-loss as a function of one scalar input with the other inputs held fixed, and
+:func:`curve_data` computes what is drawn (NumPy, float64): the loss of one
+element (or of one small fixed batch, for losses that reduce over the batch) as
+a function of one scalar x along a 1-D slice of its inputs, the rest held fixed, and
 its derivative, from :func:`polyloss.value_and_grad` (closed form) where a
 gradient is registered, else from central finite differences.
 :func:`plot_losses` draws one figure (loss left, gradient right) and
