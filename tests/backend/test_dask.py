@@ -157,3 +157,18 @@ def test_get_backend_takes_an_array_or_a_name():
     assert pl.get_backend(np.ones(2)) is pl.get_backend("numpy")
     with pytest.raises(TypeError, match="array"):
         pl.get_backend(object())
+
+
+@pytest.mark.parametrize("name", ["ssd", "yolov1", "faster_rcnn"])
+def test_recipe_is_lazy_and_equals_numpy(name):
+    from polyloss._samples import recipe_sample
+
+    config, run = recipe_sample(name)
+    recipe = pl.get_recipe(name, **config)
+    expected = run(recipe, np.asarray)
+    with dask.config.set(scheduler=_no_compute):
+        lazy = run(recipe, _dask)
+    assert isinstance(lazy.total, da.Array)
+    np.testing.assert_allclose(lazy.total.compute(), expected.total, rtol=1e-12, atol=1e-14)
+    for component, value in expected.components.items():
+        np.testing.assert_allclose(lazy.components[component].compute(), value, rtol=1e-12, atol=1e-14)
