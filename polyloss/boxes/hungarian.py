@@ -48,6 +48,7 @@ matching (see the ``"detr"`` recipe).
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,10 +160,10 @@ def _to_host(x: Any) -> Any:
 
 def _scipy_solver() -> Callable[..., Any]:
     try:
-        from scipy.optimize import linear_sum_assignment
+        optimize = importlib.import_module("scipy.optimize")
     except ImportError as err:
         raise ImportError(SCIPY_MISSING) from err
-    solver: Callable[..., Any] = linear_sum_assignment
+    solver: Callable[..., Any] = optimize.linear_sum_assignment
     return solver
 
 
@@ -189,7 +190,7 @@ def _solve(backend: Backend, cost: Any, valid: Any) -> Any:
 def _solve_outside_torch_graphs() -> Callable[..., Any]:
     import torch
 
-    solve: Callable[..., Any] = torch.compiler.disable(_solve)
+    solve: Callable[..., Any] = torch.compiler.disable(_solve)  # type: ignore[no-untyped-call]
     return solve
 
 
