@@ -148,7 +148,7 @@ def _to_host(x: Any) -> Any:
 
     library = type(x).__module__.split(".")[0]
     if library == "torch":
-        return x.detach().cpu().numpy()
+        return _torch_to_host(x)
     if library == "cupy":
         return x.get()
     if library == "array_api_strict":
@@ -156,6 +156,25 @@ def _to_host(x: Any) -> Any:
 
         x = x.to_device(array_api_strict.Device("CPU_DEVICE"))
     return np.asarray(x)
+
+
+def _torch_to_host(x: Any) -> Any:
+    import torch
+
+    x = x.detach()
+    if not torch._C._are_functorch_transforms_active():
+        return x.cpu().numpy()
+    # under torch.func.grad & co the value is that of the wrapped tensor, read with the transforms' stack cleared
+    from torch._functorch.pyfunctorch import temporarily_clear_interpreter_stack
+
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(x):
+        if functorch.is_batchedtensor(x):
+            raise ValueError("Hungarian matching reads the cost on the host, which torch.func.vmap cannot give: "
+                             "match outside vmap (recipe.match) and vmap the loss on the matching")
+        x = functorch.get_unwrapped(x)
+    with temporarily_clear_interpreter_stack():
+        return x.cpu().numpy()
 
 
 def _scipy_solver() -> Callable[..., Any]:

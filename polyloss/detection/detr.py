@@ -255,8 +255,9 @@ class DETRLoss(DetectionRecipe):
         where = _first(backend, real & ~gt.valid)
         if where is not None:
             i, j = where
+            box = gt_boxes[i][j, :] if isinstance(gt_boxes, (list, tuple)) else gt_boxes[i, j, :]
             raise ValueError(f"ground-truth box {j} of image {i} (label {int(gt.labels[i, j])}) is not finite: "
-                             f"{_coords(gt_boxes[i][j])} (label -1 marks padding, which may hold anything); "
+                             f"{_coords(box)} (label -1 marks padding, which may hold anything); "
                              "pass validate=False to skip this check")
         where = _first(backend, real & ((gt.boxes[..., 2] <= 0) | (gt.boxes[..., 3] <= 0)))
         if where is not None:
