@@ -47,7 +47,6 @@ matching (see the ``"detr"`` recipe).
 
 from __future__ import annotations
 
-import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -205,12 +204,15 @@ def _solve(backend: Backend, cost: Any, valid: Any) -> Any:
     return xp.asarray(out, dtype=xp.int64, device=backend.device(cost))
 
 
-@functools.cache
-def _solve_outside_torch_graphs() -> Callable[..., Any]:
-    import torch
+_outside_graphs: list[Callable[..., Any]] = []  # _solve under torch.compiler.disable, made at the first torch call
 
-    solve: Callable[..., Any] = torch.compiler.disable(_solve)  # type: ignore[no-untyped-call]
-    return solve
+
+def _solve_outside_torch_graphs() -> Callable[..., Any]:
+    if not _outside_graphs:
+        import torch
+
+        _outside_graphs.append(torch.compiler.disable(_solve))  # type: ignore[no-untyped-call]
+    return _outside_graphs[0]
 
 
 def assign_min_cost(cost: Any, valid: Any = None) -> Any:
