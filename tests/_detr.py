@@ -131,6 +131,6 @@ def transformers_loss(s: Scene, *, dtype_name: str = "float64", eos_coef: float 
     for name, value in loss_dict.items():
         if not name.startswith("cardinality"):
             base = name if name in WEIGHTS else name.rpartition("_")[0]
-            components[name] = float(value) * WEIGHTS[base]
+            components[name] = float(value.detach()) * WEIGHTS[base]
     assert logits.grad is not None and boxes.grad is not None
     return Reference(float(loss), components, logits.grad.double().numpy(), boxes.grad.double().numpy())
