@@ -241,3 +241,26 @@ def test_bad_calls():
         recipe(s.logits[-1][..., :1], s.boxes[-1], s.gt_boxes, s.gt_labels)
     with pytest.raises(TypeError, match="floating"):
         recipe(s.logits[-1].astype(np.int64), s.boxes[-1], s.gt_boxes, s.gt_labels)
+
+
+def test_bench_row_runs_both_losses(monkeypatch):
+    pytest.importorskip("torch")
+    from _detr import transformers_module
+
+    from polyloss._tools import bench
+
+    transformers_module()
+    calls = []
+
+    def once(fn, repeat, min_time=0.05):
+        fn()
+        calls.append(fn)
+        return 1.0
+
+    monkeypatch.setattr(bench, "_median_time", once)
+    monkeypatch.setattr(bench, "DETR_SHAPE", {"batch": 2, "queries": 10, "classes": 5, "boxes": 6})
+    rows = bench.bench_detr(repeat=1, threads=[1], progress=lambda m: None)
+    assert [(r.recipe, r.mode, r.reference) for r in rows] == [("detr", "forward", "transformers"),
+                                                               ("detr", "forward+backward", "transformers")]
+    assert len(calls) == 6 and all(r.vs_torchvision == 1.0 for r in rows)
+    assert "against transformers" in bench.format_recipe_table(rows)
