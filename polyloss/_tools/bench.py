@@ -631,10 +631,22 @@ def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[
                         progress: Callable[[str], None]) -> list[RecipeRow]:
     import torch
 
-    rows: list[RecipeRow] = []
     backend = "torch" if device == "cpu" else f"torch-{device}"
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     loss, preds, reference = _recipe_callables(recipe, "torch", device)
+    return _torch_recipe_rows(recipe, backend, loss, preds, reference, repeat=repeat, threads=threads,
+                              progress=progress, sync=sync)
+
+
+def _torch_recipe_rows(recipe: str, backend: str, loss: Callable[..., Any], preds: tuple[Any, ...],
+                       reference: Callable[..., Any] | None, *, repeat: int, threads: list[int | None],
+                       progress: Callable[[str], None], sync: Callable[[], Any] | None = None,
+                       reference_name: str = "torchvision") -> list[RecipeRow]:
+    """Forward and forward+backward rows of ``loss(*preds)`` (fast paths on and off) and ``reference(*preds)``
+    per thread count."""
+    import torch
+
+    rows: list[RecipeRow] = []
     default_threads = torch.get_num_threads()
     for n_threads in threads:
         torch.set_num_threads(n_threads or default_threads)
@@ -655,7 +667,7 @@ def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[
             with pl.fast_paths(False):
                 t_gen = _median_time(go(loss), repeat, min_time=0.2)
             t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv))
+            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, reference=reference_name))
     torch.set_num_threads(default_threads)
     return rows
 
@@ -746,30 +758,8 @@ def bench_detr(*, repeat: int, threads: list[int | None], progress: Callable[[st
     def loss(class_logits: Any, pred_boxes: Any) -> Any:
         return recipe(class_logits, pred_boxes, gt_boxes, gt_labels).total
 
-    rows: list[RecipeRow] = []
-    default_threads = torch.get_num_threads()
-    for n_threads in threads:
-        torch.set_num_threads(n_threads or default_threads)
-        label = "1" if n_threads == 1 else f"default({default_threads})"
-        for mode in ("forward", "forward+backward"):
-            progress(f"torch detr recipe {mode} threads={label}")
-            args = tuple(p.clone().requires_grad_(mode != "forward") for p in preds)
-
-            def go(f: Callable[..., Any], args: tuple[Any, ...] = args, backward: bool = mode != "forward"
-                   ) -> Callable[[], None]:
-                def call() -> None:
-                    out = f(*args)
-                    if backward:
-                        torch.autograd.grad(out, args)
-                return call
-
-            t_pl = _median_time(go(loss), repeat, min_time=0.2)
-            with pl.fast_paths(False):
-                t_gen = _median_time(go(loss), repeat, min_time=0.2)
-            t_ref = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-            rows.append(RecipeRow("detr", "torch", mode, label, t_pl, t_gen, t_ref, reference="transformers"))
-    torch.set_num_threads(default_threads)
-    return rows
+    return _torch_recipe_rows("detr", "torch", loss, preds, reference, repeat=repeat, threads=threads,
+                              progress=progress, reference_name="transformers")
 
 
 # -- memory of the large cross-entropy ----------------------------------------------------------------------

@@ -135,7 +135,7 @@ class DETRLoss(DetectionRecipe):
     matched anew) the same suffixed ``_k``; ``total`` is their sum, which is
     transformers' loss.
 
-    Args (the config of ``pl.get_recipe("detr", ...)``):
+    Args:
         cost_class, cost_bbox, cost_giou: matcher costs (1, 5, 2).
         loss_ce, loss_bbox, loss_giou: the components' weights (1, 5, 2), also
             for the auxiliary layers.
@@ -151,6 +151,8 @@ class DETRLoss(DetectionRecipe):
         matcher: a :class:`polyloss.boxes.HungarianMatcher` (or any callable of
             its signature returning ``(N, Q)`` matches) replacing the default.
         weights: a mapping of component weights overriding the three above.
+
+    The arguments are the config of ``pl.get_recipe("detr", ...)``.
 
     Call ``recipe(class_logits (N, Q, K), pred_boxes (N, Q, 4), gt_boxes,
     gt_labels, *, aux=None)``: ``K - 1`` classes plus "no object" (the last
