@@ -142,12 +142,15 @@ class DETRLoss(DetectionRecipe):
         eos_coef: the "no object" class's weight in the cross-entropy (0.1), >= 0.
         validate: check ground truth (and predicted widths) on host backends (True).
         normalize_over: ``"local"`` (default) or ``"world"``: :math:`B` counts
-            the boxes of every process of a data-parallel job (see
-            :data:`polyloss.detection._base.NORMALIZE_OVER`): a process's box
-            terms are ``W * local_sum / max(1, global B)``, transformers'
-            ``local_sum / max(1, global B / W)`` with accelerate; the two agree
-            whenever the batch holds at least ``W`` boxes. The cross-entropy is
-            a per-process mean, as transformers'.
+            the boxes of every process of a data-parallel job and the
+            cross-entropy's weight sum :math:`\sum_q w_{y_q}` is that of every
+            process too (see :data:`polyloss.detection._base.NORMALIZE_OVER`):
+            a process's terms are ``W * local_sum / global normaliser``, so that
+            gradients averaged over the ``W`` workers (DDP) equal those of one
+            process on the whole batch. transformers (with accelerate) divides
+            the box terms by ``max(1, global B / W)`` (the same whenever the batch
+            holds at least ``W`` boxes) and keeps a per-process cross-entropy mean
+            (not DDP-exact).
         matcher: a :class:`polyloss.boxes.HungarianMatcher` (or any callable of
             its signature returning ``(N, Q)`` matches) replacing the default.
         weights: a mapping of component weights overriding the three above.
@@ -351,9 +354,9 @@ class DETRLoss(DetectionRecipe):
         class_weight = xp.concat([xp.ones((k - 1,), dtype=class_logits.dtype, device=device),
                                   xp.full((1,), self.eos_coef, dtype=class_logits.dtype, device=device)])
         ce_part = functools.partial(cross_entropy, weight=class_weight, reduction="none")
-        total_weight = xp.sum(xp.where(matched, 1.0, xp.asarray(self.eos_coef, dtype=class_logits.dtype,
-                                                                 device=device)))
-        total_weight = xp.where(total_weight > 0, total_weight, 1.0)
+        # (count sums the per-query weights as it sums a mask: over every process with normalize_over="world")
+        query_weight = xp.where(matched, 1.0, xp.asarray(self.eos_coef, dtype=class_logits.dtype, device=device))
+        total_weight = self.count(backend, query_weight, class_logits)
         everything = xp.ones((n, q), dtype=xp.bool, device=device)
         ce = self.term(backend, "loss_ce" + suffix, "classification_loss", logits_name, class_logits,
                        targets.labels, everything, part=ce_part, normaliser=total_weight)
