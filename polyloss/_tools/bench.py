@@ -472,6 +472,7 @@ class RecipeRow:
     polyloss_s: float
     generic_s: float | None
     torchvision_s: float | None
+    reference: str = "torchvision"  # the library timed in torchvision_s (transformers for "detr")
 
     @property
     def vs_torchvision(self) -> float | None:
@@ -630,6 +631,8 @@ def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None]
             for device in devices:
                 rows += _bench_torch_recipe(recipe, device, repeat=repeat,
                                             threads=threads if device == "cpu" else [None], progress=progress)
+    if "torch" in backends:
+        rows += bench_detr(repeat=repeat, threads=threads, progress=progress)
     return rows
 
 
@@ -637,10 +640,22 @@ def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[
                         progress: Callable[[str], None]) -> list[RecipeRow]:
     import torch
 
-    rows: list[RecipeRow] = []
     backend = "torch" if device == "cpu" else f"torch-{device}"
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     loss, preds, reference = _recipe_callables(recipe, "torch", device)
+    return _torch_recipe_rows(recipe, backend, loss, preds, reference, repeat=repeat, threads=threads,
+                              progress=progress, sync=sync)
+
+
+def _torch_recipe_rows(recipe: str, backend: str, loss: Callable[..., Any], preds: tuple[Any, ...],
+                       reference: Callable[..., Any] | None, *, repeat: int, threads: list[int | None],
+                       progress: Callable[[str], None], sync: Callable[[], Any] | None = None,
+                       reference_name: str = "torchvision") -> list[RecipeRow]:
+    """Forward and forward+backward rows of ``loss(*preds)`` (fast paths on and off) and ``reference(*preds)``
+    per thread count."""
+    import torch
+
+    rows: list[RecipeRow] = []
     default_threads = torch.get_num_threads()
     for n_threads in threads:
         torch.set_num_threads(n_threads or default_threads)
@@ -661,7 +676,7 @@ def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[
             with pl.fast_paths(False):
                 t_gen = _median_time(go(loss), repeat, min_time=0.2)
             t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv))
+            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, reference=reference_name))
     torch.set_num_threads(default_threads)
     return rows
 
@@ -682,10 +697,78 @@ def format_recipe_table(rows: list[RecipeRow]) -> str:
                 single = f"{r.polyloss_s / torch_forward[(r.recipe, '1')]:.2f}"
         lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
                      f"{tv:>16}{single:>16}{best:>19}")
+    for reference in sorted({r.reference for r in rows} - {"torchvision"}):
+        names = ", ".join(sorted({r.recipe for r in rows if r.reference == reference}))
+        lines.append(f"{names}: the 'vs torchvision' column is against {reference}")
     if not torchvision_available():
         lines.append("torchvision comparison unavailable: torchvision is not importable here "
                      "(the 'vs torchvision' column is n/a)")
     return "\n".join(lines)
+
+
+DETR_SHAPE = {"batch": 8, "queries": 100, "classes": 92, "boxes": 20}
+
+
+def detr_inputs(seed: int = 0) -> dict[str, Any]:
+    """DETR-sized float32 NumPy inputs: batch 8, 100 queries, 91 classes + "no object", 15 to 25 boxes per image."""
+    rng = np.random.default_rng(seed)
+    s = DETR_SHAPE
+    n, q, k = s["batch"], s["queries"], s["classes"]
+    counts = [int(c) for c in rng.integers(s["boxes"] - 5, s["boxes"] + 6, n)]
+    g = max(counts)
+    boxes = np.zeros((n, g, 4), np.float32)
+    labels = np.full((n, g), -1, np.int64)
+    for i, c in enumerate(counts):
+        boxes[i, :c, :2] = rng.uniform(0.2, 0.8, (c, 2))
+        boxes[i, :c, 2:] = rng.uniform(0.05, 0.4, (c, 2))
+        labels[i, :c] = rng.integers(0, k - 1, c)
+    return {"gt_boxes": boxes, "gt_labels": labels, "counts": counts,
+            "class_logits": rng.standard_normal((n, q, k), dtype=np.float32),
+            "pred_boxes": (1.0 / (1.0 + np.exp(-rng.standard_normal((n, q, 4))))).astype(np.float32)}
+
+
+def _transformers_detr(data: dict[str, Any]) -> Callable[[Any, Any], Any] | None:
+    """transformers' ``ForObjectDetectionLoss`` (DETR's matcher and criterion) on the same inputs, or None."""
+    import types
+
+    import torch
+
+    if not torchvision_available():  # transformers' detection loss imports torchvision
+        return None
+    import importlib
+
+    try:
+        module = importlib.import_module("transformers.loss.loss_for_object_detection")
+    except ImportError:
+        return None
+    targets = [{"class_labels": torch.from_numpy(data["gt_labels"][i, :c]),
+                "boxes": torch.from_numpy(data["gt_boxes"][i, :c])} for i, c in enumerate(data["counts"])]
+    config = types.SimpleNamespace(class_cost=1, bbox_cost=5, giou_cost=2, num_labels=DETR_SHAPE["classes"] - 1,
+                                   eos_coefficient=0.1, auxiliary_loss=False, bbox_loss_coefficient=5,
+                                   giou_loss_coefficient=2)
+
+    def loss(class_logits: Any, pred_boxes: Any) -> Any:
+        return module.ForObjectDetectionLoss(class_logits, targets, "cpu", pred_boxes, config)[0]
+
+    return loss
+
+
+def bench_detr(*, repeat: int, threads: list[int | None], progress: Callable[[str], None]) -> list[RecipeRow]:
+    """The ``"detr"`` recipe (Hungarian matching with SciPy, and the set loss) against transformers'
+    ``ForObjectDetectionLoss`` at :data:`DETR_SHAPE`, torch CPU, forward and forward+backward."""
+    import torch
+
+    data = detr_inputs()
+    recipe = pl.get_recipe("detr")
+    gt_boxes, gt_labels = torch.from_numpy(data["gt_boxes"]), torch.from_numpy(data["gt_labels"])
+    preds = (torch.from_numpy(data["class_logits"]), torch.from_numpy(data["pred_boxes"]))
+    reference = _transformers_detr(data)
+
+    def loss(class_logits: Any, pred_boxes: Any) -> Any:
+        return recipe(class_logits, pred_boxes, gt_boxes, gt_labels).total
+
+    return _torch_recipe_rows("detr", "torch", loss, preds, reference, repeat=repeat, threads=threads,
+                              progress=progress, reference_name="transformers")
 
 
 # -- memory of the large cross-entropy ----------------------------------------------------------------------

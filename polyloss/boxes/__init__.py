@@ -17,7 +17,8 @@ matches need an IoU above 0).
 The modules: :mod:`~polyloss.boxes.conversions` (formats, areas),
 :mod:`~polyloss.boxes.iou` (the IoU family on one core, shared with the box
 losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
-(encode/decode), :mod:`~polyloss.boxes.matching` (matchers) and
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers), :mod:`~polyloss.boxes.hungarian`
+(DETR's Hungarian matching, SciPy's solver on the host) and
 :mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
 random keys). Every public name is re-exported here.
 """
@@ -34,6 +35,9 @@ from polyloss.boxes.coding import encode_ltrb
 from polyloss.boxes.coding import encode_matched
 from polyloss.boxes.conversions import box_area
 from polyloss.boxes.conversions import box_convert
+from polyloss.boxes.hungarian import HungarianMatcher
+from polyloss.boxes.hungarian import assign_min_cost
+from polyloss.boxes.hungarian import hungarian_cost
 from polyloss.boxes.iou import box_iou
 from polyloss.boxes.iou import complete_box_iou
 from polyloss.boxes.iou import distance_box_iou
@@ -58,8 +62,10 @@ __all__ = [
     "BoxCoder",
     "BoxWeights",
     "DEFAULT_DECODE_CLIP",
+    "HungarianMatcher",
     "Matcher",
     "SSDMatcher",
+    "assign_min_cost",
     "box_area",
     "box_convert",
     "box_iou",
@@ -72,6 +78,7 @@ __all__ = [
     "encode_matched",
     "generalized_box_iou",
     "hard_negative_mining",
+    "hungarian_cost",
     "paired_box_iou",
     "random_keys",
     "rank",

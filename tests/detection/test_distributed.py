@@ -29,7 +29,7 @@ N_IMAGES = 5
 SPLIT = (range(0, 3), range(3, 5))  # worker 0: images 0-2, worker 1: images 3-4
 C = 4  # classes, background included
 F = 6  # feature size
-CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum")
+CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "detr")
 BIG = {"rpn_batch_size": 100_000, "roi_batch_size": 100_000}
 
 
@@ -83,8 +83,17 @@ def make_data() -> dict[str, object]:
         "roi_cls": params.normal(scale=0.5, size=(8, C)),
         "roi_box": params.normal(scale=0.2, size=(8, 4 * C)),
         "yolo": params.normal(scale=0.3, size=(F, 2 * 5 + C)),
+        "detr_cls": params.normal(scale=0.5, size=(F, C)),
+        "detr_box": params.normal(scale=0.5, size=(F, 4)),
     }
+    # DETR: 4 queries per image, C - 1 classes and "no object", the YOLOv1 boxes as cxcywh
+    data["detr_feats"] = rng.normal(size=(N_IMAGES, 4, F))
     return data
+
+
+def _cxcywh(xyxy: np.ndarray) -> np.ndarray:
+    xyxy = xyxy.reshape(-1, 4)
+    return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
 
 
 def _roi_features(torch, boxes):
@@ -119,6 +128,12 @@ def compute(case: str, rows: range, normalize_over: str) -> tuple[object, dict[s
         result = recipe(t(data["anchors"]), feats @ params["rpn_obj"], feats @ params["rpn_box"], gt, labels,
                         roi @ params["roi_cls"], roi @ params["roi_box"], sampled)
         used = ("rpn_obj", "rpn_box", "roi_cls", "roi_box")
+    elif case == "detr":
+        recipe = pl.get_recipe("detr", normalize_over=normalize_over)
+        feats = t(data["detr_feats"][idx])
+        result = recipe(feats @ params["detr_cls"], torch.sigmoid(feats @ params["detr_box"]),
+                        [t(_cxcywh(data["yolo_gt"][i])) for i in idx], [lab - 1 for lab in labels])
+        used = ("detr_cls", "detr_box")
     else:
         normalize = case.split("_")[1]
         recipe = pl.get_recipe("yolov1", grid=3, boxes_per_cell=2, num_classes=C, normalize=normalize,
@@ -249,12 +264,19 @@ def _recipe_calls(xp):
         pred = a(0.3 + rng.normal(scale=0.2, size=(n, 3, 3, 14)))
         return recipe(pred, [a(g.reshape(-1, 4)) for g in data["yolo_gt"]], [a(lab - 1) for lab in data["labels"]])
 
+    def detr(recipe):
+        rng = np.random.default_rng(3)
+        boxes = a(1.0 / (1.0 + np.exp(-rng.normal(size=(n, 4, 4)))))
+        return recipe(a(rng.normal(size=(n, 4, C))), boxes, [a(_cxcywh(g)) for g in data["yolo_gt"]],
+                      [a(lab - 1) for lab in data["labels"]])
+
     yolo = {"grid": 3, "boxes_per_cell": 2, "num_classes": C}
     return [
         ("ssd", {"num_classes": C}, ssd),
         ("faster_rcnn", {"num_classes": C, "seed": 0, **BIG}, faster_rcnn),
         ("yolov1", {**yolo, "normalize": "batch"}, yolov1),
         ("yolov1", {**yolo, "normalize": "sum"}, yolov1),
+        ("detr", {}, detr),
     ]
 
 

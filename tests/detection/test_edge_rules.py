@@ -68,6 +68,14 @@ SPECS = {
 }
 
 
+def _detr_call(recipe: Any, a: dict[str, Any], method: str) -> Any:
+    return getattr(recipe, method)(a["class_logits"], a["pred_boxes"], a["gt_boxes"], a["gt_labels"],
+                                   aux=[(a["aux_class_logits_0"], a["aux_pred_boxes_0"])])
+
+
+SPECS["detr"] = Spec(("class_logits", "pred_boxes", "aux_class_logits_0", "aux_pred_boxes_0"), _detr_call)
+
+
 # -- scenes (NumPy) ----------------------------------------------------------------------------
 
 Inputs = tuple[dict[str, Any], dict[str, Any]]  # (config, arrays)
@@ -124,7 +132,23 @@ def yolo_scene(counts: tuple[int, ...] = (2, 1, 0), g: int = 3, **config: Any) -
                                                                           "gt_labels": labels}
 
 
-SCENES = {"ssd": ssd_scene, "faster_rcnn": frcnn_scene, "yolov1": yolo_scene}
+Q = 5  # DETR's queries
+
+
+def detr_scene(counts: tuple[int, ...] = (2, 1, 0), g: int = 3, **config: Any) -> Inputs:
+    """C classes and "no object" (C + 1 logits), Q queries, one auxiliary layer; boxes normalised cxcywh."""
+    rng = np.random.default_rng(3)
+    n = len(counts)
+    xyxy, labels = _gt(list(counts), g, 0.5, (0.2, 0.45), rng, 0)
+    boxes = np.concatenate([(xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]], axis=-1)
+    boxes[labels < 0] = 0.0
+    pred = rng.uniform(0.1, 0.6, size=(2, n, Q, 4))
+    logits = 2 * rng.normal(size=(2, n, Q, C + 1))
+    return config, {"class_logits": logits[1], "pred_boxes": pred[1], "aux_class_logits_0": logits[0],
+                    "aux_pred_boxes_0": pred[0], "gt_boxes": boxes, "gt_labels": labels}
+
+
+SCENES = {"ssd": ssd_scene, "faster_rcnn": frcnn_scene, "yolov1": yolo_scene, "detr": detr_scene}
 
 
 def _changed(scene: Callable[..., Inputs], *, at: dict[str, list[tuple[Any, Any]]] | None = None,
@@ -258,7 +282,33 @@ def _yolo_rows() -> list[RecipeEdgeRow]:
     ]
 
 
-ROWS = _ssd_rows() + _frcnn_rows() + _yolo_rows()
+def _detr_rows() -> list[RecipeEdgeRow]:
+    box_terms = ("loss_bbox", "loss_giou", "loss_bbox_0", "loss_giou_0")
+    return [
+        *_padding_rows("detr", detr_scene),
+        # an unmatched query's logit and box (image 2 has no ground truth: every query is "no object")
+        RecipeEdgeRow("detr", "nan-logit-unmatched", _changed(detr_scene, at={"class_logits": [((2, 1, 0), NAN)]}),
+                      "nan", nan=("loss_ce",)),
+        RecipeEdgeRow("detr", "nan-box-unmatched", _changed(detr_scene, at={"pred_boxes": [((2, 3, 2), NAN)]}),
+                      "nan", nan=("loss_bbox", "loss_giou")),
+        RecipeEdgeRow("detr", "nan-aux-box", _changed(detr_scene, at={"aux_pred_boxes_0": [((0, 0, 0), NAN)]}),
+                      "nan", nan=("loss_bbox_0", "loss_giou_0")),
+        RecipeEdgeRow("detr", "images-without-gt", _changed(detr_scene, counts=(0, 0)), "finite", zero=box_terms),
+        RecipeEdgeRow("detr", "more-boxes-than-queries", _changed(detr_scene, counts=(Q + 2, 1, 0), g=Q + 2),
+                      "finite"),
+        RecipeEdgeRow("detr", "zero-width-real-box", _changed(detr_scene, at={"gt_boxes": [((1, 0, 2), 0.0)]}),
+                      ValueError, ("box 0 of image 1", "degenerate"), paths=("eager",)),
+        RecipeEdgeRow("detr", "no-object-label", _changed(detr_scene, at={"gt_labels": [((0, 1), C)]}),
+                      ValueError, ("gt_labels[0][1]", "no object"), paths=("eager",)),
+        RecipeEdgeRow("detr", "negative-predicted-width",
+                      _changed(detr_scene, at={"pred_boxes": [((1, 2, 2), -0.1)]}),
+                      ValueError, ("pred_boxes[1][2]", "negative width"), paths=("eager",)),
+        RecipeEdgeRow("detr", "eos-coef-zero-no-gt", _changed(detr_scene, counts=(0, 0), eos_coef=0.0), "finite",
+                      zero=("*",)),
+    ]
+
+
+ROWS = _ssd_rows() + _frcnn_rows() + _yolo_rows() + _detr_rows()
 
 
 # -- the paths ------------------------------------------------------------------------------------
