@@ -17,13 +17,17 @@ matches need an IoU above 0).
 The modules: :mod:`~polyloss.boxes.conversions` (formats, areas),
 :mod:`~polyloss.boxes.iou` (the IoU family on one core, shared with the box
 losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
-(encode/decode), :mod:`~polyloss.boxes.matching` (matchers) and
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers),
+:mod:`~polyloss.boxes.center_sampling` (FCOS's assignment) and
 :mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
 random keys). Every public name is re-exported here.
 """
 
 from __future__ import annotations
 
+from polyloss.boxes.center_sampling import CenterSampler
+from polyloss.boxes.center_sampling import center_sampling
+from polyloss.boxes.center_sampling import level_size_bounds
 from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
 from polyloss.boxes.coding import BoxCoder
 from polyloss.boxes.coding import BoxWeights
@@ -57,12 +61,14 @@ __all__ = [
     "BalancedSampler",
     "BoxCoder",
     "BoxWeights",
+    "CenterSampler",
     "DEFAULT_DECODE_CLIP",
     "Matcher",
     "SSDMatcher",
     "box_area",
     "box_convert",
     "box_iou",
+    "center_sampling",
     "complete_box_iou",
     "decode_boxes",
     "decode_ltrb",
@@ -72,6 +78,7 @@ __all__ = [
     "encode_matched",
     "generalized_box_iou",
     "hard_negative_mining",
+    "level_size_bounds",
     "paired_box_iou",
     "random_keys",
     "rank",
