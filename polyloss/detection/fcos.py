@@ -39,6 +39,7 @@ from polyloss import _checks as v
 from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
+from polyloss._namespace import resolve
 from polyloss.backend import Backend
 from polyloss.boxes import CenterSampler
 from polyloss.boxes import decode_ltrb
@@ -55,8 +56,12 @@ from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.functional import giou_loss
 from polyloss.functional import sigmoid_focal_loss
+from polyloss.functional.focal import modulating_factor
+from polyloss.functional.focal import sigmoid_focal_loss_grad
+from polyloss.gradients import register_gradient
 
-__all__ = ["FCOSLoss", "FCOSTargets", "centerness_target", "fcos_anchors"]
+__all__ = ["FCOSLoss", "FCOSTargets", "centerness_target", "fcos_anchors", "indexed_sigmoid_focal_loss",
+           "indexed_sigmoid_focal_loss_grad"]
 
 
 def fcos_anchors(image_size: int, strides: Sequence[int] = (8, 16, 32, 64, 128),
@@ -78,6 +83,128 @@ def fcos_anchors(image_size: int, strides: Sequence[int] = (8, 16, 32, 64, 128),
         levels.append(np.stack([xs - half, ys - half, xs + half, ys + half], axis=-1).reshape(-1, 4))
         counts.append(n * n)
     return np.concatenate(levels), counts
+
+
+# -- the classification part: the focal loss of one-hot targets given as class indices --------------------------
+
+
+def _negative_focal(backend: Backend, x: Any, alpha: float, gamma: float) -> tuple[Any, Any]:
+    r"""The focal loss of logits ``x`` against target 0 and its derivative, element-wise, as constants.
+
+    With :math:`p = \sigma(x)`, :math:`q = \sigma(-x)` and :math:`\mathrm{sp} = \log(1 + e^x) = -\log q`:
+    :math:`\ell_0 = (1 - \alpha)\,p^\gamma\,\mathrm{sp}` and
+    :math:`\ell_0' = (1 - \alpha)\,p^\gamma\,(p + \gamma\,q\,\mathrm{sp})` (no cancellation; the
+    factor :math:`1 - \alpha` is 1 for ``alpha < 0``): :func:`polyloss.sigmoid_focal_loss` at ``y = 0``.
+    """
+    x = backend.stop_gradient(x)
+    p = backend.sigmoid(x)
+    minus_x = -x
+    q = backend.sigmoid(minus_x)
+    log_q = backend.log_sigmoid(minus_x)  # -sp
+    del minus_x
+    factor = p * p if gamma == 2.0 else modulating_factor(backend, p, gamma)
+    if alpha >= 0:
+        factor *= 1.0 - alpha
+    grad = q * log_q
+    del q
+    grad *= -gamma
+    grad += p
+    grad *= factor
+    factor *= log_q
+    factor = -factor
+    return factor, grad
+
+
+def _check_indexed(backend: Backend, input: Any, labels: Any, alpha: float, gamma: float) -> tuple[float, float]:
+    v.check_floating(backend, input, "input")
+    check_same(backend, labels, "labels", "input")
+    if backend.dtype_kind(labels.dtype) != "i":
+        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    if input.ndim < 1 or tuple(labels.shape) != tuple(input.shape[:-1]):
+        raise ValueError(f"labels shape {tuple(labels.shape)} must be input's shape without its class axis "
+                         f"{tuple(input.shape[:-1])}")
+    return v.check_number(alpha, "alpha", minimum=None, maximum=1.0), v.check_number(gamma, "gamma")
+
+
+def _labelled(backend: Backend, labels: Any) -> tuple[Any, Any]:
+    """``(positive (...) bool, index (..., 1))``: rows with a class, and the class to take (0 where none)."""
+    xp = backend.xp
+    positive = labels >= 0
+    index = xp.expand_dims(xp.where(positive, labels, 0), axis=-1)
+    return positive, index
+
+
+def _take(backend: Backend, x: Any, index: Any) -> Any:
+    return backend.take_along_axis(x, index, axis=-1)[..., 0]
+
+
+def indexed_sigmoid_focal_loss(input: Any, labels: Any, *, alpha: float = 0.25, gamma: float = 2.0) -> Any:
+    r"""Per-row sigmoid focal loss of one-hot targets given as class indices: the ``"fcos"`` classification part.
+
+    .. math::
+        \ell_r = \sum_c \mathrm{FL}_{\alpha, \gamma}(x_{rc}, [c = y_r])
+
+    equal to ``sigmoid_focal_loss(input, one_hot(labels), alpha=alpha, gamma=gamma,
+    reduction="none").sum(-1)`` (torchvision's ``sigmoid_focal_loss`` on the
+    dense one-hot target, as ``FCOSHead.compute_loss``), without building the
+    one-hot target: every entry is taken at target 0 (:math:`(1 - \alpha)
+    p^\gamma \log(1 + e^x)`, one pass), and the labelled entry of each row is
+    corrected to :func:`polyloss.sigmoid_focal_loss` at target 1.
+
+    Args:
+        input: logits ``(..., C)``, real floating.
+        labels: int ``(...)``: the class of each row, or a negative value for
+            none (background: every target 0).
+        alpha, gamma: as :func:`polyloss.sigmoid_focal_loss` (0.25, 2.0).
+
+    Returns:
+        ``(...)``, the loss of each row summed over its classes.
+
+    Under autograd (PyTorch, JAX) the element-wise derivative is computed with
+    the value and enters through a linear surrogate (``v + <x - sg(x), g>``,
+    ``sg`` the stop-gradient): one multiplication in the backward pass, first
+    derivatives only (a second derivative through this part is 0, not the
+    true one). :func:`indexed_sigmoid_focal_loss_grad` is its closed-form gradient.
+    """
+    backend = resolve(input, labels, input_name="input", target_name="labels")
+    alpha, gamma = _check_indexed(backend, input, labels, alpha, gamma)
+    xp = backend.xp
+    value, grad = _negative_focal(backend, input, alpha, gamma)
+    positive, index = _labelled(backend, labels)
+    x_label = _take(backend, input, index)
+    negative_label, slope = _take(backend, value, index), _take(backend, grad, index)
+    positive_label = sigmoid_focal_loss(x_label, xp.ones_like(x_label), alpha=alpha, gamma=gamma, reduction="none")
+    rows = xp.sum(value, axis=-1)
+    fixed = backend.stop_gradient(input)
+    if fixed is not input:  # autograd: the derivatives enter linearly (their value adds exactly 0)
+        moved = xp.sum(input * grad, axis=-1)
+        rows = rows + (moved - backend.stop_gradient(moved))
+        moved = x_label * slope
+        negative_label = negative_label + (moved - backend.stop_gradient(moved))
+    return rows + xp.where(positive, positive_label - negative_label, 0.0)
+
+
+def indexed_sigmoid_focal_loss_grad(input: Any, labels: Any, *, alpha: float = 0.25, gamma: float = 2.0,
+                                    cotangent: Any = None) -> Any:
+    r"""Gradient of :func:`indexed_sigmoid_focal_loss` w.r.t. ``input``: :math:`c_r\,\ell_0'(x_{rc})` on
+    every entry and :math:`c_r (\partial \mathrm{FL}(x_{ry}, 1) - \ell_0'(x_{ry}))` added at the labelled
+    class (``cotangent`` ``c`` of the rows' shape, a number, or None for ones)."""
+    backend = resolve(input, labels, input_name="input", target_name="labels")
+    alpha, gamma = _check_indexed(backend, input, labels, alpha, gamma)
+    xp = backend.xp
+    _, grad = _negative_focal(backend, input, alpha, gamma)
+    c = 1.0 if cotangent is None else cotangent
+    positive, index = _labelled(backend, labels)
+    x_label = _take(backend, input, index)
+    up = sigmoid_focal_loss_grad(x_label, xp.ones_like(x_label), alpha=alpha, gamma=gamma, reduction="none")
+    fix = xp.where(positive, up - _take(backend, grad, index), 0.0) * c
+    if not isinstance(c, float):
+        c = xp.expand_dims(c, axis=-1)
+    classes = xp.arange(int(input.shape[-1]), dtype=index.dtype, device=backend.device(index))
+    return grad * c + xp.where(index == classes, xp.expand_dims(fix, axis=-1), 0.0)
+
+
+register_gradient(indexed_sigmoid_focal_loss, indexed_sigmoid_focal_loss_grad)
 
 
 @dataclass(frozen=True)
@@ -236,7 +363,7 @@ class FCOSLoss(DetectionRecipe):
         self.alpha = v.check_number(alpha, "alpha", minimum=None, maximum=1.0)
         self.gamma = v.check_number(gamma, "gamma")
         self.classification_loss = classification_loss if classification_loss is not None else functools.partial(
-            sigmoid_focal_loss, alpha=self.alpha, gamma=self.gamma, reduction="none")
+            indexed_sigmoid_focal_loss, alpha=self.alpha, gamma=self.gamma)
         self.regression_loss = regression_loss if regression_loss is not None else functools.partial(
             giou_loss, reduction="none")
         self.centerness_loss = centerness_loss if centerness_loss is not None else sigmoid_objectness_loss
@@ -304,8 +431,6 @@ class FCOSLoss(DetectionRecipe):
         fg = targets.foreground
         anchors = v.as_dtype_of(backend, anchors, box_regression)
         centres, sizes = _centres_and_sizes(anchors)
-        classes = xp.arange(c, dtype=targets.labels.dtype, device=backend.device(targets.labels))
-        one_hot = xp.astype(xp.expand_dims(targets.labels, axis=-1) == classes, class_logits.dtype)
         every = xp.ones((n, a), dtype=xp.bool, device=backend.device(fg))
         goal = v.as_dtype_of(backend, targets.boxes, box_regression)
         decoded = xp.where(xp.expand_dims(fg, axis=-1), decode_ltrb(box_regression, centres, scale=sizes), goal)
@@ -321,8 +446,8 @@ class FCOSLoss(DetectionRecipe):
             backend=backend, targets=targets, aux={"foreground": fg},
             normaliser=self.count(backend, fg, class_logits),
             terms=(
-                self.term(backend, "classification", "classification_loss", "class_logits", class_logits, one_hot,
-                          every),
+                self.term(backend, "classification", "classification_loss", "class_logits", class_logits,
+                          targets.labels, every),
                 self.term(backend, "bbox_regression", "regression_loss", "box_regression", decoded, goal, fg,
                           source=box_regression, pullback=box_pullback),
                 self.term(backend, "bbox_ctrness", "centerness_loss", "centerness", centerness,
