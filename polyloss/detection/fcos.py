@@ -252,6 +252,13 @@ def centerness_target(backend: Backend, boxes: Any, centres: Any, sizes: Any, fo
     return xp.where(foreground, xp.sqrt(ratio), 0.0)
 
 
+def _count_classes(num_classes: object) -> int:
+    """``num_classes`` if it is an int >= 1 (label 0 is a real class), else ``ValueError`` naming it."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1 (label 0 is a real class), got {num_classes!r}")
+    return num_classes
+
+
 class FCOSLoss(DetectionRecipe):
     r"""FCOS's loss, registered as recipe ``"fcos"``; torchvision's numbers.
 
@@ -354,9 +361,7 @@ class FCOSLoss(DetectionRecipe):
         validate: bool = True,
         normalize_over: str = "local",
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1 (label 0 is a real class), got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = _count_classes(num_classes)
         super().__init__(weights=weights, validate=validate, normalize_over=normalize_over)
         self.assigner = assigner if assigner is not None else CenterSampler(center_sampling_radius, size_ranges)
         self.center_sampling_radius = getattr(self.assigner, "radius", center_sampling_radius)
@@ -468,13 +473,12 @@ class FCOSLoss(DetectionRecipe):
         """The call's one loss stage: :meth:`assign` (anchors in ``class_logits``' dtype), then :meth:`loss_stage`."""
         backend = self.backend_of(class_logits, "class_logits")
         check_same(backend, anchors, "anchors", "class_logits")
-        if class_logits.ndim != 3:
-            raise ValueError(f"class_logits must have shape (N, A, num_classes), got {tuple(class_logits.shape)}")
-        n, a = int(class_logits.shape[0]), int(class_logits.shape[1])
-        if anchors.ndim < 2 or int(anchors.shape[-2]) != a:
-            raise ValueError(f"anchors shape {tuple(anchors.shape)} must be (A, 4) with A = {a} "
-                             f"(class_logits shape {tuple(class_logits.shape)})")
+        check_shape(class_logits, (None, None, self.num_classes), "class_logits", "(N, A, num_classes)")
         v.check_floating(backend, class_logits, "class_logits")
+        n, a = (int(size) for size in class_logits.shape[:2])
+        if anchors.ndim not in (2, 3) or tuple(anchors.shape[-2:]) != (a, 4):
+            raise ValueError(f"anchors must have shape (A, 4) or (N, A, 4) with A = {a} anchors of class_logits "
+                             f"{tuple(class_logits.shape)}, got {tuple(anchors.shape)}")
         anchors = v.as_dtype_of(backend, anchors, class_logits) if backend.dtype_kind(anchors.dtype) == "f" else anchors
         targets = self.assign(anchors, num_anchors_per_level, gt_boxes, gt_labels, batch_size=n, validate=validate)
         return (self.loss_stage(class_logits, box_regression, centerness, anchors, targets),)

@@ -18,6 +18,7 @@ import types
 import numpy as np
 import pytest
 from _detection import finite_differences
+from _detection import pad
 
 import polyloss as pl
 from polyloss._namespace import resolve
@@ -49,16 +50,6 @@ def scene(counts: tuple[int, ...], seed: int = 0, anchors: np.ndarray = ANCHORS)
             "centerness": rng.normal(size=(n, a)), "gt": gt, "labels": labels}
 
 
-def padded(gt: list[np.ndarray], labels: list[np.ndarray], g: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    g = max([1, *(len(b) for b in gt)]) if g is None else g
-    boxes = np.zeros((len(gt), g, 4))
-    out = np.full((len(gt), g), -1, dtype=np.int64)
-    for i, (b, lab) in enumerate(zip(gt, labels, strict=True)):
-        boxes[i, : len(b)] = b
-        out[i, : len(b)] = lab
-    return boxes, out
-
-
 def torchvision_fcos(data: dict[str, object], dtype: str = "float64", anchors: np.ndarray = ANCHORS,
                      counts: list[int] = COUNTS) -> tuple[dict[str, object], list[object]]:
     """torchvision's three losses on ``data`` and the prediction leaves (``requires_grad``)."""
@@ -87,7 +78,7 @@ def call(recipe, a, data, method="__call__", anchors=ANCHORS, counts=COUNTS, lis
         gt = [a(b.reshape(-1, 4)) for b in data["gt"]]
         labels = [a(np.asarray(lab, dtype=np.int64)) for lab in data["labels"]]
     else:
-        boxes, labs = padded(data["gt"], data["labels"])
+        boxes, labs = pad(data["gt"], data["labels"])
         gt, labels = a(boxes), a(labs)
     return getattr(recipe, method)(*(a(data[k]) for k in PREDICTIONS), a(anchors), counts, gt, labels)
 
@@ -206,7 +197,7 @@ def test_compiles_fullgraph_and_matches_eager():
     torch = pytest.importorskip("torch")
     data = scene((0, 3, 9), seed=8)
     recipe = pl.get_recipe("fcos", num_classes=C, validate=False)
-    boxes, labels = padded(data["gt"], data["labels"])
+    boxes, labels = pad(data["gt"], data["labels"])
     fixed = (torch.tensor(ANCHORS), torch.tensor(boxes), torch.tensor(labels))
     leaves = [torch.tensor(data[k], requires_grad=True) for k in PREDICTIONS]
 
@@ -248,7 +239,7 @@ def test_world_normalisation_reproduces_one_process_on_the_whole_batch(monkeypat
 # -- edge rows -----------------------------------------------------------------------------------
 def test_padding_is_ignored_whatever_it_holds(xp):
     data = scene((2, 3), seed=10)
-    boxes, labels = padded(data["gt"], data["labels"], g=5)
+    boxes, labels = pad(data["gt"], data["labels"], g=5)
     recipe = pl.get_recipe("fcos", num_classes=C)
     a = xp.asarray
     preds = [a(data[k]) for k in PREDICTIONS]
