@@ -61,6 +61,7 @@ BUILTIN_PLUGINS = (
     "polyloss.detection.faster_rcnn",
     "polyloss.detection.yolov1",
     "polyloss.detection.detr",
+    "polyloss.detection.fcos",
 )
 ENTRY_POINT_GROUP = PROJECT
 

@@ -584,9 +584,63 @@ def _torchvision_rpn(data: dict[str, Any], device: str = "cpu") -> Callable[[Any
     return loss
 
 
+FCOS_SHAPE: dict[str, Any] = {"batch": 8, "image": 800, "strides": (8, 16, 32, 64, 128), "classes": 91, "max_boxes": 10}
+
+
+def fcos_callables(backend: str, device: str = "cpu") -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
+    """FCOS at batch 8, 800 x 800, five levels (13343 anchors), 91 classes, up to 10 boxes per image:
+    (polyloss's total of the predictions, the float32 predictions, torchvision's ``FCOS.compute_loss`` +
+    ``FCOSHead.compute_loss`` total or None)."""
+    import types
+
+    from polyloss.detection.fcos import fcos_anchors
+
+    s = FCOS_SHAPE
+    rng = np.random.default_rng(0)
+    anchors, counts = fcos_anchors(s["image"], s["strides"])
+    anchors = anchors.astype(np.float32)
+    boxes, labels, per_image = _ground_truth(rng, s["batch"], s["max_boxes"], s["classes"], float(s["image"]))
+    a = anchors.shape[0]
+    preds = (rng.standard_normal((s["batch"], a, s["classes"]), dtype=np.float32),
+             rng.uniform(0.1, 4.0, (s["batch"], a, 4)).astype(np.float32),
+             rng.standard_normal((s["batch"], a), dtype=np.float32))
+
+    def convert(x: np.ndarray) -> Any:
+        return sys.modules["torch"].from_numpy(x).to(device) if backend == "torch" else x
+
+    if backend == "torch":
+        import torch  # noqa: F401
+    recipe = pl.get_recipe("fcos", num_classes=s["classes"])
+    fixed = (convert(anchors), convert(boxes), convert(labels))
+
+    def loss(class_logits: Any, box_regression: Any, centerness: Any) -> Any:
+        return recipe(class_logits, box_regression, centerness, fixed[0], counts, fixed[1], fixed[2]).total
+
+    reference = None
+    if backend == "torch" and torchvision_available():
+        from torchvision.models.detection import _utils as det_utils
+        from torchvision.models.detection.fcos import FCOS
+        from torchvision.models.detection.fcos import FCOSHead
+
+        head = types.SimpleNamespace(box_coder=det_utils.BoxLinearCoder(normalize_by_size=True))
+        model = types.SimpleNamespace(center_sampling_radius=1.5, head=types.SimpleNamespace(
+            compute_loss=lambda *args: FCOSHead.compute_loss(head, *args)))
+        targets = [{"boxes": fixed[1][i, :c], "labels": fixed[2][i, :c]} for i, c in enumerate(per_image)]
+
+        def reference(class_logits: Any, box_regression: Any, centerness: Any) -> Any:
+            out = FCOS.compute_loss(model, targets, {"cls_logits": class_logits, "bbox_regression": box_regression,
+                                                     "bbox_ctrness": centerness[..., None]},
+                                    [fixed[0]] * len(targets), counts)
+            return sum(out.values())
+
+    return loss, tuple(convert(p) for p in preds), reference
+
+
 def _recipe_callables(recipe: str, backend: str,
                       device: str = "cpu") -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
     """(loss of the prediction arrays, prediction arrays, torchvision's loss or None) for one recipe."""
+    if recipe == "fcos":
+        return fcos_callables(backend, device)
     data = ssd_inputs() if recipe == "ssd" else rpn_inputs()
 
     def convert(a: np.ndarray) -> Any:
@@ -621,7 +675,7 @@ def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None]
                   progress: Callable[[str], None], devices: tuple[str, ...] = ("cpu",)) -> list[RecipeRow]:
     """SSD and Faster R-CNN RPN (matching, encoding, sampling or mining, and loss) per backend and torch device."""
     rows: list[RecipeRow] = []
-    for recipe in ("ssd", "rpn"):
+    for recipe in ("ssd", "rpn", "fcos"):
         if "numpy" in backends:
             loss, preds, _ = _recipe_callables(recipe, "numpy")
             progress(f"numpy {recipe} recipe")

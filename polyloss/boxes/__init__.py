@@ -19,12 +19,17 @@ The modules: :mod:`~polyloss.boxes.conversions` (formats, areas),
 losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
 (encode/decode), :mod:`~polyloss.boxes.matching` (matchers), :mod:`~polyloss.boxes.hungarian`
 (DETR's Hungarian matching, SciPy's solver on the host) and
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers),
+:mod:`~polyloss.boxes.center_sampling` (FCOS's assignment) and
 :mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
 random keys). Every public name is re-exported here.
 """
 
 from __future__ import annotations
 
+from polyloss.boxes.center_sampling import CenterSampler
+from polyloss.boxes.center_sampling import center_sampling
+from polyloss.boxes.center_sampling import level_size_bounds
 from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
 from polyloss.boxes.coding import BoxCoder
 from polyloss.boxes.coding import BoxWeights
@@ -61,6 +66,7 @@ __all__ = [
     "BalancedSampler",
     "BoxCoder",
     "BoxWeights",
+    "CenterSampler",
     "DEFAULT_DECODE_CLIP",
     "HungarianMatcher",
     "Matcher",
@@ -69,6 +75,7 @@ __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
+    "center_sampling",
     "complete_box_iou",
     "decode_boxes",
     "decode_ltrb",
@@ -79,6 +86,7 @@ __all__ = [
     "generalized_box_iou",
     "hard_negative_mining",
     "hungarian_cost",
+    "level_size_bounds",
     "paired_box_iou",
     "random_keys",
     "rank",
