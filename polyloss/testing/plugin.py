@@ -4,6 +4,10 @@ Enable it in a plugin's ``conftest.py`` with
 ``pytest_plugins = ["polyloss.testing.plugin"]``. The cases are listed when
 tests are collected, so cases added with
 :func:`polyloss.testing.cases.register_case` in a ``conftest.py`` are included.
+
+``@pytest.mark.xp_exclude("dask", reason=...)`` on a test (or ``pytestmark`` of
+a module) leaves the named cases out, e.g. where a lazy backend would build a
+graph too large to be worth running for every parameter.
 """
 
 from __future__ import annotations
@@ -16,9 +20,17 @@ from polyloss.testing.cases import Case
 from polyloss.testing.cases import case_params
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "xp_exclude(*names, reason): leave the named backend cases out of the xp fixture of a test"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "xp" in metafunc.fixturenames:
-        metafunc.parametrize("xp", case_params(), indirect=True)
+        excluded = {name for marker in metafunc.definition.iter_markers("xp_exclude") for name in marker.args}
+        params = [p for p in case_params() if p.id not in excluded]
+        metafunc.parametrize("xp", params, indirect=True)
 
 
 @pytest.fixture

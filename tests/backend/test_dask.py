@@ -172,3 +172,16 @@ def test_recipe_is_lazy_and_equals_numpy(name):
     np.testing.assert_allclose(lazy.total.compute(), expected.total, rtol=1e-12, atol=1e-14)
     for component, value in expected.components.items():
         np.testing.assert_allclose(lazy.components[component].compute(), value, rtol=1e-12, atol=1e-14)
+
+
+def test_ctc_is_lazy_and_equals_numpy():
+    from polyloss._samples import sample
+
+    arrays, options = sample("ctc_loss")
+    expected_value, expected_grad = pl.value_and_grad("ctc_loss", *arrays, **options)
+    lazy = [_dask(a) for a in arrays]
+    with dask.config.set(scheduler=_no_compute):
+        value, grad = pl.value_and_grad("ctc_loss", *lazy, **options)
+    assert isinstance(value, da.Array) and isinstance(grad, da.Array)
+    np.testing.assert_allclose(value.compute(), expected_value, rtol=1e-12)
+    np.testing.assert_allclose(grad.compute(), expected_grad, rtol=1e-12, atol=1e-14)
