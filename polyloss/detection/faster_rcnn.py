@@ -43,6 +43,7 @@ from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
+from polyloss.typing import ArrayT
 
 __all__ = ["AnchorTargets", "FasterRCNNLoss", "SampledProposals"]
 
@@ -531,7 +532,7 @@ class FasterRCNNLoss(DetectionRecipe):
 
     def __call__(
         self,
-        anchors: Any,
+        anchors: ArrayT,
         objectness: Any,
         rpn_deltas: Any,
         gt_boxes: Any,
@@ -542,7 +543,7 @@ class FasterRCNNLoss(DetectionRecipe):
         *,
         seed: Any = _CONFIG,
         validate: bool | None = None,
-    ) -> RecipeResult:
+    ) -> RecipeResult[ArrayT]:
         """``combine(rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels), roi_loss(...))``.
 
         ``sampled`` comes from :meth:`sample_proposals`, called before the head ran.
