@@ -363,6 +363,8 @@ class FasterRCNNLoss(DetectionRecipe):
         xp = backend.xp
         gt = self._gt(backend, gt_boxes, gt_labels, anchors, n, validate, labels_required=False)
         own_assignment = type(self).assign_anchors is FasterRCNNLoss.assign_anchors
+        matches: Any = None  # own assignment: the matches; otherwise the targets (each set below)
+        targets: Any = None
         if own_assignment:  # the targets are encoded below, where they are needed
             matches = match_boxes(backend, self.rpn_matcher, gt.boxes, anchors, gt.valid)
             labels = _anchor_labels(xp, matches)

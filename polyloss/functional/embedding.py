@@ -268,6 +268,7 @@ def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, *, margin: float
     xp = backend.xp
     d_ap, g_ap = _p_norm(backend, a - pos + eps, p, need_grad)
     d_an, g_an = _p_norm(backend, a - neg + eps, p, need_grad)
+    share: Any = None  # the tie share of the swap (set with it)
     if swap:
         d_pn, _ = _p_norm(backend, pos - neg + eps, p, False)
         # the gradient of min(d_an, d_pn) by d_an: 1 below, 1/2 at a tie, 0 above (PyTorch's rule)

@@ -67,7 +67,7 @@ class Case:
                 out.requires_grad_(True)
             return out
         if self.library == "cupy":
-            import cupy
+            import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
             return cupy.asarray(a, dtype=dtype)
         if self.device is not None:
@@ -118,7 +118,7 @@ def _gpu_cupy() -> bool:
     if not _has("cupy"):
         return False
     try:
-        import cupy
+        import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
         return bool(cupy.cuda.runtime.getDeviceCount() > 0)
     except Exception:
