@@ -706,7 +706,7 @@ def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[
     size = math.prod(shape)
     seen: list[tuple[str, str]] = []
 
-    class Record(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    class Record(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             out = func(*args, **(kwargs or {}))
             shared = {a.untyped_storage().data_ptr() for a in (*args, *(kwargs or {}).values()) if hasattr(a, "numel")}
