@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     # ``RecipeResult[Any]``; at run time a plain TypeVar does (typing's takes no default before 3.13)
     from typing_extensions import TypeVar
 
+    from polyloss.backend._base import Backend
     from polyloss.detection.faster_rcnn import FasterRCNNLoss
     from polyloss.detection.ssd import SSDLoss
     from polyloss.detection.yolov1 import YOLOv1Loss
@@ -49,7 +50,7 @@ def backends() -> list[str]:
     return sorted(registry.tables.backends)
 
 
-def get_backend(name: str | Any) -> Any:
+def get_backend(name: str | Any) -> Backend:
     """The registered backend object called ``name``, or the backend of an array.
 
     ``pl.get_backend("torch")`` and ``pl.get_backend(tensor)`` give the same
@@ -61,9 +62,10 @@ def get_backend(name: str | Any) -> Any:
 
         return backend_of(name, "name")
     try:
-        return registry.tables.backends[name]
+        backend: Backend = registry.tables.backends[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; registered: {', '.join(backends())}") from None
+    return backend
 
 
 def losses() -> list[str]:

@@ -59,6 +59,9 @@ def numpy_calls() -> float:
     assert_type(grad, npt.NDArray[np.float64])
     named_value, _ = pl.value_and_grad("cross_entropy", logits, labels)
     assert_type(named_value, npt.NDArray[np.float32])
+
+    # the backend of an array (or of a name) is a polyloss.Backend
+    assert_type(pl.get_backend(x), pl.Backend)
     return float(value) + float(named_value)
 
 
