@@ -61,14 +61,18 @@ from polyloss.functional import triplet_margin_loss
 from polyloss.functional import tversky_loss
 from polyloss.functional import varifocal_loss
 from polyloss.gradients import value_and_grad
+from polyloss.typing import KLDivReduction
+from polyloss.typing import Reduction
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "KLDivReduction",
     "PluginConflictError",
     "PluginWarning",
     "RecipeResult",
+    "Reduction",
     "__version__",
     "backends",
     "binary_cross_entropy",

@@ -6,9 +6,32 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import Generic
+from typing import Literal
+from typing import overload
 
 from polyloss._registry import registry
+
+if TYPE_CHECKING:
+    # a TypeVar with a default (PEP 696) for the checkers only: a bare ``RecipeResult`` is
+    # ``RecipeResult[Any]``; at run time a plain TypeVar does (typing's takes no default before 3.13)
+    from typing_extensions import TypeVar
+
+    from polyloss.backend._base import Backend
+    from polyloss.detection.detr import DETRLoss
+    from polyloss.detection.faster_rcnn import FasterRCNNLoss
+    from polyloss.detection.fcos import FCOSLoss
+    from polyloss.detection.ssd import SSDLoss
+    from polyloss.detection.yolov1 import YOLOv1Loss
+    from polyloss.typing import Recipe
+
+    ResultT = TypeVar("ResultT", default=Any)
+else:
+    from typing import TypeVar
+
+    ResultT = TypeVar("ResultT")
 
 __all__ = [
     "RecipeResult",
@@ -29,7 +52,7 @@ def backends() -> list[str]:
     return sorted(registry.tables.backends)
 
 
-def get_backend(name: str | Any) -> Any:
+def get_backend(name: str | Any) -> Backend:
     """The registered backend object called ``name``, or the backend of an array.
 
     ``pl.get_backend("torch")`` and ``pl.get_backend(tensor)`` give the same
@@ -41,9 +64,10 @@ def get_backend(name: str | Any) -> Any:
 
         return backend_of(name, "name")
     try:
-        return registry.tables.backends[name]
+        backend: Backend = registry.tables.backends[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; registered: {', '.join(backends())}") from None
+    return backend
 
 
 def losses() -> list[str]:
@@ -64,13 +88,33 @@ def recipes() -> list[str]:
     return sorted(registry.tables.recipes)
 
 
-def get_recipe(name: str, **config: Any) -> Any:
-    """Build the recipe registered as ``name`` with ``config`` (keyword arguments)."""
+@overload
+def get_recipe(name: Literal["ssd"], **config: Any) -> SSDLoss: ...
+@overload
+def get_recipe(name: Literal["faster_rcnn"], **config: Any) -> FasterRCNNLoss: ...
+@overload
+def get_recipe(name: Literal["yolov1"], **config: Any) -> YOLOv1Loss: ...
+@overload
+def get_recipe(name: Literal["fcos"], **config: Any) -> FCOSLoss: ...
+@overload
+def get_recipe(name: Literal["detr"], **config: Any) -> DETRLoss: ...
+@overload
+def get_recipe(name: str, **config: Any) -> Recipe: ...
+
+
+def get_recipe(name: str, **config: Any) -> Recipe:
+    """Build the recipe registered as ``name`` with ``config`` (keyword arguments).
+
+    For type checkers, a built-in name gives its class (``get_recipe("ssd")`` is a
+    :class:`~polyloss.detection.ssd.SSDLoss`), any other name a
+    :class:`polyloss.typing.Recipe` (a callable returning a :class:`RecipeResult`).
+    """
     try:
         factory = registry.tables.recipes[name]
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; registered: {', '.join(recipes()) or 'none'}") from None
-    return factory(**config)
+    recipe: Recipe = factory(**config)
+    return recipe
 
 
 def register_plugin(plugin: object, *, name: str | None = None) -> str:
@@ -101,21 +145,24 @@ def reload_plugins() -> list[str]:
 
 
 @dataclass(frozen=True)
-class RecipeResult:
+class RecipeResult(Generic[ResultT]):
     """What a detector recipe returns.
+
+    Generic in the array type: a recipe called on torch tensors returns a
+    ``RecipeResult[torch.Tensor]`` (a bare ``RecipeResult`` is ``RecipeResult[Any]``).
 
     Attributes:
         total: scalar array, differentiable, equal to the sum of the components.
         components: named scalar arrays, each already weighted.
     """
 
-    total: Any
-    components: Mapping[str, Any] = field(default_factory=dict)
+    total: ResultT
+    components: Mapping[str, ResultT] = field(default_factory=dict)
 
     @classmethod
-    def from_components(cls, components: Mapping[str, Any]) -> RecipeResult:
+    def from_components(cls, components: Mapping[str, ResultT]) -> RecipeResult[ResultT]:
         """Build a result whose total is the sum of ``components`` (in order)."""
-        items = list(components.values())
+        items: list[Any] = list(components.values())
         if not items:
             raise ValueError("a RecipeResult needs at least one component")
         total = items[0]

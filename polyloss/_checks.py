@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from typing import get_args
 
 from polyloss.backend._base import Backend
+from polyloss.typing import KLDivReduction
+from polyloss.typing import Reduction
 
-REDUCTIONS = ("none", "mean", "sum")
-KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+KL_REDUCTIONS: tuple[str, ...] = get_args(KLDivReduction)
 _HALF = ("float16", "bfloat16")
 
 

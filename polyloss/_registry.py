@@ -245,6 +245,7 @@ class Registry:
                 continue
             loud = plugin_name in strict or self._dists.get(plugin_name) == "polyloss"
             items: list[tuple[str, str, Any]] = []
+            hook = ""
             try:
                 for hook, kind in _HOOKS:
                     impl = impls[hook].get(plugin_name)

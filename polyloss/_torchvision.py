@@ -49,7 +49,7 @@ def _declare_operator_schemas() -> None:
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
-    fragment = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
+    fragment = torch.library.Library("torchvision", "FRAGMENT")
     for schema in _SCHEMAS:
-        fragment.define(schema)  # type: ignore[no-untyped-call]
+        fragment.define(schema)
     _declared.append(fragment)

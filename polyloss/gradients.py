@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyloss.functional._define import GRADIENTS
+from polyloss.typing import ArrayT
 
 __all__ = [
     "GRADIENTS",
@@ -117,8 +118,8 @@ def unregister_gradient(loss: Callable[..., Any] | str) -> None:
 
 
 def value_and_grad(
-    loss: Callable[..., Any] | str, input: Any, /, *arrays: Any, cotangent: Any = None, **options: Any
-) -> tuple[Any, Any]:
+    loss: Callable[..., Any] | str, input: ArrayT, /, *arrays: Any, cotangent: Any = None, **options: Any
+) -> tuple[ArrayT, ArrayT]:
     r"""The loss and its closed-form gradient with respect to ``input``, without autograd.
 
     Args:
@@ -137,7 +138,8 @@ def value_and_grad(
         **options: the loss's keyword options (``weight``, ``reduction``, ...).
 
     Returns:
-        ``(value, grad)``: ``value`` exactly as ``loss(input, *arrays, **options)``
+        ``(value, grad)``, both of ``input``'s array type (``tuple[ArrayT, ArrayT]`` for
+        type checkers): ``value`` exactly as ``loss(input, *arrays, **options)``
         returns it, and ``grad`` with ``input``'s shape, namespace, device and
         dtype (half precision is computed in float32 and cast back, as the losses do).
 
@@ -162,5 +164,6 @@ def value_and_grad(
     """
     grad_fn = gradient_of(loss)
     fn = _loss_function(loss)
-    value = fn(input, *arrays, **options)
-    return value, grad_fn(input, *arrays, cotangent=cotangent, **options)
+    value: ArrayT = fn(input, *arrays, **options)
+    grad: ArrayT = grad_fn(input, *arrays, cotangent=cotangent, **options)
+    return value, grad

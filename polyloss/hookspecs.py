@@ -46,6 +46,7 @@ def polyloss_register_backends() -> Sequence[Backend]:
         Once, when polyloss first needs to resolve an array type it has not
         seen (or lists its backends).
     """
+    ...
 
 
 @hookspec
@@ -62,6 +63,7 @@ def polyloss_register_losses() -> Mapping[str, Callable[..., Any]]:
         Once, at the first call of :func:`polyloss.losses`,
         :func:`polyloss.get_loss` or :func:`polyloss.value_and_grad` by name.
     """
+    ...
 
 
 @hookspec
@@ -77,3 +79,4 @@ def polyloss_register_recipes() -> Mapping[str, Callable[..., Any]]:
         Once, at the first call of :func:`polyloss.recipes` or
         :func:`polyloss.get_recipe`.
     """
+    ...

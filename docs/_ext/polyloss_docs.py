@@ -21,6 +21,7 @@ import pkgutil
 import re
 from collections.abc import Iterable
 from typing import Any
+from typing import get_origin
 
 GENERATED = "_generated"
 
@@ -46,6 +47,7 @@ _GROUPS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("Backends", ["Backend"]),
+    ("Types", ["Reduction", "KLDivReduction"]),
 ]
 
 _AUTO_TARGET = re.compile(r"auto(?:function|class|module|data|exception|attribute|method)\}?:{0,2}\s*([\w.]+)")
@@ -94,7 +96,7 @@ def _directive(kind: str, target: str, elsewhere: set[str], options: Iterable[st
 def _member_kind(obj: Any) -> str:
     if isinstance(obj, type):
         return "autoexception" if issubclass(obj, BaseException) else "autoclass"
-    return "autofunction"
+    return "autodata" if get_origin(obj) is not None else "autofunction"  # a type alias (Reduction) is data
 
 
 def _public_submodules(package: str) -> list[str]:
@@ -144,6 +146,7 @@ def api_text(srcdir: str) -> str:
             ["members", "exclude-members: value_and_grad"],
         ),
         ("polyloss.boxes", "Boxes (``polyloss.boxes``)", ["members"]),
+        ("polyloss.typing", "Types for type checkers (``polyloss.typing``)", ["members"]),
         ("polyloss.testing.cases", "Backend cases for tests (``polyloss.testing.cases``)", ["members"]),
         ("polyloss.testing.conformance", "Conformance kit for plugin authors (``polyloss.testing.conformance``)",
          ["members"]),

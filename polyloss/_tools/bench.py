@@ -243,9 +243,10 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
         label = "1" if n_threads == 1 else f"default({default_threads})"
         for size, (r, c) in sizes.items():
             for name in names:
-                ref = _torch_reference(name)
-                if ref is None:
+                found = _torch_reference(name)
+                if found is None:
                     continue
+                ref: Callable[..., Any] = found  # declared so, for the closures below
                 x_np, y_np = _data(name, r, c, rng)
                 x = torch.from_numpy(x_np).to(device)
                 y = torch.from_numpy(y_np).to(device)
@@ -284,19 +285,20 @@ def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
     to_device: Callable[[Any], Any] = lambda a: a  # noqa: E731
     sync = None
     if backend == "cupy":
-        import cupy
+        import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
         to_device, sync = cupy.asarray, cupy.cuda.Device().synchronize
     for size, (r, c) in sizes.items():
         for name in names:
-            ref = _np_reference(name)
-            if ref is None:
+            found_np = _np_reference(name)
+            if found_np is None:
                 continue
+            ref_np: Callable[[Any, Any], Any] = found_np  # declared so, for the closures below
             x, y = (to_device(a) for a in _data(name, r, c, rng))
             loss = pl.get_loss(name)
             kw = _polyloss_kwargs(name)
             progress(f"{backend} {name} {size}")
-            t_ref = _median_time(_synchronized(lambda: ref(x, y), sync), repeat)
+            t_ref = _median_time(_synchronized(lambda: ref_np(x, y), sync), repeat)
             t_pl = _median_time(_synchronized(lambda: loss(x, y, **kw), sync), repeat)
             rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None))
     return rows
@@ -313,7 +315,7 @@ def gpu_backends() -> list[str]:
     except ImportError:
         pass
     try:
-        import cupy
+        import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
         if cupy.cuda.runtime.getDeviceCount() > 0:
             found.append("cupy")
@@ -542,7 +544,7 @@ def _torchvision_ssd(data: dict[str, Any], device: str = "cpu") -> Callable[[Any
     priors = torch.from_numpy(data["priors"]).to(device)
     targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]).to(device),
                 "labels": torch.from_numpy(data["gt_labels"][i, :c]).to(device)} for i, c in enumerate(data["counts"])]
-    model = types.SimpleNamespace(box_coder=det_utils.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), neg_to_pos_ratio=3,
+    model: Any = types.SimpleNamespace(box_coder=det_utils.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)), neg_to_pos_ratio=3,
                                   proposal_matcher=det_utils.SSDMatcher(0.5))
     anchors = [priors] * len(targets)
 
@@ -566,7 +568,7 @@ def _torchvision_rpn(data: dict[str, Any], device: str = "cpu") -> Callable[[Any
 
     anchors = torch.from_numpy(data["anchors"]).to(device)
     targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :c]).to(device)} for i, c in enumerate(data["counts"])]
-    model = types.SimpleNamespace(
+    model: Any = types.SimpleNamespace(
         box_similarity=box_ops.box_iou,
         proposal_matcher=det_utils.Matcher(0.7, 0.3, allow_low_quality_matches=True),
         fg_bg_sampler=det_utils.BalancedPositiveNegativeSampler(256, 0.5),
@@ -616,22 +618,22 @@ def fcos_callables(backend: str, device: str = "cpu") -> tuple[Callable[..., Any
     def loss(class_logits: Any, box_regression: Any, centerness: Any) -> Any:
         return recipe(class_logits, box_regression, centerness, fixed[0], counts, fixed[1], fixed[2]).total
 
-    reference = None
-    if backend == "torch" and torchvision_available():
-        from torchvision.models.detection import _utils as det_utils
-        from torchvision.models.detection.fcos import FCOS
-        from torchvision.models.detection.fcos import FCOSHead
+    if backend != "torch" or not torchvision_available():
+        return loss, tuple(convert(p) for p in preds), None
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.fcos import FCOSHead
 
-        head = types.SimpleNamespace(box_coder=det_utils.BoxLinearCoder(normalize_by_size=True))
-        model = types.SimpleNamespace(center_sampling_radius=1.5, head=types.SimpleNamespace(
-            compute_loss=lambda *args: FCOSHead.compute_loss(head, *args)))
-        targets = [{"boxes": fixed[1][i, :c], "labels": fixed[2][i, :c]} for i, c in enumerate(per_image)]
+    head: Any = types.SimpleNamespace(box_coder=det_utils.BoxLinearCoder(normalize_by_size=True))
+    model: Any = types.SimpleNamespace(center_sampling_radius=1.5, head=types.SimpleNamespace(
+        compute_loss=lambda *args: FCOSHead.compute_loss(head, *args)))
+    targets = [{"boxes": fixed[1][i, :c], "labels": fixed[2][i, :c]} for i, c in enumerate(per_image)]
 
-        def reference(class_logits: Any, box_regression: Any, centerness: Any) -> Any:
-            out = FCOS.compute_loss(model, targets, {"cls_logits": class_logits, "bbox_regression": box_regression,
-                                                     "bbox_ctrness": centerness[..., None]},
-                                    [fixed[0]] * len(targets), counts)
-            return sum(out.values())
+    def reference(class_logits: Any, box_regression: Any, centerness: Any) -> Any:
+        out = FCOS.compute_loss(model, targets, {"cls_logits": class_logits, "bbox_regression": box_regression,
+                                                 "bbox_ctrness": centerness[..., None]},
+                                [fixed[0]] * len(targets), counts)
+        return sum(out.values())
 
     return loss, tuple(convert(p) for p in preds), reference
 
@@ -850,7 +852,7 @@ def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[
     size = math.prod(shape)
     seen: list[tuple[str, str]] = []
 
-    class Record(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    class Record(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             out = func(*args, **(kwargs or {}))
             shared = {a.untyped_storage().data_ptr() for a in (*args, *(kwargs or {}).values()) if hasattr(a, "numel")}

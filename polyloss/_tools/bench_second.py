@@ -14,6 +14,7 @@ Three tables, each a ratio polyloss / reference measured in one run:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -194,8 +195,8 @@ def bench_segmentation(*, repeat: int, progress: Callable[[str], None], memory: 
         for name in SEGMENTATION_LOSSES:
             progress(f"torch {name} {size} forward+backward")
             ours, theirs = _segmentation_step("polyloss", name), _segmentation_step("smp", name)
-            t_ref = _median_time(lambda f=theirs: f(logits, target), repeat, min_time=0.0)
-            t_pl = _median_time(lambda f=ours: f(logits, target), repeat, min_time=0.0)
+            t_ref = _median_time(functools.partial(theirs, logits, target), repeat, min_time=0.0)
+            t_pl = _median_time(functools.partial(ours, logits, target), repeat, min_time=0.0)
             rows.append(SecondRow("segmentation", name, size, "segmentation_models_pytorch", t_pl, t_ref,
                                   peak_mib("polyloss", name) if memory else None,
                                   peak_mib("smp", name) if memory else None))

@@ -184,7 +184,7 @@ def _recipe_values(result: Any, to_numpy: Any) -> np.ndarray:
 
 def _case_backend(case: Any, by_module: dict[str, str]) -> str:
     """The backend name a test case's arrays belong to."""
-    top = case.library.split(".")[0]
+    top: str = case.library.split(".")[0]
     return STRICT if top == STRICT else by_module.get(top, top)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from typing import TextIO
+from typing import cast
 
 import numpy as np
 
@@ -225,7 +226,7 @@ def run_demo(
     backend = _ALIASES.get(backend, backend)
     from polyloss.gradients import value_and_grad
 
-    out = sys.stdout if out is None else out
+    out = cast(TextIO, sys.stdout) if out is None else out  # typeshed: sys.stdout may be None (pythonw)
     if progress is None:
         progress = sys.stderr if _is_terminal(sys.stderr) else None
     xp, asarray = _namespace(backend)

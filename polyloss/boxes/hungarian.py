@@ -166,7 +166,7 @@ def _torch_to_host(x: Any) -> Any:
     # under torch.func.grad & co the value is that of the wrapped tensor, read with the transforms' stack cleared
     from torch._functorch.pyfunctorch import temporarily_clear_interpreter_stack
 
-    functorch = torch._C._functorch
+    functorch: Any = torch._C._functorch  # pyright: ignore[reportAttributeAccessIssue]
     while functorch.is_functorch_wrapped_tensor(x):
         if functorch.is_batchedtensor(x):
             raise ValueError("Hungarian matching reads the cost on the host, which torch.func.vmap cannot give: "
@@ -211,7 +211,7 @@ def _solve_outside_torch_graphs() -> Callable[..., Any]:
     if not _outside_graphs:
         import torch
 
-        _outside_graphs.append(torch.compiler.disable(_solve))  # type: ignore[no-untyped-call]
+        _outside_graphs.append(torch.compiler.disable(_solve))
     return _outside_graphs[0]
 
 

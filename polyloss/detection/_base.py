@@ -623,9 +623,9 @@ class DetectionRecipe:
              pullback: Callable[[Any], Any] | None = None, normaliser: Any = None) -> LossTerm:
         """Call the part ``part_name`` (``getattr(self, part_name)`` unless ``part`` is given) on
         ``(input, target)`` and describe the term (see :class:`LossTerm` for the other arguments)."""
-        part = getattr(self, part_name) if part is None else part
-        output = part(input, target)
-        return LossTerm(component=component, part_name=part_name, part=part, argument=argument, input=input,
+        fn: LossPart = getattr(self, part_name) if part is None else part
+        output = fn(input, target)
+        return LossTerm(component=component, part_name=part_name, part=fn, argument=argument, input=input,
                         target=target, output=output, loss=per_prediction(backend, output, mask.ndim), mask=mask,
                         source=source, pullback=pullback, normaliser=normaliser)
 

@@ -43,6 +43,7 @@ from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import sigmoid_objectness_loss
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
+from polyloss.typing import ArrayT
 
 __all__ = ["AnchorTargets", "FasterRCNNLoss", "SampledProposals"]
 
@@ -362,6 +363,8 @@ class FasterRCNNLoss(DetectionRecipe):
         xp = backend.xp
         gt = self._gt(backend, gt_boxes, gt_labels, anchors, n, validate, labels_required=False)
         own_assignment = type(self).assign_anchors is FasterRCNNLoss.assign_anchors
+        matches: Any = None  # own assignment: the matches; otherwise the targets (each set below)
+        targets: Any = None
         if own_assignment:  # the targets are encoded below, where they are needed
             matches = match_boxes(backend, self.rpn_matcher, gt.boxes, anchors, gt.valid)
             labels = _anchor_labels(xp, matches)
@@ -531,7 +534,7 @@ class FasterRCNNLoss(DetectionRecipe):
 
     def __call__(
         self,
-        anchors: Any,
+        anchors: ArrayT,
         objectness: Any,
         rpn_deltas: Any,
         gt_boxes: Any,
@@ -542,7 +545,7 @@ class FasterRCNNLoss(DetectionRecipe):
         *,
         seed: Any = _CONFIG,
         validate: bool | None = None,
-    ) -> RecipeResult:
+    ) -> RecipeResult[ArrayT]:
         """``combine(rpn_loss(anchors, objectness, rpn_deltas, gt_boxes, gt_labels), roi_loss(...))``.
 
         ``sampled`` comes from :meth:`sample_proposals`, called before the head ran.

@@ -44,6 +44,7 @@ from polyloss.detection._base import sample_grid_boxes
 from polyloss.detection._base import sample_ground_truth
 from polyloss.detection._base import smooth_l1
 from polyloss.detection._base import softmax_cross_entropy
+from polyloss.typing import ArrayT
 
 __all__ = ["SSDLoss", "SSDTargets"]
 
@@ -282,14 +283,14 @@ class SSDLoss(DetectionRecipe):
 
     def __call__(
         self,
-        box_deltas: Any,
+        box_deltas: ArrayT,
         class_logits: Any,
         priors: Any,
         gt_boxes: Any,
         gt_labels: Any,
         *,
         validate: bool | None = None,
-    ) -> RecipeResult:
+    ) -> RecipeResult[ArrayT]:
         return self.evaluate(*self.stages(box_deltas, class_logits, priors, gt_boxes, gt_labels, validate=validate))
 
 

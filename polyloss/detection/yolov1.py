@@ -43,6 +43,7 @@ from polyloss.detection._base import SampleRun
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import sample_ground_truth
 from polyloss.functional import mse_loss
+from polyloss.typing import ArrayT
 
 __all__ = [
     "YOLOv1Cells",
@@ -546,7 +547,7 @@ class YOLOv1Loss(DetectionRecipe):
         """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage`."""
         return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
 
-    def __call__(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> RecipeResult:
+    def __call__(self, pred: ArrayT, gt_boxes: Any, gt_labels: Any) -> RecipeResult[ArrayT]:
         """The YOLOv1 loss of a batch; see the class docstring."""
         return self.evaluate(*self.stages(pred, gt_boxes, gt_labels))
 

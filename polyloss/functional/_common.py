@@ -76,8 +76,9 @@ def optional_array(backend: Backend, value: Any, name: str, shape: tuple[int, ..
         raise TypeError(f"{name} must be an array of the input's namespace or None, got a Python number")
     check_same(backend, value, name)
     v.check_broadcastable(value, shape, name, into)
-    if not (v.is_floating(backend, value.dtype) or v.is_integer(backend, value.dtype)):
-        raise TypeError(f"{name} must have a real numeric dtype, got {value.dtype}")
+    dtype = value.dtype  # pyright: ignore[reportAttributeAccessIssue] (a bool is no array: check_same raised)
+    if not (v.is_floating(backend, dtype) or v.is_integer(backend, dtype)):
+        raise TypeError(f"{name} must have a real numeric dtype, got {dtype}")
 
 
 def compute_dtype(backend: Backend, input: Any, *others: Any) -> tuple[Any, ...]:

@@ -31,6 +31,9 @@ from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "ciou_loss",
@@ -102,7 +105,7 @@ def _box_loss_grad(kind: str, boxes1: Any, boxes2: Any, eps: float, reduction: s
 
 
 @loss
-def iou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+def iou_loss(boxes1: ArrayT, boxes2: Array, *, eps: float = 1e-7, reduction: Reduction = "mean") -> ArrayT:
     r"""IoU loss :math:`1 - |A \cap B| / (|A \cup B| + \epsilon)` of paired xyxy boxes.
 
     Args:
@@ -143,7 +146,7 @@ def iou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "m
 
 
 @loss
-def giou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+def giou_loss(boxes1: ArrayT, boxes2: Array, *, eps: float = 1e-7, reduction: Reduction = "mean") -> ArrayT:
     r"""Generalized IoU loss (Rezatofighi et al., CVPR 2019) of paired xyxy boxes.
 
     .. math::
@@ -158,7 +161,7 @@ def giou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
 
 
 @loss
-def diou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+def diou_loss(boxes1: ArrayT, boxes2: Array, *, eps: float = 1e-7, reduction: Reduction = "mean") -> ArrayT:
     r"""Distance IoU loss (Zheng et al., AAAI 2020) of paired xyxy boxes.
 
     .. math::
@@ -172,7 +175,7 @@ def diou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
 
 
 @loss
-def ciou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean") -> Any:
+def ciou_loss(boxes1: ArrayT, boxes2: Array, *, eps: float = 1e-7, reduction: Reduction = "mean") -> ArrayT:
     r"""Complete IoU loss (Zheng et al., AAAI 2020) of paired xyxy boxes.
 
     .. math::
@@ -197,7 +200,7 @@ def ciou_loss(boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "
 
 @gradient(iou_loss)
 def iou_loss_grad(
-    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean", cotangent: Any = None
+    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.iou_loss` with respect to ``boxes1``.
 
@@ -212,7 +215,7 @@ def iou_loss_grad(
 
 @gradient(giou_loss)
 def giou_loss_grad(
-    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean", cotangent: Any = None
+    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.giou_loss` with respect to ``boxes1``.
 
@@ -224,7 +227,7 @@ def giou_loss_grad(
 
 @gradient(diou_loss)
 def diou_loss_grad(
-    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean", cotangent: Any = None
+    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.diou_loss` with respect to ``boxes1``.
 
@@ -235,7 +238,7 @@ def diou_loss_grad(
 
 @gradient(ciou_loss)
 def ciou_loss_grad(
-    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: str = "mean", cotangent: Any = None
+    boxes1: Any, boxes2: Any, *, eps: float = 1e-7, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.ciou_loss` with respect to ``boxes1``.
 

@@ -34,6 +34,10 @@ from polyloss.functional._reductions import sample_upstream
 from polyloss.functional._reductions import upstream
 from polyloss.functional._reductions import weighted_mean
 from polyloss.functional._reductions import weighted_mean_upstream
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import KLDivReduction
+from polyloss.typing import Reduction
 
 __all__ = [
     "binary_cross_entropy",
@@ -97,7 +101,9 @@ def _check_binary_cross_entropy(backend: Backend, input: Any, target: Any, weigh
 
 
 @loss
-def binary_cross_entropy(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+def binary_cross_entropy(
+    input: ArrayT, target: Array, *, weight: Array | None = None, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Binary cross-entropy on probabilities.
 
     .. math::
@@ -161,8 +167,9 @@ def _check_binary_cross_entropy_with_logits(
 
 @loss
 def binary_cross_entropy_with_logits(
-    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: str = "mean"
-) -> Any:
+    input: ArrayT, target: Array, *, weight: Array | None = None, pos_weight: Array | None = None,
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Binary cross-entropy on logits, through the log-sigmoid.
 
     .. math::
@@ -413,15 +420,15 @@ _CLASS_RULES = """
 
 @loss
 def cross_entropy(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
     axis: int = -1,
-    weight: Any = None,
+    weight: Array | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Softmax cross-entropy over the class axis.
 
     With class indices :math:`y_i` and :math:`\log p = \operatorname{log\_softmax}(x)`,
@@ -541,14 +548,14 @@ def _index_reduce(backend: Backend, loss: Any, denominator: Any, reduction: str)
 
 @loss
 def nll_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
     axis: int = -1,
-    weight: Any = None,
+    weight: Array | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Negative log-likelihood of log-probabilities, :math:`\ell_i = -w_{y_i}\,x_{i, y_i}`.
 
     Args:
@@ -604,7 +611,7 @@ def _kl_target(backend: Backend, input: Any, target: Any, log_target: bool) -> t
 
 
 @loss
-def kl_div(input: Any, target: Any, *, log_target: bool = False, reduction: str = "mean") -> Any:
+def kl_div(input: ArrayT, target: Array, *, log_target: bool = False, reduction: KLDivReduction = "mean") -> ArrayT:
     r"""Kullback-Leibler divergence with ``input`` given as log-probabilities.
 
     .. math::
@@ -659,7 +666,7 @@ _BCE_EPSILON = 9.999999960041972e-13
 
 @gradient(binary_cross_entropy)
 def binary_cross_entropy_grad(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, weight: Any = None, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.binary_cross_entropy`, PyTorch's backward formula.
 
@@ -679,7 +686,7 @@ def binary_cross_entropy_grad(
 
 @gradient(binary_cross_entropy_with_logits)
 def binary_cross_entropy_with_logits_grad(
-    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: str = "mean",
+    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.binary_cross_entropy_with_logits`.
@@ -727,7 +734,7 @@ def cross_entropy_grad(
     weight: Any = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.cross_entropy` with respect to the logits.
@@ -776,7 +783,7 @@ def nll_loss_grad(
     axis: int = -1,
     weight: Any = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.nll_loss`: :math:`-w_{y_i}` at the target class, 0 elsewhere and when ignored."""
@@ -795,7 +802,7 @@ def nll_loss_grad(
 
 @gradient(kl_div)
 def kl_div_grad(
-    input: Any, target: Any, *, log_target: bool = False, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, log_target: bool = False, reduction: KLDivReduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.kl_div`: :math:`-y` (or :math:`-e^{y}` with ``log_target``).
 

@@ -18,6 +18,9 @@ from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import sample_upstream
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = ["nt_xent_loss", "nt_xent_loss_grad"]
 
@@ -82,7 +85,7 @@ def _per_view(views: _Views) -> tuple[Any, Any]:
 
 
 @loss
-def nt_xent_loss(z1: Any, z2: Any, *, temperature: float = 0.5, reduction: str = "mean") -> Any:
+def nt_xent_loss(z1: ArrayT, z2: Array, *, temperature: float = 0.5, reduction: Reduction = "mean") -> ArrayT:
     r"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al., *A Simple
     Framework for Contrastive Learning of Visual Representations*, ICML 2020).
 
@@ -118,7 +121,7 @@ def nt_xent_loss(z1: Any, z2: Any, *, temperature: float = 0.5, reduction: str =
 
 @gradient(nt_xent_loss)
 def nt_xent_loss_grad(
-    z1: Any, z2: Any, *, temperature: float = 0.5, reduction: str = "mean", cotangent: Any = None
+    z1: Any, z2: Any, *, temperature: float = 0.5, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.nt_xent_loss` with respect to ``z1``.
 

@@ -9,6 +9,7 @@ Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._reductions import upstream
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = ["ctc_loss", "ctc_loss_grad"]
 
@@ -198,15 +202,15 @@ def _reduce_ctc(lt: _Lattice, nll: Any, reduction: str, zero_infinity: bool) -> 
 
 @loss
 def ctc_loss(
-    log_probs: Any,
-    targets: Any,
-    input_lengths: Any,
-    target_lengths: Any,
+    log_probs: ArrayT,
+    targets: Array,
+    input_lengths: Array | Sequence[int],
+    target_lengths: Array | Sequence[int],
     *,
     blank: int = 0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     zero_infinity: bool = False,
-) -> Any:
+) -> ArrayT:
     r"""Connectionist temporal classification loss (Graves et al., ICML 2006).
 
     .. math::
@@ -295,7 +299,7 @@ def ctc_loss_grad(
     target_lengths: Any,
     *,
     blank: int = 0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     zero_infinity: bool = False,
     cotangent: Any = None,
 ) -> Any:

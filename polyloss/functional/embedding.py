@@ -27,6 +27,9 @@ from polyloss.functional._second_set import clamp_min0_grad
 from polyloss.functional._second_set import finite_number
 from polyloss.functional._second_set import forward
 from polyloss.functional._second_set import label_dtype
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "cosine_embedding_loss",
@@ -95,8 +98,8 @@ def cosine_embedding_parts(backend: Backend, x1: Any, x2: Any, y: Any, *, margin
 
 
 @loss
-def cosine_embedding_loss(input1: Any, input2: Any, target: Any, *, margin: float = 0.0,
-                          reduction: str = "mean") -> Any:
+def cosine_embedding_loss(input1: ArrayT, input2: Array, target: Array, *, margin: float = 0.0,
+                          reduction: Reduction = "mean") -> ArrayT:
     r"""Cosine embedding loss: pull pairs labelled 1 together, push pairs labelled -1 apart.
 
     .. math::
@@ -125,7 +128,7 @@ def cosine_embedding_loss(input1: Any, input2: Any, target: Any, *, margin: floa
 
 @gradient(cosine_embedding_loss)
 def cosine_embedding_loss_grad(input1: Any, input2: Any, target: Any, *, margin: float = 0.0,
-                               reduction: str = "mean", cotangent: Any = None) -> Any:
+                               reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.cosine_embedding_loss` by ``input1``.
 
     :math:`s\,(x_2 / \sqrt{m_1 m_2} - \cos\, x_1 / m_1)` with :math:`m_k = |x_k|^2 + 10^{-12}`,
@@ -161,8 +164,8 @@ def margin_ranking_parts(backend: Backend, x1: Any, x2: Any, y: Any, *, margin: 
 
 
 @loss
-def margin_ranking_loss(input1: Any, input2: Any, target: Any, *, margin: float = 0.0,
-                        reduction: str = "mean") -> Any:
+def margin_ranking_loss(input1: ArrayT, input2: Array, target: Array, *, margin: float = 0.0,
+                        reduction: Reduction = "mean") -> ArrayT:
     r"""Margin ranking loss, :math:`\ell_i = \max(0, -y_i (x_{1,i} - x_{2,i}) + m)`.
 
     ``y = 1`` asks for :math:`x_1` to rank above :math:`x_2` by at least :math:`m`, ``y = -1`` below.
@@ -187,7 +190,7 @@ def margin_ranking_loss(input1: Any, input2: Any, target: Any, *, margin: float 
 
 @gradient(margin_ranking_loss)
 def margin_ranking_loss_grad(input1: Any, input2: Any, target: Any, *, margin: float = 0.0,
-                             reduction: str = "mean", cotangent: Any = None) -> Any:
+                             reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.margin_ranking_loss` by ``input1``: :math:`-y\,[m - y (x_1 - x_2) \ge 0]`."""
     backend, margin = _check_ranking(input1, input2, target, margin, reduction)
     return backward(backend, (input1, input2, target), reduction, cotangent,
@@ -265,6 +268,7 @@ def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, *, margin: float
     xp = backend.xp
     d_ap, g_ap = _p_norm(backend, a - pos + eps, p, need_grad)
     d_an, g_an = _p_norm(backend, a - neg + eps, p, need_grad)
+    share: Any = None  # the tie share of the swap (set with it)
     if swap:
         d_pn, _ = _p_norm(backend, pos - neg + eps, p, False)
         # the gradient of min(d_an, d_pn) by d_an: 1 below, 1/2 at a tie, 0 above (PyTorch's rule)
@@ -280,8 +284,8 @@ def triplet_parts(backend: Backend, a: Any, pos: Any, neg: Any, *, margin: float
 
 
 @loss
-def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, *, margin: float = 1.0, p: float = 2.0,
-                        eps: float = 1e-6, swap: bool = False, reduction: str = "mean") -> Any:
+def triplet_margin_loss(anchor: ArrayT, positive: Array, negative: Array, *, margin: float = 1.0, p: float = 2.0,
+                        eps: float = 1e-6, swap: bool = False, reduction: Reduction = "mean") -> ArrayT:
     r"""Triplet margin loss (Schroff et al., *FaceNet*, 2015; Balntas et al. 2016 for ``swap``).
 
     .. math::
@@ -312,7 +316,7 @@ def triplet_margin_loss(anchor: Any, positive: Any, negative: Any, *, margin: fl
 
 @gradient(triplet_margin_loss)
 def triplet_margin_loss_grad(anchor: Any, positive: Any, negative: Any, *, margin: float = 1.0, p: float = 2.0,
-                             eps: float = 1e-6, swap: bool = False, reduction: str = "mean",
+                             eps: float = 1e-6, swap: bool = False, reduction: Reduction = "mean",
                              cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.triplet_margin_loss` by ``anchor``.
 
@@ -352,7 +356,7 @@ def hinge_embedding_parts(backend: Backend, x: Any, y: Any, *, margin: float, ne
 
 
 @loss
-def hinge_embedding_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
+def hinge_embedding_loss(input: ArrayT, target: Array, *, margin: float = 1.0, reduction: Reduction = "mean") -> ArrayT:
     r"""Hinge embedding loss, for distances labelled similar (1) or dissimilar (-1).
 
     .. math::
@@ -377,7 +381,7 @@ def hinge_embedding_loss(input: Any, target: Any, *, margin: float = 1.0, reduct
 
 
 @gradient(hinge_embedding_loss)
-def hinge_embedding_loss_grad(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean",
+def hinge_embedding_loss_grad(input: Any, target: Any, *, margin: float = 1.0, reduction: Reduction = "mean",
                               cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.hinge_embedding_loss`: 1 for label 1, :math:`-[m - x \ge 0]` for -1."""
     backend, margin = _check_hinge_embedding(input, target, margin, reduction)

@@ -34,6 +34,9 @@ from polyloss.functional.classification import index_seed
 from polyloss.functional.classification import index_targets
 from polyloss.functional.classification import pick
 from polyloss.functional.classification import take_per_class
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "sigmoid_focal_elementwise",
@@ -185,8 +188,8 @@ def sigmoid_focal_elementwise(
 
 @loss
 def sigmoid_focal_loss(
-    input: Any, target: Any, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean"
-) -> Any:
+    input: ArrayT, target: Array, *, alpha: float = 0.25, gamma: float = 2.0, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Sigmoid focal loss, element-wise on logits (Lin et al., ICCV 2017).
 
     .. math::
@@ -242,7 +245,7 @@ def sigmoid_focal_loss(
 
 @gradient(sigmoid_focal_loss)
 def sigmoid_focal_loss_grad(
-    input: Any, target: Any, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean",
+    input: Any, target: Any, *, alpha: float = 0.25, gamma: float = 2.0, reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.sigmoid_focal_loss` with respect to the logits.
@@ -340,15 +343,15 @@ def _softmax_focal_terms(
 
 @loss
 def softmax_focal_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
     axis: int = -1,
     alpha: Any = None,
     gamma: float = 2.0,
     ignore_index: int = -100,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Multi-class focal loss on softmax probabilities (Lin et al., ICCV 2017).
 
     .. math::
@@ -409,7 +412,7 @@ def softmax_focal_loss_grad(
     alpha: Any = None,
     gamma: float = 2.0,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.softmax_focal_loss` with respect to the logits.

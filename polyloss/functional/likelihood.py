@@ -21,6 +21,9 @@ from polyloss.functional._second_set import backward
 from polyloss.functional._second_set import check_bool
 from polyloss.functional._second_set import finite_number
 from polyloss.functional._second_set import forward
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "gaussian_nll_loss",
@@ -66,8 +69,8 @@ def poisson_nll_parts(backend: Backend, x: Any, y: Any, *, log_input: bool, full
 
 
 @loss
-def poisson_nll_loss(input: Any, target: Any, *, log_input: bool = True, full: bool = False, eps: float = 1e-8,
-                     reduction: str = "mean") -> Any:
+def poisson_nll_loss(input: ArrayT, target: Array, *, log_input: bool = True, full: bool = False, eps: float = 1e-8,
+                     reduction: Reduction = "mean") -> ArrayT:
     r"""Poisson negative log-likelihood.
 
     .. math::
@@ -103,7 +106,7 @@ def poisson_nll_loss(input: Any, target: Any, *, log_input: bool = True, full: b
 
 @gradient(poisson_nll_loss)
 def poisson_nll_loss_grad(input: Any, target: Any, *, log_input: bool = True, full: bool = False,
-                          eps: float = 1e-8, reduction: str = "mean", cotangent: Any = None) -> Any:
+                          eps: float = 1e-8, reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.poisson_nll_loss`: :math:`e^x - y`, or :math:`1 - y / (x + \epsilon)`."""
     backend, eps = _check_poisson(input, target, log_input, full, eps, reduction)
     parts = partial(poisson_nll_parts, backend, log_input=log_input, full=False, eps=eps)  # full: a constant in x
@@ -171,8 +174,8 @@ def gaussian_nll_parts(backend: Backend, x: Any, y: Any, var: Any, *, full: bool
 
 
 @loss
-def gaussian_nll_loss(input: Any, target: Any, var: Any, *, full: bool = False, eps: float = 1e-6,
-                      reduction: str = "mean") -> Any:
+def gaussian_nll_loss(input: ArrayT, target: Array, var: Array, *, full: bool = False, eps: float = 1e-6,
+                      reduction: Reduction = "mean") -> ArrayT:
     r"""Gaussian negative log-likelihood with a predicted variance.
 
     .. math::
@@ -211,7 +214,7 @@ def gaussian_nll_loss(input: Any, target: Any, var: Any, *, full: bool = False, 
 
 @gradient(gaussian_nll_loss)
 def gaussian_nll_loss_grad(input: Any, target: Any, var: Any, *, full: bool = False, eps: float = 1e-6,
-                           reduction: str = "mean", cotangent: Any = None) -> Any:
+                           reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.gaussian_nll_loss` by ``input``: :math:`(x - y) / \max(v, \epsilon)`."""
     backend, var, eps = _check_gaussian(input, target, var, full, eps, reduction)
     return backward(backend, (input, target), reduction, cotangent,

@@ -29,6 +29,9 @@ from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.classification import class_weight
 from polyloss.functional.classification import pick
 from polyloss.functional.classification import take_per_class
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "hinge_elementwise",
@@ -150,7 +153,7 @@ def _hinge_grad(input: Any, target: Any, margin: Any, reduction: str, cotangent:
 
 
 @loss
-def hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
+def hinge_loss(input: ArrayT, target: Array, *, margin: float = 1.0, reduction: Reduction = "mean") -> ArrayT:
     r"""Binary SVM hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)` (Cortes & Vapnik,
     *Support-Vector Networks*, 1995).
 
@@ -182,7 +185,7 @@ def hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str =
 
 
 @loss
-def squared_hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean") -> Any:
+def squared_hinge_loss(input: ArrayT, target: Array, *, margin: float = 1.0, reduction: Reduction = "mean") -> ArrayT:
     r"""Squared hinge loss, :math:`\ell_i = \max(0, m - y_i f_i)^2` (L2-SVM).
 
     Arguments and edge rules as :func:`hinge_loss`; differentiable everywhere.
@@ -192,7 +195,7 @@ def squared_hinge_loss(input: Any, target: Any, *, margin: float = 1.0, reductio
 
 @gradient(hinge_loss)
 def hinge_loss_grad(
-    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, margin: float = 1.0, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Subgradient of :func:`polyloss.hinge_loss`: :math:`-y` where :math:`m - y f > 0`, else 0 (0 at the kink,
     NaN at a NaN score)."""
@@ -201,7 +204,7 @@ def hinge_loss_grad(
 
 @gradient(squared_hinge_loss)
 def squared_hinge_loss_grad(
-    input: Any, target: Any, *, margin: float = 1.0, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, margin: float = 1.0, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.squared_hinge_loss`: :math:`-2 y \max(0, m - y f)`."""
     return _hinge_grad(input, target, margin, reduction, cotangent, squared=True)
@@ -266,15 +269,15 @@ def _multi_margin_terms(
 
 @loss
 def multi_margin_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
     p: int = 1,
     margin: float = 1.0,
-    weight: Any = None,
+    weight: Array | None = None,
     axis: int = -1,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Multi-class margin loss (Weston & Watkins / Crammer-Singer style, PyTorch's form).
 
     .. math::
@@ -333,7 +336,7 @@ def multi_margin_loss_grad(
     margin: float = 1.0,
     weight: Any = None,
     axis: int = -1,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Subgradient of :func:`polyloss.multi_margin_loss`.

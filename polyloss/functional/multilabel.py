@@ -24,6 +24,9 @@ from polyloss.functional._second_set import clamp_min0
 from polyloss.functional._second_set import clamp_min0_grad
 from polyloss.functional._second_set import forward
 from polyloss.functional._second_set import label_dtype
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "multilabel_margin_loss",
@@ -57,7 +60,7 @@ def soft_margin_elementwise(backend: Backend, x: Any, y: Any, *, need_grad: bool
 
 
 @loss
-def soft_margin_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any:
+def soft_margin_loss(input: ArrayT, target: Array, *, reduction: Reduction = "mean") -> ArrayT:
     r"""Two-class soft margin (logistic) loss, :math:`\ell_i = \log(1 + e^{-y_i x_i})`.
 
     Args:
@@ -83,7 +86,7 @@ def soft_margin_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any
 
 
 @gradient(soft_margin_loss)
-def soft_margin_loss_grad(input: Any, target: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
+def soft_margin_loss_grad(input: Any, target: Any, *, reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.soft_margin_loss`: :math:`-y\,\sigma(-y x)`."""
     backend = _check_soft_margin(input, target, reduction)
     return backward(backend, (input, target), reduction, cotangent, partial(soft_margin_elementwise, backend))
@@ -130,7 +133,9 @@ def multilabel_soft_margin_parts(backend: Backend, x: Any, y: Any, *, weight: An
 
 
 @loss
-def multilabel_soft_margin_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+def multilabel_soft_margin_loss(
+    input: ArrayT, target: Array, *, weight: Array | None = None, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Multi-label one-versus-all logistic loss.
 
     .. math::
@@ -159,7 +164,7 @@ def multilabel_soft_margin_loss(input: Any, target: Any, *, weight: Any = None, 
 
 
 @gradient(multilabel_soft_margin_loss)
-def multilabel_soft_margin_loss_grad(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean",
+def multilabel_soft_margin_loss_grad(input: Any, target: Any, *, weight: Any = None, reduction: Reduction = "mean",
                                      cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.multilabel_soft_margin_loss`: :math:`w_c (\sigma(x_c) - y_c) / C`."""
     backend = _check_multilabel_soft_margin(input, target, weight, reduction)
@@ -220,7 +225,7 @@ def multilabel_margin_parts(backend: Backend, x: Any, target: Any, *, need_grad:
 
 
 @loss
-def multilabel_margin_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any:
+def multilabel_margin_loss(input: ArrayT, target: Array, *, reduction: Reduction = "mean") -> ArrayT:
     r"""Multi-label margin loss (hinge between every listed class and every other class).
 
     .. math::
@@ -252,7 +257,9 @@ def multilabel_margin_loss(input: Any, target: Any, *, reduction: str = "mean") 
 
 
 @gradient(multilabel_margin_loss)
-def multilabel_margin_loss_grad(input: Any, target: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
+def multilabel_margin_loss_grad(
+    input: Any, target: Any, *, reduction: Reduction = "mean", cotangent: Any = None
+) -> Any:
     r"""Subgradient of :func:`polyloss.multilabel_margin_loss`: each active pair :math:`(j, k)` adds
     :math:`1/C` at class :math:`k` and :math:`-1/C` at class :math:`t_j` (0 at the kink)."""
     backend = _check_multilabel_margin(input, target, reduction)

@@ -23,6 +23,9 @@ from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import sample_upstream
 from polyloss.functional._second_set import finite_number
 from polyloss.functional.classification import class_axis_inputs
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = ["poly1_cross_entropy", "poly1_cross_entropy_grad"]
 
@@ -54,8 +57,8 @@ def _targets(backend: Backend, x: Any, target: Any, axis: int, probabilities: bo
 
 
 @loss
-def poly1_cross_entropy(input: Any, target: Any, *, epsilon: float = 2.0, axis: int = -1,
-                        reduction: str = "mean") -> Any:
+def poly1_cross_entropy(input: ArrayT, target: Array, *, epsilon: float = 2.0, axis: int = -1,
+                        reduction: Reduction = "mean") -> ArrayT:
     r"""Poly-1 cross-entropy (Leng et al., *PolyLoss: A Polynomial Expansion Perspective of
     Classification Loss Functions*, ICLR 2022).
 
@@ -102,7 +105,7 @@ def poly1_cross_entropy(input: Any, target: Any, *, epsilon: float = 2.0, axis: 
 
 @gradient(poly1_cross_entropy)
 def poly1_cross_entropy_grad(input: Any, target: Any, *, epsilon: float = 2.0, axis: int = -1,
-                             reduction: str = "mean", cotangent: Any = None) -> Any:
+                             reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.poly1_cross_entropy` by the logits.
 
     With :math:`p = \operatorname{softmax}(x)`, :math:`q` the target's probabilities (a one-hot for

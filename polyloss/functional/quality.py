@@ -25,6 +25,9 @@ from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import sample_upstream
 from polyloss.functional.focal import modulating_factor
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "distribution_focal_loss",
@@ -137,14 +140,14 @@ def _varifocal_parts(
 
 @loss
 def varifocal_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
     alpha: float = 0.75,
     gamma: float = 2.0,
     iou_weighted: bool = True,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     r"""Varifocal loss (Zhang et al., *VarifocalNet: An IoU-aware Dense Object Detector*, CVPR 2021).
 
     .. math::
@@ -187,7 +190,7 @@ def varifocal_loss_grad(
     alpha: float = 0.75,
     gamma: float = 2.0,
     iou_weighted: bool = True,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.varifocal_loss` w.r.t. the logits.
@@ -245,7 +248,9 @@ def _quality_focal_parts(
 
 
 @loss
-def quality_focal_loss(input: Any, label: Any, score: Any, *, beta: float = 2.0, reduction: str = "mean") -> Any:
+def quality_focal_loss(
+    input: ArrayT, label: Array, score: Array, *, beta: float = 2.0, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Quality focal loss (Li et al., *Generalized Focal Loss*, NeurIPS 2020).
 
     .. math::
@@ -279,7 +284,7 @@ def quality_focal_loss(input: Any, label: Any, score: Any, *, beta: float = 2.0,
 
 @gradient(quality_focal_loss)
 def quality_focal_loss_grad(
-    input: Any, label: Any, score: Any, *, beta: float = 2.0, reduction: str = "mean", cotangent: Any = None
+    input: Any, label: Any, score: Any, *, beta: float = 2.0, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.quality_focal_loss` w.r.t. the logits: the derivative of
     :func:`soft_focal_elementwise` at every class, times the per-sample upstream factor."""
@@ -321,7 +326,7 @@ def _distribution_focal_parts(
 
 
 @loss
-def distribution_focal_loss(input: Any, label: Any, *, reduction: str = "mean") -> Any:
+def distribution_focal_loss(input: ArrayT, label: Array, *, reduction: Reduction = "mean") -> ArrayT:
     r"""Distribution focal loss (Li et al., *Generalized Focal Loss*, NeurIPS 2020).
 
     .. math::
@@ -357,7 +362,9 @@ def distribution_focal_loss(input: Any, label: Any, *, reduction: str = "mean") 
 
 
 @gradient(distribution_focal_loss)
-def distribution_focal_loss_grad(input: Any, label: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
+def distribution_focal_loss_grad(
+    input: Any, label: Any, *, reduction: Reduction = "mean", cotangent: Any = None
+) -> Any:
     r"""Gradient of :func:`polyloss.distribution_focal_loss` w.r.t. the logits:
     :math:`(w_l + w_r)\,p - w_l [k = l] - w_r [k = l + 1]` (:math:`w_l + w_r = 1`)."""
     backend, x, logp, left, right, w_left, w_right = _distribution_focal_parts(input, label, reduction)

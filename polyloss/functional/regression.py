@@ -18,6 +18,9 @@ from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce_weighted
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = [
     "huber_loss",
@@ -73,7 +76,7 @@ def _sign(xp: Any, d: Any) -> Any:
 
 
 @loss
-def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduction: Reduction = "mean") -> ArrayT:
     r"""Mean squared error, :math:`\ell_i = w_i (x_i - y_i)^2`.
 
     Args:
@@ -106,7 +109,7 @@ def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "m
 
 @gradient(mse_loss)
 def mse_loss_grad(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, weight: Any = None, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.mse_loss`: :math:`2 w (x - y)` times the reduction's factor."""
     backend = _pointwise_checks(input, target, weight, reduction)
@@ -116,7 +119,7 @@ def mse_loss_grad(
 
 
 @loss
-def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "mean") -> Any:
+def l1_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduction: Reduction = "mean") -> ArrayT:
     r"""Mean absolute error, :math:`\ell_i = w_i |x_i - y_i|`.
 
     Args and reduction as :func:`mse_loss` (with ``weight``, ``"mean"`` is
@@ -135,7 +138,7 @@ def l1_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "me
 
 @gradient(l1_loss)
 def l1_loss_grad(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+    input: Any, target: Any, *, weight: Any = None, reduction: Reduction = "mean", cotangent: Any = None
 ) -> Any:
     r"""Gradient of :func:`polyloss.l1_loss`: :math:`w\,\operatorname{sign}(x - y)`, 0 at :math:`x = y` (PyTorch)."""
     backend = _pointwise_checks(input, target, weight, reduction)
@@ -146,8 +149,8 @@ def l1_loss_grad(
 
 @loss
 def smooth_l1_loss(
-    input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean"
-) -> Any:
+    input: ArrayT, target: Array, *, beta: float = 1.0, weight: Array | None = None, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Smooth L1 loss (Girshick, *Fast R-CNN*, 2015).
 
     .. math::
@@ -182,7 +185,7 @@ def smooth_l1_loss(
 
 @gradient(smooth_l1_loss)
 def smooth_l1_loss_grad(
-    input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.smooth_l1_loss`.
@@ -204,8 +207,8 @@ def smooth_l1_loss_grad(
 
 @loss
 def huber_loss(
-    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean"
-) -> Any:
+    input: ArrayT, target: Array, *, delta: float = 1.0, weight: Array | None = None, reduction: Reduction = "mean"
+) -> ArrayT:
     r"""Huber loss (Huber, *Robust Estimation of a Location Parameter*, 1964).
 
     .. math::
@@ -234,7 +237,7 @@ def huber_loss(
 
 @gradient(huber_loss)
 def huber_loss_grad(
-    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.huber_loss`.

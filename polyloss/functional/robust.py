@@ -17,6 +17,9 @@ from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._second_set import backward
 from polyloss.functional._second_set import forward
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
 
 __all__ = ["log_cosh_loss", "log_cosh_loss_grad"]
 
@@ -40,7 +43,7 @@ def log_cosh_parts(backend: Backend, x: Any, y: Any, *, need_grad: bool) -> tupl
 
 
 @loss
-def log_cosh_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any:
+def log_cosh_loss(input: ArrayT, target: Array, *, reduction: Reduction = "mean") -> ArrayT:
     r"""Log-cosh loss, :math:`\ell_i = \log\cosh(x_i - y_i)`.
 
     Quadratic (:math:`d^2/2`) for small differences and linear (:math:`|d| - \log 2`) for large
@@ -64,7 +67,7 @@ def log_cosh_loss(input: Any, target: Any, *, reduction: str = "mean") -> Any:
 
 
 @gradient(log_cosh_loss)
-def log_cosh_loss_grad(input: Any, target: Any, *, reduction: str = "mean", cotangent: Any = None) -> Any:
+def log_cosh_loss_grad(input: Any, target: Any, *, reduction: Reduction = "mean", cotangent: Any = None) -> Any:
     r"""Gradient of :func:`polyloss.log_cosh_loss`: :math:`\tanh(x - y)`."""
     backend = _check_log_cosh(input, target, reduction)
     return backward(backend, (input, target), reduction, cotangent, partial(log_cosh_parts, backend))

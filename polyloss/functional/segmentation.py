@@ -38,6 +38,10 @@ from polyloss.functional._reductions import weighted_mean_upstream
 from polyloss.functional.classification import class_axis_inputs
 from polyloss.functional.focal import modulating_factor
 from polyloss.functional.quality import finite_number
+from polyloss.typing import Array
+from polyloss.typing import ArrayT
+from polyloss.typing import Reduction
+from polyloss.typing import SegmentationMode
 
 __all__ = [
     "dice_loss",
@@ -279,17 +283,17 @@ def _doc(text: str, options: str = _OVERLAP_OPTIONS) -> str:
 
 @loss
 def dice_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
     eps: float = 1e-7,
     ignore_index: int | None = None,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
                               "dice_loss")
     per_class = _per_class(px, _dice, smooth, eps, {}, False)[0]
@@ -334,13 +338,13 @@ def dice_loss_grad(
     input: Any,
     target: Any,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
     eps: float = 1e-7,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.dice_loss`: by ``p``, :math:`-[T_c > 0]\,(h - (I + s) m / (2D)) / D`
@@ -354,17 +358,17 @@ def dice_loss_grad(
 
 @loss
 def jaccard_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
     eps: float = 1e-7,
     ignore_index: int | None = None,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
                               "jaccard_loss")
     per_class = _per_class(px, _jaccard, smooth, eps, {}, False)[0]
@@ -391,13 +395,13 @@ def jaccard_loss_grad(
     input: Any,
     target: Any,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
     eps: float = 1e-7,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.jaccard_loss`: by ``p``,
@@ -419,10 +423,10 @@ def _tversky_options(alpha: Any, beta: Any, gamma: Any) -> tuple[dict[str, float
 
 @loss
 def tversky_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
@@ -431,8 +435,8 @@ def tversky_loss(
     alpha: float = 0.5,
     beta: float = 0.5,
     gamma: float = 1.0,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     options, gamma = _tversky_options(alpha, beta, gamma)
     px, smooth, eps = _pixels(input, target, mode, axis, from_logits, smooth, eps, ignore_index, reduction,
                               "tversky_loss")
@@ -470,7 +474,7 @@ def tversky_loss_grad(
     input: Any,
     target: Any,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     from_logits: bool = True,
     smooth: float = 0.0,
@@ -479,7 +483,7 @@ def tversky_loss_grad(
     alpha: float = 0.5,
     beta: float = 0.5,
     gamma: float = 1.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.tversky_loss`: by ``p``,
@@ -614,16 +618,16 @@ def _lovasz_rows(lv: _Lovasz) -> Any:
 
 @loss
 def lovasz_loss(
-    input: Any,
-    target: Any,
+    input: ArrayT,
+    target: Array,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = True,
-    reduction: str = "mean",
-) -> Any:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     lv = _lovasz_parts(input, target, mode, axis, per_image, ignore_index, from_logits, reduction, False)
     rows = _lovasz_rows(lv)
     if reduction == "mean" and lv.count is not None:
@@ -678,12 +682,12 @@ def lovasz_loss_grad(
     input: Any,
     target: Any,
     *,
-    mode: str = "multiclass",
+    mode: SegmentationMode = "multiclass",
     axis: int = 1,
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = True,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     cotangent: Any = None,
 ) -> Any:
     r"""Gradient of :func:`polyloss.lovasz_loss`: :math:`\partial \ell / \partial e_{(k)} = g_k` (times the

@@ -70,7 +70,7 @@ class Case:
                 out.requires_grad_(True)
             return out
         if self.library == "cupy":
-            import cupy
+            import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
             return cupy.asarray(a, dtype=dtype)
         if self.library == DASK:
@@ -78,8 +78,8 @@ class Case:
 
             data = np.asarray(a, dtype=dtype)
             # two chunks along the first axis where it has two elements: every test crosses a chunk boundary
-            chunks = tuple(max(1, (n + 1) // 2) if i == 0 else -1 for i, n in enumerate(data.shape))
-            return da.from_array(data, chunks=chunks or -1)
+            chunks: Any = tuple(max(1, (n + 1) // 2) if i == 0 else -1 for i, n in enumerate(data.shape)) or -1
+            return da.from_array(data, chunks=chunks)  # type: ignore[no-untyped-call]
         if self.device is not None:
             return ns.asarray(a, dtype=dtype, device=self.device)
         return ns.asarray(a, dtype=dtype)
@@ -130,7 +130,7 @@ def _gpu_cupy() -> bool:
     if not _has("cupy"):
         return False
     try:
-        import cupy
+        import cupy  # pyright: ignore[reportMissingImports] (only where a GPU is)
 
         return bool(cupy.cuda.runtime.getDeviceCount() > 0)
     except Exception:
