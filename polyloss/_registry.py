@@ -60,6 +60,7 @@ BUILTIN_PLUGINS = (
     "polyloss.detection.ssd",
     "polyloss.detection.faster_rcnn",
     "polyloss.detection.yolov1",
+    "polyloss.detection.yolov8",
 )
 ENTRY_POINT_GROUP = PROJECT
 

@@ -17,13 +17,18 @@ matches need an IoU above 0).
 The modules: :mod:`~polyloss.boxes.conversions` (formats, areas),
 :mod:`~polyloss.boxes.iou` (the IoU family on one core, shared with the box
 losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
-(encode/decode), :mod:`~polyloss.boxes.matching` (matchers) and
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers),
+:mod:`~polyloss.boxes.assignment` (task-aligned assignment, TAL) and
 :mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
 random keys). Every public name is re-exported here.
 """
 
 from __future__ import annotations
 
+from polyloss.boxes.assignment import TaskAlignedAssigner
+from polyloss.boxes.assignment import TaskAlignedAssignment
+from polyloss.boxes.assignment import second_level_stride
+from polyloss.boxes.assignment import task_aligned_assign
 from polyloss.boxes.coding import DEFAULT_DECODE_CLIP
 from polyloss.boxes.coding import BoxCoder
 from polyloss.boxes.coding import BoxWeights
@@ -60,6 +65,8 @@ __all__ = [
     "DEFAULT_DECODE_CLIP",
     "Matcher",
     "SSDMatcher",
+    "TaskAlignedAssigner",
+    "TaskAlignedAssignment",
     "box_area",
     "box_convert",
     "box_iou",
@@ -76,4 +83,6 @@ __all__ = [
     "random_keys",
     "rank",
     "sample_balanced",
+    "second_level_stride",
+    "task_aligned_assign",
 ]
