@@ -107,6 +107,51 @@ def _ciou(xp: Any, gt_boxes: Any, pred_boxes: Any) -> Any:
     return pairwise_map(xp, gt_boxes, pred_boxes, pair)
 
 
+def _metric(xp: Any, scores: Any, overlaps: Any, alpha: float, beta: float) -> Any:
+    """The alignment metric ``scores^alpha * overlaps^beta``, +inf where it is NaN (it then ranks highest)."""
+    metric = xp.pow(scores, alpha) * xp.pow(overlaps, beta)
+    return xp.where(xp.isnan(metric), xp.inf, metric)
+
+
+def _best_overlap(backend: Backend, overlaps: Any, where: Any) -> Any:
+    """``(N, A)`` int64: per anchor the ground truth of highest overlap (the first of equals), needed ``where``.
+
+    On eager host arrays only the anchors ``where`` holds are looked at
+    (others get 0); elsewhere an argmax over every ground truth.
+    """
+    xp = backend.xp
+    n, g, a = (int(s) for s in overlaps.shape)
+    positions = backend.nonzero_positions(where)
+    if positions is None:
+        return xp.argmax(overlaps, axis=1)
+    device = backend.device(overlaps)
+    offsets = xp.reshape(xp.arange(g, dtype=positions.dtype, device=device) * a, (1, g))
+    flat = xp.expand_dims((positions // a) * (g * a) + positions % a, axis=1) + offsets  # (K, G) into N * G * A
+    candidates = xp.reshape(xp.take(xp.reshape(overlaps, (-1,)), xp.reshape(flat, (-1,))), (-1, g))
+    best = xp.argmax(candidates, axis=1)
+    return xp.reshape(backend.scatter_rows(best, positions, n * a), (n, a))
+
+
+def _sparse_metric(backend: Backend, positions: Any, scores: Any, pred_boxes: Any, gt_boxes: Any, label: Any,
+                   alpha: float, beta: float, from_logits: bool) -> tuple[Any, Any]:
+    """``(overlaps, metric)`` ``(N, G, A)`` computed at the flat ``positions`` of the candidate pairs alone
+    (the same element-wise operations as the dense path, so the same numbers), 0 elsewhere."""
+    xp = backend.xp
+    n, g, a, c = int(gt_boxes.shape[0]), int(gt_boxes.shape[1]), int(pred_boxes.shape[1]), int(scores.shape[2])
+    gt_row = positions // a  # into (N * G)
+    anchor_row = (positions // (g * a)) * a + positions % a  # into (N * A)
+    gt = xp.take(xp.reshape(gt_boxes, (n * g, 4)), gt_row, axis=0)
+    pred = xp.take(xp.reshape(pred_boxes, (n * a, 4)), anchor_row, axis=0)
+    class_scores = xp.take(xp.reshape(scores, (n * a * c,)), anchor_row * c + xp.take(xp.reshape(label, (-1,)), gt_row))
+    if from_logits:
+        class_scores = backend.sigmoid(class_scores)
+    overlaps = xp.clip(iou_terms(xp, "ciou", corners(gt), corners(pred), eps=CIOU_EPS, paired=True).score, min=0.0)
+    metric = _metric(xp, class_scores, overlaps, alpha, beta)
+    size = n * g * a
+    return (xp.reshape(backend.scatter_rows(overlaps, positions, size), (n, g, a)),
+            xp.reshape(backend.scatter_rows(metric, positions, size), (n, g, a)))
+
+
 def _take_gt(backend: Backend, x: Any, index: Any) -> Any:
     """``x (N, G, ...)`` at ``index (N, A)`` along the ground-truth axis: ``(N, A, ...)``."""
     xp = backend.xp
@@ -130,6 +175,7 @@ def task_aligned_assign(
     beta: float = 6.0,
     min_side: Any = None,
     eps: float = 1e-9,
+    from_logits: bool = False,
 ) -> TaskAlignedAssignment:
     r"""Task-aligned assignment of ``A`` anchor points to ``G`` ground-truth boxes per image.
 
@@ -162,7 +208,7 @@ def task_aligned_assign(
     also adds it to the heights: relative differences below ``1e-7 / size``).
 
     Args:
-        scores: ``(N, A, C)`` class probabilities (sigmoid of the logits; no gradient is needed).
+        scores: ``(N, A, C)`` class probabilities (or logits, ``from_logits``); no gradient flows through them.
         pred_boxes: ``(N, A, 4)`` predicted xyxy boxes, in the units of the ground truth.
         anchor_points: ``(A, 2)`` anchor points ``(x, y)``, same units.
         gt_boxes: ``(N, G, 4)`` xyxy ground truth (padding may hold anything finite).
@@ -173,6 +219,12 @@ def task_aligned_assign(
         min_side: a number or 0-d array: box sides below it are raised to it
             when candidates are selected (None: no floor).
         eps: the margin of the candidate test and the normaliser's epsilon (1e-9).
+        from_logits: ``scores`` are logits: the sigmoid is applied to the
+            entries the metric reads only (the same numbers, less work).
+
+    On eager host arrays (NumPy, PyTorch on the CPU outside tracing, fast
+    paths on) the CIoU and the metric are computed for the candidate pairs
+    alone; elsewhere for every pair, masked. Both give the same numbers.
 
     Returns:
         A :class:`TaskAlignedAssignment`.
@@ -216,23 +268,30 @@ def task_aligned_assign(
     pred_boxes = backend.stop_gradient(pred_boxes)
 
     inside = _candidates(xp, points, gt_boxes, valid, min_side, eps)  # (N, G, A)
-    # the score of each ground truth's class at every anchor: gather along C, then (N, G, A)
     label = xp.clip(gt_labels, 0, max(c - 1, 0))
-    class_index = xp.broadcast_to(xp.expand_dims(label, axis=1), (n, a, g))
-    class_scores = xp.permute_dims(backend.take_along_axis(scores, class_index, axis=2), (0, 2, 1))
-    overlaps = xp.where(inside, xp.clip(_ciou(xp, gt_boxes, pred_boxes), min=0.0), 0.0)
-    metric = xp.where(inside, xp.pow(class_scores, alpha) * xp.pow(overlaps, beta), 0.0)
+    positions = backend.nonzero_positions(inside)
+    if positions is not None:  # eager host arrays: the candidate pairs alone
+        overlaps, metric = _sparse_metric(backend, positions, scores, pred_boxes, gt_boxes, label, alpha, beta,
+                                          from_logits)
+    else:
+        # the score of each ground truth's class at every anchor: gathered along C, then (N, G, A)
+        class_index = xp.broadcast_to(xp.expand_dims(label, axis=1), (n, a, g))
+        class_scores = xp.permute_dims(backend.take_along_axis(scores, class_index, axis=2), (0, 2, 1))
+        if from_logits:
+            class_scores = backend.sigmoid(class_scores)
+        overlaps = xp.where(inside, xp.clip(_ciou(xp, gt_boxes, pred_boxes), min=0.0), 0.0)
+        metric = xp.where(inside, _metric(xp, class_scores, overlaps, alpha, beta), 0.0)
 
-    keys = xp.where(xp.isnan(metric), xp.inf, metric)
-    assigned = top_k_mask(backend, keys, min(top_k, a), descending=True) & inside
-    # an anchor taken by several ground truths goes to the one of highest CIoU (of all, not only those)
-    taken = xp.sum(xp.astype(assigned, xp.int32), axis=1)
+    chosen = top_k_mask(backend, metric, min(top_k, a), descending=True) & inside
+    # per anchor: how many ground truths chose it and, when one did, which (one matrix product over G)
+    counts = xp.matmul(xp.stack([xp.ones((g,), dtype=dtype, device=device),
+                                 xp.astype(xp.arange(g, device=device), dtype)]), xp.astype(chosen, dtype))
+    taken, chooser = counts[:, 0, :], xp.astype(counts[:, 1, :], xp.int64)  # (N, A)
+    # an anchor chosen by several goes to the ground truth of highest CIoU (of all, not only those)
+    gt_index = xp.where(taken > 1, _best_overlap(backend, overlaps, taken > 1), chooser)
+    positive = taken > 0
     gt_ids = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (1, g, 1))
-    best = xp.expand_dims(xp.argmax(overlaps, axis=1), axis=1)
-    assigned = xp.where(xp.expand_dims(taken > 1, axis=1), best == gt_ids, assigned)
-
-    positive = xp.any(assigned, axis=1)
-    gt_index = xp.argmax(xp.astype(assigned, xp.int8), axis=1)  # the first (only) one; 0 for background
+    assigned = (xp.expand_dims(gt_index, axis=1) == gt_ids) & xp.expand_dims(positive, axis=1)
     # normalise: each ground truth's metrics scaled so that its best reaches its best CIoU
     best_metric = xp.max(xp.where(assigned, metric, 0.0), axis=-1)  # (N, G)
     best_overlap = xp.max(xp.where(assigned, overlaps, 0.0), axis=-1)
@@ -265,7 +324,7 @@ class TaskAlignedAssigner:
     eps: float = 1e-9
 
     def __call__(self, scores: Any, pred_boxes: Any, anchor_points: Any, gt_boxes: Any, gt_labels: Any,
-                 gt_valid: Any = None, *, min_side: Any = None) -> TaskAlignedAssignment:
+                 gt_valid: Any = None, *, min_side: Any = None, from_logits: bool = False) -> TaskAlignedAssignment:
         return task_aligned_assign(scores, pred_boxes, anchor_points, gt_boxes, gt_labels, gt_valid,
                                    top_k=self.top_k, alpha=self.alpha, beta=self.beta, min_side=min_side,
-                                   eps=self.eps)
+                                   eps=self.eps, from_logits=from_logits)

@@ -281,13 +281,13 @@ class YOLOv8Loss(DetectionRecipe):
                                     num_classes=self.num_classes, background=False)
         points = v.as_dtype_of(backend, anchor_points, pred_scores)
         scale = xp.expand_dims(v.as_dtype_of(backend, strides, pred_scores), axis=-1)  # (A, 1)
-        probs = backend.sigmoid(backend.stop_gradient(pred_scores))
-        assignment = self.assigner(probs, backend.stop_gradient(boxes) * scale, points * scale, gt.boxes,
-                                   gt.labels, gt.valid, min_side=second_level_stride(scale))
+        assignment = self.assigner(backend.stop_gradient(pred_scores), backend.stop_gradient(boxes) * scale,
+                                   points * scale, gt.boxes, gt.labels, gt.valid, min_side=second_level_stride(scale),
+                                   from_logits=True)
         target_boxes = assignment.boxes / scale
         distances = xp.clip(encode_ltrb(target_boxes, points), min=0.0, max=self.reg_max - 1 - DFL_MARGIN)
         return YOLOv8Targets(assignment=assignment, boxes=target_boxes, distances=distances,
-                             weight=xp.sum(assignment.scores, axis=-1), non_finite=gt.non_finite)
+                             weight=assignment.alignment, non_finite=gt.non_finite)
 
     def normaliser(self, backend: Backend, targets: YOLOv8Targets, like: Any) -> Any:
         """What the summed terms are divided by (before the gains), a 0-d array: ``max(1, S) / N``.
@@ -297,7 +297,7 @@ class YOLOv8Loss(DetectionRecipe):
         """
         xp = backend.xp
         n = int(like.shape[0])
-        total = xp.sum(targets.assignment.scores)
+        total = xp.sum(targets.weight)  # the scores' sum: one non-zero class per anchor
         images = xp.asarray(float(n), dtype=like.dtype, device=backend.device(like))
         world = 1
         if self.normalize_over == "world":
