@@ -329,7 +329,8 @@ class YOLOv8Loss(DetectionRecipe):
         if positions is not None and n * a and bool(xp.isnan(xp.max(pred_distri))):
             positions = None  # every anchor, so that the gradient at a NaN logit is that of every path
         if positions is not None:  # eager host arrays: the foreground anchors alone, as (1, K, ...)
-            distri = xp.expand_dims(xp.take(xp.reshape(pred_distri, (n * a, -1)), positions, axis=0), axis=0)
+            rows = xp.reshape(pred_distri, (n * a, 4 * self.reg_max))
+            distri = xp.expand_dims(xp.take(rows, positions, axis=0), axis=0)
             points = xp.take(points, positions % a, axis=0)
             boxes, distances, weight = (
                 xp.expand_dims(xp.take(xp.reshape(f, (n * a, *f.shape[2:])), positions, axis=0), axis=0)
