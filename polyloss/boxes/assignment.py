@@ -17,6 +17,7 @@ from typing import Any
 from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
+from polyloss._switches import fast_paths_enabled
 from polyloss.backend._base import Backend
 from polyloss.boxes.conversions import corners
 from polyloss.boxes.iou import iou_terms
@@ -111,6 +112,43 @@ def _metric(xp: Any, scores: Any, overlaps: Any, alpha: float, beta: float) -> A
     """The alignment metric ``scores^alpha * overlaps^beta``, +inf where it is NaN (it then ranks highest)."""
     metric = xp.pow(scores, alpha) * xp.pow(overlaps, beta)
     return xp.where(xp.isnan(metric), xp.inf, metric)
+
+
+#: rows per selection call: the NumPy backend selects row by row (linear time) up to this many, else sorts
+_SELECT_ROWS = 256
+
+
+def _select_top_k(backend: Backend, metric: Any, k: int) -> Any:
+    """``(N, G, A)`` bool: per row the ``k`` largest metrics (``metric >= 0``, no NaN), ties to the lower index.
+
+    :func:`polyloss.boxes.top_k_mask`'s choice, cheaper for this metric: a
+    tie at a threshold of 0 (a row with fewer than ``k`` positive metrics)
+    takes the first zeros, which all lie in the first ``k`` columns; a tie at
+    a positive threshold needs a rank only where it holds more entries than
+    there is room for (on eager host arrays looked up first, else always ranked).
+    """
+    xp = backend.xp
+    n, g, a = (int(s) for s in metric.shape)
+    device = backend.device(metric)
+    if n * g == 0:
+        return top_k_mask(backend, metric, k, descending=True)
+    per = max(1, _SELECT_ROWS // g)
+    position = xp.full((min(per, n), g, 1), k, dtype=xp.int64, device=device)
+    threshold = xp.concat([backend.kth_value(metric[i: min(i + per, n), ...], position[: min(per, n - i), ...],
+                                             descending=True) for i in range(0, n, per)], axis=0)
+    before = metric > threshold
+    tie = (metric == threshold) & (threshold > 0)
+    room = k - xp.sum(xp.astype(before, xp.int32), axis=-1, keepdims=True)
+    crowded = True
+    if fast_paths_enabled() and backend.is_host_array(metric):
+        crowded = bool(xp.any(xp.sum(xp.astype(tie, xp.int32), axis=-1, keepdims=True) > room))
+    if crowded:
+        tie = tie & (xp.cumulative_sum(xp.astype(tie, xp.int32), axis=-1) <= room)
+    head = (metric[..., :k] == 0.0) & (threshold == 0.0)
+    head = head & (xp.cumulative_sum(xp.astype(head, xp.int32), axis=-1) <= room)
+    if a > k:
+        head = xp.concat([head, xp.zeros((n, g, a - k), dtype=xp.bool, device=device)], axis=-1)
+    return before | tie | head
 
 
 def _best_overlap(backend: Backend, overlaps: Any, where: Any) -> Any:
@@ -282,7 +320,7 @@ def task_aligned_assign(
         overlaps = xp.where(inside, xp.clip(_ciou(xp, gt_boxes, pred_boxes), min=0.0), 0.0)
         metric = xp.where(inside, _metric(xp, class_scores, overlaps, alpha, beta), 0.0)
 
-    chosen = top_k_mask(backend, metric, min(top_k, a), descending=True) & inside
+    chosen = _select_top_k(backend, metric, min(top_k, a)) & inside
     # per anchor: how many ground truths chose it and, when one did, which (one matrix product over G)
     counts = xp.matmul(xp.stack([xp.ones((g,), dtype=dtype, device=device),
                                  xp.astype(xp.arange(g, device=device), dtype)]), xp.astype(chosen, dtype))

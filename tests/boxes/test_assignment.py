@@ -150,3 +150,17 @@ def test_bad_arguments_name_themselves():
         task_aligned_assign(scores, boxes, points, gt, labels, top_k=0)
     with pytest.raises(TypeError, match="scores"):
         task_aligned_assign(scores.astype(np.int64), boxes, points, gt, labels)
+
+
+def test_zero_metric_candidates_fill_a_short_top_k_in_index_order(xp):
+    """A row with fewer than top_k positive metrics takes zeros by index (torch.topk leaves their order open);
+    a zero-metric candidate among them is foreground with a zero score."""
+    points = np.array([[10.0, 10.0], [12.0, 10.0], [30.0, 30.0], [40.0, 40.0]])
+    gt = np.array([[[5.0, 5.0, 20.0, 15.0]]])
+    boxes = np.array([[[100.0, 100.0, 110.0, 110.0], [5.0, 5.0, 20.0, 15.0], [0, 0, 1, 1], [0, 0, 1, 1]]])
+    scores = np.full((1, 4, 1), 0.5)
+    for k, positive in ((2, [True, True, False, False]), (1, [False, True, False, False])):
+        r = task_aligned_assign(xp.asarray(scores), xp.asarray(boxes), xp.asarray(points), xp.asarray(gt),
+                                xp.asarray(np.array([[0]])), top_k=k)
+        np.testing.assert_array_equal(xp.to_numpy(r.positive)[0], positive)
+        assert float(xp.to_numpy(r.scores)[0, 0, 0]) == 0.0
