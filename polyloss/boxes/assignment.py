@@ -114,10 +114,6 @@ def _metric(xp: Any, scores: Any, overlaps: Any, alpha: float, beta: float) -> A
     return xp.where(xp.isnan(metric), xp.inf, metric)
 
 
-#: rows per selection call: the NumPy backend selects row by row (linear time) up to this many, else sorts
-_SELECT_ROWS = 256
-
-
 def _select_top_k(backend: Backend, metric: Any, k: int) -> Any:
     """``(N, G, A)`` bool: per row the ``k`` largest metrics (``metric >= 0``, no NaN), ties to the lower index.
 
@@ -132,20 +128,18 @@ def _select_top_k(backend: Backend, metric: Any, k: int) -> Any:
     device = backend.device(metric)
     if n * g == 0:
         return top_k_mask(backend, metric, k, descending=True)
-    per = max(1, _SELECT_ROWS // g)
-    position = xp.full((min(per, n), g, 1), k, dtype=xp.int64, device=device)
-    threshold = xp.concat([backend.kth_value(metric[i: min(i + per, n), ...], position[: min(per, n - i), ...],
-                                             descending=True) for i in range(0, n, per)], axis=0)
+    position = xp.full((n, g, 1), k, dtype=xp.int64, device=device)
+    threshold = backend.kth_value(metric, position, descending=True)
     before = metric > threshold
     tie = (metric == threshold) & (threshold > 0)
-    room = k - xp.sum(xp.astype(before, xp.int32), axis=-1, keepdims=True)
+    room = k - xp.sum(xp.astype(before, metric.dtype), axis=-1, keepdims=True)  # exact: counts <= A
     crowded = True
     if fast_paths_enabled() and backend.is_host_array(metric):
-        crowded = bool(xp.any(xp.sum(xp.astype(tie, xp.int32), axis=-1, keepdims=True) > room))
+        crowded = bool(xp.any(xp.sum(xp.astype(tie, metric.dtype), axis=-1, keepdims=True) > room))
     if crowded:
-        tie = tie & (xp.cumulative_sum(xp.astype(tie, xp.int32), axis=-1) <= room)
+        tie = tie & (xp.astype(xp.cumulative_sum(xp.astype(tie, xp.int32), axis=-1), metric.dtype) <= room)
     head = (metric[..., :k] == 0.0) & (threshold == 0.0)
-    head = head & (xp.cumulative_sum(xp.astype(head, xp.int32), axis=-1) <= room)
+    head = head & (xp.astype(xp.cumulative_sum(xp.astype(head, xp.int32), axis=-1), metric.dtype) <= room)
     if a > k:
         head = xp.concat([head, xp.zeros((n, g, a - k), dtype=xp.bool, device=device)], axis=-1)
     return before | tie | head
