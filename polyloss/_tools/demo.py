@@ -316,13 +316,21 @@ def _run_yolov1(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot
     centre = (boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2
     col, row = np.minimum(np.floor(centre * s), s - 1).T
     result.accuracy = float(np.mean((cell == row * s + col) & (np.argmax(scores, axis=1) == labels[:, 0])))
-    out.write(f"YOLOv1 grid detector (S={s}, B={b}, C={classes}, linear in the pixels), {backend} backend, "
-              f"{steps} steps of gradient descent (lr={lr})\n")
+    return _report(out, result, f"YOLOv1 grid detector (S={s}, B={b}, C={classes}, linear in the pixels), "
+                   f"{backend} backend, {steps} steps of gradient descent (lr={lr})",
+                   f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
+                   "(most confident predictor in the object's cell, with its class)",
+                   plot, "yolov1 loss", backend, "YOLOv1 grid detector")
+
+
+def _report(out: TextIO, result: DemoResult, header: str, summary: str, plot: str | None, ylabel: str,
+            backend: str, model: str) -> DemoResult:
+    """Write a detector demo's header, loss curve and summary; save the plot when asked."""
+    out.write(header + "\n")
     _print_curve(out, result.losses)
-    out.write(f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
-              "(most confident predictor in the object's cell, with its class)\n")
+    out.write(summary + "\n")
     if plot is not None:
-        result.plot = _save_plot(plot, result.losses, "yolov1 loss", backend, model="YOLOv1 grid detector")
+        result.plot = _save_plot(plot, result.losses, ylabel, backend, model=model)
     return result
 
 
@@ -366,15 +374,12 @@ def _run_yolov8(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot
     ih = np.clip(np.minimum(box[:, 3], gt[:, 3]) - np.maximum(box[:, 1], gt[:, 1]), 0, None)
     union = np.prod(box[:, 2:] - box[:, :2], axis=1) + np.prod(gt[:, 2:] - gt[:, :2], axis=1) - iw * ih
     result.accuracy = float(np.mean((cls == labels[:, 0]) & (iw * ih / union > 0.5)))
-    out.write(f"YOLOv8 anchor-free detector ({size}x{size} images, strides {_V8_STRIDES}, reg_max={bins}, "
-              f"C={classes}, linear in the pixels), {backend} backend, {steps} steps of gradient descent (lr={lr})\n")
-    _print_curve(out, result.losses)
-    out.write(f"final loss per image {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
-              "(top-scoring anchor: the object's class and IoU > 0.5)\n")
-    if plot is not None:
-        result.plot = _save_plot(plot, result.losses, "yolov8 loss per image", backend,
-                                 model="YOLOv8 anchor-free detector")
-    return result
+    return _report(out, result, f"YOLOv8 anchor-free detector ({size}x{size} images, strides {_V8_STRIDES}, "
+                   f"reg_max={bins}, C={classes}, linear in the pixels), {backend} backend, {steps} steps of "
+                   f"gradient descent (lr={lr})",
+                   f"final loss per image {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
+                   "(top-scoring anchor: the object's class and IoU > 0.5)",
+                   plot, "yolov8 loss per image", backend, "YOLOv8 anchor-free detector")
 
 
 def _to_numpy(a: Any) -> np.ndarray:
