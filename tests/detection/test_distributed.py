@@ -29,8 +29,9 @@ N_IMAGES = 5
 SPLIT = (range(0, 3), range(3, 5))  # worker 0: images 0-2, worker 1: images 3-4
 C = 4  # classes, background included
 F = 6  # feature size
-CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum")
+CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "yolov8")
 BIG = {"rpn_batch_size": 100_000, "roi_batch_size": 100_000}
+V8_BINS = 4
 
 
 # -- data (numpy, the same in every process) ------------------------------------------
@@ -83,7 +84,13 @@ def make_data() -> dict[str, object]:
         "roi_cls": params.normal(scale=0.5, size=(8, C)),
         "roi_box": params.normal(scale=0.2, size=(8, 4 * C)),
         "yolo": params.normal(scale=0.3, size=(F, 2 * 5 + C)),
+        "yolov8_distri": params.normal(scale=0.5, size=(F, 4 * V8_BINS)),
+        "yolov8_cls": params.normal(scale=0.5, size=(F, C)),
     }
+    # YOLOv8: 32 x 32 pixel images, 21 anchors at strides 8, 16, 32, pixel boxes (its own generator)
+    v8 = np.random.default_rng(8)
+    data["yolov8_gt"] = [_boxes(v8, c, 2.0, 16.0, (6.0, 14.0)) for c in counts]
+    data["yolov8_feats"] = v8.normal(size=(N_IMAGES, 21, F))
     return data
 
 
@@ -119,6 +126,15 @@ def compute(case: str, rows: range, normalize_over: str) -> tuple[object, dict[s
         result = recipe(t(data["anchors"]), feats @ params["rpn_obj"], feats @ params["rpn_box"], gt, labels,
                         roi @ params["roi_cls"], roi @ params["roi_box"], sampled)
         used = ("rpn_obj", "rpn_box", "roi_cls", "roi_box")
+    elif case == "yolov8":
+        from polyloss.detection.yolov8 import make_anchor_points
+
+        recipe = pl.get_recipe("yolov8", num_classes=C, reg_max=V8_BINS, normalize_over=normalize_over)
+        points, strides = make_anchor_points(32, 32)
+        feats = t(data["yolov8_feats"][idx])
+        result = recipe(feats @ params["yolov8_distri"], feats @ params["yolov8_cls"], t(points), t(strides),
+                        [t(data["yolov8_gt"][i].reshape(-1, 4)) for i in idx], labels)
+        used = ("yolov8_distri", "yolov8_cls")
     else:
         normalize = case.split("_")[1]
         recipe = pl.get_recipe("yolov1", grid=3, boxes_per_cell=2, num_classes=C, normalize=normalize,
@@ -244,6 +260,14 @@ def _recipe_calls(xp):
         return recipe(a(data["anchors"]), a(rng.normal(size=(n, k))), a(rng.normal(size=(n, k, 4))), gt, labels,
                       a(rng.normal(size=(n, r, C))), a(rng.normal(size=(n, r, C, 4))), sampled)
 
+    def yolov8(recipe):
+        from polyloss.detection.yolov8 import make_anchor_points
+
+        rng = np.random.default_rng(3)
+        points, strides = make_anchor_points(32, 32)
+        return recipe(a(rng.normal(size=(n, 21, 4 * V8_BINS))), a(rng.normal(size=(n, 21, C))), a(points),
+                      a(strides), [a(g.reshape(-1, 4)) for g in data["yolov8_gt"]], labels)
+
     def yolov1(recipe):
         rng = np.random.default_rng(3)
         pred = a(0.3 + rng.normal(scale=0.2, size=(n, 3, 3, 14)))
@@ -255,6 +279,7 @@ def _recipe_calls(xp):
         ("faster_rcnn", {"num_classes": C, "seed": 0, **BIG}, faster_rcnn),
         ("yolov1", {**yolo, "normalize": "batch"}, yolov1),
         ("yolov1", {**yolo, "normalize": "sum"}, yolov1),
+        ("yolov8", {"num_classes": C, "reg_max": V8_BINS}, yolov8),
     ]
 
 
@@ -293,7 +318,7 @@ def test_generic_backend_collectives_are_identity(xp):
 
 
 @pytest.mark.parametrize("name, config", [("ssd", {"num_classes": C}), ("faster_rcnn", {"num_classes": C}),
-                                          ("yolov1", {})])
+                                          ("yolov1", {}), ("yolov8", {"num_classes": C})])
 @pytest.mark.parametrize("bad", ["global", "", None, 1])
 def test_bad_normalize_over_is_rejected(name, config, bad):
     with pytest.raises(ValueError, match="normalize_over") as info:
