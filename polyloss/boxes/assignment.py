@@ -79,10 +79,15 @@ def second_level_stride(strides: Any) -> Any:
     return xp.where(xp.any(other), second, flat[0])
 
 
-def _candidates(xp: Any, points: Any, gt_boxes: Any, valid: Any, min_side: Any, eps: float) -> Any:
+def _candidates(backend: Backend, points: Any, gt_boxes: Any, valid: Any, min_side: Any, eps: float) -> Any:
     """``(N, G, A)`` bool: anchor points strictly inside (by more than ``eps``) each real ground-truth box,
     sides below ``min_side`` raised to it about the box's centre (the arithmetic of ultralytics'
-    ``select_candidates_in_gts``: centre and size, then corners again)."""
+    ``select_candidates_in_gts``: centre and size, then corners again).
+
+    On eager host arrays each side is tested once per distinct coordinate (anchor points on grids share a
+    few) and the result spread to the anchors: the same comparisons, fewer of them.
+    """
+    xp = backend.xp
     x1, y1, x2, y2 = corners(gt_boxes)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     w, h = x2 - x1, y2 - y1
@@ -93,9 +98,23 @@ def _candidates(xp: Any, points: Any, gt_boxes: Any, valid: Any, min_side: Any, 
     left, top, right, bottom = (xp.expand_dims(c, axis=-1) for c in (cx - half_w, cy - half_h, cx + half_w,
                                                                       cy + half_h))
     px, py = points[..., 0], points[..., 1]
-    inside = ((px - left) > eps) & ((py - top) > eps)
-    inside = inside & ((right - px) > eps) & ((bottom - py) > eps)
+    if fast_paths_enabled() and backend.is_host_array(points):
+        inside = _between(backend, px, left, right, eps) & _between(backend, py, top, bottom, eps)
+    else:
+        inside = ((px - left) > eps) & ((py - top) > eps)
+        inside = inside & ((right - px) > eps) & ((bottom - py) > eps)
     return inside & xp.expand_dims(valid, axis=-1)
+
+
+def _between(backend: Backend, coords: Any, low: Any, high: Any, eps: float) -> Any:
+    """``(coords - low > eps) & (high - coords > eps)`` for ``coords (A,)`` and ``low, high (N, G, 1)``,
+    computed on the distinct coordinates and gathered back to ``(N, G, A)`` (host arrays: a data-dependent
+    number of distinct values)."""
+    xp = backend.xp
+    values, inverse = xp.unique_inverse(coords)
+    ok = ((values - low) > eps) & ((high - values) > eps)  # (N, G, U)
+    index = xp.broadcast_to(xp.reshape(inverse, (1, 1, -1)), (*ok.shape[:2], int(coords.shape[0])))
+    return backend.take_along_axis(ok, index, axis=-1)
 
 
 def _ciou(xp: Any, gt_boxes: Any, pred_boxes: Any) -> Any:
@@ -299,7 +318,7 @@ def task_aligned_assign(
     scores = backend.stop_gradient(scores)
     pred_boxes = backend.stop_gradient(pred_boxes)
 
-    inside = _candidates(xp, points, gt_boxes, valid, min_side, eps)  # (N, G, A)
+    inside = _candidates(backend, points, gt_boxes, valid, min_side, eps)  # (N, G, A)
     label = xp.clip(gt_labels, 0, max(c - 1, 0))
     positions = backend.nonzero_positions(inside)
     if positions is not None:  # eager host arrays: the candidate pairs alone
