@@ -98,12 +98,19 @@ def _candidates(backend: Backend, points: Any, gt_boxes: Any, valid: Any, min_si
     left, top, right, bottom = (xp.expand_dims(c, axis=-1) for c in (cx - half_w, cy - half_h, cx + half_w,
                                                                       cy + half_h))
     px, py = points[..., 0], points[..., 1]
-    if fast_paths_enabled() and backend.is_host_array(points):
+    if _data_dependent_shapes(backend, points):
         inside = _between(backend, px, left, right, eps) & _between(backend, py, top, bottom, eps)
     else:
         inside = ((px - left) > eps) & ((py - top) > eps)
         inside = inside & ((right - px) > eps) & ((bottom - py) > eps)
     return inside & xp.expand_dims(valid, axis=-1)
+
+
+def _data_dependent_shapes(backend: Backend, like: Any) -> bool:
+    """Whether data-dependent shapes are cheap for ``like``'s arrays: where :meth:`Backend.nonzero_positions`
+    gives positions (eager host arrays of NumPy or PyTorch, fast paths on), not where it declines."""
+    xp = backend.xp
+    return backend.nonzero_positions(xp.ones((1,), dtype=xp.bool, device=backend.device(like))) is not None
 
 
 def _between(backend: Backend, coords: Any, low: Any, high: Any, eps: float) -> Any:
