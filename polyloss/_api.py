@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from polyloss.detection.fcos import FCOSLoss
     from polyloss.detection.ssd import SSDLoss
     from polyloss.detection.yolov1 import YOLOv1Loss
+    from polyloss.detection.yolov8 import YOLOv8Loss
     from polyloss.typing import Recipe
 
     ResultT = TypeVar("ResultT", default=Any)
@@ -98,6 +99,8 @@ def get_recipe(name: Literal["yolov1"], **config: Any) -> YOLOv1Loss: ...
 def get_recipe(name: Literal["fcos"], **config: Any) -> FCOSLoss: ...
 @overload
 def get_recipe(name: Literal["detr"], **config: Any) -> DETRLoss: ...
+@overload
+def get_recipe(name: Literal["yolov8"], **config: Any) -> YOLOv8Loss: ...
 @overload
 def get_recipe(name: str, **config: Any) -> Recipe: ...
 

@@ -62,6 +62,7 @@ BUILTIN_PLUGINS = (
     "polyloss.detection.yolov1",
     "polyloss.detection.detr",
     "polyloss.detection.fcos",
+    "polyloss.detection.yolov8",
 )
 ENTRY_POINT_GROUP = PROJECT
 

@@ -168,3 +168,23 @@ def test_scenes_are_reproducible_and_drawn_in_the_label_channel():
     per_channel = images.sum(axis=(2, 3))
     assert np.all(per_channel[np.arange(30), labels[:, 0]] > 0)
     assert np.all(per_channel.sum(axis=1) == per_channel[np.arange(30), labels[:, 0]])
+
+
+# -- the YOLOv8 anchor-free detector ------------------------------------------------------------
+
+
+def test_yolov8_same_losses_on_numpy_torch_and_strict():
+    pytest.importorskip("torch")
+    a = _quiet(model="yolov8", backend="numpy", steps=4, samples=30, seed=2)
+    b = _quiet(model="yolov8", backend="torch", steps=4, samples=30, seed=2)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-10)
+    c = _quiet(model="yolov8", backend="strict", steps=4, samples=30, seed=2)
+    np.testing.assert_allclose(a.losses, c.losses, rtol=1e-10)
+    assert _quiet(model="yolov8", steps=1, samples=30, seed=3).losses[0] != a.losses[0]
+
+
+def test_yolov8_training_lowers_the_loss_and_finds_the_objects():
+    result = _quiet(model="yolov8", steps=60, samples=80)
+    assert len(result.losses) == 60
+    assert result.losses[-1] < 0.3 * result.losses[0]
+    assert result.accuracy > 0.6

@@ -643,6 +643,8 @@ def _recipe_callables(recipe: str, backend: str,
     """(loss of the prediction arrays, prediction arrays, torchvision's loss or None) for one recipe."""
     if recipe == "fcos":
         return fcos_callables(backend, device)
+    if recipe == "yolov8":  # its reference is ultralytics'
+        return _yolov8_callables(backend, device)
     data = ssd_inputs() if recipe == "ssd" else rpn_inputs()
 
     def convert(a: np.ndarray) -> Any:
@@ -673,11 +675,90 @@ def _recipe_callables(recipe: str, backend: str,
     return rpn_loss, preds, reference
 
 
+#: the "yolov8" row: batch 16, 80 classes, 640 x 640 (8400 anchors at strides 8, 16, 32), up to 30 boxes per image
+YOLOV8_SHAPE = {"batch": 16, "classes": 80, "image": 640, "reg_max": 16, "max_boxes": 30}
+
+
+def yolov8_inputs(seed: int = 0) -> dict[str, Any]:
+    """YOLOv8 inputs at :data:`YOLOV8_SHAPE`, float32; the ground truth both padded (pixel xyxy, label -1)
+    and as ultralytics' batch (image index, class, normalised cxcywh)."""
+    from polyloss.detection.yolov8 import make_anchor_points
+
+    rng = np.random.default_rng(seed)
+    s = YOLOV8_SHAPE
+    size = s["image"]
+    points, strides = make_anchor_points(size, size)
+    boxes, labels, counts = _ground_truth(rng, s["batch"], s["max_boxes"], s["classes"] + 1, float(size))
+    labels = np.where(labels >= 0, labels - 1, -1)  # classes in [0, C)
+    real = labels >= 0
+    xyxy = boxes[real] / size
+    return {
+        "anchor_points": points.astype(np.float32), "strides": strides.astype(np.float32),
+        "gt_boxes": boxes, "gt_labels": labels, "counts": counts,
+        "batch_idx": np.nonzero(real)[0].astype(np.float32), "cls": labels[real].astype(np.float32),
+        "bboxes": np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1).astype(np.float32),
+        "pred_distri": rng.standard_normal((s["batch"], len(points), 4 * s["reg_max"]), dtype=np.float32),
+        "pred_scores": rng.standard_normal((s["batch"], len(points), s["classes"]), dtype=np.float32) - 3.0,
+    }
+
+
+def _ultralytics_yolov8(data: dict[str, Any], device: str = "cpu") -> Callable[[Any, Any], Any] | None:
+    """ultralytics' ``v8DetectionLoss`` (on a stand-in model) as ``loss(pred_distri, pred_scores)``, or None."""
+    import types
+
+    import torch
+
+    import_torchvision()  # ultralytics imports torchvision
+    try:
+        from ultralytics.utils.loss import v8DetectionLoss
+    except ImportError:
+        return None
+    s = YOLOV8_SHAPE
+    head = types.SimpleNamespace(stride=torch.tensor([8.0, 16.0, 32.0]), nc=s["classes"], reg_max=s["reg_max"])
+
+    class Model(torch.nn.Module):  # what v8DetectionLoss reads: a parameter (the device), args, model[-1]
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1, device=device))
+            self.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
+            self.model = [head]
+
+    criterion = v8DetectionLoss(Model())
+    feats = [torch.zeros(s["batch"], 1, s["image"] // k, s["image"] // k, device=device) for k in (8, 16, 32)]
+    batch = {k: torch.from_numpy(data[k]).to(device) for k in ("batch_idx", "cls", "bboxes")}
+    batch["cls"] = batch["cls"].reshape(-1, 1)
+
+    def loss(pred_distri: Any, pred_scores: Any) -> Any:
+        preds = {"boxes": pred_distri.permute(0, 2, 1), "scores": pred_scores.permute(0, 2, 1), "feats": feats}
+        return criterion(preds, batch)[0].sum()
+
+    return loss
+
+
+def _yolov8_callables(backend: str, device: str = "cpu") -> tuple[Callable[..., Any], tuple[Any, ...], Any]:
+    """(the "yolov8" recipe's total of the prediction arrays, the arrays, ultralytics' loss or None)."""
+    data = yolov8_inputs()
+
+    def convert(a: np.ndarray) -> Any:
+        return sys.modules["torch"].from_numpy(a).to(device) if backend == "torch" else a
+
+    if backend == "torch":
+        import torch  # noqa: F401
+    recipe = pl.get_recipe("yolov8", num_classes=YOLOV8_SHAPE["classes"])
+    fixed = tuple(convert(data[k]) for k in ("anchor_points", "strides", "gt_boxes", "gt_labels"))
+
+    def yolov8_loss(pred_distri: Any, pred_scores: Any) -> Any:
+        return recipe(pred_distri, pred_scores, *fixed).total
+
+    reference = _ultralytics_yolov8(data, device) if backend == "torch" else None
+    return yolov8_loss, (convert(data["pred_distri"]), convert(data["pred_scores"])), reference
+
+
 def bench_recipes(backends: list[str], *, repeat: int, threads: list[int | None],
                   progress: Callable[[str], None], devices: tuple[str, ...] = ("cpu",)) -> list[RecipeRow]:
     """SSD and Faster R-CNN RPN (matching, encoding, sampling or mining, and loss) per backend and torch device."""
     rows: list[RecipeRow] = []
-    for recipe in ("ssd", "rpn", "fcos"):
+    for recipe in ("ssd", "rpn", "fcos", "yolov8"):
         if "numpy" in backends:
             loss, preds, _ = _recipe_callables(recipe, "numpy")
             progress(f"numpy {recipe} recipe")

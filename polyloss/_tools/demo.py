@@ -2,7 +2,8 @@
 
 ``run_demo()`` fits a linear classifier to built-in synthetic data (Gaussian
 blobs), or a tiny grid detector to built-in synthetic scenes with the
-``"yolov1"`` recipe, by plain gradient descent: :func:`polyloss.value_and_grad`
+``"yolov1"`` recipe, or a tiny anchor-free detector with the ``"yolov8"``
+recipe, by plain gradient descent: :func:`polyloss.value_and_grad`
 (or the recipe's ``value_and_grad``) gives the gradient with respect to the
 model's outputs and the chain rule is written out for the weights. The same
 code runs on NumPy, PyTorch and array-api-strict; data and initial weights
@@ -33,11 +34,16 @@ LOSSES = _CLASS_LOSSES + _BINARY_LOSSES
 BACKENDS = ("numpy", "torch", "array_api_strict")
 #: other spellings of a backend name (``"strict"`` was the demo's name before 0.2)
 _ALIASES = {"strict": "array_api_strict"}
-MODELS = ("linear", "yolov1")
+MODELS = ("linear", "yolov1", "yolov8")
 #: the grid detector: S x S cells, B boxes per cell, images of _IMAGE x _IMAGE pixels
 _GRID, _BOXES_PER_CELL, _IMAGE = 2, 1, 8
 #: the detector's input scale (features of norm 0.7 and a constant 0.7): stable up to lr ~ 1
 _FEATURE_SCALE = 0.7
+#: the anchor-free detector: images of _V8_IMAGE x _V8_IMAGE pixels, two levels, _V8_BINS bins per box side
+_V8_IMAGE, _V8_STRIDES, _V8_BINS = 16, (4, 8), 6
+#: the anchor-free detector's step is lr * _V8_STEP / N times the recipe's gradient (its loss is N times the
+#: per-image loss, ultralytics' scale): converges at the default lr 0.5, stable up to lr ~ 1
+_V8_STEP = 6.0
 _BAR_WIDTH = 30
 
 
@@ -186,9 +192,10 @@ def run_demo(
             any other name in ``pl.backends()`` (a plugin's, e.g. ``"jax"``).
         steps: gradient-descent steps (default 100).
         model: ``"linear"`` (a linear classifier trained with
-            :func:`polyloss.value_and_grad` of ``loss``) or ``"yolov1"`` (a grid
-            detector trained with the ``"yolov1"`` recipe's ``value_and_grad``;
-            ``loss`` is not used).
+            :func:`polyloss.value_and_grad` of ``loss``), ``"yolov1"`` (a grid
+            detector trained with the ``"yolov1"`` recipe's ``value_and_grad``)
+            or ``"yolov8"`` (an anchor-free detector trained with the
+            ``"yolov8"`` recipe's ``value_and_grad``); ``loss`` is not used by the detectors.
         loss: a class-axis loss (``"cross_entropy"``, ``"multi_margin_loss"``,
             ``"softmax_focal_loss"``: ``classes`` logits per point) or a binary
             one (``"hinge_loss"``, ``"squared_hinge_loss"``,
@@ -214,6 +221,12 @@ def run_demo(
     constant input 0.7) linearly to the ``(N, S, S, B*5 + C)`` YOLOv1 output
     with ``S = 2``, ``B = 1``, ``C = classes``: ``pred = X @ W``,
     ``dW = X^T G`` with ``G`` the recipe's gradient with respect to ``pred``.
+
+    The anchor-free detector maps the same features linearly to the
+    ``(N, A, 4 * reg_max + C)`` outputs of a YOLOv8 head on 16 x 16 images
+    (strides 4 and 8: ``A = 20`` anchors, ``reg_max = 6``): the distance
+    logits and class logits the ``"yolov8"`` recipe takes, with the boxes in
+    pixels. Its losses are reported per image (the recipe's total over ``N``).
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}, got {model!r}")
@@ -232,6 +245,9 @@ def run_demo(
     xp, asarray = _namespace(backend)
     if model == "yolov1":
         return _run_yolov1(xp, asarray, backend, steps, seed, plot, lr=lr, samples=samples, classes=classes,
+                           out=out, progress=progress)
+    if model == "yolov8":
+        return _run_yolov8(xp, asarray, backend, steps, seed, plot, lr=lr, samples=samples, classes=classes,
                            out=out, progress=progress)
     binary = loss in _BINARY_LOSSES
     points, labels = make_blobs(samples, 2 if binary else classes, seed)
@@ -301,14 +317,70 @@ def _run_yolov1(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot
     centre = (boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2
     col, row = np.minimum(np.floor(centre * s), s - 1).T
     result.accuracy = float(np.mean((cell == row * s + col) & (np.argmax(scores, axis=1) == labels[:, 0])))
-    out.write(f"YOLOv1 grid detector (S={s}, B={b}, C={classes}, linear in the pixels), {backend} backend, "
-              f"{steps} steps of gradient descent (lr={lr})\n")
+    return _report(out, result, f"YOLOv1 grid detector (S={s}, B={b}, C={classes}, linear in the pixels), "
+                   f"{backend} backend, {steps} steps of gradient descent (lr={lr})",
+                   f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
+                   "(most confident predictor in the object's cell, with its class)",
+                   plot, "yolov1 loss", backend, "YOLOv1 grid detector")
+
+
+def _report(out: TextIO, result: DemoResult, header: str, summary: str, plot: str | None, ylabel: str,
+            backend: str, model: str) -> DemoResult:
+    """Write a detector demo's header, loss curve and summary; save the plot when asked."""
+    out.write(header + "\n")
     _print_curve(out, result.losses)
-    out.write(f"final loss {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
-              "(most confident predictor in the object's cell, with its class)\n")
+    out.write(summary + "\n")
     if plot is not None:
-        result.plot = _save_plot(plot, result.losses, "yolov1 loss", backend, model="YOLOv1 grid detector")
+        result.plot = _save_plot(plot, result.losses, ylabel, backend, model=model)
     return result
+
+
+def _run_yolov8(xp: Any, asarray: Any, backend: str, steps: int, seed: int, plot: str | None, *, lr: float,
+                samples: int, classes: int, out: TextIO, progress: TextIO | None) -> DemoResult:
+    """The anchor-free detector of :func:`run_demo` trained with the ``"yolov8"`` recipe's closed-form gradient."""
+    from polyloss._api import get_recipe
+    from polyloss.detection.yolov8 import make_anchor_points
+
+    size, bins = _V8_IMAGE, _V8_BINS
+    images, boxes, labels = make_scenes(samples, classes, seed, size=size)
+    points, strides = make_anchor_points(size, size, _V8_STRIDES)
+    anchors, channels = len(points), 4 * bins + classes
+    features = images.reshape(samples, -1)
+    features = features / np.linalg.norm(features, axis=1, keepdims=True)
+    features = _FEATURE_SCALE * np.concatenate([features, np.ones((samples, 1))], axis=1)
+    rng = np.random.default_rng(seed + 1)
+    weights = 0.01 * rng.normal(size=(features.shape[1], anchors * channels))
+    start = np.zeros((anchors, channels))
+    start[:, 4 * bins:] = -2.0  # a low class prior, as detectors start with
+    weights[-1] += start.reshape(-1) / _FEATURE_SCALE
+    recipe = get_recipe("yolov8", num_classes=classes, reg_max=bins, validate=False)
+    X, W = asarray(features), asarray(weights)
+    fixed = [asarray(a) for a in (points, strides, boxes * size, labels)]
+    result = DemoResult()
+    for step in range(steps):
+        pred = xp.reshape(xp.matmul(X, W), (samples, anchors, channels))
+        value, grads = recipe.value_and_grad(pred[..., : 4 * bins], pred[..., 4 * bins:], *fixed)
+        # the recipe's loss is the batch's times the batch size (ultralytics' scale): step per image
+        g = xp.concat([grads["pred_distri"], grads["pred_scores"]], axis=-1) * (_V8_STEP / samples)
+        W = W - lr * xp.matmul(xp.matrix_transpose(X), xp.reshape(g, (samples, anchors * channels)))
+        result.losses.append(float(value.total) / samples)
+        _progress(progress, step + 1, steps, result.losses[-1])
+    pred = _to_numpy(xp.reshape(xp.matmul(X, W), (samples, anchors, channels)))
+    decoded = _to_numpy(recipe.decode_boxes(asarray(pred[..., : 4 * bins]), fixed[0])) * strides[:, None]
+    best = np.argmax(pred[..., 4 * bins:].max(axis=-1), axis=1)
+    cls = np.argmax(pred[np.arange(samples), best, 4 * bins:], axis=1)
+    box = decoded[np.arange(samples), best]
+    gt = boxes[:, 0] * size
+    iw = np.clip(np.minimum(box[:, 2], gt[:, 2]) - np.maximum(box[:, 0], gt[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[:, 3], gt[:, 3]) - np.maximum(box[:, 1], gt[:, 1]), 0, None)
+    union = np.prod(box[:, 2:] - box[:, :2], axis=1) + np.prod(gt[:, 2:] - gt[:, :2], axis=1) - iw * ih
+    result.accuracy = float(np.mean((cls == labels[:, 0]) & (iw * ih / union > 0.5)))
+    return _report(out, result, f"YOLOv8 anchor-free detector ({size}x{size} images, strides {_V8_STRIDES}, "
+                   f"reg_max={bins}, C={classes}, linear in the pixels), {backend} backend, {steps} steps of "
+                   f"gradient descent (lr={lr})",
+                   f"final loss per image {result.losses[-1]:.4f}, training accuracy {result.accuracy:.3f} "
+                   "(top-scoring anchor: the object's class and IoU > 0.5)",
+                   plot, "yolov8 loss per image", backend, "YOLOv8 anchor-free detector")
 
 
 def _to_numpy(a: Any) -> np.ndarray:

@@ -21,12 +21,18 @@ losses of :mod:`polyloss.functional.box`), :mod:`~polyloss.boxes.coding`
 (DETR's Hungarian matching, SciPy's solver on the host) and
 (encode/decode), :mod:`~polyloss.boxes.matching` (matchers),
 :mod:`~polyloss.boxes.center_sampling` (FCOS's assignment) and
+(encode/decode), :mod:`~polyloss.boxes.matching` (matchers),
+:mod:`~polyloss.boxes.assignment` (task-aligned assignment, TAL) and
 :mod:`~polyloss.boxes.sampling` (balanced sampling, hard negative mining,
 random keys). Every public name is re-exported here.
 """
 
 from __future__ import annotations
 
+from polyloss.boxes.assignment import TaskAlignedAssigner
+from polyloss.boxes.assignment import TaskAlignedAssignment
+from polyloss.boxes.assignment import second_level_stride
+from polyloss.boxes.assignment import task_aligned_assign
 from polyloss.boxes.center_sampling import CenterSampler
 from polyloss.boxes.center_sampling import center_sampling
 from polyloss.boxes.center_sampling import level_size_bounds
@@ -72,6 +78,8 @@ __all__ = [
     "Matcher",
     "SSDMatcher",
     "assign_min_cost",
+    "TaskAlignedAssigner",
+    "TaskAlignedAssignment",
     "box_area",
     "box_convert",
     "box_iou",
@@ -91,4 +99,6 @@ __all__ = [
     "random_keys",
     "rank",
     "sample_balanced",
+    "second_level_stride",
+    "task_aligned_assign",
 ]

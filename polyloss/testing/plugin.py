@@ -21,7 +21,6 @@ import pytest
 from polyloss.testing.cases import Case
 from polyloss.testing.cases import case_params
 
-
 #: cases the ``xp`` fixture runs only when asked (``--xp-lazy``): every call builds and computes a task graph
 LAZY_CASES = frozenset({"dask"})
 

@@ -29,8 +29,9 @@ N_IMAGES = 5
 SPLIT = (range(0, 3), range(3, 5))  # worker 0: images 0-2, worker 1: images 3-4
 C = 4  # classes, background included
 F = 6  # feature size
-CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "detr")
+CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "detr", "yolov8")
 BIG = {"rpn_batch_size": 100_000, "roi_batch_size": 100_000}
+V8_BINS = 4
 
 
 # -- data (numpy, the same in every process) ------------------------------------------
@@ -85,9 +86,15 @@ def make_data() -> dict[str, object]:
         "yolo": params.normal(scale=0.3, size=(F, 2 * 5 + C)),
         "detr_cls": params.normal(scale=0.5, size=(F, C)),
         "detr_box": params.normal(scale=0.5, size=(F, 4)),
+        "yolov8_distri": params.normal(scale=0.5, size=(F, 4 * V8_BINS)),
+        "yolov8_cls": params.normal(scale=0.5, size=(F, C)),
     }
     # DETR: 4 queries per image, C - 1 classes and "no object", the YOLOv1 boxes as cxcywh
     data["detr_feats"] = rng.normal(size=(N_IMAGES, 4, F))
+    # YOLOv8: 32 x 32 pixel images, 21 anchors at strides 8, 16, 32, pixel boxes (its own generator)
+    v8 = np.random.default_rng(8)
+    data["yolov8_gt"] = [_boxes(v8, c, 2.0, 16.0, (6.0, 14.0)) for c in counts]
+    data["yolov8_feats"] = v8.normal(size=(N_IMAGES, 21, F))
     return data
 
 
@@ -134,6 +141,15 @@ def compute(case: str, rows: range, normalize_over: str) -> tuple[object, dict[s
         result = recipe(feats @ params["detr_cls"], torch.sigmoid(feats @ params["detr_box"]),
                         [t(_cxcywh(data["yolo_gt"][i])) for i in idx], [lab - 1 for lab in labels])
         used = ("detr_cls", "detr_box")
+    elif case == "yolov8":
+        from polyloss.detection.yolov8 import make_anchor_points
+
+        recipe = pl.get_recipe("yolov8", num_classes=C, reg_max=V8_BINS, normalize_over=normalize_over)
+        points, strides = make_anchor_points(32, 32)
+        feats = t(data["yolov8_feats"][idx])
+        result = recipe(feats @ params["yolov8_distri"], feats @ params["yolov8_cls"], t(points), t(strides),
+                        [t(data["yolov8_gt"][i].reshape(-1, 4)) for i in idx], labels)
+        used = ("yolov8_distri", "yolov8_cls")
     else:
         normalize = case.split("_")[1]
         recipe = pl.get_recipe("yolov1", grid=3, boxes_per_cell=2, num_classes=C, normalize=normalize,
@@ -259,6 +275,14 @@ def _recipe_calls(xp):
         return recipe(a(data["anchors"]), a(rng.normal(size=(n, k))), a(rng.normal(size=(n, k, 4))), gt, labels,
                       a(rng.normal(size=(n, r, C))), a(rng.normal(size=(n, r, C, 4))), sampled)
 
+    def yolov8(recipe):
+        from polyloss.detection.yolov8 import make_anchor_points
+
+        rng = np.random.default_rng(3)
+        points, strides = make_anchor_points(32, 32)
+        return recipe(a(rng.normal(size=(n, 21, 4 * V8_BINS))), a(rng.normal(size=(n, 21, C))), a(points),
+                      a(strides), [a(g.reshape(-1, 4)) for g in data["yolov8_gt"]], labels)
+
     def yolov1(recipe):
         rng = np.random.default_rng(3)
         pred = a(0.3 + rng.normal(scale=0.2, size=(n, 3, 3, 14)))
@@ -277,6 +301,7 @@ def _recipe_calls(xp):
         ("yolov1", {**yolo, "normalize": "batch"}, yolov1),
         ("yolov1", {**yolo, "normalize": "sum"}, yolov1),
         ("detr", {}, detr),
+        ("yolov8", {"num_classes": C, "reg_max": V8_BINS}, yolov8),
     ]
 
 
@@ -315,7 +340,7 @@ def test_generic_backend_collectives_are_identity(xp):
 
 
 @pytest.mark.parametrize("name, config", [("ssd", {"num_classes": C}), ("faster_rcnn", {"num_classes": C}),
-                                          ("yolov1", {})])
+                                          ("yolov1", {}), ("yolov8", {"num_classes": C})])
 @pytest.mark.parametrize("bad", ["global", "", None, 1])
 def test_bad_normalize_over_is_rejected(name, config, bad):
     with pytest.raises(ValueError, match="normalize_over") as info:

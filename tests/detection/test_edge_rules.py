@@ -61,10 +61,16 @@ def _yolo_call(recipe: Any, a: dict[str, Any], method: str) -> Any:
     return getattr(recipe, method)(a["pred"], a["gt_boxes"], a["gt_labels"])
 
 
+def _yolov8_call(recipe: Any, a: dict[str, Any], method: str) -> Any:
+    return getattr(recipe, method)(a["pred_distri"], a["pred_scores"], a["anchor_points"], a["strides"],
+                                   a["gt_boxes"], a["gt_labels"])
+
+
 SPECS = {
     "ssd": Spec(("box_deltas", "class_logits"), _ssd_call),
     "faster_rcnn": Spec(("objectness", "rpn_deltas", "class_logits", "box_deltas"), _frcnn_call),
     "yolov1": Spec(("pred",), _yolo_call),
+    "yolov8": Spec(("pred_distri", "pred_scores"), _yolov8_call),
 }
 
 
@@ -148,7 +154,21 @@ def detr_scene(counts: tuple[int, ...] = (2, 1, 0), g: int = 3, **config: Any) -
                     "aux_pred_boxes_0": pred[0], "gt_boxes": boxes, "gt_labels": labels}
 
 
-SCENES = {"ssd": ssd_scene, "faster_rcnn": frcnn_scene, "yolov1": yolo_scene, "detr": detr_scene}
+def yolov8_scene(counts: tuple[int, ...] = (2, 1, 0), g: int = 3, **config: Any) -> Inputs:
+    """32 x 32 pixel images: 21 anchors at strides 8, 16, 32; four bins per side."""
+    from polyloss.detection.yolov8 import make_anchor_points
+
+    rng = np.random.default_rng(4)
+    points, strides = make_anchor_points(32, 32)
+    n, a = len(counts), len(points)
+    boxes, labels = _gt(list(counts), g, 16.0, (6.0, 14.0), rng, 0)
+    return ({"num_classes": C, "reg_max": 4, **config},
+            {"pred_distri": rng.normal(size=(n, a, 16)), "pred_scores": rng.normal(size=(n, a, C)),
+             "anchor_points": points, "strides": strides, "gt_boxes": boxes, "gt_labels": labels})
+
+
+SCENES = {"ssd": ssd_scene, "faster_rcnn": frcnn_scene, "yolov1": yolo_scene, "detr": detr_scene,
+          "yolov8": yolov8_scene}
 
 
 def _changed(scene: Callable[..., Inputs], *, at: dict[str, list[tuple[Any, Any]]] | None = None,
@@ -308,7 +328,20 @@ def _detr_rows() -> list[RecipeEdgeRow]:
     ]
 
 
-ROWS = _ssd_rows() + _frcnn_rows() + _yolo_rows() + _detr_rows()
+def _yolov8_rows() -> list[RecipeEdgeRow]:
+    return [
+        *_padding_rows("yolov8", yolov8_scene),
+        # image 2 has no ground truth: its anchors are background, their logits still show NaN
+        RecipeEdgeRow("yolov8", "nan-score-background", _changed(yolov8_scene, at={"pred_scores": [((2, 5, 1), NAN)]}),
+                      "nan", nan=("cls",)),
+        RecipeEdgeRow("yolov8", "nan-distribution-background",
+                      _changed(yolov8_scene, at={"pred_distri": [((2, 7, 3), NAN)]}), "nan", nan=("box", "dfl")),
+        RecipeEdgeRow("yolov8", "images-without-gt", _changed(yolov8_scene, counts=(0, 0)), "finite",
+                      zero=("box", "dfl")),
+    ]
+
+
+ROWS = _ssd_rows() + _frcnn_rows() + _yolo_rows() + _detr_rows() + _yolov8_rows()
 
 
 # -- the paths ------------------------------------------------------------------------------------
