@@ -30,6 +30,9 @@ def test_every_builtin_loss_has_rows() -> None:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+# the value checks (out-of-domain targets...) read values, which a lazy dask array does not give; the
+# edge rules on dask are the NaN and empty-batch tests of each loss module (pytest --xp-lazy)
+@pytest.mark.xp_exclude("dask")
 def test_edge_rule(row: EdgeRow, xp) -> None:
     if xp.name in row.skip:
         pytest.skip(f"{row.label}: no such dtype on {xp.name}")
