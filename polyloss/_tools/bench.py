@@ -195,7 +195,13 @@ def _data(name: str, rows: int, cols: int, rng: np.random.Generator) -> tuple[np
 TORCH_ONLY = ("multi_margin_loss", "sigmoid_focal_loss", *BOX_LOSSES)
 
 
-def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
+#: a ratio is flagged unreliable where the spread of its repeats (see :func:`_median_and_spread`) exceeds this
+SPREAD_WARN = 0.10
+
+
+def _median_and_spread(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> tuple[float, float]:
+    """Median time of one call over ``repeat`` timed loops, and their spread: the interquartile range over the
+    median (the range over the median for fewer than 4 repeats; 0 for one)."""
     number = 1
     while True:
         t = timeit.timeit(fn, number=number)
@@ -203,7 +209,17 @@ def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> 
             break
         number *= 4
     times = timeit.repeat(fn, number=number, repeat=repeat)
-    return statistics.median(times) / number
+    median = statistics.median(times)
+    if len(times) >= 4:
+        q1, _, q3 = statistics.quantiles(times, n=4)
+        spread = (q3 - q1) / median
+    else:
+        spread = (max(times) - min(times)) / median
+    return median / number, spread
+
+
+def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
+    return _median_and_spread(fn, repeat, min_time)[0]
 
 
 def _polyloss_kwargs(name: str) -> dict[str, Any]:
@@ -818,4 +834,278 @@ def format_memory(mem: dict[str, Any]) -> str:
         if "logits_sized_outputs" in value:
             extra = f", {len(value['logits_sized_outputs'])} logits-sized buffers, all float: no one-hot"
         lines.append(f"  {impl:<17}{peak / 2**20:>8.0f} MiB = {peak / logits:.2f} x logits ({what}{extra})")
+    return "\n".join(lines)
+
+
+# -- NumPy value and gradient against hand-written fused NumPy ----------------------------------------------------
+#
+# Each reference computes the loss ("mean" reduction) and its gradient by the logits the way one writes it by hand
+# in NumPy: the shared terms once, the gradient built in place in the one array the value needed anyway.
+
+VG_SIZES = {"4096x100": (4096, 100), "16384x1000": (16384, 1000)}
+
+
+def _softmax_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z = x - max, exp(z) in a new array, log of its row sums)``: z is kept for the picks."""
+    z = x - x.max(1, keepdims=True)
+    e = np.exp(z)
+    return z, e, np.log(e.sum(1))
+
+
+def _ref_ce(x: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    rows = np.arange(n)
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, t]
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.mean(np.log(s) - zy)
+    g *= (1.0 / (n * s))[:, None]
+    g[rows, t] -= 1.0 / n
+    return value, g
+
+
+def _ref_ce_smoothing(x: np.ndarray, t: np.ndarray, eps: float = 0.1) -> tuple[Any, np.ndarray]:
+    n, c = x.shape
+    rows = np.arange(n)
+    g = x - x.max(1, keepdims=True)
+    zy, zsum = g[rows, t], g.sum(1)
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.mean(np.log(s) - (1 - eps) * zy - (eps / c) * zsum)
+    g *= (1.0 / (n * s))[:, None]
+    g[rows, t] -= (1 - eps) / n
+    g -= eps / (c * n)
+    return value, g
+
+
+def _ref_ce_weight(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[Any, np.ndarray]:
+    rows = np.arange(x.shape[0])
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, t]
+    np.exp(g, out=g)
+    s = g.sum(1)
+    wy = w[t]
+    total = wy.sum()
+    value = np.dot(wy, np.log(s) - zy) / total
+    g *= (wy / (total * s))[:, None]
+    g[rows, t] -= wy / total
+    return value, g
+
+
+def _ref_ce_ignore(x: np.ndarray, t: np.ndarray, ignore_index: int = -100) -> tuple[Any, np.ndarray]:
+    rows = np.arange(x.shape[0])
+    valid = t != ignore_index
+    safe = np.where(valid, t, 0)
+    count = valid.sum()
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, safe]
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.sum(np.log(s) - zy, where=valid) / count
+    scale = valid / count
+    g *= (scale / s)[:, None]
+    g[rows, safe] -= scale
+    return value, g
+
+
+def _ref_ce_probabilities(x: np.ndarray, q: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    g = x - x.max(1, keepdims=True)
+    qz = np.einsum("ij,ij->i", q, g)
+    qs = q.sum(1)
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.mean(np.log(s) * qs - qz)
+    g *= (qs / s)[:, None]
+    g -= q
+    g /= n
+    return value, g
+
+
+def _ref_bce_logits(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.size
+    e = np.exp(-np.abs(x))
+    loss = np.log1p(e)
+    loss += np.maximum(x, 0)
+    loss -= x * y
+    g = np.where(x >= 0, 1.0, e).astype(x.dtype)
+    e += 1
+    g /= e
+    g -= y
+    g /= n
+    return np.mean(loss), g
+
+
+def _ref_sigmoid_focal(x: np.ndarray, y: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> tuple[Any, np.ndarray]:
+    n = x.size
+    p = 1 / (1 + np.exp(-x))
+    ce = np.logaddexp(0, -x) + (1 - y) * x  # -y log p - (1 - y) log(1 - p)
+    u = p + y - 2 * p * y  # 1 - p_t
+    a_t = alpha * y + (1 - alpha) * (1 - y)
+    value = np.mean(a_t * u**gamma * ce)
+    g = a_t * (u**gamma * (p - y) + gamma * u ** (gamma - 1) * (1 - 2 * y) * p * (1 - p) * ce) / n
+    return value, g
+
+
+def _ref_softmax_focal(x: np.ndarray, t: np.ndarray, gamma: float = 2.0) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    rows = np.arange(n)
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, t]
+    np.exp(g, out=g)
+    s = g.sum(1)
+    logp_y = zy - np.log(s)
+    p_y = np.exp(logp_y)
+    u = 1 - p_y
+    value = np.mean(-(u**gamma) * logp_y)
+    coef = (gamma * u ** (gamma - 1) * p_y * logp_y - u**gamma) / n  # d loss / d log p_y
+    g *= (-coef / s)[:, None]
+    g[rows, t] += coef
+    return value, g
+
+
+def _ref_multi_margin(x: np.ndarray, t: np.ndarray, margin: float = 1.0) -> tuple[Any, np.ndarray]:
+    n, c = x.shape
+    rows = np.arange(n)
+    h = x - x[rows, t][:, None]
+    h += margin
+    h[rows, t] = 0.0
+    np.maximum(h, 0.0, out=h)
+    value = h.sum() / (n * c)
+    g = (h > 0).astype(x.dtype)
+    g[rows, t] = -g.sum(1)
+    g /= n * c
+    return value, g
+
+
+def _ref_mse(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    d = x - y
+    value = np.vdot(d, d) / d.size
+    d *= 2.0 / d.size
+    return value, d
+
+
+def _ref_l1(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    d = x - y
+    g = np.sign(d)
+    np.abs(d, out=d)
+    g /= d.size
+    return d.mean(), g
+
+
+def _ref_smooth_l1(x: np.ndarray, y: np.ndarray, beta: float = 1.0) -> tuple[Any, np.ndarray]:
+    d = x - y
+    a = np.abs(d)
+    small = a < beta
+    value = np.mean(np.where(small, 0.5 * d * d / beta, a - 0.5 * beta))
+    g = np.where(small, d / beta, np.sign(d))
+    g /= d.size
+    return value, g
+
+
+def _ref_huber(x: np.ndarray, y: np.ndarray, delta: float = 1.0) -> tuple[Any, np.ndarray]:
+    d = x - y
+    a = np.abs(d)
+    small = a < delta
+    value = np.mean(np.where(small, 0.5 * d * d, delta * (a - 0.5 * delta)))
+    g = np.clip(d, -delta, delta)
+    g /= d.size
+    return value, g
+
+
+def _vg_cases(rows: int, cols: int, rng: np.random.Generator) -> dict[str, tuple[str, tuple[Any, ...], dict[str, Any],
+                                                                                  Callable[..., Any], tuple[Any, ...]]]:
+    """name -> (loss, polyloss's arrays, its options, the hand-written reference, the reference's arguments)."""
+    x = rng.standard_normal((rows, cols), dtype=np.float32)
+    t = rng.integers(0, cols, rows)
+    ignored = np.where(rng.random(rows) < 0.1, -100, t)
+    w = rng.uniform(0.5, 2.0, cols).astype(np.float32)
+    q = rng.random((rows, cols), dtype=np.float32)
+    q /= q.sum(1, keepdims=True)
+    b = rng.integers(0, 2, (rows, cols)).astype(np.float32)
+    y = rng.standard_normal((rows, cols), dtype=np.float32)
+    return {
+        "cross_entropy": ("cross_entropy", (x, t), {}, _ref_ce, (x, t)),
+        "cross_entropy smoothing=0.1": ("cross_entropy", (x, t), {"label_smoothing": 0.1}, _ref_ce_smoothing, (x, t)),
+        "cross_entropy weight": ("cross_entropy", (x, t), {"weight": w}, _ref_ce_weight, (x, t, w)),
+        "cross_entropy ignore_index": ("cross_entropy", (x, ignored), {}, _ref_ce_ignore, (x, ignored)),
+        "cross_entropy probabilities": ("cross_entropy", (x, q), {}, _ref_ce_probabilities, (x, q)),
+        "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits", (x, b), {}, _ref_bce_logits, (x, b)),
+        "sigmoid_focal_loss": ("sigmoid_focal_loss", (x, b), {}, _ref_sigmoid_focal, (x, b)),
+        "softmax_focal_loss": ("softmax_focal_loss", (x, t), {}, _ref_softmax_focal, (x, t)),
+        "multi_margin_loss": ("multi_margin_loss", (x, t), {}, _ref_multi_margin, (x, t)),
+        "mse_loss": ("mse_loss", (x, y), {}, _ref_mse, (x, y)),
+        "l1_loss": ("l1_loss", (x, y), {}, _ref_l1, (x, y)),
+        "smooth_l1_loss": ("smooth_l1_loss", (x, y), {}, _ref_smooth_l1, (x, y)),
+        "huber_loss": ("huber_loss", (x, y), {}, _ref_huber, (x, y)),
+    }
+
+
+def _peak_bytes(fn: Callable[[], Any]) -> int:
+    """``tracemalloc``'s peak above what was allocated before ``fn()`` (NumPy reports its buffers to it)."""
+    import tracemalloc
+
+    fn()  # warm caches first
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+        del out
+    finally:
+        tracemalloc.stop()
+    return peak - start
+
+
+@dataclass
+class GradRow:
+    case: str
+    size: str
+    polyloss_s: float
+    reference_s: float
+    polyloss_peak: int
+    reference_peak: int
+    spread: float
+
+    @property
+    def ratio(self) -> float:
+        return self.polyloss_s / self.reference_s
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.polyloss_peak / max(self.reference_peak, 1)
+
+
+def bench_value_and_grad(sizes: dict[str, tuple[int, int]] | None = None, *, repeat: int,
+                         progress: Callable[[str], None], cases: list[str] | None = None) -> list[GradRow]:
+    """``polyloss.value_and_grad`` on NumPy against the hand-written fused references above: time and peak memory."""
+    rows: list[GradRow] = []
+    rng = np.random.default_rng(2)
+    for size, (r, c) in (sizes or VG_SIZES).items():
+        for case, (name, arrays, options, reference, ref_args) in _vg_cases(r, c, rng).items():
+            if cases and case not in cases and name not in cases:
+                continue
+            progress(f"numpy value_and_grad {case} {size}")
+            loss = pl.get_loss(name)
+
+            def mine(loss: Any = loss, arrays: tuple[Any, ...] = arrays, options: dict[str, Any] = options) -> Any:
+                return pl.value_and_grad(loss, *arrays, **options)
+
+            def theirs(reference: Any = reference, ref_args: tuple[Any, ...] = ref_args) -> Any:
+                return reference(*ref_args)
+
+            t_ref, s_ref = _median_and_spread(theirs, repeat)
+            t_pl, s_pl = _median_and_spread(mine, repeat)
+            rows.append(GradRow(case, size, t_pl, t_ref, _peak_bytes(mine), _peak_bytes(theirs), max(s_ref, s_pl)))
+    return rows
+
+
+def format_grad_table(rows: list[GradRow]) -> str:
+    lines = [f"{'value_and_grad (numpy)':<34}{'size':<12}{'ratio':>8}{'memory':>8}{'ms':>9}{'ref ms':>9}"]
+    for r in rows:
+        flag = "  (spread)" if r.spread > SPREAD_WARN else ""
+        lines.append(f"{r.case:<34}{r.size:<12}{r.ratio:>8.2f}{r.memory_ratio:>8.2f}{1e3 * r.polyloss_s:>9.2f}"
+                     f"{1e3 * r.reference_s:>9.2f}{flag}")
     return "\n".join(lines)
