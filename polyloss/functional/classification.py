@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from polyloss import _checks as v
 from polyloss._namespace import check_same
+from polyloss._namespace import fast_paths_enabled
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import apply_sample_seed
@@ -24,9 +25,11 @@ from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
 from polyloss.functional._common import optional_array
 from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import reduce_weighted
@@ -744,19 +747,36 @@ def cross_entropy_grad(
     :math:`p_{i,k} \sum_c w_c q'_{i,c} - w_k q'_{i,k}`. Same checks as the loss.
     """
     backend = resolve(input, target)
-    xp = backend.xp
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
                               allow_probabilities=True)
-    axis, eps = parts.axis, parts.label_smoothing
     x, w = compute_dtype(backend, input, weight)
+    p = backend.xp.exp(backend.log_softmax(x, parts.axis))
+    return finish(backend, _cross_entropy_grad_terms(backend, parts, x, w, p, reduction, cotangent), input)
+
+
+def _cross_entropy_seed(backend: Backend, parts: _ClassParts, x: Any, w: Any, reduction: str,
+                        cotangent: Any) -> tuple[Any, Any, Any, Any]:
+    """``(valid, safe indices, w[y_i] or None, per-sample upstream factor)`` of index targets, or for
+    probability targets ``(None, None, None, factor)``."""
+    if parts.probabilities:
+        axis = parts.axis
+        shape = tuple(x.shape[:axis] + x.shape[axis + 1 :])
+        return None, None, None, sample_upstream(backend, cotangent, shape, reduction, x)
+    valid, safe, sw = _sample_weights(backend, parts, w)
+    return valid, safe, sw, index_seed(backend, x, safe, valid, sw, reduction, cotangent)
+
+
+def _cross_entropy_grad_terms(backend: Backend, parts: _ClassParts, x: Any, w: Any, p: Any, reduction: str,
+                              cotangent: Any) -> Any:
+    """The gradient of :func:`cross_entropy` from the softmax ``p`` (see :func:`cross_entropy_grad`)."""
+    xp = backend.xp
+    axis, eps = parts.axis, parts.label_smoothing
     num_classes = x.shape[axis]
-    p = xp.exp(backend.log_softmax(x, axis))
+    valid, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
     if parts.probabilities:
         wq = _weighted_probabilities(backend, parts, x, w)
         g = p * xp.sum(wq, axis=axis, keepdims=True) - wq
-        up = sample_upstream(backend, cotangent, tuple(g.shape[:axis] + g.shape[axis + 1 :]), reduction, x)
-        return finish(backend, apply_sample_seed(backend, g, up, axis), input)
-    valid, safe, sw = _sample_weights(backend, parts, w)
+        return apply_sample_seed(backend, g, seed, axis)
     hot = xp.astype(one_hot(backend, safe, num_classes, axis, x.ndim), x.dtype)
     if w is None:
         g = p - hot if eps == 0.0 else p - (1.0 - eps) * hot - eps / num_classes
@@ -764,8 +784,53 @@ def cross_entropy_grad(
         g = (1.0 - eps) * xp.expand_dims(sw, axis=axis) * (p - hot)
         if eps > 0.0:
             g = g + (eps / num_classes) * (p * xp.sum(w) - expand_to_axis(backend, w, x.ndim, axis))
-    seed = index_seed(backend, x, safe, valid, sw, reduction, cotangent)
-    return finish(backend, apply_sample_seed(backend, g, seed, axis), input)
+    return apply_sample_seed(backend, g, seed, axis)
+
+
+@value_and_gradient(cross_entropy)
+def _cross_entropy_value_and_grad(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    weight: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    """The value and gradient of :func:`cross_entropy` from one softmax: the backend's fused kernel where it
+    has one (NumPy: the softmax made in place in the gradient's own array), else the log-softmax shared."""
+    backend = resolve(input, target)
+    parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
+                              allow_probabilities=True)
+    if not runs_fused(backend, "cross_entropy", input):
+        return NotImplemented
+    x, w = compute_dtype(backend, input, weight)
+    kernel = backend.fast_paths.get("cross_entropy.value_and_grad") if fast_paths_enabled() else None
+    if kernel is not None:
+        valid, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
+        out = kernel(x, parts.target if safe is None else safe, axis=parts.axis, probabilities=parts.probabilities,
+                     weight=w, sample_weight=sw, label_smoothing=parts.label_smoothing, seed=seed)
+        if out is not NotImplemented:
+            loss, g = out
+            if parts.probabilities:
+                value = reduce(backend, loss, reduction)
+            else:
+                if valid is not None:
+                    loss = backend.xp.where(valid, loss, 0.0)
+                denominator = _mean_denominator(backend, valid, sw, math.prod(safe.shape), x)
+                value = _index_reduce(backend, loss, denominator, reduction)
+            return finish(backend, value, input), finish(backend, g, input)
+    logp = backend.log_softmax(x, parts.axis)
+    if parts.probabilities:
+        loss = -backend.xp.sum(_weighted_probabilities(backend, parts, x, w) * logp, axis=parts.axis)
+        value = reduce(backend, loss, reduction)
+    else:
+        loss, denominator = _nll_terms(backend, logp, parts, w)
+        value = _index_reduce(backend, loss, denominator, reduction)
+    g = _cross_entropy_grad_terms(backend, parts, x, w, backend.xp.exp(logp), reduction, cotangent)
+    return finish(backend, value, input), finish(backend, g, input)
 
 
 @gradient(nll_loss)
