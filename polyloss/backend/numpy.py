@@ -154,10 +154,13 @@ def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabiliti
     """Per-sample cross-entropy (not yet masked where ignored) and its gradient times ``seed`` (the per-sample
     upstream factor, 0 where ignored), from one softmax made in place in the gradient's array: four passes
     over the logits and one array of their size. ``target``: checked int64 indices (ignored entries 0) or
-    class probabilities; ``sample_weight``: ``weight[target]`` (0 where ignored) or None."""
+    class probabilities; ``sample_weight``: ``weight[target]`` (0 where ignored) or None. For 2-D index targets
+    ``seed`` may also be a function of the per-sample cross-entropy returning the factor."""
     np = _np()
     rows = class_rows(x, target, axis) if not probabilities else None
     if rows is not None:
+        if callable(seed):
+            return NotImplemented
         seed_rows = seed if isinstance(seed, float) or seed.ndim == 0 else seed.reshape(-1)
         sw_rows = None if sample_weight is None else sample_weight.reshape(-1)
         out = _cross_entropy_value_and_grad(*rows, axis=1, probabilities=False, weight=weight,
@@ -169,10 +172,10 @@ def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabiliti
         return NotImplemented
     n, c = x.shape
     eps = label_smoothing
-    per_row = not isinstance(seed, float) and seed.ndim > 0
-    seed_col = seed[:, None] if per_row else seed
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if probabilities:
+            per_row = not isinstance(seed, float) and seed.ndim > 0
+            seed_col = seed[:, None] if per_row else seed
             q = target if target.dtype == x.dtype else target.astype(x.dtype)
             if eps > 0.0:
                 q = q * (1.0 - eps) + eps / c
@@ -203,6 +206,10 @@ def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabiliti
         else:
             lse = log_s = np.log(s)
         loss = lse - picked
+        if callable(seed):  # a factor that depends on the per-sample loss (the softmax focal loss)
+            seed = seed(loss)
+        per_row = not isinstance(seed, float) and seed.ndim > 0
+        seed_col = seed[:, None] if per_row else seed
         if sample_weight is not None:
             loss *= sample_weight
         scale = 1.0 if sample_weight is None else sample_weight
@@ -211,7 +218,8 @@ def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabiliti
             smooth += log_s * total_weight
             loss *= 1.0 - eps
             loss += (eps / c) * smooth
-            scale = (1.0 - eps) * scale + (eps / c) * total_weight  # p's factor: sum_c w_c ((1 - eps) [c = y] + eps / C)
+            # p's factor: sum_c w_c ((1 - eps) [c = y] + eps / C)
+            scale = (1.0 - eps) * scale + (eps / c) * total_weight
         e *= (scale * seed / s)[:, None] if per_row or not isinstance(scale, float) else (scale * seed) / s[:, None]
         hit = (1.0 - eps) * (seed if sample_weight is None else sample_weight * seed)
         flat = np.arange(0, n * c, c) + target
@@ -221,7 +229,42 @@ def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabiliti
         return loss, e
 
 
+def _multi_margin_value_and_grad(x: Any, target: Any, *, p: int, margin: float, axis: int, scale: Any) -> Any:
+    r"""Per-sample :math:`\sum_{j \ne y} \max(0, m - x_y + x_j)^p` and its gradient times ``scale`` (per sample),
+    in one array of the scores' size (``polyloss.functional.margin``'s terms, in place). Declines (generic code)
+    where ``scale`` is not finite: no gradient may flow where no term is active, whatever the factor."""
+    np = _np()
+    rows = class_rows(x, target, axis)
+    if rows is not None:
+        per = not isinstance(scale, float) and scale.ndim > 0
+        out = _multi_margin_value_and_grad(*rows, p=p, margin=margin, axis=1,
+                                           scale=scale.reshape(-1) if per else scale)
+        return out if out is NotImplemented else (out[0].reshape(target.shape), out[1].reshape(x.shape))
+    if not (x.ndim == 2 and axis == 1 and x.dtype.itemsize >= 4 and x.size and x.flags.c_contiguous
+            and target.dtype == np.int64) or not bool(np.all(np.isfinite(scale))):
+        return NotImplemented
+    n, c = x.shape
+    flat = np.arange(0, n * c, c) + target
+    with np.errstate(invalid="ignore", over="ignore"):
+        h = np.subtract(x, x.reshape(-1)[flat][:, None])
+        h += margin
+        h.reshape(-1)[flat] = 0.0  # the own class by a select (x_y = inf: inf - inf there)
+        np.maximum(h, 0.0, out=h)  # NaN kept
+        if p == 2:
+            total = np.einsum("ij,ij->i", h, h)
+            h *= 2.0
+        else:
+            total = np.einsum("ij->i", h)
+            np.minimum(h, 1.0, out=h)
+            np.ceil(h, out=h)  # [z > 0]: 0 at the kink, NaN at NaN
+        own = np.einsum("ij->i", h)
+        h.reshape(-1)[flat] = -own
+        h *= scale[:, None] if not isinstance(scale, float) and scale.ndim else scale
+    return total, h
+
+
 FAST_PATHS: dict[str, Callable[..., Any]] = {
+    "multi_margin_loss.value_and_grad": _multi_margin_value_and_grad,
     "cross_entropy.value_and_grad": _cross_entropy_value_and_grad,
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,

@@ -702,6 +702,36 @@ def binary_cross_entropy_with_logits_grad(
     return finish(backend, g * up, input)
 
 
+@value_and_gradient(binary_cross_entropy_with_logits)
+def _binary_cross_entropy_with_logits_value_and_grad(
+    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Value and gradient from one ``e = exp(-|x|)``: :math:`\log\sigma(x) = \min(x, 0) - \log(1 + e)` and
+    :math:`\sigma(x) = [x \ge 0 \;?\; 1 : e] / (1 + e)` (without ``pos_weight``; with it the two run apart)."""
+    backend = resolve(input, target)
+    _check_binary_cross_entropy_with_logits(backend, input, target, weight, pos_weight, reduction)
+    if pos_weight is not None or not runs_fused(backend, "binary_cross_entropy_with_logits", input):
+        return NotImplemented
+    xp = backend.xp
+    x, y, w = compute_dtype(backend, input, target, weight)
+    e = xp.abs(x)
+    e *= -1.0
+    e = xp.exp(e)
+    loss = (1.0 - y) * x
+    loss -= xp.minimum(x, 0.0)
+    loss += xp.log1p(e)  # (1 - y) x - log sigmoid(x), as the loss
+    value = reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False)
+    del loss
+    g = xp.where(x >= 0, 1.0, e)
+    e += 1.0
+    g /= e
+    del e
+    g -= y  # sigmoid(x) - y
+    g *= pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, value, input), finish(backend, g, input)
+
+
 def index_seed(
     backend: Backend, x: Any, target: Any, valid: Any, sample_weight: Any, reduction: str, cotangent: Any
 ) -> Any:
@@ -772,7 +802,7 @@ def _cross_entropy_grad_terms(backend: Backend, parts: _ClassParts, x: Any, w: A
     xp = backend.xp
     axis, eps = parts.axis, parts.label_smoothing
     num_classes = x.shape[axis]
-    valid, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
+    _, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
     if parts.probabilities:
         wq = _weighted_probabilities(backend, parts, x, w)
         g = p * xp.sum(wq, axis=axis, keepdims=True) - wq
