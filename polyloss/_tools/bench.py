@@ -35,6 +35,8 @@ class Row:
     polyloss_s: float
     reference_s: float
     generic_s: float | None
+    #: the largest spread of the repeats of the timings the ratio divides (see :func:`_median_and_spread`)
+    spread: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -52,6 +54,27 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
+
+
+def _np_multi_margin(x: np.ndarray, t: np.ndarray, margin: float = 1.0) -> Any:
+    rows = np.arange(x.shape[0])
+    h = x - x[rows, t][:, None]
+    h += margin
+    h[rows, t] = 0.0
+    return np.maximum(h, 0.0, out=h).sum() / x.size
+
+
+def _ref_sigmoid_focal_value(x: np.ndarray, y: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> Any:
+    """torchvision's ``sigmoid_focal_loss`` ("mean") in NumPy."""
+    p = 1 / (1 + np.exp(-x))
+    ce = np.logaddexp(0, -x) + (1 - y) * x
+    p_t = p * y + (1 - p) * (1 - y)
+    return np.mean((alpha * y + (1 - alpha) * (1 - y)) * ce * (1 - p_t) ** gamma)
+
+
+def _np_softmax_focal(x: np.ndarray, t: np.ndarray, gamma: float = 2.0) -> Any:
+    logp_y = np.take_along_axis(x, t[:, None], -1)[:, 0] - _logsumexp(x)
+    return np.mean(-((1 - np.exp(logp_y)) ** gamma) * logp_y)
 
 
 def _np_reference(name: str) -> Callable[[np.ndarray, np.ndarray], Any] | None:
@@ -73,6 +96,9 @@ def _np_reference(name: str) -> Callable[[np.ndarray, np.ndarray], Any] | None:
         "nll_loss": lambda x, t: -np.mean(np.take_along_axis(x, t[:, None], -1)),
         "kl_div": lambda x, y: np.sum(np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0) - y * x) / x.shape[0],
         "hinge_loss": lambda x, y: np.mean(np.maximum(0, 1 - y * x)),
+        "multi_margin_loss": _np_multi_margin,
+        "sigmoid_focal_loss": lambda x, y: _ref_sigmoid_focal_value(x, y),
+        "softmax_focal_loss": _np_softmax_focal,
         "squared_hinge_loss": lambda x, y: np.mean(np.maximum(0, 1 - y * x) ** 2),
     }
     return table.get(name)
@@ -191,6 +217,9 @@ def _data(name: str, rows: int, cols: int, rng: np.random.Generator) -> tuple[np
     return x, rng.standard_normal((rows, cols), dtype=np.float32)
 
 
+#: the per-call overhead size (rows x classes)
+TINY = (32, 10)
+
 #: losses with a PyTorch reference only (torch.nn.functional or torchvision's formula)
 TORCH_ONLY = ("multi_margin_loss", "sigmoid_focal_loss", *BOX_LOSSES)
 
@@ -240,7 +269,7 @@ def _synchronized(fn: Callable[[], Any], sync: Callable[[], Any] | None) -> Call
 
 
 def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int, threads: list[int | None],
-                progress: Callable[[str], None], device: str = "cpu") -> list[Row]:
+                progress: Callable[[str], None], device: str = "cpu", min_time: float = 0.05) -> list[Row]:
     """Every loss on torch tensors on ``device`` against its PyTorch reference (``"torch-cuda"`` rows on a GPU)."""
     import torch
 
@@ -275,17 +304,17 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
                                 torch.autograd.grad(out, xg)
                         return _synchronized(go, sync)
 
-                    t_ref = _median_time(run(lambda: ref(xg, y)), repeat)
-                    t_pl = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
+                    t_ref, s_ref = _median_and_spread(run(lambda: ref(xg, y)), repeat, min_time)
+                    t_pl, s_pl = _median_and_spread(run(lambda: loss(xg, y, **kw)), repeat, min_time)
                     with pl.fast_paths(False):
-                        t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
-                    rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen))
+                        t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat, min_time)
+                    rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen, max(s_ref, s_pl)))
     torch.set_num_threads(default_threads)
     return rows
 
 
 def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int,
-                progress: Callable[[str], None], backend: str = "numpy") -> list[Row]:
+                progress: Callable[[str], None], backend: str = "numpy", min_time: float = 0.05) -> list[Row]:
     """Every loss on NumPy arrays (or on CuPy arrays, ``backend="cupy"``) against the hand-written NumPy version.
 
     On CuPy the same NumPy code runs on the device arrays through NumPy's
@@ -308,9 +337,9 @@ def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
             loss = pl.get_loss(name)
             kw = _polyloss_kwargs(name)
             progress(f"{backend} {name} {size}")
-            t_ref = _median_time(_synchronized(lambda: ref(x, y), sync), repeat)
-            t_pl = _median_time(_synchronized(lambda: loss(x, y, **kw), sync), repeat)
-            rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None))
+            t_ref, s_ref = _median_and_spread(_synchronized(lambda: ref(x, y), sync), repeat, min_time)
+            t_pl, s_pl = _median_and_spread(_synchronized(lambda: loss(x, y, **kw), sync), repeat, min_time)
+            rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None, max(s_ref, s_pl)))
     return rows
 
 
@@ -352,6 +381,19 @@ def import_time(repeat: int = 5) -> dict[str, float]:
     return {"numpy_s": numpy_s, "polyloss_s": polyloss_s, "polyloss_over_numpy_ms": 1e3 * (polyloss_s - numpy_s)}
 
 
+def spread_note(spreads: list[float]) -> str:
+    """The warning line under a table whose flagged rows (``*``) had repeats too spread for a reliable ratio."""
+    flagged = sum(s > SPREAD_WARN for s in spreads)
+    if not flagged:
+        return ""
+    return (f"* {flagged} of {len(spreads)} rows: the repeats spread by more than {SPREAD_WARN:.0%} (interquartile "
+            "range over the median): the ratio is unreliable (a busy machine?); rerun with more --repeat")
+
+
+def _flag(spread: float) -> str:
+    return " *" if spread > SPREAD_WARN else ""
+
+
 def format_table(rows: list[Row]) -> str:
     size_width = max([len("size"), *(len(row.size) for row in rows)]) + 1
     lines = [f"{'loss':<34}{'backend':<8}{'size':<{size_width}}{'mode':<18}{'threads':<12}{'ratio':>8}{'generic':>9}"
@@ -360,8 +402,9 @@ def format_table(rows: list[Row]) -> str:
         generic = "" if row.generic_ratio is None else f"{row.generic_ratio:.2f}"
         overhead = 1e6 * (row.polyloss_s - row.reference_s)
         lines.append(f"{row.loss:<34}{row.backend:<8}{row.size:<{size_width}}{row.mode:<18}{row.threads:<12}"
-                     f"{row.ratio:>8.2f}{generic:>9}{overhead:>13.2f}")
-    return "\n".join(lines)
+                     f"{row.ratio:>8.2f}{generic:>9}{overhead:>13.2f}{_flag(row.spread)}")
+    note = spread_note([row.spread for row in rows])
+    return "\n".join(lines + ([note] if note else []))
 
 
 def keep_freed_memory() -> bool:
@@ -398,7 +441,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     """
     allocator = "glibc defaults" if system_malloc or not keep_freed_memory() else "glibc, freed memory kept"
     names = names or [n for n in pl.losses() if _np_reference(n) or n in TORCH_ONLY]
-    sizes = {"tiny": (8, 5)} if tiny_only else {"tiny": (8, 5), "large": (1024, 1024)}
+    sizes = {"tiny": TINY} if tiny_only else {"tiny": TINY, "large": (1024, 1024)}
     report = progress or (lambda message: None)
     backends = backends or ["numpy", "torch"]
     if "torch" in backends:
@@ -410,10 +453,16 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     rows: list[Row] = []
     recipe_rows: list[RecipeRow] = []
     mem: dict[str, Any] | None = None
+    # --tiny is the quick per-call overhead check: single-threaded torch, shorter timed loops
+    min_time = 0.01 if tiny_only else 0.05
+    threads: list[int | None] = [1] if tiny_only else [1, None]
+    grad_rows: list[GradRow] = []
     if "numpy" in backends:
-        rows += bench_numpy(names, sizes, repeat=repeat, progress=report)
+        rows += bench_numpy(names, sizes, repeat=repeat, progress=report, min_time=min_time)
+        if not tiny_only:
+            grad_rows = bench_value_and_grad(repeat=max(3, repeat // 2), progress=report)
     if "torch" in backends:
-        rows += bench_torch(names, sizes, repeat=repeat, threads=[1, None], progress=report)
+        rows += bench_torch(names, sizes, repeat=repeat, threads=threads, progress=report, min_time=min_time)
         if full:
             rows += bench_torch(["cross_entropy"], {"65536x1000": CE_LARGE}, repeat=3, threads=[None],
                                 progress=report)
@@ -433,6 +482,8 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         mem = memory(backends)
     result: dict[str, Any] = {
         "rows": [asdict(r) | {"ratio": r.ratio, "generic_ratio": r.generic_ratio} for r in rows],
+        "value_and_grad": [asdict(r) | {"ratio": r.ratio, "memory_ratio": r.memory_ratio} for r in grad_rows],
+        "value_and_grad_table": format_grad_table(grad_rows) if grad_rows else "",
         "recipes": [asdict(r) | {"vs_torchvision": r.vs_torchvision} for r in recipe_rows],
         "torchvision": torchvision_available(),
         "memory": mem,
@@ -479,6 +530,8 @@ class RecipeRow:
     polyloss_s: float
     generic_s: float | None
     torchvision_s: float | None
+    #: the largest spread of the repeats of polyloss's and torchvision's timings (see :func:`_median_and_spread`)
+    spread: float = 0.0
 
     @property
     def vs_torchvision(self) -> float | None:
@@ -664,11 +717,11 @@ def _bench_torch_recipe(recipe: str, device: str, *, repeat: int, threads: list[
                         torch.autograd.grad(out, args)
                 return _synchronized(call, sync)
 
-            t_pl = _median_time(go(loss), repeat, min_time=0.2)
+            t_pl, s_pl = _median_and_spread(go(loss), repeat, min_time=0.2)
             with pl.fast_paths(False):
                 t_gen = _median_time(go(loss), repeat, min_time=0.2)
-            t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv))
+            t_tv, s_tv = (None, 0.0) if reference is None else _median_and_spread(go(reference), repeat, min_time=0.2)
+            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, max(s_pl, s_tv)))
     torch.set_num_threads(default_threads)
     return rows
 
@@ -688,7 +741,10 @@ def format_recipe_table(rows: list[RecipeRow]) -> str:
             if (r.recipe, "1") in torch_forward:
                 single = f"{r.polyloss_s / torch_forward[(r.recipe, '1')]:.2f}"
         lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
-                     f"{tv:>16}{single:>16}{best:>19}")
+                     f"{tv:>16}{single:>16}{best:>19}{_flag(r.spread)}")
+    note = spread_note([r.spread for r in rows])
+    if note:
+        lines.append(note)
     if not torchvision_available():
         lines.append("torchvision comparison unavailable: torchvision is not importable here "
                      "(the 'vs torchvision' column is n/a)")
@@ -1103,9 +1159,10 @@ def bench_value_and_grad(sizes: dict[str, tuple[int, int]] | None = None, *, rep
 
 
 def format_grad_table(rows: list[GradRow]) -> str:
+    """``ratio``: polyloss's ``value_and_grad`` time over the hand-written fused one's; ``memory``: peak over peak."""
     lines = [f"{'value_and_grad (numpy)':<34}{'size':<12}{'ratio':>8}{'memory':>8}{'ms':>9}{'ref ms':>9}"]
     for r in rows:
-        flag = "  (spread)" if r.spread > SPREAD_WARN else ""
         lines.append(f"{r.case:<34}{r.size:<12}{r.ratio:>8.2f}{r.memory_ratio:>8.2f}{1e3 * r.polyloss_s:>9.2f}"
-                     f"{1e3 * r.reference_s:>9.2f}{flag}")
-    return "\n".join(lines)
+                     f"{1e3 * r.reference_s:>9.2f}{_flag(r.spread)}")
+    note = spread_note([r.spread for r in rows])
+    return "\n".join(lines + ([note] if note else []))
