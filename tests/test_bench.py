@@ -152,3 +152,20 @@ def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monk
     assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
     if _bench.torchvision_available():
         assert all(r.vs_torchvision == 1.0 for r in rows) and len(calls) == 6
+
+
+def test_hand_written_fused_references_agree_with_value_and_grad():
+    """The bench's hand-written NumPy value-and-gradient references compute what polyloss computes."""
+    for case, (name, arrays, options, reference, ref_args) in _bench._vg_cases(64, 7, np.random.default_rng(3)).items():
+        value, grad = pl.value_and_grad(name, *arrays, **options)
+        ref_value, ref_grad = reference(*ref_args)
+        np.testing.assert_allclose(value, ref_value, rtol=2e-5, err_msg=case)
+        np.testing.assert_allclose(grad, ref_grad, rtol=2e-4, atol=1e-7, err_msg=case)
+
+
+def test_value_and_grad_table_flags_spread_rows():
+    rows = _bench.bench_value_and_grad({"8x5": (8, 5)}, repeat=2, progress=lambda m: None, cases=["mse_loss"])
+    assert [r.case for r in rows] == ["mse_loss"] and rows[0].reference_peak > 0
+    rows[0].spread = 0.5
+    table = _bench.format_grad_table(rows)
+    assert table.splitlines()[1].endswith(" *") and "unreliable" in table

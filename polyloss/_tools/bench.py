@@ -901,20 +901,19 @@ def format_memory(mem: dict[str, Any]) -> str:
 VG_SIZES = {"4096x100": (4096, 100), "16384x1000": (16384, 1000)}
 
 
-def _softmax_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(z = x - max, exp(z) in a new array, log of its row sums)``: z is kept for the picks."""
-    z = x - x.max(1, keepdims=True)
-    e = np.exp(z)
-    return z, e, np.log(e.sum(1))
+def _exp_shifted(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, g, z_y, s)``: ``g = exp(x - max)`` in a new array, ``z_y`` the shifted target logits picked
+    before the exponential, ``s`` the row sums of ``g``."""
+    rows = np.arange(x.shape[0])
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, t]
+    np.exp(g, out=g)
+    return rows, g, zy, g.sum(1)
 
 
 def _ref_ce(x: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
     n = x.shape[0]
-    rows = np.arange(n)
-    g = x - x.max(1, keepdims=True)
-    zy = g[rows, t]
-    np.exp(g, out=g)
-    s = g.sum(1)
+    rows, g, zy, s = _exp_shifted(x, t)
     value = np.mean(np.log(s) - zy)
     g *= (1.0 / (n * s))[:, None]
     g[rows, t] -= 1.0 / n
@@ -936,11 +935,7 @@ def _ref_ce_smoothing(x: np.ndarray, t: np.ndarray, eps: float = 0.1) -> tuple[A
 
 
 def _ref_ce_weight(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[Any, np.ndarray]:
-    rows = np.arange(x.shape[0])
-    g = x - x.max(1, keepdims=True)
-    zy = g[rows, t]
-    np.exp(g, out=g)
-    s = g.sum(1)
+    rows, g, zy, s = _exp_shifted(x, t)
     wy = w[t]
     total = wy.sum()
     value = np.dot(wy, np.log(s) - zy) / total
@@ -950,14 +945,10 @@ def _ref_ce_weight(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[Any, np
 
 
 def _ref_ce_ignore(x: np.ndarray, t: np.ndarray, ignore_index: int = -100) -> tuple[Any, np.ndarray]:
-    rows = np.arange(x.shape[0])
     valid = t != ignore_index
     safe = np.where(valid, t, 0)
     count = valid.sum()
-    g = x - x.max(1, keepdims=True)
-    zy = g[rows, safe]
-    np.exp(g, out=g)
-    s = g.sum(1)
+    rows, g, zy, s = _exp_shifted(x, safe)
     value = np.sum(np.log(s) - zy, where=valid) / count
     scale = valid / count
     g *= (scale / s)[:, None]
@@ -1006,11 +997,7 @@ def _ref_sigmoid_focal(x: np.ndarray, y: np.ndarray, alpha: float = 0.25, gamma:
 
 def _ref_softmax_focal(x: np.ndarray, t: np.ndarray, gamma: float = 2.0) -> tuple[Any, np.ndarray]:
     n = x.shape[0]
-    rows = np.arange(n)
-    g = x - x.max(1, keepdims=True)
-    zy = g[rows, t]
-    np.exp(g, out=g)
-    s = g.sum(1)
+    rows, g, zy, s = _exp_shifted(x, t)
     logp_y = zy - np.log(s)
     p_y = np.exp(logp_y)
     u = 1 - p_y

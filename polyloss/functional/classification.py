@@ -230,8 +230,10 @@ def class_axis_inputs(
     else:
         axis = v.normalize_axis(axis, ndim)
     shape = target.shape
-    expected = in_shape[:-1] if axis == ndim - 1 else in_shape[:axis] + in_shape[axis + 1 :]
     target_kind = kind(target.dtype)
+    if target_kind == "i" and ndim == 2 and axis == 1 and len(shape) == 1 and shape[0] == in_shape[0]:
+        return axis, False  # (batch, C) logits and (batch,) indices without building shapes (per-call overhead)
+    expected = in_shape[:-1] if axis == ndim - 1 else in_shape[:axis] + in_shape[axis + 1 :]
     if target_kind == "i":
         if shape != expected and tuple(shape) != tuple(expected):
             raise ValueError(
@@ -311,7 +313,8 @@ def _int64_ignore_index(backend: Backend, target: Any, ignore_index: int | None)
     return ignore_index - 2**64 if target.dtype != backend.xp.int64 else None
 
 
-def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index: int | None) -> tuple[Any, int | None]:
+def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index: int | None, *,
+                  read: bool = True) -> tuple[Any, int | None]:
     """Integer class indices of any integer dtype as int64, and the ``ignore_index`` left to apply.
 
     Where the values can be read without a device sync (``backend.is_host_array``:
@@ -319,13 +322,14 @@ def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index:
     ``[0, C)`` or equal ``ignore_index``, else ``ValueError`` names ``target`` and the
     value (a uint64 above int64's largest value included); the returned
     ``ignore_index`` is then None where no target equals it (nothing to mask). Elsewhere
-    nothing is read, and it is None only where the dtype cannot hold it.
+    nothing is read, and it is None only where the dtype cannot hold it; nor where ``read`` is false (the
+    caller's native kernel checks the int64 indices itself).
     """
     xp = backend.xp
     given = ignore_index
     ignore_index = _int64_ignore_index(backend, target, ignore_index)
     wide = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)
-    if not backend.is_host_array(target):
+    if not (read or wide is not target) or not backend.is_host_array(target):
         return wide, ignore_index
     if math.prod(target.shape) == 0:
         return wide, None
@@ -372,9 +376,11 @@ class _ClassParts(NamedTuple):
 
 def _check_class_loss(
     backend: Backend, input: Any, target: Any, axis: int, weight: Any, ignore_index: int | None,
-    label_smoothing: float, reduction: str, *, allow_probabilities: bool,
+    label_smoothing: float, reduction: str, *, allow_probabilities: bool, kernel: bool = False,
 ) -> _ClassParts:
-    """The checks of :func:`cross_entropy`, :func:`nll_loss` and their gradients."""
+    """The checks of :func:`cross_entropy`, :func:`nll_loss` and their gradients. ``kernel``: the loss
+    will hand int64 indices to its native kernel, which where the backend says so checks them itself (on
+    values it reads anyway: no read here)."""
     v.check_reduction(reduction)
     v.check_ignore_index(ignore_index)
     axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=allow_probabilities)
@@ -388,7 +394,8 @@ def _check_class_loss(
         if backend.is_host_array(target):
             _check_unit_interval(backend, target, "target", "cross_entropy")
         return _ClassParts(axis, True, target, None, eps)
-    target, ignore_index = class_indices(backend, target, num_classes, ignore_index)
+    read = not (kernel and getattr(backend, "kernels_check_indices", False) and fast_paths_enabled())
+    target, ignore_index = class_indices(backend, target, num_classes, ignore_index, read=read)
     return _ClassParts(axis, False, target, ignore_index, eps)
 
 
@@ -464,7 +471,7 @@ def cross_entropy(
     """
     backend = resolve(input, target)
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
-                              allow_probabilities=True)
+                              allow_probabilities=True, kernel=True)
     axis = parts.axis
     out = try_fast_path(
         backend, "cross_entropy", input, parts.target, axis=axis, weight=weight,
@@ -570,7 +577,7 @@ def nll_loss(
     """
     backend = resolve(input, target)
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, 0.0, reduction,
-                              allow_probabilities=False)
+                              allow_probabilities=False, kernel=True)
     out = try_fast_path(
         backend, "nll_loss", input, parts.target, axis=parts.axis, weight=weight,
         ignore_index=parts.ignore_index, reduction=reduction,
