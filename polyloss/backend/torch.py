@@ -90,6 +90,8 @@ def _l1(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
 def _smooth_l1(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
+    if beta == 0.0:  # ATen's smooth L1 divides by beta in its backward: L1's kernel, as torch.nn.functional
+        return _l1(input, target, weight=weight, reduction=reduction)
     aten = _aten_nn("smooth_l1_loss")
     if aten is not None:
         return aten(input, _same_dtype(target, input), _REDUCTION[reduction], beta)
