@@ -147,6 +147,7 @@ def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monk
         return 1.0
 
     monkeypatch.setattr(_bench, "_median_time", once)
+    monkeypatch.setattr(_bench, "_median_and_spread", lambda fn, repeat, min_time=0.05: (once(fn, repeat), 0.0))
     rows = _bench._bench_torch_recipe("rpn", "cpu", repeat=1, threads=[1], progress=lambda m: None)
     assert [r.mode for r in rows] == ["forward", "forward+backward"]
     assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
