@@ -90,17 +90,17 @@ def _fused_regression(
     backend: Any, input: Any, target: Any, weight: Any, reduction: str, cotangent: Any,
     terms: Any, *, normalize_by_weight: bool,
 ) -> tuple[Any, Any]:
-    """Value and gradient of a regression loss from ``terms(d, total) -> (value, derivative)`` of ``d = x - y``:
-    with ``total`` it returns the loss summed (no element-wise loss array), else the element-wise loss. The
-    derivative is a new array, scaled here in place by the reduction's upstream factor."""
+    """Value and gradient of a regression loss from ``terms(d, total, up) -> (value, derivative)`` of
+    ``d = x - y``: with ``total`` it returns the loss summed (no element-wise loss array), else the element-wise
+    loss; the derivative is a new array (or ``d``) times ``up``, the reduction's upstream factor, in place."""
     x, y, w = compute_dtype(backend, input, target, weight)
     total = w is None and reduction != "none"
-    value, g = terms(x - y, total)
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=normalize_by_weight)
+    value, g = terms(x - y, total, up)
     if total:
         value = reduce_total(backend, value, math.prod(x.shape), reduction)
     else:
         value = reduce_weighted(backend, value, w, reduction, normalize_by_weight=normalize_by_weight)
-    g *= pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=normalize_by_weight)
     return finish(backend, value, input), finish(backend, g, input)
 
 
@@ -112,21 +112,28 @@ def _sign_nan_zero(backend: Any, g: Any, total: Any) -> Any:
     return xp.where(g == g, g, 0.0)
 
 
-def _l1_terms(backend: Any, d: Any, total: bool) -> tuple[Any, Any]:
+def _l1_terms(backend: Any, d: Any, total: bool, up: Any) -> tuple[Any, Any]:
     g = backend.xp.sign(d)
     if total:
         value = flat_dot(backend, d, g)  # sum |d| = sum d sign(d), NaN kept
-        return value, _sign_nan_zero(backend, g, value)
-    return backend.xp.abs(d), _sign_nan_zero(backend, g, None)
+        g = _sign_nan_zero(backend, g, value)
+    else:
+        value = backend.xp.abs(d)
+        g = _sign_nan_zero(backend, g, None)
+    g *= up
+    return value, g
 
 
-def _huber_terms(backend: Any, d: Any, total: bool, delta: float) -> tuple[Any, Any]:
+def _huber_terms(backend: Any, d: Any, total: bool, up: Any, delta: float) -> tuple[Any, Any]:
     """Huber's terms; with ``g = clip(d, -delta, delta)`` the loss is ``g d - g^2 / 2`` (``g d >= g^2``:
     no cancellation), so the total needs two dot products and no other array."""
     g = _clipped(backend, d, delta)
     if total:
-        return flat_dot(backend, g, d) - 0.5 * flat_dot(backend, g, g), (g if g is not d else d * 1.0)
-    return _huber_elementwise(backend, d, delta), (g if g is not d else d * 1.0)
+        value = flat_dot(backend, g, d) - 0.5 * flat_dot(backend, g, g)
+    else:
+        value = _huber_elementwise(backend, d, delta)
+    g *= up  # a new array, or d itself (private, read above)
+    return value, g
 
 
 @loss
@@ -180,9 +187,9 @@ def _mse_loss_value_and_grad(
     if not runs_fused(backend, "mse_loss", input):
         return NotImplemented
 
-    def terms(d: Any, total: bool) -> tuple[Any, Any]:
+    def terms(d: Any, total: bool, up: Any) -> tuple[Any, Any]:
         value = flat_dot(backend, d, d) if total else d * d
-        d *= 2.0
+        d *= 2.0 * up
         return value, d
 
     return _fused_regression(backend, input, target, weight, reduction, cotangent, terms, normalize_by_weight=True)
@@ -297,11 +304,10 @@ def _smooth_l1_loss_value_and_grad(
         return NotImplemented
     beta = _beta_in(backend, beta, compute_dtype(backend, input)[0])
 
-    def terms(d: Any, total: bool) -> tuple[Any, Any]:
+    def terms(d: Any, total: bool, up: Any) -> tuple[Any, Any]:
         if beta == 0.0:
-            return _l1_terms(backend, d, total)
-        value, g = _huber_terms(backend, d, total, beta)
-        g *= 1.0 / beta
+            return _l1_terms(backend, d, total, up)
+        value, g = _huber_terms(backend, d, total, up / beta, beta)
         return value / beta, g
 
     return _fused_regression(backend, input, target, weight, reduction, cotangent, terms, normalize_by_weight=False)
