@@ -243,18 +243,11 @@ def _multi_margin_value_and_grad(x: Any, target: Any, *, p: int, margin: float, 
     if not (x.ndim == 2 and axis == 1 and x.dtype.itemsize >= 4 and x.size and x.flags.c_contiguous
             and target.dtype == np.int64) or not bool(np.all(np.isfinite(scale))):
         return NotImplemented
-    n, c = x.shape
-    flat = np.arange(0, n * c, c) + target
     with np.errstate(invalid="ignore", over="ignore"):
-        h = np.subtract(x, x.reshape(-1)[flat][:, None])
-        h += margin
-        h.reshape(-1)[flat] = 0.0  # the own class by a select (x_y = inf: inf - inf there)
-        np.maximum(h, 0.0, out=h)  # NaN kept
+        h, flat, total = _margin_terms(np, x, target, p, margin)
         if p == 2:
-            total = np.einsum("ij,ij->i", h, h)
             h *= 2.0
         else:
-            total = np.einsum("ij->i", h)
             np.minimum(h, 1.0, out=h)
             np.ceil(h, out=h)  # [z > 0]: 0 at the kink, NaN at NaN
         own = np.einsum("ij->i", h)
@@ -263,8 +256,43 @@ def _multi_margin_value_and_grad(x: Any, target: Any, *, p: int, margin: float, 
     return total, h
 
 
+def _margin_terms(np: Any, x: Any, target: Any, p: int, margin: float) -> tuple[Any, Any, Any]:
+    """``(r, flat, total)``: ``r = max(0, m - x_y + x_j)`` in a new array (0 at ``j = y``, NaN kept), the flat
+    positions of the targets and each row's sum of ``r ** p``, for a C-contiguous 2-D ``x``."""
+    n, c = x.shape
+    flat = np.arange(0, n * c, c) + target
+    r = np.subtract(x, x.reshape(-1)[flat][:, None])
+    r += margin
+    r.reshape(-1)[flat] = 0.0  # the own class by a select (x_y = inf: inf - inf there)
+    np.maximum(r, 0.0, out=r)
+    return r, flat, np.einsum("ij,ij->i", r, r) if p == 2 else np.einsum("ij->i", r)
+
+
+def _multi_margin(input: Any, target: Any, *, p: int, margin: float, weight: Any, axis: int, reduction: str) -> Any:
+    """The forward of :func:`polyloss.multi_margin_loss` on one array of the scores' size (checked int64
+    indices); the generic code elsewhere."""
+    np = _np()
+    rows = class_rows(input, target, axis)
+    if rows is not None:
+        out = _multi_margin(*rows, p=p, margin=margin, weight=weight, axis=1, reduction=reduction)
+        return out.reshape(target.shape) if reduction == "none" and out is not NotImplemented else out
+    if not (input.ndim == 2 and axis == 1 and input.dtype.itemsize >= 4 and input.size
+            and input.flags.c_contiguous and target.dtype == np.int64):
+        return NotImplemented
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, _, total = _margin_terms(np, input, target, p, margin)
+    loss = total / input.shape[1]
+    if weight is not None:
+        loss *= weight.astype(input.dtype, copy=False)[target]
+    if reduction == "none":
+        return loss.astype(input.dtype, copy=False)
+    out = np.sum(loss)
+    return np.asarray(out / loss.shape[0] if reduction == "mean" else out, dtype=input.dtype)
+
+
 FAST_PATHS: dict[str, Callable[..., Any]] = {
     "multi_margin_loss.value_and_grad": _multi_margin_value_and_grad,
+    "multi_margin_loss": _multi_margin,
     "cross_entropy.value_and_grad": _cross_entropy_value_and_grad,
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,

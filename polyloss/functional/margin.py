@@ -113,6 +113,8 @@ def hinge_elementwise(
     z -= margin
     z *= -1.0  # m - s x, exactly
     h = backend.relu(z)  # NaN kept
+    if not (squared or need_grad or getattr(h, "requires_grad", False)):
+        return h, None  # the value alone, where no autograd graph needs the step below (h * step is h)
     if squared:
         value = h * h
         if not need_grad:

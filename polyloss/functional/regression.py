@@ -165,6 +165,8 @@ def mse_loss(input: Any, target: Any, *, weight: Any = None, reduction: str = "m
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
+    if w is None and reduction != "none":  # sum d^2 as d . d: no d * d array
+        return finish(backend, reduce_total(backend, flat_dot(backend, d, d), math.prod(d.shape), reduction), input)
     return finish(backend, reduce_weighted(backend, d * d, w, reduction, normalize_by_weight=True), input)
 
 
