@@ -1,8 +1,9 @@
 """Gradients without autograd: :func:`value_and_grad` and the table of closed-form gradients.
 
-``value_and_grad(loss, input, target, **options)`` returns the loss (computed
-by the loss itself, so validation, fast paths and half-precision handling are
-exactly the loss's) and its gradient with respect to ``input``, written in
+``value_and_grad(loss, input, target, **options)`` returns the loss (validation
+and half-precision handling exactly the loss's; computed by the loss itself, or with
+the gradient from shared terms where the loss declares a fused value-and-gradient)
+and its gradient with respect to ``input``, written in
 array-API code: it runs on NumPy, CuPy and array-api-strict as well as
 PyTorch, and agrees with PyTorch autograd (including PyTorch's choice of
 subgradient at kinks).
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyloss.functional._define import GRADIENTS
+from polyloss.functional._define import VALUE_AND_GRADS
 from polyloss.typing import ArrayT
 
 __all__ = [
@@ -139,8 +141,9 @@ def value_and_grad(
 
     Returns:
         ``(value, grad)``, both of ``input``'s array type (``tuple[ArrayT, ArrayT]`` for
-        type checkers): ``value`` exactly as ``loss(input, *arrays, **options)``
-        returns it, and ``grad`` with ``input``'s shape, namespace, device and
+        type checkers): ``value`` as ``loss(input, *arrays, **options)`` returns
+        it (where a loss computes both from shared terms, as the built-in losses do on
+        NumPy, equal to it up to rounding), and ``grad`` with ``input``'s shape, namespace, device and
         dtype (half precision is computed in float32 and cast back, as the losses do).
 
     At kinks the subgradient is PyTorch's: 0 for ``l1_loss`` at :math:`x = y`,
@@ -164,6 +167,12 @@ def value_and_grad(
     """
     grad_fn = gradient_of(loss)
     fn = _loss_function(loss)
+    fused = VALUE_AND_GRADS.get(fn)
+    if fused is not None and fused[0] is grad_fn:  # not where a registered gradient replaced the built-in one
+        out = fused[1](input, *arrays, cotangent=cotangent, **options)
+        if out is not NotImplemented:
+            value_and_gradient: tuple[ArrayT, ArrayT] = out
+            return value_and_gradient
     value: ArrayT = fn(input, *arrays, **options)
     grad: ArrayT = grad_fn(input, *arrays, cotangent=cotangent, **options)
     return value, grad

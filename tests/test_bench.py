@@ -147,6 +147,7 @@ def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monk
         return 1.0
 
     monkeypatch.setattr(_bench, "_median_time", once)
+    monkeypatch.setattr(_bench, "_median_and_spread", lambda fn, repeat, min_time=0.05: (once(fn, repeat), 0.0))
     rows = _bench._bench_torch_recipe("rpn", "cpu", repeat=1, threads=[1], progress=lambda m: None)
     assert [r.mode for r in rows] == ["forward", "forward+backward"]
     assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
@@ -188,3 +189,20 @@ def test_second_set_peak_memory_is_measured_in_a_fresh_interpreter():
     if sys.platform != "linux":
         pytest.skip("ru_maxrss is read on Linux only")
     assert bench_second.peak_mib("polyloss", "dice_loss") > 0
+
+
+def test_hand_written_fused_references_agree_with_value_and_grad():
+    """The bench's hand-written NumPy value-and-gradient references compute what polyloss computes."""
+    for case, (name, arrays, options, reference, ref_args) in _bench._vg_cases(64, 7, np.random.default_rng(3)).items():
+        value, grad = pl.value_and_grad(name, *arrays, **options)
+        ref_value, ref_grad = reference(*ref_args)
+        np.testing.assert_allclose(value, ref_value, rtol=2e-5, err_msg=case)
+        np.testing.assert_allclose(grad, ref_grad, rtol=2e-4, atol=1e-7, err_msg=case)
+
+
+def test_value_and_grad_table_flags_spread_rows():
+    rows = _bench.bench_value_and_grad({"8x5": (8, 5)}, repeat=2, progress=lambda m: None, cases=["mse_loss"])
+    assert [r.case for r in rows] == ["mse_loss"] and rows[0].reference_peak > 0
+    rows[0].spread = 0.5
+    table = _bench.format_grad_table(rows)
+    assert table.splitlines()[1].endswith(" *") and "unreliable" in table

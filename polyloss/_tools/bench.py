@@ -39,6 +39,8 @@ class Row:
     polyloss_s: float
     reference_s: float
     generic_s: float | None
+    #: the largest spread of the repeats of the timings the ratio divides (see :func:`_median_and_spread`)
+    spread: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -56,6 +58,27 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
+
+
+def _np_multi_margin(x: np.ndarray, t: np.ndarray, margin: float = 1.0) -> Any:
+    rows = np.arange(x.shape[0])
+    h = x - x[rows, t][:, None]
+    h += margin
+    h[rows, t] = 0.0
+    return np.maximum(h, 0.0, out=h).sum() / x.size
+
+
+def _ref_sigmoid_focal_value(x: np.ndarray, y: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> Any:
+    """torchvision's ``sigmoid_focal_loss`` ("mean") in NumPy."""
+    p = 1 / (1 + np.exp(-x))
+    ce = np.logaddexp(0, -x) + (1 - y) * x
+    p_t = p * y + (1 - p) * (1 - y)
+    return np.mean((alpha * y + (1 - alpha) * (1 - y)) * ce * (1 - p_t) ** gamma)
+
+
+def _np_softmax_focal(x: np.ndarray, t: np.ndarray, gamma: float = 2.0) -> Any:
+    logp_y = np.take_along_axis(x, t[:, None], -1)[:, 0] - _logsumexp(x)
+    return np.mean(-((1 - np.exp(logp_y)) ** gamma) * logp_y)
 
 
 def _np_reference(name: str) -> Callable[[np.ndarray, np.ndarray], Any] | None:
@@ -77,6 +100,9 @@ def _np_reference(name: str) -> Callable[[np.ndarray, np.ndarray], Any] | None:
         "nll_loss": lambda x, t: -np.mean(np.take_along_axis(x, t[:, None], -1)),
         "kl_div": lambda x, y: np.sum(np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0) - y * x) / x.shape[0],
         "hinge_loss": lambda x, y: np.mean(np.maximum(0, 1 - y * x)),
+        "multi_margin_loss": _np_multi_margin,
+        "sigmoid_focal_loss": lambda x, y: _ref_sigmoid_focal_value(x, y),
+        "softmax_focal_loss": _np_softmax_focal,
         "squared_hinge_loss": lambda x, y: np.mean(np.maximum(0, 1 - y * x) ** 2),
     }
     return table.get(name)
@@ -195,11 +221,20 @@ def _data(name: str, rows: int, cols: int, rng: np.random.Generator) -> tuple[np
     return x, rng.standard_normal((rows, cols), dtype=np.float32)
 
 
+#: the per-call overhead size (rows x classes)
+TINY = (32, 10)
+
 #: losses with a PyTorch reference only (torch.nn.functional or torchvision's formula)
 TORCH_ONLY = ("multi_margin_loss", "sigmoid_focal_loss", *BOX_LOSSES)
 
 
-def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
+#: a ratio is flagged unreliable where the spread of its repeats (see :func:`_median_and_spread`) exceeds this
+SPREAD_WARN = 0.10
+
+
+def _median_and_spread(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> tuple[float, float]:
+    """Median time of one call over ``repeat`` timed loops, and their spread: the interquartile range over the
+    median (the range over the median for fewer than 4 repeats; 0 for one)."""
     number = 1
     while True:
         t = timeit.timeit(fn, number=number)
@@ -207,7 +242,17 @@ def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> 
             break
         number *= 4
     times = timeit.repeat(fn, number=number, repeat=repeat)
-    return statistics.median(times) / number
+    median = statistics.median(times)
+    if len(times) >= 4:
+        q1, _, q3 = statistics.quantiles(times, n=4)
+        spread = (q3 - q1) / median
+    else:
+        spread = (max(times) - min(times)) / median
+    return median / number, spread
+
+
+def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
+    return _median_and_spread(fn, repeat, min_time)[0]
 
 
 def _polyloss_kwargs(name: str) -> dict[str, Any]:
@@ -228,7 +273,7 @@ def _synchronized(fn: Callable[[], Any], sync: Callable[[], Any] | None) -> Call
 
 
 def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int, threads: list[int | None],
-                progress: Callable[[str], None], device: str = "cpu") -> list[Row]:
+                progress: Callable[[str], None], device: str = "cpu", min_time: float = 0.05) -> list[Row]:
     """Every loss on torch tensors on ``device`` against its PyTorch reference (``"torch-cuda"`` rows on a GPU)."""
     import torch
 
@@ -264,17 +309,17 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
                                 torch.autograd.grad(out, xg)
                         return _synchronized(go, sync)
 
-                    t_ref = _median_time(run(lambda: ref(xg, y)), repeat)
-                    t_pl = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
+                    t_ref, s_ref = _median_and_spread(run(lambda: ref(xg, y)), repeat, min_time)
+                    t_pl, s_pl = _median_and_spread(run(lambda: loss(xg, y, **kw)), repeat, min_time)
                     with pl.fast_paths(False):
-                        t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat)
-                    rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen))
+                        t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat, min_time)
+                    rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen, max(s_ref, s_pl)))
     torch.set_num_threads(default_threads)
     return rows
 
 
 def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: int,
-                progress: Callable[[str], None], backend: str = "numpy") -> list[Row]:
+                progress: Callable[[str], None], backend: str = "numpy", min_time: float = 0.05) -> list[Row]:
     """Every loss on NumPy arrays (or on CuPy arrays, ``backend="cupy"``) against the hand-written NumPy version.
 
     On CuPy the same NumPy code runs on the device arrays through NumPy's
@@ -298,9 +343,9 @@ def bench_numpy(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
             loss = pl.get_loss(name)
             kw = _polyloss_kwargs(name)
             progress(f"{backend} {name} {size}")
-            t_ref = _median_time(_synchronized(lambda: ref_np(x, y), sync), repeat)
-            t_pl = _median_time(_synchronized(lambda: loss(x, y, **kw), sync), repeat)
-            rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None))
+            t_ref, s_ref = _median_and_spread(_synchronized(lambda: ref_np(x, y), sync), repeat, min_time)
+            t_pl, s_pl = _median_and_spread(_synchronized(lambda: loss(x, y, **kw), sync), repeat, min_time)
+            rows.append(Row(name, backend, size, "forward", "default", t_pl, t_ref, None, max(s_ref, s_pl)))
     return rows
 
 
@@ -342,6 +387,19 @@ def import_time(repeat: int = 5) -> dict[str, float]:
     return {"numpy_s": numpy_s, "polyloss_s": polyloss_s, "polyloss_over_numpy_ms": 1e3 * (polyloss_s - numpy_s)}
 
 
+def spread_note(spreads: list[float]) -> str:
+    """The warning line under a table whose flagged rows (``*``) had repeats too spread for a reliable ratio."""
+    flagged = sum(s > SPREAD_WARN for s in spreads)
+    if not flagged:
+        return ""
+    return (f"* {flagged} of {len(spreads)} rows: the repeats spread by more than {SPREAD_WARN:.0%} (interquartile "
+            "range over the median): the ratio is unreliable (a busy machine?); rerun with more --repeat")
+
+
+def _flag(spread: float) -> str:
+    return " *" if spread > SPREAD_WARN else ""
+
+
 def format_table(rows: list[Row]) -> str:
     size_width = max([len("size"), *(len(row.size) for row in rows)]) + 1
     lines = [f"{'loss':<34}{'backend':<8}{'size':<{size_width}}{'mode':<18}{'threads':<12}{'ratio':>8}{'generic':>9}"
@@ -350,8 +408,9 @@ def format_table(rows: list[Row]) -> str:
         generic = "" if row.generic_ratio is None else f"{row.generic_ratio:.2f}"
         overhead = 1e6 * (row.polyloss_s - row.reference_s)
         lines.append(f"{row.loss:<34}{row.backend:<8}{row.size:<{size_width}}{row.mode:<18}{row.threads:<12}"
-                     f"{row.ratio:>8.2f}{generic:>9}{overhead:>13.2f}")
-    return "\n".join(lines)
+                     f"{row.ratio:>8.2f}{generic:>9}{overhead:>13.2f}{_flag(row.spread)}")
+    note = spread_note([row.spread for row in rows])
+    return "\n".join(lines + ([note] if note else []))
 
 
 def keep_freed_memory() -> bool:
@@ -388,7 +447,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     """
     allocator = "glibc defaults" if system_malloc or not keep_freed_memory() else "glibc, freed memory kept"
     names = names or [n for n in pl.losses() if _np_reference(n) or n in TORCH_ONLY]
-    sizes = {"tiny": (8, 5)} if tiny_only else {"tiny": (8, 5), "large": (1024, 1024)}
+    sizes: dict[str, tuple[int, int]] = {"tiny": TINY} if tiny_only else {"tiny": TINY, "large": (1024, 1024)}
     report = progress or (lambda message: None)
     backends = backends or ["numpy", "torch"]
     if "torch" in backends:
@@ -401,10 +460,16 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     recipe_rows: list[RecipeRow] = []
     second_rows: list[SecondRow] = []
     mem: dict[str, Any] | None = None
+    # --tiny is the quick per-call overhead check: single-threaded torch, shorter timed loops
+    min_time = 0.01 if tiny_only else 0.05
+    threads: list[int | None] = [1] if tiny_only else [1, None]
+    grad_rows: list[GradRow] = []
     if "numpy" in backends:
-        rows += bench_numpy(names, sizes, repeat=repeat, progress=report)
+        rows += bench_numpy(names, sizes, repeat=repeat, progress=report, min_time=min_time)
+        if not tiny_only:
+            grad_rows = bench_value_and_grad(repeat=max(3, repeat // 2), progress=report)
     if "torch" in backends:
-        rows += bench_torch(names, sizes, repeat=repeat, threads=[1, None], progress=report)
+        rows += bench_torch(names, sizes, repeat=repeat, threads=threads, progress=report, min_time=min_time)
         if full:
             rows += bench_torch(["cross_entropy"], {"65536x1000": CE_LARGE}, repeat=3, threads=[None],
                                 progress=report)
@@ -426,6 +491,8 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
             second_rows = run_second(repeat=max(3, repeat // 2), progress=report)
     result: dict[str, Any] = {
         "rows": [asdict(r) | {"ratio": r.ratio, "generic_ratio": r.generic_ratio} for r in rows],
+        "value_and_grad": [asdict(r) | {"ratio": r.ratio, "memory_ratio": r.memory_ratio} for r in grad_rows],
+        "value_and_grad_table": format_grad_table(grad_rows) if grad_rows else "",
         "recipes": [asdict(r) | {"vs_torchvision": r.vs_torchvision} for r in recipe_rows],
         "torchvision": torchvision_available(),
         "memory": mem,
@@ -474,6 +541,8 @@ class RecipeRow:
     polyloss_s: float
     generic_s: float | None
     torchvision_s: float | None
+    #: the largest spread of the repeats of polyloss's and torchvision's timings (see :func:`_median_and_spread`)
+    spread: float = 0.0
     reference: str = "torchvision"  # the library timed in torchvision_s (transformers for "detr")
 
     @property
@@ -809,11 +878,12 @@ def _torch_recipe_rows(recipe: str, backend: str, loss: Callable[..., Any], pred
                         torch.autograd.grad(out, args)
                 return _synchronized(call, sync)
 
-            t_pl = _median_time(go(loss), repeat, min_time=0.2)
+            t_pl, s_pl = _median_and_spread(go(loss), repeat, min_time=0.2)
             with pl.fast_paths(False):
                 t_gen = _median_time(go(loss), repeat, min_time=0.2)
-            t_tv = None if reference is None else _median_time(go(reference), repeat, min_time=0.2)
-            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, reference=reference_name))
+            t_tv, s_tv = (None, 0.0) if reference is None else _median_and_spread(go(reference), repeat, min_time=0.2)
+            rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, max(s_pl, s_tv),
+                                  reference=reference_name))
     torch.set_num_threads(default_threads)
     return rows
 
@@ -833,10 +903,13 @@ def format_recipe_table(rows: list[RecipeRow]) -> str:
             if (r.recipe, "1") in torch_forward:
                 single = f"{r.polyloss_s / torch_forward[(r.recipe, '1')]:.2f}"
         lines.append(f"{r.recipe:<8}{r.backend:<8}{r.mode:<18}{r.threads:<12}{1e3 * r.polyloss_s:>9.1f}{generic:>12}"
-                     f"{tv:>16}{single:>16}{best:>19}")
+                     f"{tv:>16}{single:>16}{best:>19}{_flag(r.spread)}")
     for reference in sorted({r.reference for r in rows} - {"torchvision"}):
         names = ", ".join(sorted({r.recipe for r in rows if r.reference == reference}))
         lines.append(f"{names}: the 'vs torchvision' column is against {reference}")
+    note = spread_note([r.spread for r in rows])
+    if note:
+        lines.append(note)
     if not torchvision_available():
         lines.append("torchvision comparison unavailable: torchvision is not importable here "
                      "(the 'vs torchvision' column is n/a)")
@@ -1048,3 +1121,265 @@ def format_memory(mem: dict[str, Any]) -> str:
             extra = f", {len(value['logits_sized_outputs'])} logits-sized buffers, all float: no one-hot"
         lines.append(f"  {impl:<17}{peak / 2**20:>8.0f} MiB = {peak / logits:.2f} x logits ({what}{extra})")
     return "\n".join(lines)
+
+
+# -- NumPy value and gradient against hand-written fused NumPy ----------------------------------------------------
+#
+# Each reference computes the loss ("mean" reduction) and its gradient by the logits the way one writes it by hand
+# in NumPy: the shared terms once, the gradient built in place in the one array the value needed anyway.
+
+VG_SIZES = {"4096x100": (4096, 100), "16384x1000": (16384, 1000)}
+
+
+def _exp_shifted(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, g, z_y, s)``: ``g = exp(x - max)`` in a new array, ``z_y`` the shifted target logits picked
+    before the exponential, ``s`` the row sums of ``g``."""
+    rows = np.arange(x.shape[0])
+    g = x - x.max(1, keepdims=True)
+    zy = g[rows, t]
+    np.exp(g, out=g)
+    return rows, g, zy, g.sum(1)
+
+
+def _ref_ce(x: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    rows, g, zy, s = _exp_shifted(x, t)
+    value = np.mean(np.log(s) - zy)
+    g *= (1.0 / (n * s))[:, None]
+    g[rows, t] -= 1.0 / n
+    return value, g
+
+
+def _ref_ce_smoothing(x: np.ndarray, t: np.ndarray, eps: float = 0.1) -> tuple[Any, np.ndarray]:
+    n, c = x.shape
+    rows = np.arange(n)
+    g = x - x.max(1, keepdims=True)
+    zy, zsum = g[rows, t], g.sum(1)
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.mean(np.log(s) - (1 - eps) * zy - (eps / c) * zsum)
+    g *= (1.0 / (n * s))[:, None]
+    g[rows, t] -= (1 - eps) / n
+    g -= eps / (c * n)
+    return value, g
+
+
+def _ref_ce_weight(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[Any, np.ndarray]:
+    rows, g, zy, s = _exp_shifted(x, t)
+    wy = w[t]
+    total = wy.sum()
+    value = np.dot(wy, np.log(s) - zy) / total
+    g *= (wy / (total * s))[:, None]
+    g[rows, t] -= wy / total
+    return value, g
+
+
+def _ref_ce_ignore(x: np.ndarray, t: np.ndarray, ignore_index: int = -100) -> tuple[Any, np.ndarray]:
+    valid = t != ignore_index
+    safe = np.where(valid, t, 0)
+    count = valid.sum()
+    rows, g, zy, s = _exp_shifted(x, safe)
+    value = np.sum(np.log(s) - zy, where=valid) / count
+    scale = valid / count
+    g *= (scale / s)[:, None]
+    g[rows, safe] -= scale
+    return value, g
+
+
+def _ref_ce_probabilities(x: np.ndarray, q: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    g = x - x.max(1, keepdims=True)
+    qz = np.einsum("ij,ij->i", q, g)
+    qs = q.sum(1)
+    np.exp(g, out=g)
+    s = g.sum(1)
+    value = np.mean(np.log(s) * qs - qz)
+    g *= (qs / s)[:, None]
+    g -= q
+    g /= n
+    return value, g
+
+
+def _ref_bce_logits(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    n = x.size
+    e = np.exp(-np.abs(x))
+    loss = np.log1p(e)
+    loss += np.maximum(x, 0)
+    loss -= x * y
+    g = np.where(x >= 0, 1.0, e).astype(x.dtype)
+    e += 1
+    g /= e
+    g -= y
+    g /= n
+    return np.mean(loss), g
+
+
+def _ref_sigmoid_focal(x: np.ndarray, y: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> tuple[Any, np.ndarray]:
+    n = x.size
+    p = 1 / (1 + np.exp(-x))
+    ce = np.logaddexp(0, -x) + (1 - y) * x  # -y log p - (1 - y) log(1 - p)
+    u = p + y - 2 * p * y  # 1 - p_t
+    a_t = alpha * y + (1 - alpha) * (1 - y)
+    value = np.mean(a_t * u**gamma * ce)
+    g = a_t * (u**gamma * (p - y) + gamma * u ** (gamma - 1) * (1 - 2 * y) * p * (1 - p) * ce) / n
+    return value, g
+
+
+def _ref_softmax_focal(x: np.ndarray, t: np.ndarray, gamma: float = 2.0) -> tuple[Any, np.ndarray]:
+    n = x.shape[0]
+    rows, g, zy, s = _exp_shifted(x, t)
+    logp_y = zy - np.log(s)
+    p_y = np.exp(logp_y)
+    u = 1 - p_y
+    value = np.mean(-(u**gamma) * logp_y)
+    coef = (gamma * u ** (gamma - 1) * p_y * logp_y - u**gamma) / n  # d loss / d log p_y
+    g *= (-coef / s)[:, None]
+    g[rows, t] += coef
+    return value, g
+
+
+def _ref_multi_margin(x: np.ndarray, t: np.ndarray, margin: float = 1.0) -> tuple[Any, np.ndarray]:
+    n, c = x.shape
+    rows = np.arange(n)
+    h = x - x[rows, t][:, None]
+    h += margin
+    h[rows, t] = 0.0
+    np.maximum(h, 0.0, out=h)
+    value = h.sum() / (n * c)
+    g = (h > 0).astype(x.dtype)
+    g[rows, t] = -g.sum(1)
+    g /= n * c
+    return value, g
+
+
+def _ref_mse(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    d = x - y
+    value = np.vdot(d, d) / d.size
+    d *= 2.0 / d.size
+    return value, d
+
+
+def _ref_l1(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    d = x - y
+    g = np.sign(d)
+    np.abs(d, out=d)
+    g /= d.size
+    return d.mean(), g
+
+
+def _ref_smooth_l1(x: np.ndarray, y: np.ndarray, beta: float = 1.0) -> tuple[Any, np.ndarray]:
+    d = x - y
+    a = np.abs(d)
+    small = a < beta
+    value = np.mean(np.where(small, 0.5 * d * d / beta, a - 0.5 * beta))
+    g = np.where(small, d / beta, np.sign(d))
+    g /= d.size
+    return value, g
+
+
+def _ref_huber(x: np.ndarray, y: np.ndarray, delta: float = 1.0) -> tuple[Any, np.ndarray]:
+    d = x - y
+    a = np.abs(d)
+    small = a < delta
+    value = np.mean(np.where(small, 0.5 * d * d, delta * (a - 0.5 * delta)))
+    g = np.clip(d, -delta, delta)
+    g /= d.size
+    return value, g
+
+
+def _vg_cases(rows: int, cols: int, rng: np.random.Generator) -> dict[str, tuple[str, tuple[Any, ...], dict[str, Any],
+                                                                                  Callable[..., Any], tuple[Any, ...]]]:
+    """name -> (loss, polyloss's arrays, its options, the hand-written reference, the reference's arguments)."""
+    x = rng.standard_normal((rows, cols), dtype=np.float32)
+    t = rng.integers(0, cols, rows)
+    ignored = np.where(rng.random(rows) < 0.1, -100, t)
+    w = rng.uniform(0.5, 2.0, cols).astype(np.float32)
+    q = rng.random((rows, cols), dtype=np.float32)
+    q /= q.sum(1, keepdims=True)
+    b = rng.integers(0, 2, (rows, cols)).astype(np.float32)
+    y = rng.standard_normal((rows, cols), dtype=np.float32)
+    return {
+        "cross_entropy": ("cross_entropy", (x, t), {}, _ref_ce, (x, t)),
+        "cross_entropy smoothing=0.1": ("cross_entropy", (x, t), {"label_smoothing": 0.1}, _ref_ce_smoothing, (x, t)),
+        "cross_entropy weight": ("cross_entropy", (x, t), {"weight": w}, _ref_ce_weight, (x, t, w)),
+        "cross_entropy ignore_index": ("cross_entropy", (x, ignored), {}, _ref_ce_ignore, (x, ignored)),
+        "cross_entropy probabilities": ("cross_entropy", (x, q), {}, _ref_ce_probabilities, (x, q)),
+        "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits", (x, b), {}, _ref_bce_logits, (x, b)),
+        "sigmoid_focal_loss": ("sigmoid_focal_loss", (x, b), {}, _ref_sigmoid_focal, (x, b)),
+        "softmax_focal_loss": ("softmax_focal_loss", (x, t), {}, _ref_softmax_focal, (x, t)),
+        "multi_margin_loss": ("multi_margin_loss", (x, t), {}, _ref_multi_margin, (x, t)),
+        "mse_loss": ("mse_loss", (x, y), {}, _ref_mse, (x, y)),
+        "l1_loss": ("l1_loss", (x, y), {}, _ref_l1, (x, y)),
+        "smooth_l1_loss": ("smooth_l1_loss", (x, y), {}, _ref_smooth_l1, (x, y)),
+        "huber_loss": ("huber_loss", (x, y), {}, _ref_huber, (x, y)),
+    }
+
+
+def _peak_bytes(fn: Callable[[], Any]) -> int:
+    """``tracemalloc``'s peak above what was allocated before ``fn()`` (NumPy reports its buffers to it)."""
+    import tracemalloc
+
+    fn()  # warm caches first
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+        del out
+    finally:
+        tracemalloc.stop()
+    return peak - start
+
+
+@dataclass
+class GradRow:
+    case: str
+    size: str
+    polyloss_s: float
+    reference_s: float
+    polyloss_peak: int
+    reference_peak: int
+    spread: float
+
+    @property
+    def ratio(self) -> float:
+        return self.polyloss_s / self.reference_s
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.polyloss_peak / max(self.reference_peak, 1)
+
+
+def bench_value_and_grad(sizes: dict[str, tuple[int, int]] | None = None, *, repeat: int,
+                         progress: Callable[[str], None], cases: list[str] | None = None) -> list[GradRow]:
+    """``polyloss.value_and_grad`` on NumPy against the hand-written fused references above: time and peak memory."""
+    rows: list[GradRow] = []
+    rng = np.random.default_rng(2)
+    for size, (r, c) in (sizes or VG_SIZES).items():
+        for case, (name, arrays, options, reference, ref_args) in _vg_cases(r, c, rng).items():
+            if cases and case not in cases and name not in cases:
+                continue
+            progress(f"numpy value_and_grad {case} {size}")
+            loss = pl.get_loss(name)
+
+            def mine(loss: Any = loss, arrays: tuple[Any, ...] = arrays, options: dict[str, Any] = options) -> Any:
+                return pl.value_and_grad(loss, *arrays, **options)
+
+            def theirs(reference: Any = reference, ref_args: tuple[Any, ...] = ref_args) -> Any:
+                return reference(*ref_args)
+
+            t_ref, s_ref = _median_and_spread(theirs, repeat)
+            t_pl, s_pl = _median_and_spread(mine, repeat)
+            rows.append(GradRow(case, size, t_pl, t_ref, _peak_bytes(mine), _peak_bytes(theirs), max(s_ref, s_pl)))
+    return rows
+
+
+def format_grad_table(rows: list[GradRow]) -> str:
+    """``ratio``: polyloss's ``value_and_grad`` time over the hand-written fused one's; ``memory``: peak over peak."""
+    lines = [f"{'value_and_grad (numpy)':<34}{'size':<12}{'ratio':>8}{'memory':>8}{'ms':>9}{'ref ms':>9}"]
+    for r in rows:
+        lines.append(f"{r.case:<34}{r.size:<12}{r.ratio:>8.2f}{r.memory_ratio:>8.2f}{1e3 * r.polyloss_s:>9.2f}"
+                     f"{1e3 * r.reference_s:>9.2f}{_flag(r.spread)}")
+    note = spread_note([r.spread for r in rows])
+    return "\n".join(lines + ([note] if note else []))

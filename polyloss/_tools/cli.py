@@ -357,6 +357,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     progress.close()
     print("ratio = polyloss / reference (median of repeats; < 1 is faster); generic = fast paths off / reference")
     print(result["table"])
+    if result.get("value_and_grad_table"):
+        print()
+        print("value_and_grad on NumPy against hand-written fused NumPy: ratio = time / time, memory = peak / peak")
+        print(result["value_and_grad_table"])
     if result["recipe_table"]:
         print()
         print("detector recipes: median ms per call; vs torchvision = polyloss / torchvision; "

@@ -133,7 +133,167 @@ def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     return np.asarray(total / input.size if reduction == "mean" else total, dtype=input.dtype)
 
 
+def _exp_rows(np: Any, x: Any, keep_shift: bool) -> tuple[Any, Any, Any]:
+    """``(e, s, None)``: ``e = exp(x)`` (a new array) and its row sums, where no shift is needed (as in
+    :func:`_row_logsumexp`, whose arithmetic this repeats: the value is the forward's to the last bit); else
+    ``(x - m, None, m)``, the shifted logits in a new array (to exponentiate in place) and the row shifts
+    ``m`` (rows, 1). ``keep_shift``: always shift (the caller dots the shifted logits first)."""
+    info = np.finfo(x.dtype)
+    highest = math.log(float(info.max)) - math.log(max(x.shape[1], 1)) - 1.0
+    lowest = math.log(float(info.tiny)) + 1.0
+    if not keep_shift and lowest <= float(np.min(x)) and float(np.max(x)) <= highest:
+        e = np.exp(x)
+        return e, np.einsum("ij->i", e), None
+    m = np.max(x, axis=1, keepdims=True)
+    m[m == -np.inf] = 0.0
+    return np.subtract(x, m), None, m
+
+
+def _cross_entropy_value_and_grad(x: Any, target: Any, *, axis: int, probabilities: bool, weight: Any,
+                                  sample_weight: Any, label_smoothing: float, seed: Any) -> Any:
+    """Per-sample cross-entropy (not yet masked where ignored) and its gradient times ``seed`` (the per-sample
+    upstream factor, 0 where ignored), from one softmax made in place in the gradient's array: four passes
+    over the logits and one array of their size. ``target``: checked int64 indices (ignored entries 0) or
+    class probabilities; ``sample_weight``: ``weight[target]`` (0 where ignored) or None. For 2-D index targets
+    ``seed`` may also be a function of the per-sample cross-entropy returning the factor."""
+    np = _np()
+    rows = class_rows(x, target, axis) if not probabilities else None
+    if rows is not None:
+        if callable(seed):
+            return NotImplemented
+        seed_rows = seed if isinstance(seed, float) or seed.ndim == 0 else seed.reshape(-1)
+        sw_rows = None if sample_weight is None else sample_weight.reshape(-1)
+        out = _cross_entropy_value_and_grad(*rows, axis=1, probabilities=False, weight=weight,
+                                            sample_weight=sw_rows, label_smoothing=label_smoothing, seed=seed_rows)
+        return out if out is NotImplemented else (out[0].reshape(target.shape), out[1].reshape(x.shape))
+    if not (x.ndim == 2 and axis == 1 and x.dtype.itemsize >= 4 and x.size and x.flags.c_contiguous):
+        return NotImplemented
+    if probabilities and tuple(target.shape) != tuple(x.shape):
+        return NotImplemented
+    n, c = x.shape
+    eps = label_smoothing
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if probabilities:
+            per_row = not isinstance(seed, float) and seed.ndim > 0
+            seed_col = seed[:, None] if per_row else seed  # pyright: ignore[reportIndexIssue]
+            q = target if target.dtype == x.dtype else target.astype(x.dtype)
+            if eps > 0.0:
+                q = q * (1.0 - eps) + eps / c
+            if weight is not None:
+                q = q * weight
+            e, _, m = _exp_rows(np, x, keep_shift=True)
+            qz = np.einsum("ij,ij->i", q, e)  # sum_c q_c (x_c - m): each term of the loss below is >= 0
+            qs = np.einsum("ij->i", q)
+            np.exp(e, out=e)
+            s = np.einsum("ij->i", e)
+            loss = np.log(s)
+            loss *= qs
+            loss -= qz
+            e *= (qs / s)[:, None]  # p sum_c q'_c - q'
+            e -= q
+            e *= seed_col
+            return loss, e
+        e, s, m = _exp_rows(np, x, keep_shift=eps > 0.0)
+        picked = _pick_rows(np, x, target)
+        smooth = None
+        if eps > 0.0:  # sum_c w_c (lse - x_c) from the shifted logits: no cancellation
+            smooth = -(np.einsum("ij->i", e) if weight is None else e @ weight)
+        if m is not None:
+            np.exp(e, out=e)
+            s = np.einsum("ij->i", e)
+            log_s = np.log(s)
+            lse = log_s + m[:, 0]
+        else:
+            lse = log_s = np.log(s)
+        loss = lse - picked
+        if callable(seed):  # a factor that depends on the per-sample loss (the softmax focal loss)
+            seed = seed(loss)
+        per_row = not isinstance(seed, float) and seed.ndim > 0
+        seed_col = seed[:, None] if per_row else seed  # pyright: ignore[reportIndexIssue]
+        if sample_weight is not None:
+            loss *= sample_weight
+        scale = 1.0 if sample_weight is None else sample_weight
+        if smooth is not None:
+            total_weight = c if weight is None else np.sum(weight)
+            smooth += log_s * total_weight
+            loss *= 1.0 - eps
+            loss += (eps / c) * smooth
+            # p's factor: sum_c w_c ((1 - eps) [c = y] + eps / C)
+            scale = (1.0 - eps) * scale + (eps / c) * total_weight
+        e *= (scale * seed / s)[:, None] if per_row or not isinstance(scale, float) else (scale * seed) / s[:, None]
+        hit = (1.0 - eps) * (seed if sample_weight is None else sample_weight * seed)
+        flat = np.arange(0, n * c, c) + target
+        e.reshape(-1)[flat] -= hit  # one write per row (distinct positions)
+        if eps > 0.0:
+            e -= (eps / c) * (seed_col if weight is None else seed_col * weight)
+        return loss, e
+
+
+def _multi_margin_value_and_grad(x: Any, target: Any, *, p: int, margin: float, axis: int, scale: Any) -> Any:
+    r"""Per-sample :math:`\sum_{j \ne y} \max(0, m - x_y + x_j)^p` and its gradient times ``scale`` (per sample),
+    in one array of the scores' size (``polyloss.functional.margin``'s terms, in place). Declines (generic code)
+    where ``scale`` is not finite: no gradient may flow where no term is active, whatever the factor."""
+    np = _np()
+    rows = class_rows(x, target, axis)
+    if rows is not None:
+        per = not isinstance(scale, float) and scale.ndim > 0
+        out = _multi_margin_value_and_grad(*rows, p=p, margin=margin, axis=1,
+                                           scale=scale.reshape(-1) if per else scale)  # pyright: ignore[reportAttributeAccessIssue]
+        return out if out is NotImplemented else (out[0].reshape(target.shape), out[1].reshape(x.shape))
+    if not (x.ndim == 2 and axis == 1 and x.dtype.itemsize >= 4 and x.size and x.flags.c_contiguous
+            and target.dtype == np.int64) or not bool(np.all(np.isfinite(scale))):
+        return NotImplemented
+    with np.errstate(invalid="ignore", over="ignore"):
+        h, flat, total = _margin_terms(np, x, target, p, margin)
+        if p == 2:
+            h *= 2.0
+        else:
+            np.minimum(h, 1.0, out=h)
+            np.ceil(h, out=h)  # [z > 0]: 0 at the kink, NaN at NaN
+        own = np.einsum("ij->i", h)
+        h.reshape(-1)[flat] = -own
+        h *= scale[:, None] if not isinstance(scale, float) and scale.ndim else scale
+    return total, h
+
+
+def _margin_terms(np: Any, x: Any, target: Any, p: int, margin: float) -> tuple[Any, Any, Any]:
+    """``(r, flat, total)``: ``r = max(0, m - x_y + x_j)`` in a new array (0 at ``j = y``, NaN kept), the flat
+    positions of the targets and each row's sum of ``r ** p``, for a C-contiguous 2-D ``x``."""
+    n, c = x.shape
+    flat = np.arange(0, n * c, c) + target
+    r = np.subtract(x, x.reshape(-1)[flat][:, None])
+    r += margin
+    r.reshape(-1)[flat] = 0.0  # the own class by a select (x_y = inf: inf - inf there)
+    np.maximum(r, 0.0, out=r)
+    return r, flat, np.einsum("ij,ij->i", r, r) if p == 2 else np.einsum("ij->i", r)
+
+
+def _multi_margin(input: Any, target: Any, *, p: int, margin: float, weight: Any, axis: int, reduction: str) -> Any:
+    """The forward of :func:`polyloss.multi_margin_loss` on one array of the scores' size (checked int64
+    indices); the generic code elsewhere."""
+    np = _np()
+    rows = class_rows(input, target, axis)
+    if rows is not None:
+        out = _multi_margin(*rows, p=p, margin=margin, weight=weight, axis=1, reduction=reduction)
+        return out.reshape(target.shape) if reduction == "none" and out is not NotImplemented else out
+    if not (input.ndim == 2 and axis == 1 and input.dtype.itemsize >= 4 and input.size
+            and input.flags.c_contiguous and target.dtype == np.int64):
+        return NotImplemented
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, _, total = _margin_terms(np, input, target, p, margin)
+    loss = total / input.shape[1]
+    if weight is not None:
+        loss *= weight.astype(input.dtype, copy=False)[target]
+    if reduction == "none":
+        return loss.astype(input.dtype, copy=False)
+    out = np.sum(loss)
+    return np.asarray(out / loss.shape[0] if reduction == "mean" else out, dtype=input.dtype)
+
+
 FAST_PATHS: dict[str, Callable[..., Any]] = {
+    "multi_margin_loss.value_and_grad": _multi_margin_value_and_grad,
+    "multi_margin_loss": _multi_margin,
+    "cross_entropy.value_and_grad": _cross_entropy_value_and_grad,
     "cross_entropy": _cross_entropy,
     "nll_loss": _nll,
     "binary_cross_entropy": _bce,

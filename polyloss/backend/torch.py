@@ -55,27 +55,55 @@ def _same_dtype(x: Any, like: Any) -> Any:
     return x if x is None or x.dtype == like.dtype else x.to(like.dtype)
 
 
+# ATen's reduction enum by polyloss's name
+_REDUCTION = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _aten_nn(name: str) -> Any:
+    """``torch._C._nn.<name>``, ATen's own entry point, outside torch.compile (None while compiling: the caller
+    then uses ``torch.nn.functional``). ``torch.nn.functional``'s Python wrappers repeat checks the loss made
+    (``broadcast_tensors``, size warnings): about 5 us a call at tiny sizes."""
+    torch = _torch()
+    if torch.compiler.is_compiling():
+        return None
+    return getattr(torch._C._nn, name)
+
+
 def _mse(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
+    aten = _aten_nn("mse_loss")
+    if aten is not None:
+        return aten(input, _same_dtype(target, input), _REDUCTION[reduction])
     return _F().mse_loss(input, _same_dtype(target, input), reduction=reduction)
 
 
 def _l1(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
+    aten = _aten_nn("l1_loss")
+    if aten is not None:
+        return aten(input, _same_dtype(target, input), _REDUCTION[reduction])
     return _F().l1_loss(input, _same_dtype(target, input), reduction=reduction)
 
 
 def _smooth_l1(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
+    if beta == 0.0:  # ATen's smooth L1 divides by beta in its backward: L1's kernel, as torch.nn.functional
+        return _l1(input, target, weight=weight, reduction=reduction)
+    aten = _aten_nn("smooth_l1_loss")
+    if aten is not None:
+        return aten(input, _same_dtype(target, input), _REDUCTION[reduction], beta)
     return _F().smooth_l1_loss(input, _same_dtype(target, input), beta=beta, reduction=reduction)
 
 
 def _huber(input: Any, target: Any, *, delta: float, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return NotImplemented
+    aten = _aten_nn("huber_loss")
+    if aten is not None:
+        return aten(input, _same_dtype(target, input), _REDUCTION[reduction], delta)
     return _F().huber_loss(input, _same_dtype(target, input), delta=delta, reduction=reduction)
 
 
@@ -88,6 +116,9 @@ def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     raises on NaN, and asserts on a GPU, where the loss runs the generic code instead)."""
     if _empty_mean(input, reduction):
         return NotImplemented
+    aten = _aten_nn("binary_cross_entropy") if weight is None else None  # F broadcasts a weight
+    if aten is not None:
+        return aten(input, _same_dtype(target, input), None, _REDUCTION[reduction])
     return _F().binary_cross_entropy(
         input, _same_dtype(target, input), weight=_same_dtype(weight, input), reduction=reduction
     )
@@ -96,6 +127,10 @@ def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
 def _bce_logits(input: Any, target: Any, *, weight: Any, pos_weight: Any, reduction: str) -> Any:
     if _empty_mean(input, reduction):
         return NotImplemented
+    torch = _torch()
+    if not torch.compiler.is_compiling():
+        return torch.binary_cross_entropy_with_logits(input, _same_dtype(target, input), _same_dtype(weight, input),
+                                                      _same_dtype(pos_weight, input), _REDUCTION[reduction])
     return _F().binary_cross_entropy_with_logits(
         input,
         _same_dtype(target, input),
@@ -173,7 +208,9 @@ def tracing() -> bool:
 def _values_readable(x: Any) -> bool:
     """Whether the values of ``x`` can be read now, on the host, without a device sync (not a FakeTensor,
     whose values do not exist)."""
-    return bool(x.device.type == "cpu") and not tracing() and not _is_fake(x)
+    if not x.is_cpu or tracing():
+        return False
+    return type(x) is _torch().Tensor or not _is_fake(x)
 
 
 def _is_fake(x: Any) -> bool:
@@ -258,11 +295,17 @@ def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int |
 
 
 def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
-    F = _F()
+    torch = _torch()
     t = _same_dtype(target, input)
+    if torch.compiler.is_compiling():
+        def kl(r: str) -> Any:
+            return _F().kl_div(input, t, reduction=r, log_target=log_target)
+    else:
+        def kl(r: str) -> Any:
+            return torch.kl_div(input, t, _REDUCTION[r], log_target=log_target)
     if reduction in ("none", "sum"):
-        return F.kl_div(input, t, reduction=reduction, log_target=log_target)
-    total = F.kl_div(input, t, reduction="sum", log_target=log_target)
+        return kl(reduction)
+    total = kl("sum")
     n = input.numel() if reduction == "mean" else (input.shape[0] if input.ndim else 1)
     return total / n if n else total
 
@@ -284,6 +327,9 @@ def _multi_margin(
     # hide a NaN score (or an infinite one meeting another). It runs on inputs read and found finite only.
     if not _values_readable(input) or not _finite(input) or (weight is not None and not _finite(weight)):
         return NotImplemented
+    aten = _aten_nn("multi_margin_loss")
+    if aten is not None:
+        return aten(input, target, p, margin, _same_dtype(weight, input), _REDUCTION[reduction])
     return _F().multi_margin_loss(
         input, target, p=p, margin=margin, weight=_same_dtype(weight, input), reduction=reduction
     )
@@ -418,6 +464,10 @@ class TorchBackend(Backend):
     name = "torch"
     module_name = "torch"
     host = False
+    #: ATen's class-index kernels raise ``IndexError`` on an index outside [0, C) that is not ``ignore_index``
+    #: where values are readable (CPU): the losses that run them need not read the targets first
+    #: (``polyloss.functional._common.try_fast_path`` explains the error as the check would have)
+    kernels_check_indices = True
 
     def __init__(self) -> None:
         super().__init__()

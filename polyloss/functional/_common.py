@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from polyloss import _checks as v
@@ -106,3 +107,25 @@ def apply_sample_seed(backend: Backend, grad: Any, seed: Any, axis: int) -> Any:
     if isinstance(seed, float) or seed.ndim == 0:
         return grad * seed
     return grad * backend.xp.expand_dims(seed, axis=axis)
+
+
+def runs_fused(backend: Backend, name: str, input: Any) -> bool:
+    """Whether a loss's fused value-and-gradient runs for ``input`` (else the loss and its gradient run apart).
+
+    Not where the backend's native kernel gives the loss's value on a device backend (PyTorch keeps its
+    kernel's value and autograd's graph), nor on an ``input`` that requires grad: the fused code updates
+    the arrays it made in place, which autograd could not differentiate through.
+    """
+    if not backend.host and fast_paths_enabled() and name in backend.fast_paths:
+        return False
+    return not getattr(input, "requires_grad", False)
+
+
+def flat_dot(backend: Backend, a: Any, b: Any) -> Any:
+    """``sum(a * b)`` over every element without an ``a * b`` temporary (one ``vecdot`` of the flat arrays)."""
+    xp = backend.xp
+    vecdot = getattr(xp, "vecdot", None)  # standard since 2023.12; a namespace without it sums the product
+    if vecdot is None:
+        return xp.sum(a * b)
+    n = math.prod(a.shape)
+    return vecdot(xp.reshape(a, (n,)), xp.reshape(b, (n,)))

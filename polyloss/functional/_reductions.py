@@ -23,6 +23,7 @@ from polyloss.backend._base import Backend
 __all__ = [
     "pointwise_scale",
     "reduce",
+    "reduce_total",
     "reduce_weighted",
     "sample_upstream",
     "upstream",
@@ -39,6 +40,13 @@ def reduce(backend: Backend, loss: Any, reduction: str) -> Any:
     if reduction == "mean":
         n = math.prod(loss.shape)
         total = total / n if n else total
+    return backend.as_array(total)
+
+
+def reduce_total(backend: Backend, total: Any, count: int, reduction: str) -> Any:
+    """:func:`reduce` ("sum" or "mean") of an element-wise loss of ``count`` elements given its sum."""
+    if reduction == "mean" and count:
+        total = total / count
     return backend.as_array(total)
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from polyloss import _checks as v
 from polyloss._namespace import check_same
+from polyloss._namespace import fast_paths_enabled
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import apply_sample_seed
@@ -24,9 +25,11 @@ from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
 from polyloss.functional._common import optional_array
 from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import reduce_weighted
@@ -234,8 +237,10 @@ def class_axis_inputs(
     else:
         axis = v.normalize_axis(axis, ndim)
     shape = target.shape
-    expected = in_shape[:-1] if axis == ndim - 1 else in_shape[:axis] + in_shape[axis + 1 :]
     target_kind = kind(target.dtype)
+    if target_kind == "i" and ndim == 2 and axis == 1 and len(shape) == 1 and shape[0] == in_shape[0]:
+        return axis, False  # (batch, C) logits and (batch,) indices without building shapes (per-call overhead)
+    expected = in_shape[:-1] if axis == ndim - 1 else in_shape[:axis] + in_shape[axis + 1 :]
     if target_kind == "i":
         if shape != expected and tuple(shape) != tuple(expected):
             raise ValueError(
@@ -315,7 +320,8 @@ def _int64_ignore_index(backend: Backend, target: Any, ignore_index: int | None)
     return ignore_index - 2**64 if target.dtype != backend.xp.int64 else None
 
 
-def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index: int | None) -> tuple[Any, int | None]:
+def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index: int | None, *,
+                  read: bool = True) -> tuple[Any, int | None]:
     """Integer class indices of any integer dtype as int64, and the ``ignore_index`` left to apply.
 
     Where the values can be read without a device sync (``backend.is_host_array``:
@@ -323,13 +329,14 @@ def class_indices(backend: Backend, target: Any, num_classes: int, ignore_index:
     ``[0, C)`` or equal ``ignore_index``, else ``ValueError`` names ``target`` and the
     value (a uint64 above int64's largest value included); the returned
     ``ignore_index`` is then None where no target equals it (nothing to mask). Elsewhere
-    nothing is read, and it is None only where the dtype cannot hold it.
+    nothing is read, and it is None only where the dtype cannot hold it; nor where ``read`` is false (the
+    caller's native kernel checks the int64 indices itself).
     """
     xp = backend.xp
     given = ignore_index
     ignore_index = _int64_ignore_index(backend, target, ignore_index)
     wide = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)
-    if not backend.is_host_array(target):
+    if not (read or wide is not target) or not backend.is_host_array(target):
         return wide, ignore_index
     if math.prod(target.shape) == 0:
         return wide, None
@@ -376,9 +383,11 @@ class _ClassParts(NamedTuple):
 
 def _check_class_loss(
     backend: Backend, input: Any, target: Any, axis: int, weight: Any, ignore_index: int | None,
-    label_smoothing: float, reduction: str, *, allow_probabilities: bool,
+    label_smoothing: float, reduction: str, *, allow_probabilities: bool, kernel: bool = False,
 ) -> _ClassParts:
-    """The checks of :func:`cross_entropy`, :func:`nll_loss` and their gradients."""
+    """The checks of :func:`cross_entropy`, :func:`nll_loss` and their gradients. ``kernel``: the loss
+    will hand int64 indices to its native kernel, which where the backend says so checks them itself (on
+    values it reads anyway: no read here)."""
     v.check_reduction(reduction)
     v.check_ignore_index(ignore_index)
     axis, probabilities = class_axis_inputs(backend, input, target, axis, allow_probabilities=allow_probabilities)
@@ -392,7 +401,8 @@ def _check_class_loss(
         if backend.is_host_array(target):
             _check_unit_interval(backend, target, "target", "cross_entropy")
         return _ClassParts(axis, True, target, None, eps)
-    target, ignore_index = class_indices(backend, target, num_classes, ignore_index)
+    read = not (kernel and getattr(backend, "kernels_check_indices", False) and fast_paths_enabled())
+    target, ignore_index = class_indices(backend, target, num_classes, ignore_index, read=read)
     return _ClassParts(axis, False, target, ignore_index, eps)
 
 
@@ -468,7 +478,7 @@ def cross_entropy(
     """
     backend = resolve(input, target)
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
-                              allow_probabilities=True)
+                              allow_probabilities=True, kernel=True)
     axis = parts.axis
     out = try_fast_path(
         backend, "cross_entropy", input, parts.target, axis=axis, weight=weight,
@@ -574,7 +584,7 @@ def nll_loss(
     """
     backend = resolve(input, target)
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, 0.0, reduction,
-                              allow_probabilities=False)
+                              allow_probabilities=False, kernel=True)
     out = try_fast_path(
         backend, "nll_loss", input, parts.target, axis=parts.axis, weight=weight,
         ignore_index=parts.ignore_index, reduction=reduction,
@@ -706,6 +716,36 @@ def binary_cross_entropy_with_logits_grad(
     return finish(backend, g * up, input)
 
 
+@value_and_gradient(binary_cross_entropy_with_logits)
+def _binary_cross_entropy_with_logits_value_and_grad(
+    input: Any, target: Any, *, weight: Any = None, pos_weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Value and gradient from one ``e = exp(-|x|)``: :math:`\log\sigma(x) = \min(x, 0) - \log(1 + e)` and
+    :math:`\sigma(x) = [x \ge 0 \;?\; 1 : e] / (1 + e)` (without ``pos_weight``; with it the two run apart)."""
+    backend = resolve(input, target)
+    _check_binary_cross_entropy_with_logits(backend, input, target, weight, pos_weight, reduction)
+    if pos_weight is not None or not runs_fused(backend, "binary_cross_entropy_with_logits", input):
+        return NotImplemented
+    xp = backend.xp
+    x, y, w = compute_dtype(backend, input, target, weight)
+    e = xp.abs(x)
+    e *= -1.0
+    e = xp.exp(e)
+    loss = (1.0 - y) * x
+    loss -= xp.minimum(x, 0.0)
+    loss += xp.log1p(e)  # (1 - y) x - log sigmoid(x), as the loss
+    value = reduce_weighted(backend, loss, w, reduction, normalize_by_weight=False)
+    del loss
+    g = xp.where(x >= 0, 1.0, e)
+    e += 1.0
+    g /= e
+    del e
+    g -= y  # sigmoid(x) - y
+    g *= pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, value, input), finish(backend, g, input)
+
+
 def index_seed(
     backend: Backend, x: Any, target: Any, valid: Any, sample_weight: Any, reduction: str, cotangent: Any
 ) -> Any:
@@ -751,19 +791,36 @@ def cross_entropy_grad(
     :math:`p_{i,k} \sum_c w_c q'_{i,c} - w_k q'_{i,k}`. Same checks as the loss.
     """
     backend = resolve(input, target)
-    xp = backend.xp
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
                               allow_probabilities=True)
-    axis, eps = parts.axis, parts.label_smoothing
     x, w = compute_dtype(backend, input, weight)
+    p = backend.xp.exp(backend.log_softmax(x, parts.axis))
+    return finish(backend, _cross_entropy_grad_terms(backend, parts, x, w, p, reduction, cotangent), input)
+
+
+def _cross_entropy_seed(backend: Backend, parts: _ClassParts, x: Any, w: Any, reduction: str,
+                        cotangent: Any) -> tuple[Any, Any, Any, Any]:
+    """``(valid, safe indices, w[y_i] or None, per-sample upstream factor)`` of index targets, or for
+    probability targets ``(None, None, None, factor)``."""
+    if parts.probabilities:
+        axis = parts.axis
+        shape = tuple(x.shape[:axis] + x.shape[axis + 1 :])
+        return None, None, None, sample_upstream(backend, cotangent, shape, reduction, x)
+    valid, safe, sw = _sample_weights(backend, parts, w)
+    return valid, safe, sw, index_seed(backend, x, safe, valid, sw, reduction, cotangent)
+
+
+def _cross_entropy_grad_terms(backend: Backend, parts: _ClassParts, x: Any, w: Any, p: Any, reduction: str,
+                              cotangent: Any) -> Any:
+    """The gradient of :func:`cross_entropy` from the softmax ``p`` (see :func:`cross_entropy_grad`)."""
+    xp = backend.xp
+    axis, eps = parts.axis, parts.label_smoothing
     num_classes = x.shape[axis]
-    p = xp.exp(backend.log_softmax(x, axis))
+    _, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
     if parts.probabilities:
         wq = _weighted_probabilities(backend, parts, x, w)
         g = p * xp.sum(wq, axis=axis, keepdims=True) - wq
-        up = sample_upstream(backend, cotangent, tuple(g.shape[:axis] + g.shape[axis + 1 :]), reduction, x)
-        return finish(backend, apply_sample_seed(backend, g, up, axis), input)
-    valid, safe, sw = _sample_weights(backend, parts, w)
+        return apply_sample_seed(backend, g, seed, axis)
     hot = xp.astype(one_hot(backend, safe, num_classes, axis, x.ndim), x.dtype)
     if w is None:
         g = p - hot if eps == 0.0 else p - (1.0 - eps) * hot - eps / num_classes
@@ -771,8 +828,54 @@ def cross_entropy_grad(
         g = (1.0 - eps) * xp.expand_dims(sw, axis=axis) * (p - hot)
         if eps > 0.0:
             g = g + (eps / num_classes) * (p * xp.sum(w) - expand_to_axis(backend, w, x.ndim, axis))
-    seed = index_seed(backend, x, safe, valid, sw, reduction, cotangent)
-    return finish(backend, apply_sample_seed(backend, g, seed, axis), input)
+    return apply_sample_seed(backend, g, seed, axis)
+
+
+@value_and_gradient(cross_entropy)
+def _cross_entropy_value_and_grad(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    weight: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    """The value and gradient of :func:`cross_entropy` from one softmax: the backend's fused kernel where it
+    has one (NumPy: the softmax made in place in the gradient's own array), else the log-softmax shared."""
+    backend = resolve(input, target)
+    parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
+                              allow_probabilities=True)
+    if not runs_fused(backend, "cross_entropy", input):
+        return NotImplemented
+    x, w = compute_dtype(backend, input, weight)
+    kernel = backend.fast_paths.get("cross_entropy.value_and_grad") if fast_paths_enabled() else None
+    if kernel is not None:
+        valid, safe, sw, seed = _cross_entropy_seed(backend, parts, x, w, reduction, cotangent)
+        out = kernel(x, parts.target if safe is None else safe, axis=parts.axis, probabilities=parts.probabilities,
+                     weight=w, sample_weight=sw, label_smoothing=parts.label_smoothing, seed=seed)
+        if out is not NotImplemented:
+            loss, g = out
+            if parts.probabilities:
+                value = reduce(backend, loss, reduction)
+            else:
+                if valid is not None:
+                    loss = backend.xp.where(valid, loss, 0.0)
+                assert safe is not None  # index targets
+                denominator = _mean_denominator(backend, valid, sw, math.prod(safe.shape), x)
+                value = _index_reduce(backend, loss, denominator, reduction)
+            return finish(backend, value, input), finish(backend, g, input)
+    logp = backend.log_softmax(x, parts.axis)
+    if parts.probabilities:
+        loss = -backend.xp.sum(_weighted_probabilities(backend, parts, x, w) * logp, axis=parts.axis)
+        value = reduce(backend, loss, reduction)
+    else:
+        loss, denominator = _nll_terms(backend, logp, parts, w)
+        value = _index_reduce(backend, loss, denominator, reduction)
+    g = _cross_entropy_grad_terms(backend, parts, x, w, backend.xp.exp(logp), reduction, cotangent)
+    return finish(backend, value, input), finish(backend, g, input)
 
 
 @gradient(nll_loss)

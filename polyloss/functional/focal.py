@@ -15,6 +15,7 @@ from typing import Any
 from typing import NamedTuple
 
 from polyloss import _checks as v
+from polyloss._namespace import fast_paths_enabled
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import apply_sample_seed
@@ -22,9 +23,11 @@ from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
 from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import weighted_mean
@@ -267,6 +270,23 @@ def sigmoid_focal_loss_grad(
     return finish(backend, g * up, input)
 
 
+@value_and_gradient(sigmoid_focal_loss)
+def _sigmoid_focal_loss_value_and_grad(
+    input: Any, target: Any, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    backend = resolve(input, target)
+    alpha, gamma = _check_sigmoid_focal(backend, input, target, alpha, gamma, reduction)
+    if not runs_fused(backend, "sigmoid_focal_loss", input):
+        return NotImplemented
+    x, y = compute_dtype(backend, input, target)
+    loss, g = sigmoid_focal_elementwise(backend, x, y, alpha=alpha, gamma=gamma, need_grad=True)
+    value = reduce(backend, loss, reduction)
+    del loss
+    g *= pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
+    return finish(backend, value, input), finish(backend, g, input)
+
+
 # -- softmax focal loss -------------------------------------------------------------------------
 
 
@@ -392,15 +412,20 @@ def softmax_focal_loss(
     """
     backend = resolve(input, target)
     parts = _check_softmax_focal(backend, input, target, axis, alpha, gamma, ignore_index, reduction)
-    xp = backend.xp
     _, _, valid, _, value, _ = _softmax_focal_terms(backend, input, parts, need_grad=False)
+    return finish(backend, _softmax_focal_reduce(backend, value, valid, reduction), input)
+
+
+def _softmax_focal_reduce(backend: Backend, value: Any, valid: Any, reduction: str) -> Any:
+    """The per-sample loss reduced: "mean" over the samples not ignored (0 where all are)."""
+    xp = backend.xp
     if valid is None:
-        return finish(backend, reduce(backend, value, reduction), input)
+        return reduce(backend, value, reduction)
     value = xp.where(valid, value, 0.0)
     if reduction == "mean":
         count = xp.sum(xp.astype(valid, value.dtype))
-        return finish(backend, weighted_mean(backend, xp.sum(value), count), input)
-    return finish(backend, reduce(backend, value, reduction), input)
+        return weighted_mean(backend, xp.sum(value), count)
+    return reduce(backend, value, reduction)
 
 
 @gradient(softmax_focal_loss)
@@ -425,11 +450,60 @@ def softmax_focal_loss_grad(
     """
     backend = resolve(input, target)
     parts = _check_softmax_focal(backend, input, target, axis, alpha, gamma, ignore_index, reduction)
-    xp = backend.xp
     x, logp, valid, safe, _, coef = _softmax_focal_terms(backend, input, parts, need_grad=True)
+    return finish(backend, _softmax_focal_grad(backend, parts, x, logp, valid, safe, coef, reduction, cotangent),
+                  input)
+
+
+def _softmax_focal_grad(backend: Backend, parts: _SoftmaxFocal, x: Any, logp: Any, valid: Any, safe: Any,
+                        coef: Any, reduction: str, cotangent: Any) -> Any:
+    xp = backend.xp
     axis = parts.axis
     hot = xp.astype(one_hot(backend, safe, x.shape[axis], axis, x.ndim), x.dtype)
     g = (hot - xp.exp(logp)) * (coef if isinstance(coef, float) else xp.expand_dims(coef, axis=axis))
     # "mean" is over the non-ignored samples (alpha does not enter the denominator)
     seed = index_seed(backend, x, parts.target, valid, None, reduction, cotangent)
-    return finish(backend, apply_sample_seed(backend, g, seed, axis), input)
+    return apply_sample_seed(backend, g, seed, axis)
+
+
+@value_and_gradient(softmax_focal_loss)
+def _softmax_focal_loss_value_and_grad(
+    input: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    alpha: Any = None,
+    gamma: float = 2.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    r"""Value and gradient of :func:`softmax_focal_loss` from one softmax: on NumPy the cross-entropy kernel's
+    (the gradient is the cross-entropy's times :math:`-\alpha_y f'(L)` per sample), else the log-softmax shared."""
+    backend = resolve(input, target)
+    parts = _check_softmax_focal(backend, input, target, axis, alpha, gamma, ignore_index, reduction)
+    if not runs_fused(backend, "softmax_focal_loss", input):
+        return NotImplemented
+    kernel = backend.fast_paths.get("cross_entropy.value_and_grad") if fast_paths_enabled() else None
+    if kernel is not None:
+        x, a = compute_dtype(backend, input, parts.alpha_array)
+        valid, safe = index_targets(backend, parts.target, parts.ignore_index)
+        factor = take_per_class(backend, a, safe) if a is not None else parts.alpha
+        seed = index_seed(backend, x, parts.target, valid, None, reduction, cotangent)
+        losses = []
+
+        def ce_factor(nll: Any) -> Any:  # d loss / d logits = ce_factor * (p - [k = y])
+            value, coef = softmax_focal_elementwise(backend, -nll, gamma=parts.gamma, need_grad=True)
+            if factor is not None:
+                value, coef = value * factor, coef * factor
+            losses.append(value)
+            return -coef * seed
+
+        out = kernel(x, safe, axis=parts.axis, probabilities=False, weight=None, sample_weight=None,
+                     label_smoothing=0.0, seed=ce_factor)
+        if out is not NotImplemented:
+            value = _softmax_focal_reduce(backend, losses[0], valid, reduction)
+            return finish(backend, value, input), finish(backend, out[1], input)
+    x, logp, valid, safe, value, coef = _softmax_focal_terms(backend, input, parts, need_grad=True)
+    g = _softmax_focal_grad(backend, parts, x, logp, valid, safe, coef, reduction, cotangent)
+    return finish(backend, _softmax_focal_reduce(backend, value, valid, reduction), input), finish(backend, g, input)

@@ -13,15 +13,18 @@ from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
+from polyloss._namespace import fast_paths_enabled
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import apply_sample_seed
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import pointwise_scale
 from polyloss.functional._reductions import reduce
 from polyloss.functional._reductions import sample_upstream
@@ -113,6 +116,8 @@ def hinge_elementwise(
     z -= margin
     z *= -1.0  # m - s x, exactly
     h = backend.relu(z)  # NaN kept
+    if not (squared or need_grad or getattr(h, "requires_grad", False)):
+        return h, None  # the value alone, where no autograd graph needs the step below (h * step is h)
     if squared:
         value = h * h
         if not need_grad:
@@ -350,15 +355,60 @@ def multi_margin_loss_grad(
     """
     backend = resolve(input, target)
     p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)
-    xp = backend.xp
     x, w = compute_dtype(backend, input, weight)
-    num_classes = x.shape[axis]
     _, dh, flows = _multi_margin_terms(backend, x, index, p, margin, axis, need_grad=True)
+    return finish(backend, _multi_margin_grad(backend, x, index, w, axis, dh, flows, reduction, cotangent), input)
+
+
+def _multi_margin_grad(backend: Backend, x: Any, index: Any, w: Any, axis: int, dh: Any, flows: Any,
+                       reduction: str, cotangent: Any) -> Any:
+    xp = backend.xp
+    num_classes = x.shape[axis]
     # the own class takes minus the others' sum (a select: an infinite sum times 0 would be NaN)
     g = xp.where(one_hot(backend, index, num_classes, axis, x.ndim), -xp.sum(dh, axis=axis, keepdims=True), dh)
     up = sample_upstream(backend, cotangent, tuple(index.shape), reduction, x) / num_classes
     if w is not None:
         up = up * take_per_class(backend, w, index)
     # no gradient at all where none flows (relu's backward is a select: a NaN weight or cotangent stays out)
-    g = xp.where(flows, apply_sample_seed(backend, g, up, axis), 0.0)
-    return finish(backend, g, input)
+    return xp.where(flows, apply_sample_seed(backend, g, up, axis), 0.0)
+
+
+@value_and_gradient(multi_margin_loss)
+def _multi_margin_loss_value_and_grad(
+    input: Any,
+    target: Any,
+    *,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: Any = None,
+    axis: int = -1,
+    reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    """Value and subgradient of :func:`multi_margin_loss` from one set of terms (NumPy: one array, in place)."""
+    backend = resolve(input, target)
+    p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)
+    if not runs_fused(backend, "multi_margin_loss", input):
+        return NotImplemented
+    xp = backend.xp
+    x, w = compute_dtype(backend, input, weight)
+    num_classes = x.shape[axis]
+    sample_w = None if w is None else take_per_class(backend, w, index)
+    kernel = backend.fast_paths.get("multi_margin_loss.value_and_grad") if fast_paths_enabled() else None
+    if kernel is not None:
+        scale = sample_upstream(backend, cotangent, tuple(index.shape), reduction, x) / num_classes
+        if sample_w is not None:
+            scale = scale * sample_w
+        out = kernel(x, index, p=p, margin=margin, axis=axis, scale=scale)
+        if out is not NotImplemented:
+            total, g = out
+            value = total / num_classes
+            if sample_w is not None:
+                value = value * sample_w
+            return finish(backend, reduce(backend, value, reduction), input), finish(backend, g, input)
+    h, dh, flows = _multi_margin_terms(backend, x, index, p, margin, axis, need_grad=True)
+    value = xp.sum(h, axis=axis) / num_classes
+    if sample_w is not None:
+        value = value * sample_w
+    g = _multi_margin_grad(backend, x, index, w, axis, dh, flows, reduction, cotangent)
+    return finish(backend, reduce(backend, value, reduction), input), finish(backend, g, input)

@@ -5,18 +5,24 @@ Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradi
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional._common import flat_dot
 from polyloss.functional._common import optional_array
 from polyloss.functional._common import pointwise_inputs
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import pointwise_scale
+from polyloss.functional._reductions import reduce_total
 from polyloss.functional._reductions import reduce_weighted
 from polyloss.typing import Array
 from polyloss.typing import ArrayT
@@ -75,6 +81,64 @@ def _sign(xp: Any, d: Any) -> Any:
     return xp.where(d == d, xp.sign(d), 0.0)
 
 
+def _clipped(backend: Any, d: Any, bound: float) -> Any:
+    """``clip(d, -bound, bound)`` (a new array; ``d`` itself for a bound beyond the dtype's largest value):
+    the derivative of the Huber loss, ``d`` below ``bound`` and ``bound * sign(d)`` above (NaN kept)."""
+    if bound > 3.4e38 and bound > float(backend.xp.finfo(d.dtype).max):
+        return d
+    return backend.clip(d, min=-bound, max=bound)
+
+
+def _fused_regression(
+    backend: Any, input: Any, target: Any, weight: Any, reduction: str, cotangent: Any,
+    terms: Any, *, normalize_by_weight: bool,
+) -> tuple[Any, Any]:
+    """Value and gradient of a regression loss from ``terms(d, total, up) -> (value, derivative)`` of
+    ``d = x - y``: with ``total`` it returns the loss summed (no element-wise loss array), else the element-wise
+    loss; the derivative is a new array (or ``d``) times ``up``, the reduction's upstream factor, in place."""
+    x, y, w = compute_dtype(backend, input, target, weight)
+    total = w is None and reduction != "none"
+    up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=normalize_by_weight)
+    value, g = terms(x - y, total, up)
+    if total:
+        value = reduce_total(backend, value, math.prod(x.shape), reduction)
+    else:
+        value = reduce_weighted(backend, value, w, reduction, normalize_by_weight=normalize_by_weight)
+    return finish(backend, value, input), finish(backend, g, input)
+
+
+def _sign_nan_zero(backend: Any, g: Any, total: Any) -> Any:
+    """``g = sign(d)`` with NaN made 0 (``_sign``): nothing to do where the host total of ``d * g`` is finite."""
+    if backend.is_host_array(g) and total is not None and math.isfinite(float(total)):
+        return g
+    xp = backend.xp
+    return xp.where(g == g, g, 0.0)
+
+
+def _l1_terms(backend: Any, d: Any, total: bool, up: Any) -> tuple[Any, Any]:
+    g = backend.xp.sign(d)
+    if total:
+        value = flat_dot(backend, d, g)  # sum |d| = sum d sign(d), NaN kept
+        g = _sign_nan_zero(backend, g, value)
+    else:
+        value = backend.xp.abs(d)
+        g = _sign_nan_zero(backend, g, None)
+    g *= up
+    return value, g
+
+
+def _huber_terms(backend: Any, d: Any, total: bool, up: Any, delta: float) -> tuple[Any, Any]:
+    """Huber's terms; with ``g = clip(d, -delta, delta)`` the loss is ``g d - g^2 / 2`` (``g d >= g^2``:
+    no cancellation), so the total needs two dot products and no other array."""
+    g = _clipped(backend, d, delta)
+    if total:
+        value = flat_dot(backend, g, d) - 0.5 * flat_dot(backend, g, g)
+    else:
+        value = _huber_elementwise(backend, d, delta)
+    g *= up  # a new array, or d itself (private, read above)
+    return value, g
+
+
 @loss
 def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduction: Reduction = "mean") -> ArrayT:
     r"""Mean squared error, :math:`\ell_i = w_i (x_i - y_i)^2`.
@@ -104,6 +168,8 @@ def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduc
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
+    if w is None and reduction != "none":  # sum d^2 as d . d: no d * d array
+        return finish(backend, reduce_total(backend, flat_dot(backend, d, d), math.prod(d.shape), reduction), input)
     return finish(backend, reduce_weighted(backend, d * d, w, reduction, normalize_by_weight=True), input)
 
 
@@ -116,6 +182,22 @@ def mse_loss_grad(
     x, y, w = compute_dtype(backend, input, target, weight)
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
     return finish(backend, 2.0 * (x - y) * up, input)
+
+
+@value_and_gradient(mse_loss)
+def _mse_loss_value_and_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    backend = _pointwise_checks(input, target, weight, reduction)
+    if not runs_fused(backend, "mse_loss", input):
+        return NotImplemented
+
+    def terms(d: Any, total: bool, up: Any) -> tuple[Any, Any]:
+        value = flat_dot(backend, d, d) if total else d * d
+        d *= 2.0 * up
+        return value, d
+
+    return _fused_regression(backend, input, target, weight, reduction, cotangent, terms, normalize_by_weight=True)
 
 
 @loss
@@ -145,6 +227,17 @@ def l1_loss_grad(
     x, y, w = compute_dtype(backend, input, target, weight)
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=True)
     return finish(backend, _sign(backend.xp, x - y) * up, input)
+
+
+@value_and_gradient(l1_loss)
+def _l1_loss_value_and_grad(
+    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean", cotangent: Any = None
+) -> Any:
+    backend = _pointwise_checks(input, target, weight, reduction)
+    if not runs_fused(backend, "l1_loss", input):
+        return NotImplemented
+    return _fused_regression(backend, input, target, weight, reduction, cotangent, partial(_l1_terms, backend),
+                             normalize_by_weight=True)
 
 
 @loss
@@ -205,6 +298,26 @@ def smooth_l1_loss_grad(
     return finish(backend, g * up, input)
 
 
+@value_and_gradient(smooth_l1_loss)
+def _smooth_l1_loss_value_and_grad(
+    input: Any, target: Any, *, beta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    backend = _pointwise_checks(input, target, weight, reduction)
+    beta = _threshold(beta, "beta", strict=False)
+    if not runs_fused(backend, "smooth_l1_loss", input):
+        return NotImplemented
+    beta = _beta_in(backend, beta, compute_dtype(backend, input)[0])
+
+    def terms(d: Any, total: bool, up: Any) -> tuple[Any, Any]:
+        if beta == 0.0:
+            return _l1_terms(backend, d, total, up)
+        value, g = _huber_terms(backend, d, total, up / beta, beta)
+        return value / beta, g
+
+    return _fused_regression(backend, input, target, weight, reduction, cotangent, terms, normalize_by_weight=False)
+
+
 @loss
 def huber_loss(
     input: ArrayT, target: Array, *, delta: float = 1.0, weight: Array | None = None, reduction: Reduction = "mean"
@@ -252,3 +365,16 @@ def huber_loss_grad(
     g = xp.where(xp.abs(d) < delta, d, delta * xp.sign(d))
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
+
+
+@value_and_gradient(huber_loss)
+def _huber_loss_value_and_grad(
+    input: Any, target: Any, *, delta: float = 1.0, weight: Any = None, reduction: str = "mean",
+    cotangent: Any = None,
+) -> Any:
+    backend = _pointwise_checks(input, target, weight, reduction)
+    delta = _threshold(delta, "delta", strict=True)
+    if not runs_fused(backend, "huber_loss", input):
+        return NotImplemented
+    return _fused_regression(backend, input, target, weight, reduction, cotangent,
+                             partial(_huber_terms, backend, delta=delta), normalize_by_weight=False)
