@@ -50,6 +50,16 @@ def _cases():
         yield "smooth_l1_loss", (x, y), {"reduction": reduction, "weight": weight, "beta": 0.5}
         yield "smooth_l1_loss", (x, y), {"reduction": reduction, "beta": 0.0}
         yield "huber_loss", (x, y), {"reduction": reduction, "weight": weight, "delta": 0.7}
+    # CTC: the loss from the gradient's own forward recursion; impossible and poisoned samples included
+    z = RNG.standard_normal((7, 4, 5))
+    log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    poisoned = log_probs.copy()
+    poisoned[2, 1, 4] = np.nan
+    labels = RNG.integers(1, 5, (4, 3))
+    for reduction, zero_infinity, lp in itertools.product(("mean", "sum", "none"), (False, True),
+                                                         (log_probs, poisoned)):
+        yield "ctc_loss", (lp, labels, np.array([7, 5, 2, 0]), np.array([3, 2, 3, 0])), {
+            "reduction": reduction, "zero_infinity": zero_infinity}
 
 
 CASES = list(_cases())

@@ -19,9 +19,11 @@ from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
+from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
+from polyloss.functional._define import value_and_gradient
 from polyloss.functional._reductions import upstream
 from polyloss.typing import Array
 from polyloss.typing import ArrayT
@@ -306,6 +308,31 @@ def ctc_loss_grad(
     r"""Gradient of :func:`polyloss.ctc_loss` w.r.t. ``log_probs`` (PyTorch's convention, see the loss):
     :math:`e^{\log p_t(c)} - \exp(\log\sum_{s: l'_s = c} \alpha_t(s)\beta_t(s) + \ell - \log p_t(c))`."""
     lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    return finish(lt.backend, _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)[1], log_probs)
+
+
+@value_and_gradient(ctc_loss)
+def _ctc_loss_value_and_grad(
+    log_probs: Any,
+    targets: Any,
+    input_lengths: Any,
+    target_lengths: Any,
+    *,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+    cotangent: Any = None,
+) -> Any:
+    """The loss from the forward recursion the gradient runs anyway (two recursions instead of three)."""
+    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    if not runs_fused(lt.backend, "ctc_loss", log_probs):
+        return NotImplemented
+    value, grad = _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)
+    return finish(lt.backend, value, log_probs), finish(lt.backend, grad, log_probs)
+
+
+def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotangent: Any) -> tuple[Any, Any]:
+    """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
     backend = lt.backend
     xp = backend.xp
     t_max, n, ell = lt.lp_ext.shape
@@ -334,7 +361,8 @@ def ctc_loss_grad(
     gamma = xp.permute_dims(xp.matmul(xp.permute_dims(occupancy, (1, 0, 2)), hot), (1, 0, 2))  # (T, N, C)
     read = _read_frames(lt)
     g = xp.where(read, xp.exp(lt.lp) - gamma, 0.0)
-    _, lengths = _reduce_ctc(lt, nll, reduction, zero_infinity)
+    poisoned, flagged = _flags(lt, read, nll, zero_infinity)
+    value, lengths = _reduce_ctc(lt, xp.where(poisoned, math.nan, nll), reduction, zero_infinity)
     up = upstream(backend, cotangent, (n,) if reduction == "none" else (), lt.lp)
     if isinstance(up, float):
         per_sample = xp.full((n,), up, dtype=lt.lp.dtype, device=backend.device(lt.lp))
@@ -345,6 +373,5 @@ def ctc_loss_grad(
     if zero_infinity:
         per_sample = xp.where(nll == math.inf, 0.0, per_sample)
     g = g * xp.reshape(per_sample, (1, n, 1))
-    _, flagged = _flags(lt, read, nll, zero_infinity)
     g = xp.where(read & xp.reshape(flagged, (1, n, 1)), math.nan, g)
-    return finish(backend, g, log_probs)
+    return value, g
