@@ -85,3 +85,5 @@ html_theme_options = {
 }
 
 nitpicky = False
+# polyloss.Reduction is polyloss.typing.Reduction re-exported: a signature naming it has two equal targets
+suppress_warnings = ["ref.python"]

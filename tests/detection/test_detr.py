@@ -257,7 +257,11 @@ def test_bench_row_runs_both_losses(monkeypatch):
         calls.append(fn)
         return 1.0
 
+    def once_with_spread(fn, repeat, min_time=0.05):
+        return once(fn, repeat, min_time), 0.0
+
     monkeypatch.setattr(bench, "_median_time", once)
+    monkeypatch.setattr(bench, "_median_and_spread", once_with_spread)
     monkeypatch.setattr(bench, "DETR_SHAPE", {"batch": 2, "queries": 10, "classes": 5, "boxes": 6})
     rows = bench.bench_detr(repeat=1, threads=[1], progress=lambda m: None)
     assert [(r.recipe, r.mode, r.reference) for r in rows] == [("detr", "forward", "transformers"),

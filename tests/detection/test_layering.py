@@ -28,10 +28,23 @@ PLUGIN = PACKAGE.parent / "plugins" / "polyloss-retinanet" / "src" / "polyloss_r
 MODULES = sorted("polyloss.detection" + ("" if p.stem == "__init__" else "." + p.stem) for p in DETECTION.glob("*.py"))
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (imports the checkers see, never run)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return inside
+
+
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """``(module, names)`` of each import statement (``names`` empty for ``import module``)."""
+    """``(module, names)`` of each import statement run at import time (``names`` empty for ``import module``)."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.append((node.module, [a.name for a in node.names]))
         elif isinstance(node, ast.Import):
