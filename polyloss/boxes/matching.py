@@ -200,14 +200,14 @@ class _Quality:
         if self.rows is None:
             return self._summarize_whole(some_best=some_best, owner=owner)
         xp = self.xp
-        best = index = hit = owner_plus_one = positions = None
+        best = index = hit = None
+        claims: list[Any] = []  # per row, (..., 1): the row's best prediction (first on ties), -1 for padding
         finished: list[tuple[Any, ...]] = []  # accumulators of the images the rows no longer cover
         for i, row in enumerate(self.rows):
             if best is not None and row.shape[0] != best.shape[0]:  # rows of a batch prefix (pairwise_rows sizes)
                 size = row.shape[0]
-                finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit, owner_plus_one)))
-                best, index, hit, owner_plus_one = (None if a is None else a[:size, ...]
-                                                    for a in (best, index, hit, owner_plus_one))
+                finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit)))
+                best, index, hit = (None if a is None else a[:size, ...] for a in (best, index, hit))
             if best is None:
                 best = row
                 index = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
@@ -215,25 +215,21 @@ class _Quality:
                 # i grows, so the latest strictly better row is the largest index
                 index = xp.maximum(index, xp.astype(row > best, xp.int8) * i)
                 best = xp.maximum(best, row)
-            if not (some_best or owner):
-                continue
-            highest = xp.max(row, axis=-1, keepdims=True)
+            if some_best or owner:
+                highest = xp.max(row, axis=-1, keepdims=True)
             if some_best:
                 row_hit = row == xp.where(highest > 0, highest, math.nan)  # NaN equals nothing
                 hit = row_hit if hit is None else hit | row_hit
             if owner:
-                if positions is None:
-                    positions = xp.arange(row.shape[-1], dtype=xp.int64, device=_device_of(row))
-                    owner_plus_one = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
                 best_prediction = xp.astype(xp.argmax(row, axis=-1, keepdims=True), xp.int64)
-                claimed = positions == xp.where(highest > -math.inf, best_prediction, -1)
-                owner_plus_one = xp.maximum(owner_plus_one, xp.astype(claimed, xp.int8) * (i + 1))  # later rows win
+                claims.append(xp.where(highest > -math.inf, best_prediction, -1))  # padding claims nothing
+        leading = None if best is None else (best.shape[0] + sum(int(f[0].shape[0]) for f in finished))
         if finished:
-            parts = [(best, index, hit, owner_plus_one), *reversed(finished)]
-            best, index, hit, owner_plus_one = (None if group[0] is None else xp.concat(list(group), axis=0)
-                                                for group in zip(*parts, strict=True))
-        return _Summary(best, xp.astype(index, xp.int64), hit,
-                        None if owner_plus_one is None else xp.astype(owner_plus_one, xp.int64) - 1)
+            parts = [(best, index, hit), *reversed(finished)]
+            best, index, hit = (None if group[0] is None else xp.concat(list(group), axis=0)
+                                for group in zip(*parts, strict=True))
+        forced = _owners(xp, claims, leading, best) if owner else None
+        return _Summary(best, xp.astype(index, xp.int64), hit, forced)
 
     def _summarize_whole(self, *, some_best: bool, owner: bool) -> _Summary:
         xp, whole = self.xp, self.whole
@@ -250,6 +246,28 @@ class _Quality:
             ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
             forced = xp.max(xp.where(claimed, ground_truth, -1), axis=-2)
         return _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64), hit, forced)
+
+
+def _owners(xp: Any, claims: list[Any], leading: int | None, best: Any) -> Any:
+    """``(..., P)`` int64: the last row whose claim (its best prediction, ``(..., 1)`` per row, -1 for none)
+    is each prediction, else -1; claims of a batch prefix count as -1 for the other images.
+
+    One comparison of the ``(..., G)`` claims against the positions (int8, G <= 32) and a maximum over G,
+    instead of four passes over ``(..., P)`` per row.
+    """
+    device = _device_of(best)
+    columns = []
+    for claim in claims:
+        if leading is not None and claim.ndim >= 2 and claim.shape[0] != leading:
+            missing = xp.full((leading - claim.shape[0], *claim.shape[1:]), -1, dtype=claim.dtype, device=device)
+            claim = xp.concat([claim, missing], axis=0)
+        columns.append(claim)
+    stacked = xp.concat(columns, axis=-1)  # (..., G)
+    g, p = len(columns), best.shape[-1]
+    positions = xp.arange(p, dtype=xp.int64, device=device)
+    claimed = xp.expand_dims(stacked, axis=-1) == positions  # (..., G, P)
+    rank = xp.reshape(xp.arange(1, g + 1, dtype=xp.int8, device=device), (g, 1))
+    return xp.astype(xp.max(xp.astype(claimed, xp.int8) * rank, axis=-2), xp.int64) - 1
 
 
 def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:
