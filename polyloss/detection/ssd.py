@@ -263,10 +263,8 @@ class SSDLoss(DetectionRecipe):
         check_shape(class_logits, (n, p, self.num_classes), "class_logits", "(N, P, num_classes)")
         check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
         positive = targets.positive
-        conf = self.term(backend, "conf", "classification_loss", "class_logits", class_logits, targets.labels,
-                         positive)
-        negative = self.mine(conf.loss, positive)
-        conf = replace(conf, mask=positive | negative)
+        # "loc" first: autograd runs the later "conf" first, so that the box gradient is not yet allocated
+        # at the peak of the cross-entropy's backward (torchvision's peak)
         loc = None
         if targets.box_targets is None:
             assert priors is not None and gt is not None
@@ -278,6 +276,10 @@ class SSDLoss(DetectionRecipe):
         if loc is None:
             box_targets = v.as_dtype_of(backend, targets.box_targets, box_deltas)
             loc = self.term(backend, "loc", "regression_loss", "box_deltas", box_deltas, box_targets, positive)
+        conf = self.term(backend, "conf", "classification_loss", "class_logits", class_logits, targets.labels,
+                         positive)
+        negative = self.mine(conf.loss, positive)
+        conf = replace(conf, mask=positive | negative)
         return LossStage(
             backend=backend, targets=targets, aux={"positive": positive, "negative": negative},
             normaliser=self.count(backend, positive, class_logits), terms=(loc, conf),
