@@ -98,6 +98,11 @@ class Matcher:
             return self(box_iou(gt_boxes, predictions), valid)
         backend = pair_backend(gt_boxes, predictions)
         xp = backend.xp
+        batch = math.prod(gt_boxes.shape[:-2]) if predictions.ndim == 2 else math.prod(predictions.shape[:-1])
+        if batch * p <= _WHOLE_MAX:  # a few ops on the whole (..., G, P) matrix: per-op overhead dominates
+            quality = box_iou(gt_boxes, predictions)
+            return self._match(backend, _Quality.of(xp, quality, _valid_mask(backend, tuple(quality.shape),
+                                                                             valid), whole=True))
         if (valid is not None and gt_boxes.ndim == 3 and backend.is_host_array(valid)
                 and (predictions.ndim == 2 or tuple(predictions.shape[:1]) == tuple(gt_boxes.shape[:1]))):
             counts = _prefix_counts(backend, _valid_mask(backend, (*gt_boxes.shape[:-1], p), valid))
@@ -157,6 +162,10 @@ class Matcher:
 #: above it on the whole ``(..., G, P)`` matrix.
 _SMALL_AXIS = 32  # row indices (at most 33) are kept in int8 row by row: 8x less memory traffic than int64
 
+#: Up to this many predictions in the batch (``N * P``) the matchers work on the whole ``(..., G, P)``
+#: matrix even for few ground truths: about 20 array operations in all instead of about 20 per row.
+_WHOLE_MAX = 1 << 15
+
 
 @dataclass(frozen=True)
 class _Summary:
@@ -182,9 +191,9 @@ class _Quality:
     whole: Any
 
     @classmethod
-    def of(cls, xp: Any, quality: Any, valid: Any) -> _Quality:
+    def of(cls, xp: Any, quality: Any, valid: Any, *, whole: bool = False) -> _Quality:
         g = quality.shape[-2]
-        if g > _SMALL_AXIS:
+        if whole or g > _SMALL_AXIS:
             whole = quality if valid is None else xp.where(xp.expand_dims(valid, axis=-1), quality, -math.inf)
             return cls(xp, None, whole)
         return cls.from_rows(xp, (quality[..., row, :] for row in range(g)), valid)
@@ -228,46 +237,54 @@ class _Quality:
             parts = [(best, index, hit), *reversed(finished)]
             best, index, hit = (None if group[0] is None else xp.concat(list(group), axis=0)
                                 for group in zip(*parts, strict=True))
-        forced = _owners(xp, claims, leading, best) if owner else None
+        forced = None
+        if owner:
+            device = _device_of(best)
+            columns = []
+            for claim in claims:
+                if leading is not None and claim.ndim >= 2 and claim.shape[0] != leading:
+                    missing = xp.full((leading - claim.shape[0], *claim.shape[1:]), -1, dtype=claim.dtype,
+                                      device=device)
+                    claim = xp.concat([claim, missing], axis=0)
+                columns.append(claim)
+            forced = _owners(xp, xp.concat(columns, axis=-1), best.shape[-1])
         return _Summary(best, xp.astype(index, xp.int64), hit, forced)
 
     def _summarize_whole(self, *, some_best: bool, owner: bool) -> _Summary:
         xp, whole = self.xp, self.whole
+        g = whole.shape[-2]
+        device = _device_of(whole)
+        best = xp.max(whole, axis=-2)
+        # the first row reaching the maximum: the largest countdown G - i among them, in int32 (PyTorch's
+        # argmax and int64 reductions over a middle axis are 10-40x slower); G where none does (NaN), clipped
+        countdown = xp.reshape(xp.arange(g, 0, -1, dtype=xp.int32, device=device), (g, 1))
+        reached = xp.astype(whole == xp.expand_dims(best, axis=-2), xp.int32) * countdown
+        index = xp.minimum(g - xp.astype(xp.max(reached, axis=-2), xp.int64), g - 1)
         hit = forced = None
+        highest = xp.max(whole, axis=-1, keepdims=True) if some_best or owner else None
         if some_best:
-            highest = xp.max(whole, axis=-1, keepdims=True)
             hit = xp.any((whole == highest) & (highest > 0), axis=-2)
         if owner:
-            g, p = whole.shape[-2], whole.shape[-1]
-            device = _device_of(whole)
-            best_prediction = xp.astype(xp.argmax(whole, axis=-1), xp.int64)  # (..., G)
-            claimed = xp.expand_dims(best_prediction, axis=-1) == xp.arange(p, dtype=xp.int64, device=device)
-            claimed = claimed & xp.expand_dims(xp.max(whole, axis=-1) > -math.inf, axis=-1)
-            ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
-            forced = xp.max(xp.where(claimed, ground_truth, -1), axis=-2)
-        return _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64), hit, forced)
+            best_prediction = xp.astype(xp.argmax(whole, axis=-1, keepdims=True), xp.int64)  # (..., G, 1)
+            claims = xp.where(highest > -math.inf, best_prediction, -1)[..., 0]  # padding claims nothing
+            forced = _owners(xp, claims, whole.shape[-1])
+        return _Summary(best, index, hit, forced)
 
 
-def _owners(xp: Any, claims: list[Any], leading: int | None, best: Any) -> Any:
-    """``(..., P)`` int64: the last row whose claim (its best prediction, ``(..., 1)`` per row, -1 for none)
-    is each prediction, else -1; claims of a batch prefix count as -1 for the other images.
+def _owners(xp: Any, claims: Any, p: int) -> Any:
+    """``(..., P)`` int64: the last ground truth (row) whose claim is each prediction, else -1.
 
-    One comparison of the ``(..., G)`` claims against the positions (int8, G <= 32) and a maximum over G,
-    instead of four passes over ``(..., P)`` per row.
+    ``claims (..., G)``: each row's best prediction, -1 for none. One comparison
+    against the positions and a maximum over G (int8 up to 127 rows), instead
+    of four passes over ``(..., P)`` per row.
     """
-    device = _device_of(best)
-    columns = []
-    for claim in claims:
-        if leading is not None and claim.ndim >= 2 and claim.shape[0] != leading:
-            missing = xp.full((leading - claim.shape[0], *claim.shape[1:]), -1, dtype=claim.dtype, device=device)
-            claim = xp.concat([claim, missing], axis=0)
-        columns.append(claim)
-    stacked = xp.concat(columns, axis=-1)  # (..., G)
-    g, p = len(columns), best.shape[-1]
+    device = _device_of(claims)
+    g = claims.shape[-1]
     positions = xp.arange(p, dtype=xp.int64, device=device)
-    claimed = xp.expand_dims(stacked, axis=-1) == positions  # (..., G, P)
-    rank = xp.reshape(xp.arange(1, g + 1, dtype=xp.int8, device=device), (g, 1))
-    return xp.astype(xp.max(xp.astype(claimed, xp.int8) * rank, axis=-2), xp.int64) - 1
+    claimed = xp.expand_dims(claims, axis=-1) == positions  # (..., G, P)
+    small = xp.int8 if g <= 127 else xp.int32
+    rank = xp.reshape(xp.arange(1, g + 1, dtype=small, device=device), (g, 1))
+    return xp.astype(xp.max(xp.astype(claimed, small) * rank, axis=-2), xp.int64) - 1
 
 
 def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:
