@@ -261,7 +261,7 @@ class _Quality:
         reached = xp.astype(whole == xp.expand_dims(best, axis=-2), xp.int32) * countdown
         index = xp.minimum(g - xp.astype(xp.max(reached, axis=-2), xp.int64), g - 1)
         hit = forced = None
-        highest = xp.max(whole, axis=-1, keepdims=True) if some_best or owner else None
+        highest: Any = xp.max(whole, axis=-1, keepdims=True) if some_best or owner else None
         if some_best:
             hit = xp.any((whole == highest) & (highest > 0), axis=-2)
         if owner:
