@@ -238,7 +238,7 @@ class _Quality:
             best, index, hit = (None if group[0] is None else xp.concat(list(group), axis=0)
                                 for group in zip(*parts, strict=True))
         forced = None
-        if owner:
+        if owner and best is not None:  # (no rows: no ground truth, matched before any summary)
             device = _device_of(best)
             columns = []
             for claim in claims:
