@@ -259,7 +259,7 @@ class _Quality:
         # argmax and int64 reductions over a middle axis are 10-40x slower); G where none does (NaN), clipped
         countdown = xp.reshape(xp.arange(g, 0, -1, dtype=xp.int32, device=device), (g, 1))
         reached = xp.astype(whole == xp.expand_dims(best, axis=-2), xp.int32) * countdown
-        index = xp.minimum(g - xp.astype(xp.max(reached, axis=-2), xp.int64), g - 1)
+        index = xp.clip(g - xp.astype(xp.max(reached, axis=-2), xp.int64), max=g - 1)
         hit = forced = None
         highest: Any = xp.max(whole, axis=-1, keepdims=True) if some_best or owner else None
         if some_best:
