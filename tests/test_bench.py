@@ -206,3 +206,39 @@ def test_value_and_grad_table_flags_spread_rows():
     rows[0].spread = 0.5
     table = _bench.format_grad_table(rows)
     assert table.splitlines()[1].endswith(" *") and "unreliable" in table
+
+
+def test_yolov1_torch_reference_gives_the_recipe_value_and_gradient():
+    torch = pytest.importorskip("torch")
+    loss, (pred,), reference, name = _bench.recipe_case("yolov1", 6)
+    assert name == "hand-vectorised torch" and tuple(pred.shape) == (6, 7, 7, 30)
+    x = pred.clone().requires_grad_()  # float32, as the rows
+    ours, theirs = loss(x), reference(x)
+    np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-6)
+    (g_ours,), (g_theirs,) = torch.autograd.grad(ours, x), torch.autograd.grad(theirs, x)
+    np.testing.assert_allclose(g_ours.numpy(), g_theirs.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_faster_rcnn_rows_sample_the_same_counts_as_torchvision():
+    torch = pytest.importorskip("torch")
+    if not _bench.torchvision_available():
+        pytest.skip("torchvision is not importable")
+    data = _bench.faster_rcnn_inputs(2)
+    assert data["proposals"].shape == (2, 2000, 4) and data["class_logits"].shape == (2, 512, 91)
+    loss, preds, reference, name = _bench.recipe_case("faster_rcnn", 2)
+    assert name == "torchvision" and reference is not None
+    args = tuple(p.clone().requires_grad_(True) for p in preds)
+    for f in (loss, reference):  # both consume all 2 x 512 head rows (fastrcnn_loss checks the count)
+        out = f(*args)
+        grads = torch.autograd.grad(out, args)
+        assert bool(torch.isfinite(out)) and all(g.shape == a.shape for g, a in zip(grads, args, strict=True))
+
+
+def test_scaling_and_compile_tables_list_every_row():
+    rows = [_bench.ScalingRow("ssd", 2, "forward", 2e-3, 4e-3, "torchvision", None),
+            _bench.ScalingRow("yolov1", 64, "forward+backward", 3e-3, None, "hand-vectorised torch", 0.9)]
+    lines = _bench.format_scaling_table(rows).splitlines()
+    assert len(lines) == 3 and "0.50" in lines[1] and "n/a" in lines[2] and "0.90" in lines[2]
+    compiled = [_bench.CompileRow("ssd", 8, 0.04, 0.03, 41.5, 0)]
+    table = _bench.format_compile_table(compiled)
+    assert "0.75" in table and "41.5" in table and table.splitlines()[1].rstrip().endswith("0")

@@ -438,12 +438,15 @@ def keep_freed_memory() -> bool:
 
 def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | None = None,
         names: list[str] | None = None, repeat: int = 7, json_path: str | None = None,
-        progress: Callable[[str], None] | None = None, system_malloc: bool = False) -> dict[str, Any]:
+        progress: Callable[[str], None] | None = None, system_malloc: bool = False,
+        compiled: bool | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the results dict (also written as JSON to ``json_path``).
 
     ``tiny_only`` times the per-call overhead size only (no large size, recipes
     or memory); ``full`` adds cross-entropy at 65536 x 1000; unless
-    ``system_malloc``, :func:`keep_freed_memory` first.
+    ``system_malloc``, :func:`keep_freed_memory` first. ``compiled``: the
+    recipes under ``torch.compile`` too (default: with ``full``; a cold compile
+    per recipe takes minutes on a small CPU).
     """
     allocator = "glibc defaults" if system_malloc or not keep_freed_memory() else "glibc, freed memory kept"
     names = names or [n for n in pl.losses() if _np_reference(n) or n in TORCH_ONLY]
@@ -459,6 +462,8 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     rows: list[Row] = []
     recipe_rows: list[RecipeRow] = []
     second_rows: list[SecondRow] = []
+    scaling_rows: list[ScalingRow] = []
+    compile_rows: list[CompileRow] = []
     mem: dict[str, Any] | None = None
     # --tiny is the quick per-call overhead check: single-threaded torch, shorter timed loops
     min_time = 0.01 if tiny_only else 0.05
@@ -485,6 +490,10 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         devices = ("cpu", "cuda") if "torch-cuda" in gpus else ("cpu",)
         recipe_rows = bench_recipes(backends, repeat=max(3, repeat // 2), threads=[1, None], progress=report,
                                     devices=devices)
+        if "torch" in backends:
+            scaling_rows = bench_recipe_scaling(repeat=max(3, repeat // 2), progress=report)
+            if full if compiled is None else compiled:
+                compile_rows = bench_compiled(repeat=max(3, repeat // 2), progress=report)
         report("peak memory of the large cross-entropy")
         mem = memory(backends)
         if "torch" in backends:
@@ -499,7 +508,9 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         "import": import_time(repeat=1 if tiny_only else 5),
         "machine": machine() | {"allocator": allocator},
         "table": format_table(rows),
-        "recipe_table": format_recipe_table(recipe_rows) if recipe_rows else "",
+        "recipe_scaling": [asdict(r) | {"ratio": r.ratio} for r in scaling_rows],
+        "recipe_compiled": [asdict(r) | {"ratio": r.ratio} for r in compile_rows],
+        "recipe_table": _recipe_tables(recipe_rows, scaling_rows, compile_rows),
         "memory_table": format_memory(mem) if mem else "",
         "second_set": as_json(second_rows),
         "second_table": format_second_table(second_rows),
@@ -508,6 +519,20 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         with open(json_path, "w") as fh:
             json.dump(result, fh, indent=1)
     return result
+
+
+def _recipe_tables(recipe_rows: list[RecipeRow], scaling_rows: list[ScalingRow],
+                   compile_rows: list[CompileRow]) -> str:
+    """The recipe tables as one text: per backend, across batch sizes (one thread), compiled."""
+    parts = [format_recipe_table(recipe_rows)] if recipe_rows else []
+    if scaling_rows:
+        parts.append("across batch sizes, torch CPU, one thread (thread CPU time, median); ratio = polyloss / "
+                     "reference; peak mem = polyloss / reference, forward + backward\n"
+                     + format_scaling_table(scaling_rows))
+    if compile_rows:
+        parts.append("torch.compile(fullgraph=True), forward + backward, one thread; recompiles = graphs compiled "
+                     "after the first call\n" + format_compile_table(compile_rows))
+    return "\n\n".join(parts)
 
 
 def machine() -> dict[str, Any]:
@@ -571,16 +596,17 @@ def _ground_truth(rng: np.random.Generator, batch: int, max_boxes: int, num_clas
     return boxes, labels, counts
 
 
-def ssd_inputs(seed: int = 0) -> dict[str, Any]:
-    """SSD300-sized NumPy inputs: 8732 priors, 21 classes, batch 32, up to 10 boxes per image."""
+def ssd_inputs(seed: int = 0, batch: int | None = None) -> dict[str, Any]:
+    """SSD300-sized NumPy inputs: 8732 priors, 21 classes, batch 32 (or ``batch``), up to 10 boxes per image."""
     rng = np.random.default_rng(seed)
     s = SSD_SHAPE
-    boxes, labels, counts = _ground_truth(rng, s["batch"], s["max_boxes"], s["classes"], 300.0)
+    n = s["batch"] if batch is None else batch
+    boxes, labels, counts = _ground_truth(rng, n, s["max_boxes"], s["classes"], 300.0)
     return {
         "priors": _random_boxes(rng, s["priors"], 300.0),
         "gt_boxes": boxes, "gt_labels": labels, "counts": counts,
-        "class_logits": rng.standard_normal((s["batch"], s["priors"], s["classes"]), dtype=np.float32),
-        "box_deltas": 0.5 * rng.standard_normal((s["batch"], s["priors"], 4), dtype=np.float32),
+        "class_logits": rng.standard_normal((n, s["priors"], s["classes"]), dtype=np.float32),
+        "box_deltas": 0.5 * rng.standard_normal((n, s["priors"], 4), dtype=np.float32),
     }
 
 
@@ -963,6 +989,68 @@ def _transformers_detr(data: dict[str, Any]) -> Callable[[Any, Any], Any] | None
     return loss
 
 
+# -- recipes across batch sizes (torch CPU, one thread), YOLOv1, compiled --------------------------------------
+
+#: batch sizes of the SSD and Faster R-CNN rows against torchvision
+RECIPE_BATCHES = (2, 8, 32)
+#: Faster R-CNN (RPN + box head): 20000 anchors, 2000 proposals and 512 sampled per image, COCO's 91 classes
+FRCNN_SHAPE = {"anchors": 20000, "proposals": 2000, "roi_batch": 512, "classes": 91, "max_boxes": 10}
+#: YOLOv1 on the paper's 7 x 7 grid, 2 boxes per cell, 20 classes, batch 64
+YOLO_SHAPE = {"batch": 64, "grid": 7, "boxes_per_cell": 2, "classes": 20, "max_boxes": 10}
+
+
+def faster_rcnn_inputs(batch: int, seed: int = 0) -> dict[str, Any]:
+    """RPN and box-head inputs: ``batch`` images, 20000 anchors, 2000 proposals, 1 to 10 boxes, 91 classes."""
+    rng = np.random.default_rng(seed)
+    s = FRCNN_SHAPE
+    boxes, labels, counts = _ground_truth(rng, batch, s["max_boxes"], s["classes"], 800.0)
+    r, c = s["roi_batch"], s["classes"]
+    return {
+        "anchors": _random_boxes(rng, s["anchors"], 800.0),
+        "proposals": np.stack([_random_boxes(rng, s["proposals"], 800.0) for _ in range(batch)]),
+        "gt_boxes": boxes, "gt_labels": labels, "counts": counts,
+        "objectness": rng.standard_normal((batch, s["anchors"]), dtype=np.float32),
+        "rpn_deltas": 0.5 * rng.standard_normal((batch, s["anchors"], 4), dtype=np.float32),
+        "class_logits": rng.standard_normal((batch, r, c), dtype=np.float32),
+        "box_deltas": 0.5 * rng.standard_normal((batch, r, 4 * c), dtype=np.float32),
+    }
+
+
+def yolov1_inputs(batch: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """YOLOv1 inputs: ``(N, 7, 7, 30)`` predictions in [0, 1], image-normalised boxes (1 to 10 per image)."""
+    rng = np.random.default_rng(seed)
+    s = YOLO_SHAPE
+    n = s["batch"] if batch is None else batch
+    boxes, labels, _ = _ground_truth(rng, n, s["max_boxes"], s["classes"] + 1, 1.0)
+    labels = np.where(labels >= 0, labels - 1, -1)  # classes 0..C-1
+    d = s["boxes_per_cell"] * 5 + s["classes"]
+    return {"pred": rng.uniform(0.0, 1.0, (n, s["grid"], s["grid"], d)).astype(np.float32),
+            "gt_boxes": boxes, "gt_labels": labels}
+
+
+def _torchvision_faster_rcnn(data: dict[str, Any], device: str = "cpu") -> Callable[..., Any]:
+    """torchvision's RPN (as :func:`_torchvision_rpn`) + ``RoIHeads.select_training_samples`` + ``fastrcnn_loss``."""
+    import torch
+    from torchvision.models.detection import roi_heads
+
+    rpn = _torchvision_rpn(data, device)
+    c = FRCNN_SHAPE["classes"]
+    heads = roi_heads.RoIHeads(None, None, None, fg_iou_thresh=0.5, bg_iou_thresh=0.5,
+                               batch_size_per_image=FRCNN_SHAPE["roi_batch"], positive_fraction=0.25,
+                               bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
+    proposals = [torch.from_numpy(p).to(device) for p in data["proposals"]]
+    targets = [{"boxes": torch.from_numpy(data["gt_boxes"][i, :k]).to(device),
+                "labels": torch.from_numpy(data["gt_labels"][i, :k]).to(device)} for i, k in enumerate(data["counts"])]
+
+    def loss(objectness: Any, rpn_deltas: Any, class_logits: Any, box_deltas: Any) -> Any:
+        _, _, labels, regression_targets = heads.select_training_samples(proposals, targets)
+        cls, box = roi_heads.fastrcnn_loss(class_logits.reshape(-1, c), box_deltas.reshape(-1, 4 * c), labels,
+                                           regression_targets)
+        return rpn(objectness, rpn_deltas) + cls + box
+
+    return loss
+
+
 def bench_detr(*, repeat: int, threads: list[int | None], progress: Callable[[str], None]) -> list[RecipeRow]:
     """The ``"detr"`` recipe (Hungarian matching with SciPy, and the set loss) against transformers'
     ``ForObjectDetectionLoss`` at :data:`DETR_SHAPE`, torch CPU, forward and forward+backward."""
@@ -979,6 +1067,300 @@ def bench_detr(*, repeat: int, threads: list[int | None], progress: Callable[[st
 
     return _torch_recipe_rows("detr", "torch", loss, preds, reference, repeat=repeat, threads=threads,
                               progress=progress, reference_name="transformers")
+
+
+def torch_yolov1(grid: int, boxes_per_cell: int, num_classes: int, *, lambda_coord: float = 5.0,
+                 lambda_noobj: float = 0.5) -> Callable[[Any, Any, Any], Any]:
+    """A hand-vectorised PyTorch YOLOv1 loss (the reference of the YOLOv1 rows): the ``"yolov1"`` recipe's
+    numbers (first object of a cell owns it, IoU confidence target, responsible predictor by IoU) with a
+    ``scatter_reduce`` for the cell owners and one-hot products, written directly against torch."""
+    import torch
+    import torch.nn.functional as F
+
+    s, b, c = grid, boxes_per_cell, num_classes
+
+    def sqrt(v: Any) -> Any:
+        return v.clamp(min=1e-12).sqrt()
+
+    def loss(pred: Any, boxes: Any, labels: Any) -> Any:
+        n, g = labels.shape
+        valid = labels >= 0
+        x1, y1, x2, y2 = boxes.unbind(-1)
+        cx, cy = (x1 + x2) * 0.5, (y1 + y2) * 0.5
+        col, row = (cx * s).floor().clamp(0, s - 1), (cy * s).floor().clamp(0, s - 1)
+        cell = torch.where(valid, (row * s + col).long(), s * s)
+        first = torch.full((n, s * s + 1), g, dtype=torch.long, device=pred.device).scatter_reduce(
+            1, cell, torch.arange(g, device=pred.device).expand(n, g), "amin")[:, : s * s]
+        obj = (first < g).view(n, s, s).to(pred.dtype)
+        owner = first.clamp(max=g - 1)
+        fields = torch.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], -1)
+        t = torch.gather(fields, 1, owner[..., None].expand(n, s * s, 8)).view(n, s, s, 1, 8)
+        cls = torch.gather(labels, 1, owner).view(n, s, s).clamp(min=0)
+        p = pred[..., : 5 * b].reshape(n, s, s, b, 5)
+        with torch.no_grad():
+            offsets = torch.arange(s, dtype=pred.dtype, device=pred.device)
+            pcx = (offsets.view(1, 1, s, 1) + p[..., 0]) / s
+            pcy = (offsets.view(1, s, 1, 1) + p[..., 1]) / s
+            hw, hh = p[..., 2].clamp(min=0) * 0.5, p[..., 3].clamp(min=0) * 0.5
+            iw = (torch.minimum(pcx + hw, t[..., 6]) - torch.maximum(pcx - hw, t[..., 4])).clamp(min=0)
+            ih = (torch.minimum(pcy + hh, t[..., 7]) - torch.maximum(pcy - hh, t[..., 5])).clamp(min=0)
+            inter = iw * ih
+            union = 4 * hw * hh + (t[..., 6] - t[..., 4]) * (t[..., 7] - t[..., 5]) - inter
+            iou = torch.where(union > 0, inter / union, 0.0) * obj[..., None]
+            responsible = F.one_hot(iou.argmax(-1), b).to(pred.dtype) * obj[..., None]
+        coord = ((p[..., 0] - t[..., 0]) ** 2 + (p[..., 1] - t[..., 1]) ** 2
+                 + (sqrt(p[..., 2]) - sqrt(t[..., 2])) ** 2 + (sqrt(p[..., 3]) - sqrt(t[..., 3])) ** 2)
+        conf = p[..., 4]
+        total = (lambda_coord * (responsible * coord).sum() + (responsible * (conf - iou) ** 2).sum()
+                 + lambda_noobj * ((1 - responsible) * conf**2).sum()
+                 + (obj[..., None] * (pred[..., 5 * b:] - F.one_hot(cls, c).to(pred.dtype)) ** 2).sum())
+        return total / max(n, 1)
+
+    return loss
+
+
+def recipe_case(recipe: str, batch: int, *, validate: bool = True,
+                device: str = "cpu") -> tuple[Callable[..., Any], tuple[Any, ...], Callable[..., Any] | None, str]:
+    """``(polyloss loss of the prediction tensors, prediction tensors, reference or None, reference name)``.
+
+    ``recipe``: ``"ssd"`` and ``"faster_rcnn"`` (RPN + box head, fresh samples every call, as torchvision;
+    reference torchvision's code) or ``"yolov1"`` (reference :func:`torch_yolov1`).
+    """
+    import torch
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    has_tv = torchvision_available()
+    if recipe == "ssd":
+        data = ssd_inputs(batch=batch)
+        ssd = pl.get_recipe("ssd", num_classes=SSD_SHAPE["classes"], validate=validate)
+        priors, boxes, labels = (tensor(data[k]) for k in ("priors", "gt_boxes", "gt_labels"))
+
+        def ssd_loss(box_deltas: Any, class_logits: Any) -> Any:
+            return ssd(box_deltas, class_logits, priors, boxes, labels).total
+
+        return (ssd_loss, (tensor(data["box_deltas"]), tensor(data["class_logits"])),
+                _torchvision_ssd(data, device) if has_tv else None, "torchvision")
+    if recipe == "faster_rcnn":
+        data = faster_rcnn_inputs(batch)
+        frcnn = pl.get_recipe("faster_rcnn", num_classes=FRCNN_SHAPE["classes"], validate=validate)
+        anchors, proposals, boxes, labels = (tensor(data[k]) for k in ("anchors", "proposals", "gt_boxes",
+                                                                       "gt_labels"))
+
+        def frcnn_loss(objectness: Any, rpn_deltas: Any, class_logits: Any, box_deltas: Any) -> Any:
+            sampled = frcnn.sample_proposals(proposals, boxes, labels)
+            return frcnn(anchors, objectness, rpn_deltas, boxes, labels, class_logits, box_deltas, sampled).total
+
+        preds = tuple(tensor(data[k]) for k in ("objectness", "rpn_deltas", "class_logits", "box_deltas"))
+        return frcnn_loss, preds, _torchvision_faster_rcnn(data, device) if has_tv else None, "torchvision"
+    if recipe != "yolov1":
+        raise ValueError(f"unknown recipe {recipe!r}")
+    s = YOLO_SHAPE
+    data = yolov1_inputs(batch)
+    yolo = pl.get_recipe("yolov1", grid=s["grid"], boxes_per_cell=s["boxes_per_cell"], num_classes=s["classes"],
+                         validate=validate)
+    reference = torch_yolov1(s["grid"], s["boxes_per_cell"], s["classes"])
+    boxes, labels = tensor(data["gt_boxes"]), tensor(data["gt_labels"])
+    return ((lambda pred: yolo(pred, boxes, labels).total), (tensor(data["pred"]),),
+            (lambda pred: reference(pred, boxes, labels)), "hand-vectorised torch")
+
+
+def _thread_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.2) -> float:
+    """Median CPU time of the calling thread per call (single-threaded rows: on a shared machine the time
+    spent waiting for a core does not count)."""
+    import time
+
+    fn()
+    number = 1
+    while True:
+        start = time.thread_time()
+        for _ in range(number):
+            fn()
+        if time.thread_time() - start >= min_time / 4 or number >= 1 << 12:
+            break
+        number *= 2
+    times = []
+    for _ in range(repeat):
+        start = time.thread_time()
+        for _ in range(number):
+            fn()
+        times.append((time.thread_time() - start) / number)
+    return statistics.median(times)
+
+
+@dataclass
+class ScalingRow:
+    recipe: str
+    batch: int
+    mode: str
+    polyloss_s: float
+    reference_s: float | None
+    reference: str
+    peak_ratio: float | None = None  #: peak memory (fwd+bwd) polyloss / reference, fresh interpreters
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.reference_s is None else self.polyloss_s / self.reference_s
+
+
+def _peak_child(recipe: str, batch: int, impl: str) -> None:  # runs in a fresh interpreter
+    """Print the peak RSS above the inputs of one forward + backward (after a warm-up call).
+
+    Allocations above 128 KiB are mapped and unmapped one by one (``mallopt``), so that the resident set
+    follows the live buffers; the peak is reset (``/proc/self/clear_refs``) before the measured call.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 128 << 10)  # M_TRIM_THRESHOLD
+    import torch
+
+    torch.set_num_threads(1)
+    loss, preds, reference, _ = recipe_case(recipe, batch)
+    fn = loss if impl == "polyloss" else reference
+    assert fn is not None
+    args = tuple(p.clone().requires_grad_(True) for p in preds)
+    torch.autograd.grad(fn(*args), args)
+    with open("/proc/self/statm") as fh:
+        base = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    torch.autograd.grad(fn(*args), args)
+    with open("/proc/self/status") as fh:
+        peak = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
+    print(json.dumps({"peak_above_inputs_bytes": peak - base}))
+
+
+def recipe_peak_ratio(recipe: str, batch: int) -> float | None:
+    """Peak memory of polyloss's forward + backward over the reference's (each in a fresh interpreter, Linux)."""
+    if sys.platform != "linux":
+        return None
+    peaks = []
+    for impl in ("polyloss", "reference"):
+        proc = subprocess.run([sys.executable, "-c", "from polyloss._tools.bench import _peak_child; "
+                               f"_peak_child({recipe!r}, {batch}, {impl!r})"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None
+        peaks.append(json.loads(proc.stdout.strip().splitlines()[-1])["peak_above_inputs_bytes"])
+    return peaks[0] / peaks[1] if peaks[1] > 0 else None
+
+
+def bench_recipe_scaling(*, repeat: int, progress: Callable[[str], None], memory: bool = True,
+                         cases: tuple[tuple[str, tuple[int, ...]], ...] | None = None) -> list[ScalingRow]:
+    """SSD and Faster R-CNN at batch 2, 8, 32 against torchvision and YOLOv1 against :func:`torch_yolov1`:
+    torch CPU, one thread, forward and forward + backward (thread CPU time), peak memory of fwd+bwd."""
+    import torch
+
+    cases = cases or (("ssd", RECIPE_BATCHES), ("faster_rcnn", RECIPE_BATCHES), ("yolov1", (YOLO_SHAPE["batch"],)))
+    rows: list[ScalingRow] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for recipe, batches in cases:
+            for batch in batches:
+                loss, preds, reference, name = recipe_case(recipe, batch)
+                for mode in ("forward", "forward+backward"):
+                    progress(f"torch {recipe} batch {batch} {mode} (one thread)")
+                    args = tuple(p.clone().requires_grad_(mode != "forward") for p in preds)
+
+                    def go(f: Callable[..., Any], args: tuple[Any, ...] = args,
+                           backward: bool = mode != "forward") -> Callable[[], None]:
+                        def call() -> None:
+                            out = f(*args)
+                            if backward:
+                                torch.autograd.grad(out, args)
+                        return call
+
+                    t_pl = _thread_time(go(loss), repeat)
+                    t_ref = None if reference is None else _thread_time(go(reference), repeat)
+                    peak = (recipe_peak_ratio(recipe, batch) if memory and reference is not None
+                            and mode != "forward" else None)
+                    rows.append(ScalingRow(recipe, batch, mode, t_pl, t_ref, name, peak))
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+def format_scaling_table(rows: list[ScalingRow]) -> str:
+    lines = [f"{'recipe':<13}{'batch':>6}  {'mode':<18}{'ms':>9}{'reference ms':>14}{'ratio':>8}{'peak mem':>10}"
+             "  reference"]
+    for r in rows:
+        ref = "" if r.reference_s is None else f"{1e3 * r.reference_s:.2f}"
+        ratio = "n/a" if r.ratio is None else f"{r.ratio:.2f}"
+        peak = "" if r.peak_ratio is None else f"{r.peak_ratio:.2f}"
+        lines.append(f"{r.recipe:<13}{r.batch:>6}  {r.mode:<18}{1e3 * r.polyloss_s:>9.2f}{ref:>14}{ratio:>8}"
+                     f"{peak:>10}  {r.reference}")
+    return "\n".join(lines)
+
+
+@dataclass
+class CompileRow:
+    recipe: str
+    batch: int
+    eager_s: float
+    compiled_s: float
+    cold_s: float  #: wall time of the first compiled call (tracing and code generation, forward + backward)
+    recompiles: int  #: graphs compiled after the first call (0: no recompilation)
+
+    @property
+    def ratio(self) -> float:
+        return self.compiled_s / self.eager_s
+
+
+#: (recipe, batch) of the compiled rows
+COMPILE_CASES = (("ssd", 8), ("faster_rcnn", 2), ("yolov1", 64))
+
+
+def bench_compiled(*, repeat: int, progress: Callable[[str], None],
+                   cases: tuple[tuple[str, int], ...] = COMPILE_CASES) -> list[CompileRow]:
+    """Each recipe's forward + backward under ``torch.compile(fullgraph=True)`` against the eager recipe
+    (both ``validate=False``: host-side checks would break the graph), one thread; the cold compile time
+    and the number of graphs compiled after the first call."""
+    import time
+
+    import torch
+    from torch._dynamo.utils import counters
+
+    rows: list[CompileRow] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for recipe, batch in cases:
+            loss, preds, _, _ = recipe_case(recipe, batch, validate=False)
+            args = tuple(p.clone().requires_grad_(True) for p in preds)
+            torch._dynamo.reset()
+            compiled = torch.compile(loss, fullgraph=True)
+
+            def go(f: Callable[..., Any], args: tuple[Any, ...] = args) -> Callable[[], Any]:
+                return lambda: torch.autograd.grad(f(*args), args)
+
+            progress(f"torch.compile {recipe} batch {batch}: cold compile")
+            start = time.perf_counter()
+            go(compiled)()
+            cold = time.perf_counter() - start
+            graphs = counters["stats"]["unique_graphs"]
+            progress(f"torch.compile {recipe} batch {batch}: timing")
+            t_compiled = _thread_time(go(compiled), repeat)
+            recompiles = counters["stats"]["unique_graphs"] - graphs
+            t_eager = _thread_time(go(loss), repeat)
+            rows.append(CompileRow(recipe, batch, t_eager, t_compiled, cold, recompiles))
+    finally:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()
+    return rows
+
+
+def format_compile_table(rows: list[CompileRow]) -> str:
+    lines = [f"{'recipe':<13}{'batch':>6}{'eager ms':>10}{'compiled ms':>13}{'compiled/eager':>16}"
+             f"{'cold compile s':>16}{'recompiles':>12}"]
+    for r in rows:
+        lines.append(f"{r.recipe:<13}{r.batch:>6}{1e3 * r.eager_s:>10.2f}{1e3 * r.compiled_s:>13.2f}"
+                     f"{r.ratio:>16.2f}{r.cold_s:>16.1f}{r.recompiles:>12d}")
+    return "\n".join(lines)
 
 
 # -- memory of the large cross-entropy ----------------------------------------------------------------------

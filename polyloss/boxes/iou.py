@@ -103,13 +103,14 @@ def angle(xp: Any, c: Coords) -> Any:
 
 
 def iou_terms(xp: Any, kind: str, a: Coords, b: Coords, *, eps: float, paired: bool,
-              stop_gradient: Callable[[Any], Any] | None = None) -> IoUTerms:
+              stop_gradient: Callable[[Any], Any] | None = None, area_b: Any = None) -> IoUTerms:
     """The terms of ``kind`` (one of :data:`KINDS`) of broadcast boxes ``a`` and ``b`` (coordinate arrays).
 
     ``paired``: the loss convention (``eps`` in every denominator, no gradient
     through a zero overlap extent), else the pairwise one (see the module's
     table). ``stop_gradient`` detaches CIoU's ``alpha`` (needed where an
-    autograd framework differentiates the result).
+    autograd framework differentiates the result). ``area_b``: ``area(b)``
+    when already known (the pairwise rows compute it once for every row).
     """
     iw = xp.minimum(a[2], b[2]) - xp.maximum(a[0], b[0])
     ih = xp.minimum(a[3], b[3]) - xp.maximum(a[1], b[1])
@@ -117,7 +118,7 @@ def iou_terms(xp: Any, kind: str, a: Coords, b: Coords, *, eps: float, paired: b
         inter = xp.where((iw > 0) & (ih > 0), iw * ih, 0.0)
     else:
         inter = xp.clip(iw, min=0.0) * xp.clip(ih, min=0.0)
-    union = (area(a) + area(b)) - inter
+    union = (area(a) + (area(b) if area_b is None else area_b)) - inter
     # pairwise: where inter > 0 both boxes have positive area, so union >= inter > 0; elsewhere inter == 0
     # and dividing by the clipped union gives exactly 0
     iou = inter / (union + eps) if paired else inter / xp.clip(union, min=_TINY)
@@ -223,14 +224,15 @@ def pair_backend(boxes1: Any, boxes2: Any) -> Backend:
 #: CPUs than broadcasting ``(..., N, M)`` temporaries, and as fast on GPUs.
 ROW_LOOP_MAX = 32
 
-Pair = Callable[[Coords, Coords], Any]
+Pair = Callable[..., Any]
 
 
 def pairwise_score(xp: Any, kind: str, *, eps: float = 0.0, stop_gradient: Callable[[Any], Any] | None = None) -> Pair:
-    """``pair(a, b)``: the pairwise-convention score ``kind`` of broadcast coordinate arrays."""
+    """``pair(a, b, area_b=None)``: the pairwise-convention score ``kind`` of broadcast coordinate arrays
+    (``area_b``: ``area(b)`` if known)."""
 
-    def pair(a: Coords, b: Coords) -> Any:
-        return iou_terms(xp, kind, a, b, eps=eps, paired=False, stop_gradient=stop_gradient).score
+    def pair(a: Coords, b: Coords, area_b: Any = None) -> Any:
+        return iou_terms(xp, kind, a, b, eps=eps, paired=False, stop_gradient=stop_gradient, area_b=area_b).score
 
     return pair
 
@@ -257,13 +259,15 @@ def pairwise_rows(xp: Any, boxes1: Any, boxes2: Any, pair: Pair, sizes: Sequence
     if boxes2.dtype != boxes1.dtype:
         boxes2 = xp.astype(boxes2, boxes1.dtype)
     b = tuple(c * 1.0 for c in corners(boxes2))  # contiguous copies, read N times
+    b_area = area(b)  # once, not once per row
     for row in range(boxes1.shape[-2] if sizes is None else len(sizes)):
         if sizes is None:
-            a, b_row = boxes1[..., row, :], b
+            a, b_row, area_row = boxes1[..., row, :], b, b_area
         else:
             a = boxes1[:sizes[row], row, :]
             b_row = b if boxes2.ndim == 2 else tuple(c[:sizes[row], ...] for c in b)
-        yield pair(tuple(xp.expand_dims(c, axis=-1) for c in corners(a)), b_row)
+            area_row = b_area if boxes2.ndim == 2 else b_area[:sizes[row], ...]
+        yield pair(tuple(xp.expand_dims(c, axis=-1) for c in corners(a)), b_row, area_row)
 
 
 def box_iou(boxes1: Any, boxes2: Any) -> Any:

@@ -98,6 +98,11 @@ class Matcher:
             return self(box_iou(gt_boxes, predictions), valid)
         backend = pair_backend(gt_boxes, predictions)
         xp = backend.xp
+        batch = math.prod(gt_boxes.shape[:-2]) if predictions.ndim == 2 else math.prod(predictions.shape[:-1])
+        if batch * p <= _WHOLE_MAX:  # a few ops on the whole (..., G, P) matrix: per-op overhead dominates
+            quality = box_iou(gt_boxes, predictions)
+            return self._match(backend, _Quality.of(xp, quality, _valid_mask(backend, tuple(quality.shape),
+                                                                             valid), whole=True))
         if (valid is not None and gt_boxes.ndim == 3 and backend.is_host_array(valid)
                 and (predictions.ndim == 2 or tuple(predictions.shape[:1]) == tuple(gt_boxes.shape[:1]))):
             counts = _prefix_counts(backend, _valid_mask(backend, (*gt_boxes.shape[:-1], p), valid))
@@ -157,6 +162,10 @@ class Matcher:
 #: above it on the whole ``(..., G, P)`` matrix.
 _SMALL_AXIS = 32  # row indices (at most 33) are kept in int8 row by row: 8x less memory traffic than int64
 
+#: Up to this many predictions in the batch (``N * P``) the matchers work on the whole ``(..., G, P)``
+#: matrix even for few ground truths: about 20 array operations in all instead of about 20 per row.
+_WHOLE_MAX = 1 << 15
+
 
 @dataclass(frozen=True)
 class _Summary:
@@ -182,9 +191,9 @@ class _Quality:
     whole: Any
 
     @classmethod
-    def of(cls, xp: Any, quality: Any, valid: Any) -> _Quality:
+    def of(cls, xp: Any, quality: Any, valid: Any, *, whole: bool = False) -> _Quality:
         g = quality.shape[-2]
-        if g > _SMALL_AXIS:
+        if whole or g > _SMALL_AXIS:
             whole = quality if valid is None else xp.where(xp.expand_dims(valid, axis=-1), quality, -math.inf)
             return cls(xp, None, whole)
         return cls.from_rows(xp, (quality[..., row, :] for row in range(g)), valid)
@@ -200,14 +209,14 @@ class _Quality:
         if self.rows is None:
             return self._summarize_whole(some_best=some_best, owner=owner)
         xp = self.xp
-        best = index = hit = owner_plus_one = positions = None
+        best = index = hit = None
+        claims: list[Any] = []  # per row, (..., 1): the row's best prediction (first on ties), -1 for padding
         finished: list[tuple[Any, ...]] = []  # accumulators of the images the rows no longer cover
         for i, row in enumerate(self.rows):
             if best is not None and row.shape[0] != best.shape[0]:  # rows of a batch prefix (pairwise_rows sizes)
                 size = row.shape[0]
-                finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit, owner_plus_one)))
-                best, index, hit, owner_plus_one = (None if a is None else a[:size, ...]
-                                                    for a in (best, index, hit, owner_plus_one))
+                finished.append(tuple(None if a is None else a[size:, ...] for a in (best, index, hit)))
+                best, index, hit = (None if a is None else a[:size, ...] for a in (best, index, hit))
             if best is None:
                 best = row
                 index = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
@@ -215,41 +224,68 @@ class _Quality:
                 # i grows, so the latest strictly better row is the largest index
                 index = xp.maximum(index, xp.astype(row > best, xp.int8) * i)
                 best = xp.maximum(best, row)
-            if not (some_best or owner):
-                continue
-            highest = xp.max(row, axis=-1, keepdims=True)
+            highest = xp.max(row, axis=-1, keepdims=True) if some_best or owner else None
             if some_best:
+                assert highest is not None
                 row_hit = row == xp.where(highest > 0, highest, math.nan)  # NaN equals nothing
                 hit = row_hit if hit is None else hit | row_hit
             if owner:
-                if positions is None:
-                    positions = xp.arange(row.shape[-1], dtype=xp.int64, device=_device_of(row))
-                    owner_plus_one = xp.zeros(row.shape, dtype=xp.int8, device=_device_of(row))
+                assert highest is not None
                 best_prediction = xp.astype(xp.argmax(row, axis=-1, keepdims=True), xp.int64)
-                claimed = positions == xp.where(highest > -math.inf, best_prediction, -1)
-                owner_plus_one = xp.maximum(owner_plus_one, xp.astype(claimed, xp.int8) * (i + 1))  # later rows win
+                claims.append(xp.where(highest > -math.inf, best_prediction, -1))  # padding claims nothing
+        leading = None if best is None else (best.shape[0] + sum(int(f[0].shape[0]) for f in finished))
         if finished:
-            parts = [(best, index, hit, owner_plus_one), *reversed(finished)]
-            best, index, hit, owner_plus_one = (None if group[0] is None else xp.concat(list(group), axis=0)
-                                                for group in zip(*parts, strict=True))
-        return _Summary(best, xp.astype(index, xp.int64), hit,
-                        None if owner_plus_one is None else xp.astype(owner_plus_one, xp.int64) - 1)
+            parts = [(best, index, hit), *reversed(finished)]
+            best, index, hit = (None if group[0] is None else xp.concat(list(group), axis=0)
+                                for group in zip(*parts, strict=True))
+        forced = None
+        if owner and best is not None:  # (no rows: no ground truth, matched before any summary)
+            device = _device_of(best)
+            columns = []
+            for claim in claims:
+                if leading is not None and claim.ndim >= 2 and claim.shape[0] != leading:
+                    missing = xp.full((leading - claim.shape[0], *claim.shape[1:]), -1, dtype=claim.dtype,
+                                      device=device)
+                    claim = xp.concat([claim, missing], axis=0)
+                columns.append(claim)
+            forced = _owners(xp, xp.concat(columns, axis=-1), best.shape[-1])
+        return _Summary(best, xp.astype(index, xp.int64), hit, forced)
 
     def _summarize_whole(self, *, some_best: bool, owner: bool) -> _Summary:
         xp, whole = self.xp, self.whole
+        g = whole.shape[-2]
+        device = _device_of(whole)
+        best = xp.max(whole, axis=-2)
+        # the first row reaching the maximum: the largest countdown G - i among them, in int32 (PyTorch's
+        # argmax and int64 reductions over a middle axis are 10-40x slower); G where none does (NaN), clipped
+        countdown = xp.reshape(xp.arange(g, 0, -1, dtype=xp.int32, device=device), (g, 1))
+        reached = xp.astype(whole == xp.expand_dims(best, axis=-2), xp.int32) * countdown
+        index = xp.clip(g - xp.astype(xp.max(reached, axis=-2), xp.int64), max=g - 1)
         hit = forced = None
+        highest: Any = xp.max(whole, axis=-1, keepdims=True) if some_best or owner else None
         if some_best:
-            highest = xp.max(whole, axis=-1, keepdims=True)
             hit = xp.any((whole == highest) & (highest > 0), axis=-2)
         if owner:
-            g, p = whole.shape[-2], whole.shape[-1]
-            device = _device_of(whole)
-            best_prediction = xp.astype(xp.argmax(whole, axis=-1), xp.int64)  # (..., G)
-            claimed = xp.expand_dims(best_prediction, axis=-1) == xp.arange(p, dtype=xp.int64, device=device)
-            claimed = claimed & xp.expand_dims(xp.max(whole, axis=-1) > -math.inf, axis=-1)
-            ground_truth = xp.reshape(xp.arange(g, dtype=xp.int64, device=device), (g, 1))
-            forced = xp.max(xp.where(claimed, ground_truth, -1), axis=-2)
-        return _Summary(xp.max(whole, axis=-2), xp.astype(xp.argmax(whole, axis=-2), xp.int64), hit, forced)
+            best_prediction = xp.astype(xp.argmax(whole, axis=-1, keepdims=True), xp.int64)  # (..., G, 1)
+            claims = xp.where(highest > -math.inf, best_prediction, -1)[..., 0]  # padding claims nothing
+            forced = _owners(xp, claims, whole.shape[-1])
+        return _Summary(best, index, hit, forced)
+
+
+def _owners(xp: Any, claims: Any, p: int) -> Any:
+    """``(..., P)`` int64: the last ground truth (row) whose claim is each prediction, else -1.
+
+    ``claims (..., G)``: each row's best prediction, -1 for none. One comparison
+    against the positions and a maximum over G (int8 up to 127 rows), instead
+    of four passes over ``(..., P)`` per row.
+    """
+    device = _device_of(claims)
+    g = claims.shape[-1]
+    positions = xp.arange(p, dtype=xp.int64, device=device)
+    claimed = xp.expand_dims(claims, axis=-1) == positions  # (..., G, P)
+    small = xp.int8 if g <= 127 else xp.int32
+    rank = xp.reshape(xp.arange(1, g + 1, dtype=small, device=device), (g, 1))
+    return xp.astype(xp.max(xp.astype(claimed, small) * rank, axis=-2), xp.int64) - 1
 
 
 def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:

@@ -214,21 +214,28 @@ class SSDLoss(DetectionRecipe):
             gt_boxes, gt_labels: padded or per-image ground truth.
             batch_size: N (taken from the ground truth when omitted).
         """
+        if batch_size is None:
+            batch_size = len(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else int(gt_boxes.shape[0])
+        return self._assign(priors, gt_boxes, gt_labels, batch_size=batch_size, validate=validate)[0]
+
+    def _assign(self, priors: Any, gt_boxes: Any, gt_labels: Any, *, batch_size: int, validate: bool | None,
+                encode: bool = True) -> tuple[SSDTargets, GroundTruth]:
+        """:meth:`assign` and the normalised ground truth; with ``encode=False`` ``box_targets`` is None
+        (the call encodes the positives alone, :meth:`_box_term_at_positives`)."""
         backend = self.backend_of(priors, "priors")
         v.check_floating(backend, priors, "priors")
         if priors.ndim not in (2, 3) or priors.shape[-1] != 4:
             raise ValueError(f"priors must have shape (P, 4) or (N, P, 4), got {tuple(priors.shape)}")
-        if batch_size is None:
-            batch_size = len(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else int(gt_boxes.shape[0])
         gt = self.ground_truth(priors, gt_boxes, gt_labels, batch_size=batch_size, validate=validate)
         xp = backend.xp
         matches = match_boxes(backend, self.matcher, gt.boxes, priors, gt.valid)  # (N, P)
         positive = matches >= 0
         index = matches * xp.astype(positive, matches.dtype)  # matches are -2, -1 or an index
         labels = backend.take_along_axis(gt.labels, index, axis=1) * xp.astype(positive, gt.labels.dtype)
-        box_targets = encode_matched(self.box_coder, backend, gt.boxes, gt.valid, index, priors, positive)
+        box_targets = (encode_matched(self.box_coder, backend, gt.boxes, gt.valid, index, priors, positive)
+                       if encode else None)
         return SSDTargets(matches=matches, positive=positive, labels=labels, box_targets=box_targets,
-                          non_finite=gt.non_finite)
+                          non_finite=gt.non_finite), gt
 
     def mine(self, class_loss: Any, positive: Any) -> Any:
         """Hard negatives ``(N, P)``: per image the highest-loss non-positive priors.
@@ -244,23 +251,70 @@ class SSDLoss(DetectionRecipe):
         The hard negatives are mined here (:meth:`mine`); both terms are divided
         by max(1, positives in the batch).
         """
+        return self._loss_stage(box_deltas, class_logits, targets)
+
+    def _loss_stage(self, box_deltas: Any, class_logits: Any, targets: SSDTargets, *, priors: Any = None,
+                    gt: GroundTruth | None = None) -> LossStage:
+        """:meth:`loss_stage`; without ``targets.box_targets`` (the call's own assignment, with ``priors``
+        and ``gt``) the ``"loc"`` term is encoded and computed at the positives alone where the backend
+        lists them cheaply (eager host arrays), else on every prior."""
         backend = self.backend_of(class_logits, "class_logits")
         check_predictions(backend, "class_logits", {"class_logits": class_logits, "box_deltas": box_deltas})
         n, p = (int(s) for s in targets.labels.shape)
         check_shape(class_logits, (n, p, self.num_classes), "class_logits", "(N, P, num_classes)")
         check_shape(box_deltas, (n, p, 4), "box_deltas", "(N, P, 4)")
-        box_targets = v.as_dtype_of(backend, targets.box_targets, box_deltas)
         positive = targets.positive
+        # "loc" first: autograd runs the later "conf" first, so that the box gradient is not yet allocated
+        # at the peak of the cross-entropy's backward (torchvision's peak)
+        loc = None
+        if targets.box_targets is None:
+            assert priors is not None and gt is not None
+            loc = self._box_term_at_positives(backend, box_deltas, priors, gt, targets)
+            if loc is None:
+                index = targets.matches * backend.xp.astype(positive, targets.matches.dtype)
+                targets = replace(targets, box_targets=encode_matched(self.box_coder, backend, gt.boxes, gt.valid,
+                                                                      index, priors, positive))
+        if loc is None:
+            box_targets = v.as_dtype_of(backend, targets.box_targets, box_deltas)
+            loc = self.term(backend, "loc", "regression_loss", "box_deltas", box_deltas, box_targets, positive)
         conf = self.term(backend, "conf", "classification_loss", "class_logits", class_logits, targets.labels,
                          positive)
         negative = self.mine(conf.loss, positive)
         conf = replace(conf, mask=positive | negative)
-        loc = self.term(backend, "loc", "regression_loss", "box_deltas", box_deltas, box_targets, positive)
         return LossStage(
             backend=backend, targets=targets, aux={"positive": positive, "negative": negative},
             normaliser=self.count(backend, positive, class_logits), terms=(loc, conf),
             non_finite=targets.non_finite,
         )
+
+    def _box_term_at_positives(self, backend: Any, box_deltas: Any, priors: Any, gt: GroundTruth,
+                               targets: SSDTargets) -> Any:
+        """The ``"loc"`` term on the positives alone, ``(1, K, 4)``, or None where the backend does not list
+        them cheaply (or ``box_deltas`` holds a NaN: then every path takes the whole batch, same gradient).
+
+        Its gradient goes back to ``(N, P, 4)`` by :meth:`Backend.scatter_rows`; NaN anywhere in
+        ``box_deltas`` still reaches ``"loc"`` (its ``source``).
+        """
+        xp = backend.xp
+        positions = backend.nonzero_positions(targets.positive)
+        n, p = (int(s) for s in targets.positive.shape)
+        if positions is None or (n * p and bool(xp.isnan(xp.max(box_deltas)))):
+            return None
+        g = int(gt.boxes.shape[1])
+        image = positions // p
+        box_rows = image * g + xp.take(xp.reshape(targets.matches, (-1,)), positions)
+        matched = xp.take(xp.reshape(gt.boxes, (-1, 4)), box_rows, axis=0)
+        prior_rows = positions - image * p if priors.ndim == 2 else positions
+        anchors = xp.take(xp.reshape(priors, (-1, 4)), prior_rows, axis=0)
+        deltas = xp.expand_dims(xp.take(xp.reshape(box_deltas, (-1, 4)), positions, axis=0), axis=0)
+        box_targets = xp.expand_dims(v.as_dtype_of(backend, self.box_coder.encode(matched, anchors), deltas), axis=0)
+        mask = xp.ones(tuple(deltas.shape[:2]), dtype=xp.bool, device=backend.device(deltas))
+
+        def pullback(grad: Any) -> Any:  # (1, K, 4) back to the priors they were taken from, (N, P, 4)
+            return xp.reshape(backend.scatter_rows(grad[0, ...], positions, n * p), (n, p, 4))
+
+        return self.term(backend, "loc", "regression_loss", "box_deltas", deltas, box_targets, mask,
+                         source=box_deltas, pullback=pullback)
 
     def loss(self, box_deltas: Any, class_logits: Any, targets: SSDTargets) -> RecipeResult:
         """Both terms on assigned targets, normalised by max(1, positives in the batch)."""
@@ -278,8 +332,12 @@ class SSDLoss(DetectionRecipe):
         if priors.ndim < 2 or int(priors.shape[-2]) != p:
             raise ValueError(f"priors shape {tuple(priors.shape)} must be (P, 4) with P = {p} "
                              f"(class_logits shape {tuple(class_logits.shape)})")
-        targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
-        return (self.loss_stage(box_deltas, class_logits, targets),)
+        own = type(self).assign is SSDLoss.assign and type(self).loss_stage is SSDLoss.loss_stage
+        if not own:
+            targets = self.assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate)
+            return (self.loss_stage(box_deltas, class_logits, targets),)
+        targets, gt = self._assign(priors, gt_boxes, gt_labels, batch_size=n, validate=validate, encode=False)
+        return (self._loss_stage(box_deltas, class_logits, targets, priors=priors, gt=gt),)
 
     def __call__(
         self,
