@@ -128,7 +128,7 @@ def _ciou(xp: Any, gt_boxes: Any, pred_boxes: Any) -> Any:
     """``(N, G, A)`` CIoU of every ground truth (first box) with every prediction, the loss convention
     (``eps`` = 1e-7 in the denominators) of :func:`polyloss.boxes.iou.iou_terms` (the one IoU core)."""
 
-    def pair(a: Any, b: Any) -> Any:
+    def pair(a: Any, b: Any, area_b: Any = None) -> Any:  # area_b: the rows' cached areas, unused here
         return iou_terms(xp, "ciou", a, b, eps=CIOU_EPS, paired=True).score
 
     return pairwise_map(xp, gt_boxes, pred_boxes, pair)
