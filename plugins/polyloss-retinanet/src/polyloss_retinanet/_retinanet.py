@@ -342,9 +342,9 @@ class RetinaNetLoss(DetectionRecipe):
         positive = matches >= 0
         valid = matches != getattr(self.matcher, "BETWEEN_THRESHOLDS", Matcher.BETWEEN_THRESHOLDS)
         index = xp.where(positive, matches, 0)
-        labels = xp.where(positive, xp.take_along_axis(gt.labels, index, axis=1), -1)
+        labels = xp.where(positive, backend.take_along_axis(gt.labels, index, axis=1), -1)
         index4 = xp.broadcast_to(xp.expand_dims(index, axis=-1), (batch_size, a, 4))
-        matched = xp.take_along_axis(gt.boxes, index4, axis=1)
+        matched = backend.take_along_axis(gt.boxes, index4, axis=1)
         matched = xp.where(xp.expand_dims(positive, axis=-1), matched, anchors_n)
         return RetinaNetTargets(matches=matches, positive=positive, valid=valid, labels=labels,
                                 matched_boxes=matched, anchors=anchors_n, non_finite=gt.non_finite)
