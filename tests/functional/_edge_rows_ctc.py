@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from _edge import EdgeRow
+from _edge import builder
 
 _RAW = np.random.default_rng(0).normal(size=(6, 2, 4))
 LP = _RAW - np.log(np.exp(_RAW).sum(-1, keepdims=True))  # (T=6, N=2, C=4) log-probabilities
@@ -12,22 +13,12 @@ INPUT_LENGTHS = np.array([6, 4])
 TARGET_LENGTHS = np.array([3, 2])
 
 
-def _with(**changes):
-    def make():
-        lp, targets = LP.copy(), TARGETS.copy()
-        options = {"input_lengths": INPUT_LENGTHS.copy(), "target_lengths": TARGET_LENGTHS.copy()}
-        for key, value in changes.items():
-            if key == "x_at":
-                lp[value[0]] = value[1]
-            elif key == "x":
-                lp = value
-            elif key == "y":
-                targets = value
-            else:
-                options[key] = value
-        return (lp, targets), options
+_base = builder(LP, TARGETS)
 
-    return make
+
+def _with(**changes):
+    """``builder``'s rows (x: log_probs, y: targets) with the lengths as default options."""
+    return _base(**{"input_lengths": INPUT_LENGTHS, "target_lengths": TARGET_LENGTHS, **changes})
 
 
 def _empty(**options):
