@@ -343,3 +343,13 @@ def test_check_covers_a_plugin_recipe_through_its_sample_data(capsys):
         assert "not checked (no built-in sample): cli_bare_recipe" in out
     finally:
         pl.unregister_plugin("cli-recipes")
+
+
+def test_check_without_an_optional_dependency_says_so_and_checks_the_rest(capsys, monkeypatch):
+    # the README's main job installs polyloss without SciPy: "detr" cannot run, the rest is checked
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)
+    assert main(["check", "detr", "ssd", "--backend", "numpy", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe ssd" in out and "needs a missing package" in out
+    assert "not checked (missing dependency): detr (scipy is not installed)" in out

@@ -180,7 +180,7 @@ def _scipy_solver() -> Callable[..., Any]:
     try:
         optimize = importlib.import_module("scipy.optimize")
     except ImportError as err:
-        raise ImportError(SCIPY_MISSING) from err
+        raise ImportError(SCIPY_MISSING, name="scipy") from err
     solver: Callable[..., Any] = optimize.linear_sum_assignment
     return solver
 
