@@ -144,6 +144,11 @@ class Backend:
         shifted = x - m
         return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
+    def softmax(self, x: Any, axis: int) -> Any:
+        """``exp(log_softmax(x, axis))``: the probabilities along ``axis`` (a backend with a fused kernel
+        computes them in one pass)."""
+        return self.xp.exp(self.log_softmax(x, axis))
+
     def relu(self, x: Any) -> Any:
         """``max(x, 0)`` with the subgradient 0 at 0 (as ``torch.relu``); NaN stays NaN (a select on
         ``x > 0`` would turn it into 0 and hide it)."""
@@ -170,6 +175,10 @@ class Backend:
         """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, finite for any x."""
         xp = self.xp
         return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+    def softplus(self, x: Any) -> Any:
+        """``log(1 + exp(x)) = -log_sigmoid(-x)``, finite for finite x."""
+        return -self.log_sigmoid(-x)
 
     def xlogy(self, x: Any, y: Any) -> Any:
         """``x * log(y)`` with ``0 * log(0) = 0``."""

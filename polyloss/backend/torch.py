@@ -496,6 +496,9 @@ class TorchBackend(Backend):
     def log_softmax(self, x: Any, axis: int) -> Any:
         return _torch().log_softmax(x, dim=axis)
 
+    def softmax(self, x: Any, axis: int) -> Any:
+        return _torch().softmax(x, dim=axis)
+
     def clip(self, x: Any, min: float | None = None, max: float | None = None) -> Any:
         """``hardtanh`` on floating tensors: its backward is one fused kernel, where ``clamp``'s (and
         array_api_compat's ``clip``, a select) is a ``where`` that is 10x slower on CPU. Its gradient
@@ -512,6 +515,12 @@ class TorchBackend(Backend):
 
     def log_sigmoid(self, x: Any) -> Any:
         return _F().logsigmoid(x)
+
+    def softplus(self, x: Any) -> Any:
+        """``F.softplus``, whose linear branch starts where ``log1p(exp(-x))`` is below half an ulp of ``x``
+        (20 in single precision, 40 in double)."""
+        torch = _torch()
+        return _F().softplus(x, threshold=40.0 if x.dtype == torch.float64 else 20.0)
 
     def xlogy(self, x: Any, y: Any) -> Any:
         return _torch().xlogy(x, y)
@@ -553,7 +562,7 @@ class TorchBackend(Backend):
 
     def scatter_rows(self, values: Any, positions: Any, size: int) -> Any:
         out = values.new_zeros((size, *values.shape[1:]))
-        return out.index_copy(0, positions, values)
+        return out.index_copy_(0, positions, values)  # in place: the out-of-place form copies the zeros
 
     def min_max(self, x: Any) -> tuple[Any, Any]:
         """One ``aminmax`` pass (unsigned dtypes wider than 8 bits, which have no reductions, widened first)."""

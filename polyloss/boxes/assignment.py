@@ -11,6 +11,7 @@ and under ``jax.jit``. The numbers are those of ultralytics'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +100,9 @@ def _candidates(backend: Backend, points: Any, gt_boxes: Any, valid: Any, min_si
                                                                       cy + half_h))
     px, py = points[..., 0], points[..., 1]
     if _data_dependent_shapes(backend, points):
-        inside = _between(backend, px, left, right, eps) & _between(backend, py, top, bottom, eps)
-    else:
-        inside = ((px - left) > eps) & ((py - top) > eps)
-        inside = inside & ((right - px) > eps) & ((bottom - py) > eps)
+        return _between(backend, px, left, right, eps, valid) & _between(backend, py, top, bottom, eps)
+    inside = ((px - left) > eps) & ((py - top) > eps)
+    inside = inside & ((right - px) > eps) & ((bottom - py) > eps)
     return inside & xp.expand_dims(valid, axis=-1)
 
 
@@ -113,13 +113,15 @@ def _data_dependent_shapes(backend: Backend, like: Any) -> bool:
     return backend.nonzero_positions(xp.ones((1,), dtype=xp.bool, device=backend.device(like))) is not None
 
 
-def _between(backend: Backend, coords: Any, low: Any, high: Any, eps: float) -> Any:
-    """``(coords - low > eps) & (high - coords > eps)`` for ``coords (A,)`` and ``low, high (N, G, 1)``,
-    computed on the distinct coordinates and gathered back to ``(N, G, A)`` (host arrays: a data-dependent
-    number of distinct values)."""
+def _between(backend: Backend, coords: Any, low: Any, high: Any, eps: float, valid: Any = None) -> Any:
+    """``(coords - low > eps) & (high - coords > eps)`` for ``coords (A,)`` and ``low, high (N, G, 1)``
+    (``& valid (N, G)`` where given), computed on the distinct coordinates and gathered back to
+    ``(N, G, A)`` (host arrays: a data-dependent number of distinct values)."""
     xp = backend.xp
     values, inverse = xp.unique_inverse(coords)
     ok = ((values - low) > eps) & ((high - values) > eps)  # (N, G, U)
+    if valid is not None:
+        ok = ok & xp.expand_dims(valid, axis=-1)
     index = xp.broadcast_to(xp.reshape(inverse, (1, 1, -1)), (*ok.shape[:2], int(coords.shape[0])))
     return backend.take_along_axis(ok, index, axis=-1)
 
@@ -190,10 +192,10 @@ def _best_overlap(backend: Backend, overlaps: Any, where: Any) -> Any:
     return xp.reshape(backend.scatter_rows(best, positions, n * a), (n, a))
 
 
-def _sparse_metric(backend: Backend, positions: Any, scores: Any, pred_boxes: Any, gt_boxes: Any, label: Any,
-                   alpha: float, beta: float, from_logits: bool) -> tuple[Any, Any]:
-    """``(overlaps, metric)`` ``(N, G, A)`` computed at the flat ``positions`` of the candidate pairs alone
-    (the same element-wise operations as the dense path, so the same numbers), 0 elsewhere."""
+def _candidate_metric(backend: Backend, positions: Any, scores: Any, pred_boxes: Any, gt_boxes: Any, label: Any,
+                      alpha: float, beta: float, from_logits: bool) -> tuple[Any, Any]:
+    """``(overlaps, metric)`` of the candidate pairs at the flat ``positions`` into ``(N, G, A)``, one value per
+    position (the same element-wise operations as the dense path, so the same numbers)."""
     xp = backend.xp
     n, g, a, c = int(gt_boxes.shape[0]), int(gt_boxes.shape[1]), int(pred_boxes.shape[1]), int(scores.shape[2])
     gt_row = positions // a  # into (N * G)
@@ -204,10 +206,131 @@ def _sparse_metric(backend: Backend, positions: Any, scores: Any, pred_boxes: An
     if from_logits:
         class_scores = backend.sigmoid(class_scores)
     overlaps = xp.clip(iou_terms(xp, "ciou", corners(gt), corners(pred), eps=CIOU_EPS, paired=True).score, min=0.0)
-    metric = _metric(xp, class_scores, overlaps, alpha, beta)
-    size = n * g * a
-    return (xp.reshape(backend.scatter_rows(overlaps, positions, size), (n, g, a)),
-            xp.reshape(backend.scatter_rows(metric, positions, size), (n, g, a)))
+    return overlaps, _metric(xp, class_scores, overlaps, alpha, beta)
+
+
+def _order_in_rows(backend: Backend, rows: Any, keys: Any) -> tuple[Any, Any]:
+    """``(order, start)``: the permutation that sorts entries by ``rows`` (ascending), then ``keys``
+    (descending, no NaN), then their own order; ``start[i]`` the sorted position of the first entry of
+    sorted entry ``i``'s row."""
+    xp = backend.xp
+    order = xp.argsort(-keys, stable=True)
+    order = xp.take(order, xp.argsort(xp.take(rows, order), stable=True))
+    sorted_rows = xp.take(rows, order)
+    return order, xp.searchsorted(sorted_rows, sorted_rows, side="left")
+
+
+def _row_max(backend: Backend, rows: Any, values: Any) -> Any:
+    """Each entry's row maximum of ``values`` (no NaN), in the entries' order."""
+    xp = backend.xp
+    order, start = _order_in_rows(backend, rows, values)
+    return xp.take(xp.take(xp.take(values, order), start), xp.argsort(order))
+
+
+def _segment_starts(backend: Backend, rows: Any) -> tuple[Any, Any]:
+    """For non-decreasing ``rows``: ``(starts, segment)``, the index of each run's first entry and each
+    entry's run number."""
+    xp = backend.xp
+    device = backend.device(rows)
+    new_run = xp.concat([xp.ones((1,), dtype=xp.bool, device=device), rows[1:] != rows[:-1]])
+    starts = backend.nonzero_positions(new_run)
+    return starts, xp.cumulative_sum(xp.astype(new_run, xp.int64)) - 1
+
+
+def _run_counts(backend: Backend, flags: Any, starts: Any) -> tuple[Any, Any]:
+    """``(totals, prefix)``: per run (``starts`` of :func:`_segment_starts`) the number of True ``flags``,
+    and ``prefix[i]`` the number of True flags before entry ``i`` (``K + 1`` entries)."""
+    xp = backend.xp
+    zero = xp.zeros((1,), dtype=xp.int64, device=backend.device(flags))
+    before = xp.concat([zero, xp.cumulative_sum(xp.astype(flags, xp.int64))])
+    ends = xp.concat([starts[1:], xp.reshape(xp.asarray(int(flags.shape[0]), dtype=starts.dtype,
+                                                         device=backend.device(flags)), (1,))])
+    return xp.take(before, ends) - xp.take(before, starts), before
+
+
+def _sparse_top_k(backend: Backend, positions: Any, metric_c: Any, metric: Any, inside: Any, k: int) -> Any:
+    """:func:`_select_top_k` ``& inside`` from the candidate pairs at ``positions`` (increasing; metrics
+    ``metric_c``, no NaN): the flat positions (increasing) of the chosen pairs.
+
+    The rows' ``k``-th largest metric comes from the dense metric (a selection); the rest runs on the
+    candidates: those above it, those equal to a positive one in index order while the row has room, and a
+    row's zeros of its first ``k`` columns where fewer than ``k`` metrics are positive.
+    """
+    xp = backend.xp
+    n, g, a = (int(s) for s in metric.shape)
+    device = backend.device(metric)
+    position = xp.full((n * g, 1), k, dtype=xp.int64, device=device)
+    threshold = xp.reshape(backend.kth_value(xp.reshape(metric, (n * g, a)), position, descending=True), (-1,))
+    rows = positions // a
+    starts, segment = _segment_starts(backend, rows)
+    level = xp.take(threshold, rows)
+    above = metric_c > level
+    above_total, _ = _run_counts(backend, above, starts)
+    room = k - xp.take(above_total, segment)
+    tie = (metric_c == level) & (level > 0.0)
+    _, tie_before = _run_counts(backend, tie, starts)
+    tie_rank = xp.take(tie_before, xp.arange(1, int(positions.shape[0]) + 1, device=device)) - xp.take(
+        xp.take(tie_before, starts), segment)
+    chosen = xp.take(positions, backend.nonzero_positions(above | (tie & (tie_rank <= room))))
+    if not bool(xp.any((metric_c == 0.0) & (positions % a < k))):
+        return chosen
+    # the zeros of the first k columns, in index order, fill what the positive metrics leave of k
+    row_room = k - backend.scatter_rows(above_total, xp.take(rows, starts), n * g)  # rows without candidates: k
+    first = (xp.reshape(metric, (n * g, a))[:, :k] == 0.0) & xp.expand_dims(threshold == 0.0, axis=-1)
+    fill = xp.cumulative_sum(xp.astype(first, xp.int64), axis=-1) <= xp.expand_dims(row_room, axis=-1)
+    head = backend.nonzero_positions(first & fill & xp.reshape(inside, (n * g, a))[:, :k])
+    return xp.sort(xp.concat([chosen, (head // k) * a + head % k]))
+
+
+def _sparse_assign(backend: Backend, positions: Any, overlaps_c: Any, metric_c: Any, overlaps: Any, metric: Any,
+                   inside: Any, gt_boxes: Any, gt_labels: Any, c: int, k: int, eps: float
+                   ) -> TaskAlignedAssignment | None:
+    """Steps 3 to 5 of :func:`task_aligned_assign` on the candidate pairs alone (eager host arrays): the
+    same choices and numbers as the dense steps, with sorts of the candidates in place of passes over
+    ``(N, G, A)``. None where a CIoU is NaN (the dense steps' NaN rules decide)."""
+    xp = backend.xp
+    n, g, a = (int(s) for s in metric.shape)
+    device = backend.device(metric)
+    if bool(xp.any(xp.isnan(overlaps_c))):
+        return None
+    chosen = _sparse_top_k(backend, positions, metric_c, metric, inside, k)
+    # 4. per chosen anchor (of N * A): the ground truths that chose it, the first (lowest) one, how many
+    ids = (chosen // (g * a)) * a + chosen % a
+    by_anchor = xp.argsort(ids, stable=True)
+    ids, gts = xp.take(ids, by_anchor), xp.take((chosen // a) % g, by_anchor)
+    first = xp.searchsorted(ids, ids, side="left")
+    head = backend.nonzero_positions(first == xp.arange(int(ids.shape[0]), dtype=first.dtype, device=device))
+    anchor_ids = xp.take(ids, head)  # increasing: the foreground anchors
+    taken = xp.take(xp.searchsorted(ids, ids, side="right") - first, head)
+    gt_index = xp.take(gts, head)
+    shared = backend.nonzero_positions(taken > 1)
+    if int(shared.shape[0]):  # to the ground truth of highest CIoU among all of the image's (the first of equals)
+        at = xp.take(anchor_ids, shared)
+        flat = xp.expand_dims((at // a) * (g * a) + at % a, axis=1) + xp.reshape(
+            xp.arange(g, dtype=at.dtype, device=device) * a, (1, g))
+        best = xp.argmax(xp.reshape(xp.take(xp.reshape(overlaps, (-1,)), xp.reshape(flat, (-1,))), (-1, g)), axis=1)
+        gt_index = xp.where(taken > 1, backend.scatter_rows(best, shared, int(anchor_ids.shape[0])), gt_index)
+    # 5. soft scores: each ground truth's metrics scaled so that its best reaches its best CIoU
+    pair = (anchor_ids // a) * (g * a) + gt_index * a + anchor_ids % a
+    own_metric = xp.take(xp.reshape(metric, (-1,)), pair)
+    own_overlap = xp.take(xp.reshape(overlaps, (-1,)), pair)
+    group = (anchor_ids // a) * g + gt_index
+    norm = _row_max(backend, group, own_metric) + eps
+    alignment_p = own_metric * _row_max(backend, group, own_overlap) / norm
+
+    def dense(values: Any, at: Any, shape: tuple[int, ...]) -> Any:
+        return xp.reshape(backend.scatter_rows(values, at, math.prod(shape)), shape)
+
+    yes = xp.ones(tuple(anchor_ids.shape), dtype=xp.bool, device=device)
+    gt_index_dense = dense(gt_index, anchor_ids, (n, a))
+    labels = xp.clip(backend.take_along_axis(gt_labels, gt_index_dense, axis=1), min=0)
+    labels_p = xp.take(xp.reshape(labels, (-1,)), anchor_ids)
+    return TaskAlignedAssignment(
+        positive=dense(yes, anchor_ids, (n, a)), gt_index=gt_index_dense, labels=labels,
+        boxes=_take_gt(backend, gt_boxes, gt_index_dense),
+        scores=dense(alignment_p, anchor_ids * c + labels_p, (n, a, c)),
+        alignment=dense(alignment_p, anchor_ids, (n, a)), metric=metric, overlaps=overlaps,
+        assigned=dense(yes, xp.sort(pair), (n, g, a)))
 
 
 def _take_gt(backend: Backend, x: Any, index: Any) -> Any:
@@ -329,8 +452,14 @@ def task_aligned_assign(
     label = xp.clip(gt_labels, 0, max(c - 1, 0))
     positions = backend.nonzero_positions(inside)
     if positions is not None:  # eager host arrays: the candidate pairs alone
-        overlaps, metric = _sparse_metric(backend, positions, scores, pred_boxes, gt_boxes, label, alpha, beta,
-                                          from_logits)
+        overlaps_c, metric_c = _candidate_metric(backend, positions, scores, pred_boxes, gt_boxes, label, alpha,
+                                                 beta, from_logits)
+        overlaps = xp.reshape(backend.scatter_rows(overlaps_c, positions, n * g * a), (n, g, a))
+        metric = xp.reshape(backend.scatter_rows(metric_c, positions, n * g * a), (n, g, a))
+        sparse = _sparse_assign(backend, positions, overlaps_c, metric_c, overlaps, metric, inside, gt_boxes,
+                                gt_labels, c, min(top_k, a), eps)
+        if sparse is not None:
+            return sparse
     else:
         # the score of each ground truth's class at every anchor: gathered along C, then (N, G, A)
         class_index = xp.broadcast_to(xp.expand_dims(label, axis=1), (n, a, g))

@@ -123,7 +123,7 @@ def hungarian_cost(class_logits: Any, pred_boxes: Any, gt_boxes: Any, gt_labels:
     boxes = backend.stop_gradient(pred_boxes)
     gt = gt_boxes if gt_boxes.dtype == boxes.dtype else xp.astype(gt_boxes, boxes.dtype)
     # -p(class): the probabilities times the one-hot (K, G) of the labels, exact (one product is p * 1)
-    prob = xp.exp(backend.log_softmax(logits, axis=-1))
+    prob = backend.softmax(logits, axis=-1)
     classes = xp.reshape(xp.arange(k, dtype=gt_labels.dtype, device=backend.device(gt_labels)), (1, k, 1))
     one_hot = xp.astype(classes == xp.expand_dims(gt_labels, axis=1), prob.dtype)  # (N, K, G); padding: 0
     cost = (-weights[0]) * xp.matmul(prob, one_hot)

@@ -417,7 +417,7 @@ class LossTerm:
         argument: the name of the prediction array ``input`` comes from (the gradient's key).
         input: what the part was called with (the predictions, or values taken from them).
         target: the part's target.
-        output: what the part returned.
+        output: what the part returned (or an array of its shape, where a recipe computes the loss another way).
         loss: ``output`` summed per prediction (:func:`per_prediction`), the mask's shape.
         mask: the predictions the term sums over (bool).
         source: the prediction array ``input`` was taken from, when it is not
@@ -468,12 +468,13 @@ class LossStage:
     def _normaliser(self, term: LossTerm) -> Any:
         return self.normaliser if term.normaliser is None else term.normaliser
 
-    def component(self, term: LossTerm) -> Any:
+    def component(self, term: LossTerm, nan_flags: dict[int, Any] | None = None) -> Any:
         """The unweighted component of ``term``: ``sum(term.loss where term.mask) / normaliser``, or NaN.
 
         NaN when the term's input (or its ``source``) holds a NaN anywhere,
         selected by the mask or not, or when :attr:`non_finite` is set. The NaN
-        is added as a constant: the gradient is the term's own.
+        is added as a constant: the gradient is the term's own. ``nan_flags``
+        keeps the NaN test of each source array by ``id`` across the terms of one call.
         """
         xp = self.backend.xp
         n = self._normaliser(term)
@@ -481,16 +482,20 @@ class LossStage:
             value = masked_sum(self.backend, term.loss, term.mask) / n
         else:  # one normaliser per image
             value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
-        source = self.backend.stop_gradient(term.input if term.source is None else term.source)
-        # the standard's max propagates NaN: one reduction, no (..., C) boolean array
-        flag = xp.isnan(xp.max(source)) if math.prod(source.shape) else None
+        source = term.input if term.source is None else term.source
+        flags = {} if nan_flags is None else nan_flags
+        if id(source) not in flags:  # the standard's max propagates NaN: one reduction, no (..., C) bool array
+            flags[id(source)] = (xp.isnan(xp.max(self.backend.stop_gradient(source))) if math.prod(source.shape)
+                                 else None)
+        flag = flags[id(source)]
         if self.non_finite is not None:
             flag = self.non_finite if flag is None else flag | self.non_finite
         return value if flag is None else value + nan_if(self.backend, flag, term.loss)
 
     def components(self) -> dict[str, Any]:
         """The unweighted components by name (:meth:`component` of each term)."""
-        return {t.component: self.component(t) for t in self.terms}
+        nan_flags: dict[int, Any] = {}
+        return {t.component: self.component(t, nan_flags) for t in self.terms}
 
     def cotangent(self, term: LossTerm, weights: Mapping[str, float]) -> Any:
         """``d total / d term.loss``: ``weight / normaliser`` where ``term.mask``, else 0, in the input's dtype."""

@@ -21,6 +21,7 @@ ultralytics' ``v8DetectionLoss`` (8.4.x).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -56,6 +57,8 @@ __all__ = ["YOLOv8Loss", "YOLOv8Targets", "make_anchor_points"]
 
 #: ultralytics clips the distance targets of the DFL this far below the last bin
 DFL_MARGIN = 0.01
+
+_BCE_PART = functools.partial(binary_cross_entropy_with_logits, reduction="none")
 
 
 def make_anchor_points(height: int, width: int, strides: Sequence[int] = (8, 16, 32), *,
@@ -166,8 +169,7 @@ class YOLOv8Loss(DetectionRecipe):
     name = "yolov8"
     component_names = ("box", "cls", "dfl")
     #: per-anchor, per-class BCE with logits (no reduction)
-    classification_loss: LossPart = staticmethod(functools.partial(binary_cross_entropy_with_logits,
-                                                                   reduction="none"))
+    classification_loss: LossPart = staticmethod(_BCE_PART)
     #: per-anchor ``1 - CIoU`` of predicted and target boxes (no reduction)
     box_loss: LossPart = staticmethod(functools.partial(ciou_loss, reduction="none"))
     #: per-side DFL of the distance logits (no reduction)
@@ -248,7 +250,7 @@ class YOLOv8Loss(DetectionRecipe):
         """``(probabilities (..., 4, reg_max), distances (..., 4))``: each side's softmax and its expectation."""
         xp = backend.xp
         logits = xp.reshape(pred_distri, (*pred_distri.shape[:-1], 4, self.reg_max))
-        probs = xp.exp(backend.log_softmax(logits, axis=-1))
+        probs = backend.softmax(logits, axis=-1)
         proj = xp.astype(xp.arange(self.reg_max, device=backend.device(pred_distri)), pred_distri.dtype)
         return probs, xp.matmul(probs, proj)
 
@@ -320,12 +322,10 @@ class YOLOv8Loss(DetectionRecipe):
         n, a = int(pred_scores.shape[0]), int(pred_scores.shape[1])
         assignment = targets.assignment
         positive = assignment.positive
-        cls_term = self.term(backend, "cls", "classification_loss", "pred_scores", pred_scores,
-                             v.as_dtype_of(backend, assignment.scores, pred_scores),
-                             xp.ones((n, a), dtype=xp.bool, device=backend.device(pred_scores)))
+        positions = backend.nonzero_positions(positive)
+        cls_term = self._cls_term(backend, pred_scores, assignment, sparse=positions is not None)
         points = v.as_dtype_of(backend, anchor_points, pred_distri)
         fields = (targets.boxes, targets.distances, targets.weight)
-        positions = backend.nonzero_positions(positive)
         if positions is not None and n * a and bool(xp.isnan(xp.max(pred_distri))):
             positions = None  # every anchor, so that the gradient at a NaN logit is that of every path
         if positions is not None:  # eager host arrays: the foreground anchors alone, as (1, K, ...)
@@ -348,6 +348,30 @@ class YOLOv8Loss(DetectionRecipe):
         return LossStage(backend=backend, targets=targets, aux={"positive": positive},
                          normaliser=self.normaliser(backend, targets, pred_scores),
                          terms=(terms[0], cls_term, terms[1]), non_finite=targets.non_finite)
+
+    def _cls_term(self, backend: Backend, pred_scores: Any, assignment: TaskAlignedAssignment, *,
+                  sparse: bool) -> LossTerm:
+        r"""The ``"cls"`` term: the classification part on every anchor and class.
+
+        With the default part (BCE with logits) on finite eager host arrays
+        (``sparse``), each anchor's sum over the classes is computed as
+        :math:`\sum_c \mathrm{softplus}(x_{ac}) - x_{a c_a} t_a` (the soft
+        target is non-zero at the assigned class alone): no target array enters the
+        passes over ``(N, A, C)``. The gradient is the part's.
+        """
+        xp = backend.xp
+        n, a = int(pred_scores.shape[0]), int(pred_scores.shape[1])
+        target = v.as_dtype_of(backend, assignment.scores, pred_scores)
+        everywhere = xp.ones((n, a), dtype=xp.bool, device=backend.device(pred_scores))
+        if not (sparse and self.classification_loss is _BCE_PART and n * a and
+                all(math.isfinite(m) for m in backend.min_max(backend.stop_gradient(pred_scores)))):
+            return self.term(backend, "cls", "classification_loss", "pred_scores", pred_scores, target, everywhere)
+        at_label = backend.take_along_axis(pred_scores, xp.expand_dims(assignment.labels, axis=-1), axis=-1)
+        alignment = v.as_dtype_of(backend, assignment.alignment, pred_scores)
+        loss = xp.sum(backend.softplus(pred_scores), axis=-1) - xp.squeeze(at_label, axis=-1) * alignment
+        return LossTerm(component="cls", part_name="classification_loss", part=self.classification_loss,
+                        argument="pred_scores", input=pred_scores, target=target, output=target, loss=loss,
+                        mask=everywhere)
 
     def _box_terms(self, backend: Backend, distri: Any, points: Any, boxes: Any, distances: Any, weight: Any,
                    mask: Any, source: Any, scatter: Callable[[Any], Any]) -> tuple[LossTerm, LossTerm]:

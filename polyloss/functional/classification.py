@@ -794,7 +794,7 @@ def cross_entropy_grad(
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
                               allow_probabilities=True)
     x, w = compute_dtype(backend, input, weight)
-    p = backend.xp.exp(backend.log_softmax(x, parts.axis))
+    p = backend.softmax(x, parts.axis)
     return finish(backend, _cross_entropy_grad_terms(backend, parts, x, w, p, reduction, cotangent), input)
 
 

@@ -115,7 +115,7 @@ def poly1_cross_entropy_grad(input: Any, target: Any, *, epsilon: float = 2.0, a
     backend, epsilon, axis, probabilities = _check_poly1(input, target, epsilon, axis, reduction)
     xp = backend.xp
     (x,) = compute_dtype(backend, input)
-    p = xp.exp(backend.log_softmax(x, axis))
+    p = backend.softmax(x, axis)
     q = _targets(backend, x, target, axis, probabilities)
     p_t = xp.sum(q * p, axis=axis, keepdims=True)
     total = xp.sum(q, axis=axis, keepdims=True) if probabilities else 1.0

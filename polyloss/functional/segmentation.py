@@ -180,7 +180,7 @@ def _pixels(
     if not from_logits:
         p = x
     elif mode == "multiclass":
-        p = xp.exp(backend.log_softmax(x, axis))
+        p = backend.softmax(x, axis)
     else:
         p = backend.sigmoid(x)
     return _Pixels(backend, x, p, t, m, axis, mode, from_logits), smooth, eps
@@ -568,7 +568,7 @@ def _lovasz_parts(
         errors = 1.0 - xs * sign
         p = None
     else:
-        p = xp.exp(backend.log_softmax(xs, 1)) if from_logits else xs
+        p = backend.softmax(xs, 1) if from_logits else xs
         errors = xp.abs(ts - p)
         sign = xp.sign(p - ts)
     layout = _lovasz_layout

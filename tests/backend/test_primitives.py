@@ -86,6 +86,28 @@ def test_scatter_rows_places_each_row_and_zeros_elsewhere(xp, count):
     np.testing.assert_array_equal(xp.to_numpy(got), expected)
 
 
+def test_scatter_rows_carries_the_gradient_of_its_values_on_torch():
+    torch = pytest.importorskip("torch")
+    values = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    positions = torch.tensor([1, 4, 5])
+    out = _backend(values).scatter_rows(values, positions, 6)
+    (grad,) = torch.autograd.grad((out * torch.arange(12.0, dtype=torch.float64).reshape(6, 2)).sum(), values)
+    np.testing.assert_array_equal(grad.numpy(), np.arange(12.0).reshape(6, 2)[[1, 4, 5]])
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_is_the_normalised_exponential_and_nan_stays_nan(xp, axis):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((4, 5)) * 30.0
+    values[1, 2] = np.nan
+    shifted = values - np.nanmax(values, axis=axis, keepdims=True)
+    expected = np.exp(shifted) / np.exp(shifted).sum(axis=axis, keepdims=True)  # NaN along the NaN's slice
+    x = xp.asarray(values)
+    got = _backend(x).softmax(x, axis)
+    assert tuple(got.shape) == (4, 5) and got.dtype == x.dtype
+    np.testing.assert_allclose(xp.to_numpy(got), expected, rtol=max(xp.rtol, 1e-13), atol=xp.atol * 1e-30)
+
+
 def test_nonzero_positions_on_eager_host_arrays_with_fast_paths_only(xp):
     mask = np.zeros((3, 7), dtype=bool)
     mask[0, 2] = mask[2, 0] = mask[2, 6] = True

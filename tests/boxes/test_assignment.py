@@ -164,3 +164,29 @@ def test_zero_metric_candidates_fill_a_short_top_k_in_index_order(xp):
                                 xp.asarray(np.array([[0]])), top_k=k)
         np.testing.assert_array_equal(xp.to_numpy(r.positive)[0], positive)
         assert float(xp.to_numpy(r.scores)[0, 0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidate_pairs_path_equals_the_dense_path_on_crowded_scenes(xp, seed):
+    """Eager host arrays assign from the candidate pairs alone (sorted), every other path from dense
+    (N, G, A) passes (the CIoU of all pairs too): on scenes with anchors chosen by several boxes, tied
+    metrics (scores and boxes quantised) and zero-metric candidates, every field is the same."""
+    scores, boxes, points, gt, labels = _inputs((25, 14, 1, 0), seed=seed, spread=6.0)
+    scores = np.round(scores * 4) / 4  # ties, and zero scores: zero metrics
+    boxes = np.round(boxes / 8) * 8
+    gt[0, 0], scores[0, :6] = [0.0, 0.0, 30.0, 20.0], 0.0  # zero metrics in the first top_k columns
+    outs = []
+    for fast in (True, False):
+        with pl.fast_paths(fast):
+            outs.append(task_aligned_assign(xp.asarray(scores), xp.asarray(boxes), xp.asarray(points),
+                                            xp.asarray(gt), xp.asarray(labels), top_k=10, alpha=0.5, beta=6.0,
+                                            min_side=16.0))
+    sparse, dense = outs
+    assert int(xp.to_numpy(dense.assigned).sum(1).max()) == 1
+    assert (xp.to_numpy(dense.metric) > 0).sum(1).max() > 1  # anchors that several boxes rank
+    for field in ("positive", "gt_index", "labels", "boxes", "assigned"):
+        np.testing.assert_array_equal(xp.to_numpy(getattr(sparse, field)), xp.to_numpy(getattr(dense, field)),
+                                      err_msg=field)
+    for field in ("scores", "alignment", "metric", "overlaps"):  # CIoU's vector and scalar atan: last bits
+        np.testing.assert_allclose(xp.to_numpy(getattr(sparse, field)), xp.to_numpy(getattr(dense, field)),
+                                   rtol=max(xp.rtol, 1e-12), atol=xp.atol, err_msg=field)
