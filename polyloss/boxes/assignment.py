@@ -266,12 +266,12 @@ def _sparse_top_k(backend: Backend, positions: Any, metric_c: Any, metric: Any, 
     level = xp.take(threshold, rows)
     above = metric_c > level
     above_total, _ = _run_counts(backend, above, starts)
-    room = k - xp.take(above_total, segment)
     tie = (metric_c == level) & (level > 0.0)
-    _, tie_before = _run_counts(backend, tie, starts)
-    tie_rank = xp.take(tie_before, xp.arange(1, int(positions.shape[0]) + 1, device=device)) - xp.take(
-        xp.take(tie_before, starts), segment)
-    chosen = xp.take(positions, backend.nonzero_positions(above | (tie & (tie_rank <= room))))
+    if bool(xp.any(tie)):
+        _, tie_before = _run_counts(backend, tie, starts)
+        tie_rank = tie_before[1:] - xp.take(xp.take(tie_before, starts), segment)
+        above = above | (tie & (tie_rank <= k - xp.take(above_total, segment)))
+    chosen = xp.take(positions, backend.nonzero_positions(above))
     if not bool(xp.any((metric_c == 0.0) & (positions % a < k))):
         return chosen
     # the zeros of the first k columns, in index order, fill what the positive metrics leave of k

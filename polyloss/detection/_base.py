@@ -426,6 +426,8 @@ class LossTerm:
             ``argument`` (None: ``input`` is the argument).
         normaliser: this term's normaliser when it is not the stage's: a 0-d
             array, or ``(N,)`` (one per image, dividing the image's sum).
+        finite_source: True where the recipe has already read that ``input``
+            (or ``source``) holds no NaN: the component skips its own NaN test.
     """
 
     component: str
@@ -440,6 +442,7 @@ class LossTerm:
     source: Any = None
     pullback: Callable[[Any], Any] | None = None
     normaliser: Any = None
+    finite_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -484,7 +487,9 @@ class LossStage:
             value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
         source = term.input if term.source is None else term.source
         flags = {} if nan_flags is None else nan_flags
-        if id(source) not in flags:  # the standard's max propagates NaN: one reduction, no (..., C) bool array
+        if term.finite_source:
+            flags[id(source)] = None
+        elif id(source) not in flags:  # the standard's max propagates NaN: one reduction, no (..., C) bool array
             flags[id(source)] = (xp.isnan(xp.max(self.backend.stop_gradient(source))) if math.prod(source.shape)
                                  else None)
         flag = flags[id(source)]

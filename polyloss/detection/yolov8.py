@@ -326,7 +326,8 @@ class YOLOv8Loss(DetectionRecipe):
         cls_term = self._cls_term(backend, pred_scores, assignment, sparse=positions is not None)
         points = v.as_dtype_of(backend, anchor_points, pred_distri)
         fields = (targets.boxes, targets.distances, targets.weight)
-        if positions is not None and n * a and bool(xp.isnan(xp.max(pred_distri))):
+        finite = positions is not None and (n * a == 0 or not bool(xp.isnan(xp.max(pred_distri))))
+        if not finite:
             positions = None  # every anchor, so that the gradient at a NaN logit is that of every path
         if positions is not None:  # eager host arrays: the foreground anchors alone, as (1, K, ...)
             rows = xp.reshape(pred_distri, (n * a, 4 * self.reg_max))
@@ -344,7 +345,8 @@ class YOLOv8Loss(DetectionRecipe):
 
             def scatter(g: Any) -> Any:
                 return g
-        terms = self._box_terms(backend, distri, points, boxes, distances, weight, mask, pred_distri, scatter)
+        terms = tuple(replace(t, finite_source=finite) for t in
+                      self._box_terms(backend, distri, points, boxes, distances, weight, mask, pred_distri, scatter))
         return LossStage(backend=backend, targets=targets, aux={"positive": positive},
                          normaliser=self.normaliser(backend, targets, pred_scores),
                          terms=(terms[0], cls_term, terms[1]), non_finite=targets.non_finite)
@@ -371,7 +373,7 @@ class YOLOv8Loss(DetectionRecipe):
         loss = xp.sum(backend.softplus(pred_scores), axis=-1) - xp.squeeze(at_label, axis=-1) * alignment
         return LossTerm(component="cls", part_name="classification_loss", part=self.classification_loss,
                         argument="pred_scores", input=pred_scores, target=target, output=target, loss=loss,
-                        mask=everywhere)
+                        mask=everywhere, finite_source=True)
 
     def _box_terms(self, backend: Backend, distri: Any, points: Any, boxes: Any, distances: Any, weight: Any,
                    mask: Any, source: Any, scatter: Callable[[Any], Any]) -> tuple[LossTerm, LossTerm]:
