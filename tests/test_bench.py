@@ -148,6 +148,8 @@ def test_recipe_rows_on_a_named_device_run_polyloss_generic_and_torchvision(monk
 
     monkeypatch.setattr(_bench, "_median_time", once)
     monkeypatch.setattr(_bench, "_median_and_spread", lambda fn, repeat, min_time=0.05: (once(fn, repeat), 0.0))
+    monkeypatch.setattr(_bench, "_interleaved", lambda fns, repeat, min_time=0.05: [(once(f, repeat), 0.0)
+                                                                                    for f in fns])
     rows = _bench._bench_torch_recipe("rpn", "cpu", repeat=1, threads=[1], progress=lambda m: None)
     assert [r.mode for r in rows] == ["forward", "forward+backward"]
     assert all(r.backend == "torch" and r.generic_s == 1.0 for r in rows)
@@ -167,7 +169,8 @@ def test_second_set_rows_time_polyloss_against_each_reference(monkeypatch):
         fn()
         return 1.0 + len(calls) % 2  # reference and polyloss alternate: ratios 2 / 1 and 1 / 2 tell them apart
 
-    monkeypatch.setattr(_bench, "_median_time", once)
+    monkeypatch.setattr(_bench, "_interleaved", lambda fns, repeat, min_time=0.05: [(once(f, repeat), 0.0)
+                                                                                    for f in fns])
     rows = bench_second.bench_torch_second(repeat=1, progress=lambda m: None)
     assert [r.loss for r in rows] == list(bench_second._torch_cases(np.random.default_rng(0)))
     assert {r.loss for r in rows} <= set(pl.losses())
@@ -242,3 +245,26 @@ def test_scaling_and_compile_tables_list_every_row():
     compiled = [_bench.CompileRow("ssd", 8, 0.04, 0.03, 41.5, 0)]
     table = _bench.format_compile_table(compiled)
     assert "0.75" in table and "41.5" in table and table.splitlines()[1].rstrip().endswith("0")
+
+
+def test_interleaved_timing_takes_each_callables_loops_in_turn_after_a_warm_up(monkeypatch):
+    from polyloss._tools import bench as _bench
+
+    import types
+
+    order = []
+
+    def fake_timeit(fn, number):  # every call takes one second
+        for _ in range(number):
+            fn()
+        return float(number)
+
+    monkeypatch.setattr(_bench, "timeit", types.SimpleNamespace(timeit=fake_timeit))
+
+    def make(name):
+        return lambda: order.append(name)
+
+    results = _bench._interleaved([make("a"), make("b")], repeat=3, min_time=0.5)
+    # calibration: one call each reaches min_time on this clock; then one warm-up each; then a b a b a b
+    assert order == ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]
+    assert [r[0] for r in results] == [1.0, 1.0] and all(r[1] == 0.0 for r in results)

@@ -255,6 +255,37 @@ def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> 
     return _median_and_spread(fn, repeat, min_time)[0]
 
 
+def _interleaved(fns: list[Callable[[], Any]], repeat: int, min_time: float = 0.05) -> list[tuple[float, float]]:
+    """:func:`_median_and_spread` of each of ``fns``, their timed loops taken in turn (``a b c a b c ...``)
+    after one warm-up loop each, so that a machine that slows down or speeds up during the run moves
+    every timing of a ratio alike."""
+    numbers = []
+    for fn in fns:
+        number = 1
+        while True:
+            t = timeit.timeit(fn, number=number)
+            if t >= min_time or number >= 1 << 16:
+                break
+            number *= 4
+        numbers.append(number)
+    for fn, number in zip(fns, numbers, strict=True):
+        timeit.timeit(fn, number=number)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, number, out in zip(fns, numbers, times, strict=True):
+            out.append(timeit.timeit(fn, number=number) / number)
+    results = []
+    for out in times:
+        median = statistics.median(out)
+        if len(out) >= 4:
+            q1, _, q3 = statistics.quantiles(out, n=4)
+            spread = (q3 - q1) / median
+        else:
+            spread = (max(out) - min(out)) / median
+        results.append((median, spread))
+    return results
+
+
 def _polyloss_kwargs(name: str) -> dict[str, Any]:
     return {"reduction": "batchmean"} if name == "kl_div" else {}
 
@@ -904,10 +935,15 @@ def _torch_recipe_rows(recipe: str, backend: str, loss: Callable[..., Any], pred
                         torch.autograd.grad(out, args)
                 return _synchronized(call, sync)
 
-            t_pl, s_pl = _median_and_spread(go(loss), repeat, min_time=0.2)
-            with pl.fast_paths(False):
-                t_gen = _median_time(go(loss), repeat, min_time=0.2)
-            t_tv, s_tv = (None, 0.0) if reference is None else _median_and_spread(go(reference), repeat, min_time=0.2)
+            ours = go(loss)
+
+            def generic(call: Callable[[], None] = ours) -> None:
+                with pl.fast_paths(False):
+                    call()
+
+            fns = [ours, generic] + ([] if reference is None else [go(reference)])
+            (t_pl, s_pl), (t_gen, _), *theirs = _interleaved(fns, repeat, min_time=0.2)
+            t_tv, s_tv = theirs[0] if theirs else (None, 0.0)
             rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, max(s_pl, s_tv),
                                   reference=reference_name))
     torch.set_num_threads(default_threads)

@@ -85,7 +85,7 @@ def bench_torch_second(*, repeat: int, progress: Callable[[str], None]) -> list[
     import torch
     import torch.nn.functional as F
 
-    from polyloss._tools.bench import _median_time
+    from polyloss._tools.bench import _interleaved
 
     rows = []
     for name, (size, arrays, options) in _torch_cases(np.random.default_rng(0)).items():
@@ -101,8 +101,7 @@ def bench_torch_second(*, repeat: int, progress: Callable[[str], None]) -> list[
 
             return go
 
-        t_ref = _median_time(step(native), repeat)
-        t_pl = _median_time(step(ours), repeat)
+        (t_ref, _), (t_pl, _) = _interleaved([step(native), step(ours)], repeat)
         rows.append(SecondRow("torch", name, size, "torch.nn.functional", t_pl, t_ref))
     return rows
 
@@ -183,7 +182,7 @@ def bench_segmentation(*, repeat: int, progress: Callable[[str], None], memory: 
         return []
     import torch
 
-    from polyloss._tools.bench import _median_time
+    from polyloss._tools.bench import _interleaved
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -195,8 +194,8 @@ def bench_segmentation(*, repeat: int, progress: Callable[[str], None], memory: 
         for name in SEGMENTATION_LOSSES:
             progress(f"torch {name} {size} forward+backward")
             ours, theirs = _segmentation_step("polyloss", name), _segmentation_step("smp", name)
-            t_ref = _median_time(functools.partial(theirs, logits, target), repeat, min_time=0.0)
-            t_pl = _median_time(functools.partial(ours, logits, target), repeat, min_time=0.0)
+            (t_ref, _), (t_pl, _) = _interleaved([functools.partial(theirs, logits, target),
+                                                  functools.partial(ours, logits, target)], repeat, min_time=0.0)
             rows.append(SecondRow("segmentation", name, size, "segmentation_models_pytorch", t_pl, t_ref,
                                   peak_mib("polyloss", name) if memory else None,
                                   peak_mib("smp", name) if memory else None))
@@ -210,7 +209,7 @@ def bench_ctc(*, repeat: int, progress: Callable[[str], None]) -> list[SecondRow
     import torch
     import torch.nn.functional as F
 
-    from polyloss._tools.bench import _median_time
+    from polyloss._tools.bench import _interleaved
 
     t, n, c, s = CTC_SHAPE
     rng = np.random.default_rng(0)
@@ -229,8 +228,7 @@ def bench_ctc(*, repeat: int, progress: Callable[[str], None]) -> list[SecondRow
     def ours() -> None:
         pl.value_and_grad("ctc_loss", log_probs, targets, input_lengths, target_lengths)
 
-    t_ref = _median_time(theirs, repeat)
-    t_pl = _median_time(ours, repeat)
+    (t_ref, _), (t_pl, _) = _interleaved([theirs, ours], repeat)
     return [SecondRow("ctc", "ctc_loss", f"T={t},N={n},C={c},S={s}", "torch ctc_loss (CPU)", t_pl, t_ref)]
 
 

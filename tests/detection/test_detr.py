@@ -262,6 +262,8 @@ def test_bench_row_runs_both_losses(monkeypatch):
 
     monkeypatch.setattr(bench, "_median_time", once)
     monkeypatch.setattr(bench, "_median_and_spread", once_with_spread)
+    monkeypatch.setattr(bench, "_interleaved", lambda fns, repeat, min_time=0.05: [once_with_spread(f, repeat)
+                                                                                   for f in fns])
     monkeypatch.setattr(bench, "DETR_SHAPE", {"batch": 2, "queries": 10, "classes": 5, "boxes": 6})
     rows = bench.bench_detr(repeat=1, threads=[1], progress=lambda m: None)
     assert [(r.recipe, r.mode, r.reference) for r in rows] == [("detr", "forward", "transformers"),
