@@ -180,6 +180,17 @@ class Backend:
         """``log(1 + exp(x)) = -log_sigmoid(-x)``, finite for finite x."""
         return -self.log_sigmoid(-x)
 
+    def one_hot_bce_sum(self, x: Any, labels: Any, weight: Any) -> Any:
+        """``sum_c BCE_with_logits(x[..., c], t[..., c])`` over the last axis, for the target ``t`` that holds
+        ``weight`` at class ``labels`` and 0 elsewhere: ``sum_c softplus(x_c) - x_label * weight``.
+
+        ``x`` ``(..., C)`` finite logits (the caller checks), ``labels`` int ``(...)`` in ``[0, C)``,
+        ``weight`` ``(...)``; no gradient flows to ``labels`` or ``weight``. No target array is formed.
+        """
+        xp = self.xp
+        at = xp.squeeze(self.take_along_axis(x, xp.expand_dims(labels, axis=-1), axis=-1), axis=-1)
+        return xp.sum(self.softplus(x), axis=-1) - at * self.stop_gradient(weight)
+
     def xlogy(self, x: Any, y: Any) -> Any:
         """``x * log(y)`` with ``0 * log(0) = 0``."""
         xp = self.xp

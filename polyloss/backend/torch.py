@@ -409,6 +409,35 @@ def _fused_function() -> Any:
     return _Fused
 
 
+def _one_hot_bce_function() -> Any:
+    """``_OneHotBCESum.apply(x, labels, weight)``: :meth:`Backend.one_hot_bce_sum` whose backward is one
+    sigmoid and a scatter of ``-weight`` (autograd's would add a zero-filled gather gradient to softplus')."""
+    fn = _fused.get("one_hot_bce")
+    if fn is not None:
+        return fn
+    torch = _torch()
+
+    class _OneHotBCESum(torch.autograd.Function):  # type: ignore[misc,name-defined]
+        @staticmethod
+        def forward(ctx: Any, x: Any, labels: Any, weight: Any) -> Any:
+            index = labels.unsqueeze(-1)
+            ctx.save_for_backward(x, index, weight)
+            threshold = 40.0 if x.dtype == torch.float64 else 20.0
+            return _F().softplus(x, threshold=threshold).sum(-1) - x.gather(-1, index).squeeze(-1) * weight
+
+        @staticmethod
+        def backward(ctx: Any, grad_output: Any) -> Any:
+            if torch.is_grad_enabled():
+                raise RuntimeError("polyloss: the closed-form backward of one_hot_bce_sum has no second derivative "
+                                   "(backward with create_graph=True); run under polyloss.fast_paths(False)")
+            x, index, weight = ctx.saved_tensors
+            grad = torch.sigmoid(x).mul_(grad_output.unsqueeze(-1))
+            return grad.scatter_add_(-1, index, (-weight * grad_output).unsqueeze(-1)), None, None
+
+    _fused["one_hot_bce"] = _OneHotBCESum
+    return _OneHotBCESum
+
+
 def _run_fused(name: str, compute: Any, reduction: str, input: Any, *rest: Any) -> Any:
     if input.requires_grad and _torch().is_grad_enabled():
         return _fused_function().apply(name, compute, reduction, input, *rest)
@@ -515,6 +544,11 @@ class TorchBackend(Backend):
 
     def log_sigmoid(self, x: Any) -> Any:
         return _F().logsigmoid(x)
+
+    def one_hot_bce_sum(self, x: Any, labels: Any, weight: Any) -> Any:
+        if x.requires_grad and _torch().is_grad_enabled() and fast_paths_enabled() and not tracing():
+            return _one_hot_bce_function().apply(x, labels, weight.detach())
+        return super().one_hot_bce_sum(x, labels, weight)
 
     def softplus(self, x: Any) -> Any:
         """``F.softplus``, whose linear branch starts where ``log1p(exp(-x))`` is below half an ulp of ``x``

@@ -356,10 +356,11 @@ class YOLOv8Loss(DetectionRecipe):
         r"""The ``"cls"`` term: the classification part on every anchor and class.
 
         With the default part (BCE with logits) on finite eager host arrays
-        (``sparse``), each anchor's sum over the classes is computed as
+        (``sparse``), each anchor's sum over the classes is
+        :meth:`polyloss.backend.Backend.one_hot_bce_sum`:
         :math:`\sum_c \mathrm{softplus}(x_{ac}) - x_{a c_a} t_a` (the soft
-        target is non-zero at the assigned class alone): no target array enters the
-        passes over ``(N, A, C)``. The gradient is the part's.
+        target is non-zero at the assigned class alone), so no target array
+        enters the passes over ``(N, A, C)``. The closed-form gradient is the part's.
         """
         xp = backend.xp
         n, a = int(pred_scores.shape[0]), int(pred_scores.shape[1])
@@ -368,9 +369,8 @@ class YOLOv8Loss(DetectionRecipe):
         if not (sparse and self.classification_loss is _BCE_PART and n * a and
                 all(math.isfinite(m) for m in backend.min_max(backend.stop_gradient(pred_scores)))):
             return self.term(backend, "cls", "classification_loss", "pred_scores", pred_scores, target, everywhere)
-        at_label = backend.take_along_axis(pred_scores, xp.expand_dims(assignment.labels, axis=-1), axis=-1)
-        alignment = v.as_dtype_of(backend, assignment.alignment, pred_scores)
-        loss = xp.sum(backend.softplus(pred_scores), axis=-1) - xp.squeeze(at_label, axis=-1) * alignment
+        loss = backend.one_hot_bce_sum(pred_scores, assignment.labels,
+                                       v.as_dtype_of(backend, assignment.alignment, pred_scores))
         return LossTerm(component="cls", part_name="classification_loss", part=self.classification_loss,
                         argument="pred_scores", input=pred_scores, target=target, output=target, loss=loss,
                         mask=everywhere, finite_source=True)

@@ -120,3 +120,30 @@ def test_nonzero_positions_on_eager_host_arrays_with_fast_paths_only(xp):
             assert backend.nonzero_positions(x) is None
     else:  # a generic backend keeps static shapes
         assert got is None
+
+
+def test_one_hot_bce_sum_is_bce_with_a_one_hot_target_and_its_gradient_is_torchs(xp):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(3, 7, 5)) * 4.0
+    labels = rng.integers(0, 5, size=(3, 7))
+    weight = rng.uniform(0.0, 1.0, size=(3, 7))
+    target = np.zeros((3, 7, 5))
+    np.put_along_axis(target, labels[..., None], weight[..., None], axis=-1)
+    expected = (np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))).sum(-1)
+    x = xp.asarray(logits)
+    got = _backend(x).one_hot_bce_sum(x, xp.asarray(labels, dtype=xp.ns.int64), xp.asarray(weight))
+    np.testing.assert_allclose(xp.to_numpy(got), expected, rtol=max(xp.rtol, 1e-13), atol=xp.atol)
+    if xp.name.startswith("torch"):
+        torch = pytest.importorskip("torch")
+        for fast in (True, False):
+            xg = x.clone().requires_grad_(True)
+            with pl.fast_paths(fast):
+                out = _backend(xg).one_hot_bce_sum(xg, xp.asarray(labels, dtype=xp.ns.int64), xp.asarray(weight))
+            cotangent = torch.from_numpy(rng.normal(size=(3, 7))).to(xg.dtype)
+            (grad,) = torch.autograd.grad(out, xg, cotangent)
+            reference = torch.from_numpy(logits).to(xg.dtype).requires_grad_(True)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                reference, torch.from_numpy(target).to(xg.dtype), reduction="none").sum(-1)
+            (ref_grad,) = torch.autograd.grad(bce, reference, cotangent)
+            np.testing.assert_allclose(grad.detach().numpy(), ref_grad.numpy(), rtol=max(xp.rtol, 1e-12),
+                                       atol=xp.atol)
