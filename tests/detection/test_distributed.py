@@ -29,9 +29,10 @@ N_IMAGES = 5
 SPLIT = (range(0, 3), range(3, 5))  # worker 0: images 0-2, worker 1: images 3-4
 C = 4  # classes, background included
 F = 6  # feature size
-CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "detr", "yolov8")
+CASES = ("ssd", "faster_rcnn", "yolov1_batch", "yolov1_sum", "detr", "yolov8", "fcos")
 BIG = {"rpn_batch_size": 100_000, "roi_batch_size": 100_000}
 V8_BINS = 4
+FCOS_ANCHORS = 86  # fcos_anchors(64): 8 x 8 + 4 x 4 + 2 x 2 + 1 + 1
 
 
 # -- data (numpy, the same in every process) ------------------------------------------
@@ -88,6 +89,9 @@ def make_data() -> dict[str, object]:
         "detr_box": params.normal(scale=0.5, size=(F, 4)),
         "yolov8_distri": params.normal(scale=0.5, size=(F, 4 * V8_BINS)),
         "yolov8_cls": params.normal(scale=0.5, size=(F, C)),
+        "fcos_cls": params.normal(scale=0.5, size=(F, C)),
+        "fcos_box": params.normal(scale=0.3, size=(F, 4)),
+        "fcos_ctr": params.normal(scale=0.5, size=(F,)),
     }
     # DETR: 4 queries per image, C - 1 classes and "no object", the YOLOv1 boxes as cxcywh
     data["detr_feats"] = rng.normal(size=(N_IMAGES, 4, F))
@@ -95,6 +99,10 @@ def make_data() -> dict[str, object]:
     v8 = np.random.default_rng(8)
     data["yolov8_gt"] = [_boxes(v8, c, 2.0, 16.0, (6.0, 14.0)) for c in counts]
     data["yolov8_feats"] = v8.normal(size=(N_IMAGES, 21, F))
+    # FCOS: 64 x 64 pixel images, 86 anchors on five levels, pixel boxes (its own generator)
+    fcos = np.random.default_rng(9)
+    data["fcos_gt"] = [_boxes(fcos, c, 2.0, 30.0, (6.0, 34.0)) for c in counts]
+    data["fcos_feats"] = fcos.normal(size=(N_IMAGES, FCOS_ANCHORS, F))
     return data
 
 
@@ -150,6 +158,16 @@ def compute(case: str, rows: range, normalize_over: str) -> tuple[object, dict[s
         result = recipe(feats @ params["yolov8_distri"], feats @ params["yolov8_cls"], t(points), t(strides),
                         [t(data["yolov8_gt"][i].reshape(-1, 4)) for i in idx], labels)
         used = ("yolov8_distri", "yolov8_cls")
+    elif case == "fcos":
+        from polyloss.detection.fcos import fcos_anchors
+
+        recipe = pl.get_recipe("fcos", num_classes=C, normalize_over=normalize_over)
+        anchors, counts = fcos_anchors(64)
+        feats = t(data["fcos_feats"][idx])
+        result = recipe(feats @ params["fcos_cls"], torch.exp(feats @ params["fcos_box"]), feats @ params["fcos_ctr"],
+                        t(anchors), counts, [t(data["fcos_gt"][i].reshape(-1, 4)) for i in idx],
+                        [lab - 1 for lab in labels])
+        used = ("fcos_cls", "fcos_box", "fcos_ctr")
     else:
         normalize = case.split("_")[1]
         recipe = pl.get_recipe("yolov1", grid=3, boxes_per_cell=2, num_classes=C, normalize=normalize,
@@ -294,6 +312,16 @@ def _recipe_calls(xp):
         return recipe(a(rng.normal(size=(n, 4, C))), boxes, [a(_cxcywh(g)) for g in data["yolo_gt"]],
                       [a(lab - 1) for lab in data["labels"]])
 
+    def fcos(recipe):
+        from polyloss.detection.fcos import fcos_anchors
+
+        rng = np.random.default_rng(3)
+        anchors, counts = fcos_anchors(64)
+        k = anchors.shape[0]
+        return recipe(a(rng.normal(size=(n, k, C))), a(rng.uniform(0.2, 3.0, size=(n, k, 4))),
+                      a(rng.normal(size=(n, k))), a(anchors), counts, [a(g.reshape(-1, 4)) for g in data["fcos_gt"]],
+                      [a(lab - 1) for lab in data["labels"]])
+
     yolo = {"grid": 3, "boxes_per_cell": 2, "num_classes": C}
     return [
         ("ssd", {"num_classes": C}, ssd),
@@ -302,6 +330,7 @@ def _recipe_calls(xp):
         ("yolov1", {**yolo, "normalize": "sum"}, yolov1),
         ("detr", {}, detr),
         ("yolov8", {"num_classes": C, "reg_max": V8_BINS}, yolov8),
+        ("fcos", {"num_classes": C}, fcos),
     ]
 
 
@@ -340,7 +369,8 @@ def test_generic_backend_collectives_are_identity(xp):
 
 
 @pytest.mark.parametrize("name, config", [("ssd", {"num_classes": C}), ("faster_rcnn", {"num_classes": C}),
-                                          ("yolov1", {}), ("yolov8", {"num_classes": C})])
+                                          ("yolov1", {}), ("yolov8", {"num_classes": C}),
+                                          ("fcos", {"num_classes": C})])
 @pytest.mark.parametrize("bad", ["global", "", None, 1])
 def test_bad_normalize_over_is_rejected(name, config, bad):
     with pytest.raises(ValueError, match="normalize_over") as info:
