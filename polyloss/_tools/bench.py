@@ -1411,6 +1411,31 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident size to its current size (Linux ``/proc/self/clear_refs``), so that
+    :func:`peak_rss_bytes` after a step is that step's peak, not an import's; False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident size (``VmHWM``) since the start or the last :func:`reset_peak_rss`."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def logits_sized_outputs(fn: Callable[[], Any], shape: tuple[int, ...]) -> list[tuple[str, str]]:
     """(op, dtype) of every new torch buffer with ``shape``'s element count while ``fn()`` runs (backward too).
 

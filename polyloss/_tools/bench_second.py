@@ -148,20 +148,20 @@ def _segmentation_step(impl: str, name: str) -> Callable[[Any, Any], Any]:
 
 
 def _peak_child(impl: str, name: str) -> None:  # runs in a fresh interpreter
-    import resource
-
     import torch
+
+    from polyloss._tools.bench import _rss_bytes
+    from polyloss._tools.bench import peak_rss_bytes
+    from polyloss._tools.bench import reset_peak_rss
 
     torch.set_num_threads(1)
     logits, target = _segmentation_inputs()
     step = _segmentation_step(impl, name)
     logits.requires_grad_(True)
-    from polyloss._tools.bench import _rss_bytes
-
-    before = _rss_bytes()  # resident now: the inputs (the import's own peak may lie above it)
+    before = _rss_bytes()  # resident now: the libraries and the inputs
+    reset_peak_rss()  # the imports' own peak (smp's lies above polyloss's) is not the step's
     step(logits, target)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_mib": (after - before) / 2**20}))
+    print(json.dumps({"peak_mib": (peak_rss_bytes() - before) / 2**20}))
 
 
 def peak_mib(impl: str, name: str) -> float | None:
