@@ -290,7 +290,80 @@ def _multi_margin(input: Any, target: Any, *, p: int, margin: float, weight: Any
     return np.asarray(out / loss.shape[0] if reduction == "mean" else out, dtype=input.dtype)
 
 
+def _logaddexp3_into(np: Any, out: Any, a: Any, b: Any, c: Any, m: Any, tmp: Any) -> Any:
+    """``out = log(e^a + e^b + e^c)`` as :func:`polyloss.functional.ctc._logaddexp` computes it (the maximum
+    shifted out, 0 where all three are -inf; -inf where the sum is not positive, NaN included), in place."""
+    np.maximum(a, b, out=m)
+    np.maximum(m, c, out=m)
+    np.putmask(m, m == -math.inf, 0.0)
+    np.subtract(a, m, out=tmp)
+    np.exp(tmp, out=out)
+    for term in (b, c):
+        np.subtract(term, m, out=tmp)
+        np.exp(tmp, out=tmp)
+        out += tmp
+    positive = out > 0.0
+    np.putmask(out, ~positive, 1.0)
+    np.log(out, out=out)
+    out += m
+    np.putmask(out, ~positive, -math.inf)
+    return out
+
+
+def _ctc_alphas(lp_ext: Any, skip: Any, in_len: Any, alpha0: Any) -> Any:
+    """CTC's forward recursion (:func:`polyloss.functional.ctc._alphas`) step by step in preallocated
+    buffers: the log-alphas of every step, ``(T, N, L)``."""
+    np = _np()
+    t_max, n, ell = lp_ext.shape
+    every = np.empty((t_max, n, ell), dtype=lp_ext.dtype)
+    every[0] = alpha0
+    padded = np.full((n, ell + 2), -math.inf, dtype=lp_ext.dtype)  # alpha at [2:], -inf before it
+    skipped, m, tmp, new = (np.empty((n, ell), dtype=lp_ext.dtype) for _ in range(4))
+    no_skip = ~skip
+    running = in_len[:, None] > np.arange(t_max)[None, :]  # (N, T)
+    for t in range(1, t_max):
+        previous = every[t - 1]
+        padded[:, 2:] = previous
+        np.copyto(skipped, padded[:, :-2])
+        np.putmask(skipped, no_skip, -math.inf)
+        _logaddexp3_into(np, new, previous, padded[:, 1:-1], skipped, m, tmp)
+        new += lp_ext[t]
+        every[t] = previous
+        np.copyto(every[t], new, where=running[:, t : t + 1])
+    return every
+
+
+def _ctc_occupancy(lp_ext: Any, skip_next: Any, in_len: Any, ends: Any, alphas: Any, finite_nll: Any) -> Any:
+    """CTC's backward recursion and the occupancies ``exp(alpha + beta - log p + nll)`` of every step
+    (the loop of :func:`polyloss.functional.ctc._ctc_value_and_grad`) in preallocated buffers: ``(T, N, L)``."""
+    np = _np()
+    t_max, n, ell = lp_ext.shape
+    out = np.empty((t_max, n, ell), dtype=lp_ext.dtype)
+    padded = np.full((n, ell + 2), -math.inf, dtype=lp_ext.dtype)  # beta at [:-2], -inf after it
+    beta = padded[:, :-2]
+    skipped, m, tmp, recursed = (np.empty((n, ell), dtype=lp_ext.dtype) for _ in range(4))
+    no_skip = ~skip_next
+    last = in_len[:, None] - 1
+    for t in range(t_max - 1, -1, -1):
+        np.copyto(skipped, padded[:, 2:])
+        np.putmask(skipped, no_skip, -math.inf)
+        _logaddexp3_into(np, recursed, beta, padded[:, 1:-1], skipped, m, tmp)
+        recursed += lp_ext[t]
+        np.copyto(recursed, -math.inf, where=~(last > t))
+        np.copyto(recursed, np.where(ends, lp_ext[t], -math.inf), where=last == t)
+        beta[...] = recursed
+        both = np.add(alphas[t], beta, out=tmp)
+        never = both == -math.inf
+        both -= lp_ext[t]
+        both += finite_nll
+        np.exp(both, out=out[t])
+        np.putmask(out[t], never, 0.0)
+    return out
+
+
 FAST_PATHS: dict[str, Callable[..., Any]] = {
+    "ctc_loss.alphas": _ctc_alphas,
+    "ctc_loss.occupancy": _ctc_occupancy,
     "multi_margin_loss.value_and_grad": _multi_margin_value_and_grad,
     "multi_margin_loss": _multi_margin,
     "cross_entropy.value_and_grad": _cross_entropy_value_and_grad,

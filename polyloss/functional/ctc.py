@@ -16,6 +16,7 @@ from typing import Any
 from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
+from polyloss._switches import fast_paths_enabled
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
@@ -153,9 +154,9 @@ def _lattice(
     return _Lattice(backend, lp, labels, lp_ext, skip, in_len, 2 * target_len + 1, target_len)
 
 
-def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, list[Any]]:
+def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, Any]:
     """The forward recursion: the final log-alphas (N, L) (frozen after each input length) and, with
-    ``keep_all``, the log-alphas of every time step."""
+    ``keep_all``, the log-alphas of every time step (indexable by step; a backend's kernel gives them all)."""
     xp = lt.backend.xp
     t_max, n, ell = lt.lp_ext.shape
     position = xp.arange(ell, dtype=xp.int64, device=lt.backend.device(lt.lp))
@@ -166,6 +167,10 @@ def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, list[Any]]:
     # an input of length 0 has only the empty path (of probability 1 when the target is empty)
     empty_path = xp.where(xp.expand_dims(position, axis=0) == 0, 0.0, xp.full_like(alpha, NEG_INF))
     alpha = xp.where(xp.expand_dims(lt.in_len, axis=1) > 0, alpha, empty_path)
+    kernel = lt.backend.fast_paths.get("ctc_loss.alphas") if fast_paths_enabled() and t_max else None
+    if kernel is not None:  # the same steps, in place (a host backend's loop without allocations)
+        every = kernel(lt.lp_ext, lt.skip, lt.in_len, alpha)
+        return every[t_max - 1, ...], every
     history = [alpha] if keep_all else []
     for t in range(1, t_max):
         skipped = xp.where(lt.skip, _shift(xp, alpha, 2), NEG_INF)
@@ -343,18 +348,22 @@ def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotan
     last = xp.expand_dims(lt.ext_len, axis=1)
     ends = (position == last - 1) | (position == last - 2)
     skip_next = _shift(xp, xp.astype(lt.skip, lt.lp.dtype), -2) > 0  # s -> s + 2 allowed
-    beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
-    occupancy = []
-    in_len = xp.expand_dims(lt.in_len, axis=1)
     finite_nll = xp.expand_dims(xp.where(nll == math.inf, 0.0, nll), axis=1)  # no path at all: occupancy 0
-    for t in range(t_max - 1, -1, -1):
-        skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
-        recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
-        beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
-                        xp.where(in_len - 1 > t, recursed, NEG_INF))
-        both = alphas[t] + beta
-        occupancy.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
-    occupancy = xp.stack(occupancy[::-1], axis=0)  # (T, N, L)
+    kernel = backend.fast_paths.get("ctc_loss.occupancy") if fast_paths_enabled() and t_max else None
+    if kernel is not None:  # the same steps, in place
+        occupancy = kernel(lt.lp_ext, skip_next, lt.in_len, ends, alphas, finite_nll)
+    else:
+        beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
+        steps = []
+        in_len = xp.expand_dims(lt.in_len, axis=1)
+        for t in range(t_max - 1, -1, -1):
+            skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
+            recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
+            beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
+                            xp.where(in_len - 1 > t, recursed, NEG_INF))
+            both = alphas[t] + beta
+            steps.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
+        occupancy = xp.stack(steps[::-1], axis=0)  # (T, N, L)
     classes = lt.lp.shape[2]
     hot = xp.astype(xp.expand_dims(lt.labels, axis=2) == xp.reshape(
         xp.arange(classes, dtype=xp.int64, device=backend.device(lt.lp)), (1, 1, classes)), lt.lp.dtype)  # (N, L, C)

@@ -94,3 +94,25 @@ def test_ctc_gradient_through_log_softmax_is_the_true_gradient():
 
         numeric.flat[i] = (at(log_probs + e) - at(log_probs - e)) / (2 * h)
     np.testing.assert_allclose(logits_grad, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_in_place_recursions_equal_the_generic_steps(dtype):
+    """NumPy runs both recursions in preallocated buffers (the backend's kernels); with fast paths off the
+    generic steps run: the same values and gradients, edge samples included (an empty input, an empty
+    target, a target too long for its input, a label of probability 0, a NaN frame)."""
+    rng = np.random.default_rng(11)
+    log_probs, targets, input_lengths, target_lengths = _data(rng, t=9, n=5, c=6, s=4)
+    input_lengths[2], target_lengths[2] = 2, 2  # needs 3 frames: impossible
+    log_probs[:, 0, targets[0, 1]] = -np.inf
+    log_probs[3, 1, 2] = np.nan
+    log_probs = log_probs.astype(dtype)
+    for reduction in REDUCTIONS:
+        outs = []
+        for fast in (True, False):
+            with pl.fast_paths(fast):
+                outs.append(pl.value_and_grad("ctc_loss", log_probs, targets, input_lengths, target_lengths,
+                                              reduction=reduction, zero_infinity=reduction == "sum"))
+        (v_fast, g_fast), (v_slow, g_slow) = outs
+        np.testing.assert_array_equal(v_fast, v_slow)
+        np.testing.assert_array_equal(g_fast, g_slow)
