@@ -512,9 +512,9 @@ class _Lovasz:
     hinge: bool
     per_image: bool
     p: Any  # (N, C, S) probabilities (softmax mode) or None
-    sign: Any  # (N, C, S): 2 t - 1 (hinge) or sign(p - t) (softmax): d error / d (x or p) up to the sign
+    sign: Any  # (N, C, S): 2 t - 1 (hinge) or sign(p - t) (softmax; gradient only): d error / d (x or p) up to sign
     perm: Any  # (B, K, L) the descending order of the errors
-    keep: Any  # (B, K, L) float: the sorted pixel counts (not ignored, error above 0 for the hinge)
+    keep: Any  # (B, K, L) float: the sorted pixel counts (not ignored, error above 0 for the hinge); None: all
     grad: Any  # (B, K, L) the Lovasz extension's weights at the sorted errors
     losses: Any  # (B, K) the Lovasz extension of each image and class
     weight: Any  # (B, K) how each enters its row of the "none" vector
@@ -537,6 +537,18 @@ def _lovasz_unlayout(xp: Any, a: Any, shape: tuple[int, ...], per_image: bool, h
     if hinge or per_image:
         return xp.reshape(a, shape)
     return xp.permute_dims(xp.reshape(a, (c, n, s)), (1, 0, 2))
+
+
+def _lovasz_weights(xp: Any, fg_sorted: Any) -> tuple[Any, Any]:
+    """``(g, |F|)``: the Lovasz extension's weights of the Jaccard loss at the sorted errors (Berman et al.,
+    Alg. 1) from the sorted foreground ``(B, K, L)``, and the foreground counts ``(B, K, 1)``."""
+    total = xp.sum(fg_sorted, axis=-1, keepdims=True)
+    if fg_sorted.shape[-1] == 0:
+        return xp.zeros_like(fg_sorted), total
+    inter = total - xp.cumulative_sum(fg_sorted, axis=-1)
+    union = total + xp.cumulative_sum(1.0 - fg_sorted, axis=-1)
+    jaccard = 1.0 - inter / union
+    return xp.concat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1), total
 
 
 def _lovasz_parts(
@@ -569,25 +581,23 @@ def _lovasz_parts(
         p = None
     else:
         p = backend.softmax(xs, 1) if from_logits else xs
-        errors = xp.abs(ts - p)
-        sign = xp.sign(p - ts)
+        d = p - ts
+        errors = xp.abs(d)
+        sign = xp.sign(d) if need_grad else None
     layout = _lovasz_layout
     e, fg = layout(xp, errors, n, c, per_image, hinge), layout(xp, ts, n, c, per_image, hinge)
     ok = None if valid is None else layout(xp, valid, n, c, per_image, hinge) > 0.0
+    del t, ts, errors, valid  # image-sized: the layouts (copies, or views of them) are what is read from here
     key = e if ok is None else xp.where(ok, e, -math.inf)  # ignored pixels sort last
     perm = xp.argsort(key, axis=-1, descending=True, stable=True)
+    del key
     e_sorted = backend.take_along_axis(e, perm, axis=-1)
-    fg_sorted = backend.take_along_axis(fg, perm, axis=-1)
-    # the Lovasz extension of the Jaccard loss at the sorted errors (Berman et al., Alg. 1)
-    total = xp.sum(fg_sorted, axis=-1, keepdims=True)
-    if e.shape[-1] == 0:
-        lovasz = xp.zeros_like(e_sorted)
-    else:
-        inter = total - xp.cumulative_sum(fg_sorted, axis=-1)
-        union = total + xp.cumulative_sum(1.0 - fg_sorted, axis=-1)
-        jaccard = 1.0 - inter / union
-        lovasz = xp.concat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
-    keep = xp.ones_like(e_sorted) if ok is None else xp.astype(backend.take_along_axis(ok, perm, axis=-1), e.dtype)
+    lovasz, total = _lovasz_weights(xp, backend.take_along_axis(fg, perm, axis=-1))
+    del fg
+    if ok is not None:
+        keep = xp.astype(backend.take_along_axis(ok, perm, axis=-1), e.dtype)
+    else:  # only the gradient reads it
+        keep = xp.ones_like(e_sorted) if need_grad else None
     errs = xp.where(e_sorted <= 0.0, 0.0, e_sorted) if hinge else e_sorted  # the hinge's relu, NaN kept
     if ok is not None:
         errs = xp.where(keep > 0.0, errs, 0.0)
