@@ -935,15 +935,13 @@ def _torch_recipe_rows(recipe: str, backend: str, loss: Callable[..., Any], pred
                         torch.autograd.grad(out, args)
                 return _synchronized(call, sync)
 
-            ours = go(loss)
-
-            def generic(call: Callable[[], None] = ours) -> None:
-                with pl.fast_paths(False):
-                    call()
-
-            fns = [ours, generic] + ([] if reference is None else [go(reference)])
-            (t_pl, s_pl), (t_gen, _), *theirs = _interleaved(fns, repeat, min_time=0.2)
+            # polyloss and the reference in turn; the generic path apart, after them (its temporaries, many
+            # times the others', would change the heap each of them finds)
+            fns = [go(loss)] + ([] if reference is None else [go(reference)])
+            (t_pl, s_pl), *theirs = _interleaved(fns, repeat, min_time=0.2)
             t_tv, s_tv = theirs[0] if theirs else (None, 0.0)
+            with pl.fast_paths(False):
+                t_gen = _median_time(go(loss), repeat, min_time=0.2)
             rows.append(RecipeRow(recipe, backend, mode, label, t_pl, t_gen, t_tv, max(s_pl, s_tv),
                                   reference=reference_name))
     torch.set_num_threads(default_threads)
