@@ -205,7 +205,7 @@ def bench_segmentation(*, repeat: int, progress: Callable[[str], None], memory: 
 
 
 def bench_ctc(*, repeat: int, progress: Callable[[str], None]) -> list[SecondRow]:
-    """``pl.value_and_grad`` of CTC on NumPy vs torch's CPU ``ctc_loss`` forward+backward."""
+    """``pl.value_and_grad`` of CTC on NumPy vs torch's CPU ``ctc_loss`` forward+backward, both on one thread."""
     import torch
     import torch.nn.functional as F
 
@@ -228,8 +228,13 @@ def bench_ctc(*, repeat: int, progress: Callable[[str], None]) -> list[SecondRow
     def ours() -> None:
         pl.value_and_grad("ctc_loss", log_probs, targets, input_lengths, target_lengths)
 
-    (t_ref, _), (t_pl, _) = _interleaved([theirs, ours], repeat)
-    return [SecondRow("ctc", "ctc_loss", f"T={t},N={n},C={c},S={s}", "torch ctc_loss (CPU)", t_pl, t_ref)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # NumPy's recursion runs on one core
+    try:
+        (t_ref, _), (t_pl, _) = _interleaved([theirs, ours], repeat)
+    finally:
+        torch.set_num_threads(threads)
+    return [SecondRow("ctc", "ctc_loss", f"T={t},N={n},C={c},S={s}", "torch ctc_loss (CPU, 1 thread)", t_pl, t_ref)]
 
 
 def run_second(*, repeat: int, progress: Callable[[str], None], memory: bool = True) -> list[SecondRow]:
