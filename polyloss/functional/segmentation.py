@@ -594,15 +594,15 @@ def _lovasz_parts(
     e_sorted = backend.take_along_axis(e, perm, axis=-1)
     lovasz, total = _lovasz_weights(xp, backend.take_along_axis(fg, perm, axis=-1))
     del fg
+    errs = xp.where(e_sorted <= 0.0, 0.0, e_sorted) if hinge else e_sorted  # the hinge's relu, NaN kept
+    keep = None  # all pixels count (only the gradient reads it)
     if ok is not None:
         keep = xp.astype(backend.take_along_axis(ok, perm, axis=-1), e.dtype)
-    else:  # only the gradient reads it
-        keep = xp.ones_like(e_sorted) if need_grad else None
-    errs = xp.where(e_sorted <= 0.0, 0.0, e_sorted) if hinge else e_sorted  # the hinge's relu, NaN kept
-    if ok is not None:
         errs = xp.where(keep > 0.0, errs, 0.0)
-    if hinge and need_grad:
-        keep = keep * xp.astype(~(e_sorted <= 0.0), e.dtype)  # the relu's derivative (1 at NaN, as autograd)
+    if need_grad:
+        keep = xp.ones_like(e_sorted) if keep is None else keep
+        if hinge:
+            keep = keep * xp.astype(~(e_sorted <= 0.0), e.dtype)  # the relu's derivative (1 at NaN, as autograd)
     losses = xp.sum(errs * lovasz, axis=-1)
     count = None
     if hinge:
