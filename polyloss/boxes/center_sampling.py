@@ -44,7 +44,6 @@ from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.boxes.conversions import boxes_backend
 from polyloss.boxes.conversions import corners
-from polyloss.boxes.matching import max_argmax_rows
 
 __all__ = ["CenterSampler", "center_sampling", "level_size_bounds"]
 
@@ -156,6 +155,8 @@ def center_sampling(anchors: Any, gt_boxes: Any, num_anchors_per_level: Sequence
                              f"{tuple(gt_boxes.shape[:-1])}")
         candidate = candidate & xp.expand_dims(valid, axis=-1)
     area = (gx2 - gx1) * (gy2 - gy1)
+    from polyloss.boxes.matching import max_argmax_rows  # here: import polyloss does not load the matchers
+
     best, index = max_argmax_rows(xp, xp.where(candidate, -area, -math.inf))  # smallest area, first on ties
     return xp.where(best > -math.inf, xp.astype(index, xp.int64), -1)
 
