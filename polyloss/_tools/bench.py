@@ -506,7 +506,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
     compile_rows: list[CompileRow] = []
     mem: dict[str, Any] | None = None
     # --tiny is the quick per-call overhead check: single-threaded torch, shorter timed loops
-    min_time = 0.01 if tiny_only else 0.05
+    min_time = 0.005 if tiny_only else 0.05
     threads: list[int | None] = [1] if tiny_only else [1, None]
     grad_rows: list[GradRow] = []
     if "numpy" in backends:
@@ -545,7 +545,7 @@ def run(*, full: bool = False, tiny_only: bool = False, backends: list[str] | No
         "recipes": [asdict(r) | {"vs_torchvision": r.vs_torchvision} for r in recipe_rows],
         "torchvision": torchvision_available(),
         "memory": mem,
-        "import": import_time(repeat=1 if tiny_only else 5),
+        "import": import_time(repeat=3 if tiny_only else 7),
         "machine": machine() | {"allocator": allocator},
         "table": format_table(rows),
         "recipe_scaling": [asdict(r) | {"ratio": r.ratio} for r in scaling_rows],
