@@ -103,8 +103,10 @@ def _multilabel_margin(input: Any, target: Any, *, reduction: str) -> Any:
     if input.numel() == 0:
         return NotImplemented  # ATen's "mean" of no samples is uninitialised memory
     t = target if target.dtype == torch.int64 else target.long()
-    # polyloss keeps NaN (ATen's kernel skips a NaN score): NaN where the sample holds one, else 0
-    nan = torch.where(torch.isnan(input), input, 0.0).sum(-1).detach()
+    # polyloss keeps NaN (ATen's kernel skips a NaN score): NaN where the sample holds one, else 0 (amax
+    # propagates NaN: one pass, then a select on one value per sample)
+    top = input.detach().amax(-1)
+    nan = torch.where(torch.isnan(top), top, 0.0)
     F = tb._F()
     if input.ndim <= 2:
         out = F.multilabel_margin_loss(input, t, reduction=reduction)

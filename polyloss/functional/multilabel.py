@@ -184,8 +184,7 @@ def _check_multilabel_margin(input: Any, target: Any, reduction: str) -> Backend
     v.check_same_shape(input, target)
     num_classes = _classes(input, "multilabel_margin_loss")
     if backend.is_host_array(target) and math.prod(target.shape):
-        xp = backend.xp
-        low, high = int(xp.min(target)), int(xp.max(target))
+        low, high = backend.min_max(target)
         if low < -1 or high >= num_classes:
             raise ValueError(
                 f"target of multilabel_margin_loss holds {low if low < -1 else high}: class indices must lie "
