@@ -232,23 +232,28 @@ TORCH_ONLY = ("multi_margin_loss", "sigmoid_focal_loss", *BOX_LOSSES)
 SPREAD_WARN = 0.10
 
 
-def _median_and_spread(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> tuple[float, float]:
-    """Median time of one call over ``repeat`` timed loops, and their spread: the interquartile range over the
-    median (the range over the median for fewer than 4 repeats; 0 for one)."""
+def _loop_size(fn: Callable[[], Any], min_time: float) -> int:
+    """Calls per timed loop: the first power of 4 whose loop takes ``min_time`` (one call at least)."""
     number = 1
-    while True:
-        t = timeit.timeit(fn, number=number)
-        if t >= min_time or number >= 1 << 16:
-            break
+    while timeit.timeit(fn, number=number) < min_time and number < 1 << 16:
         number *= 4
-    times = timeit.repeat(fn, number=number, repeat=repeat)
+    return number
+
+
+def _median_spread(times: list[float]) -> tuple[float, float]:
+    """The median of per-call times and their spread: the interquartile range over the median (the range
+    over the median for fewer than 4 repeats; 0 for one)."""
     median = statistics.median(times)
     if len(times) >= 4:
         q1, _, q3 = statistics.quantiles(times, n=4)
-        spread = (q3 - q1) / median
-    else:
-        spread = (max(times) - min(times)) / median
-    return median / number, spread
+        return median, (q3 - q1) / median
+    return median, (max(times) - min(times)) / median
+
+
+def _median_and_spread(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> tuple[float, float]:
+    """Median time of one call over ``repeat`` timed loops, and their spread (:func:`_median_spread`)."""
+    number = _loop_size(fn, min_time)
+    return _median_spread([t / number for t in timeit.repeat(fn, number=number, repeat=repeat)])
 
 
 def _median_time(fn: Callable[[], Any], repeat: int, min_time: float = 0.05) -> float:
@@ -259,31 +264,14 @@ def _interleaved(fns: list[Callable[[], Any]], repeat: int, min_time: float = 0.
     """:func:`_median_and_spread` of each of ``fns``, their timed loops taken in turn (``a b c a b c ...``)
     after one warm-up loop each, so that a machine that slows down or speeds up during the run moves
     every timing of a ratio alike."""
-    numbers = []
-    for fn in fns:
-        number = 1
-        while True:
-            t = timeit.timeit(fn, number=number)
-            if t >= min_time or number >= 1 << 16:
-                break
-            number *= 4
-        numbers.append(number)
+    numbers = [_loop_size(fn, min_time) for fn in fns]
     for fn, number in zip(fns, numbers, strict=True):
         timeit.timeit(fn, number=number)
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for fn, number, out in zip(fns, numbers, times, strict=True):
             out.append(timeit.timeit(fn, number=number) / number)
-    results = []
-    for out in times:
-        median = statistics.median(out)
-        if len(out) >= 4:
-            q1, _, q3 = statistics.quantiles(out, n=4)
-            spread = (q3 - q1) / median
-        else:
-            spread = (max(out) - min(out)) / median
-        results.append((median, spread))
-    return results
+    return [_median_spread(out) for out in times]
 
 
 def _polyloss_kwargs(name: str) -> dict[str, Any]:
