@@ -248,9 +248,9 @@ def test_scaling_and_compile_tables_list_every_row():
 
 
 def test_interleaved_timing_takes_each_callables_loops_in_turn_after_a_warm_up(monkeypatch):
-    from polyloss._tools import bench as _bench
-
     import types
+
+    from polyloss._tools import bench as _bench
 
     order = []
 
