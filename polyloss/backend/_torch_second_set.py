@@ -106,14 +106,17 @@ def _multilabel_margin(input: Any, target: Any, *, reduction: str) -> Any:
     # polyloss keeps NaN (ATen's kernel skips a NaN score): NaN where the sample holds one, else 0 (amax
     # propagates NaN: one pass, then a select on one value per sample)
     top = input.detach().amax(-1)
-    nan = torch.where(torch.isnan(top), top, 0.0)
+    # on the CPU outside tracing a sum tells whether any sample has a NaN: none (the usual case), no add
+    clean = tb._values_readable(top) and not bool(torch.isnan(top.sum()))
+    nan = None if clean else torch.where(torch.isnan(top), top, 0.0)
     F = tb._F()
     if input.ndim <= 2:
         out = F.multilabel_margin_loss(input, t, reduction=reduction)
-        return out + (nan if reduction == "none" else nan.sum())
+        return out if nan is None else out + (nan if reduction == "none" else nan.sum())
     classes = input.shape[-1]
     out = F.multilabel_margin_loss(input.reshape(-1, classes), t.reshape(-1, classes), reduction="none")
-    return tb._reduce(out.reshape(input.shape[:-1]) + nan, reduction)
+    out = out.reshape(input.shape[:-1])
+    return tb._reduce(out if nan is None else out + nan, reduction)
 
 
 FAST_PATHS = {
