@@ -293,7 +293,7 @@ def smooth_l1_loss_grad(
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
     beta = _beta_in(backend, beta, x)
-    g = _sign(xp, d) if beta == 0.0 else xp.where(xp.abs(d) < beta, d / beta, xp.sign(d))
+    g = _sign(xp, d) if beta == 0.0 else _clipped(backend, d, beta) / beta  # the Huber derivative over beta
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
 
@@ -359,10 +359,9 @@ def huber_loss_grad(
     """
     backend = _pointwise_checks(input, target, weight, reduction)
     delta = _threshold(delta, "delta", strict=True)
-    xp = backend.xp
     x, y, w = compute_dtype(backend, input, target, weight)
     d = x - y
-    g = xp.where(xp.abs(d) < delta, d, delta * xp.sign(d))
+    g = _clipped(backend, d, delta)
     up = pointwise_scale(backend, x, w, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
 
