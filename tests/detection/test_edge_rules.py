@@ -334,6 +334,14 @@ def _yolov8_rows() -> list[RecipeEdgeRow]:
         # image 2 has no ground truth: its anchors are background, their logits still show NaN
         RecipeEdgeRow("yolov8", "nan-score-background", _changed(yolov8_scene, at={"pred_scores": [((2, 5, 1), NAN)]}),
                       "nan", nan=("cls",)),
+        # PyTorch's BCE of a -inf logit against a target of 0 is NaN (-inf + inf), whatever the path; +1e30 is
+        # finite. (Under torch.func the gradient at -inf is NaN, torch.nn.functional's too: eager paths only.)
+        RecipeEdgeRow("yolov8", "minus-inf-score-background",
+                      _changed(yolov8_scene, at={"pred_scores": [((2, 5, 1), -INF)]}), "nan", nan=("cls",),
+                      paths=("eager",)),
+        RecipeEdgeRow("yolov8", "huge-score-background",
+                      _changed(yolov8_scene, at={"pred_scores": [((2, 5, 1), 1e30)]}),
+                      "finite"),
         RecipeEdgeRow("yolov8", "nan-distribution-background",
                       _changed(yolov8_scene, at={"pred_distri": [((2, 7, 3), NAN)]}), "nan", nan=("box", "dfl")),
         RecipeEdgeRow("yolov8", "images-without-gt", _changed(yolov8_scene, counts=(0, 0)), "finite",
