@@ -10,7 +10,9 @@ Every path must then agree with every other: the same value (NaN where NaN) or t
 same exception class. The paths of one backend case: the loss with the fast paths on
 and off, :func:`polyloss.value_and_grad` with the fast paths on and off and, on torch,
 autograd through the loss (the fused closed-form backward where the fast path is one)
-compared with the closed-form gradient.
+compared with the closed-form gradient. On torch, the loss and autograd also run after a call of the same
+signature on tame values (0.5 and class 0), which caches the call's kernel plan: the edge input then meets the
+plan's guards instead of the loss's checks (``polyloss.functional._common.planned``).
 
 Families add their rows in ``tests/functional/_edge_rows_<family>.py`` (a ``ROWS``
 list); ``tests/functional/test_edge_rules.py`` runs them all in one parametrised test.
@@ -161,7 +163,36 @@ def outcomes(row: EdgeRow, case: Any) -> list[Outcome]:
                     return out, xs[0].grad
 
                 results.append(_run(f"{case.name}/{tag}/autograd", autograd, case))
+            if case.is_torch and fast:
+
+                def planned(requires_grad: bool) -> tuple[Any, Any]:
+                    xs, opts = args(requires_grad)
+                    _warm_plan(fn, xs, opts)
+                    out = fn(*xs, **opts)
+                    if not requires_grad:
+                        return out, None
+                    out.sum().backward()
+                    return out, xs[0].grad
+
+                results.append(_run(f"{case.name}/planned/loss", lambda: planned(False), case))
+                if row.grad and np.asarray(arrays[0]).dtype.kind == "f":
+                    results.append(_run(f"{case.name}/planned/autograd", lambda: planned(True), case))
     return results
+
+
+def _warm_plan(fn: Callable[..., Any], xs: tuple[Any, ...], opts: dict[str, Any]) -> None:
+    """Call ``fn`` on arrays of ``xs``'s signature holding 0.5 (floating) or 0 (integer, bool): where that
+    passes the loss's checks, its kernel plan for the signature is cached."""
+    import torch
+
+    tame = [x if not isinstance(x, torch.Tensor) else torch.full_like(x, 0.5) if x.is_floating_point()
+            else torch.zeros_like(x) for x in xs]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn(*tame, **opts)
+    except (ValueError, TypeError, RuntimeError, IndexError):
+        pass
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None, rtol: float, atol: float) -> bool:

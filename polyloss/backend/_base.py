@@ -43,6 +43,7 @@ class Backend:
     any primitive it has natively. :attr:`fast_paths` maps a loss name to a
     callable with the loss's signature returning the loss or
     ``NotImplemented`` when the options are not ones it covers exactly.
+    :attr:`kernel_plans` maps a loss name to a plan builder (see :meth:`plan_key`).
     """
 
     name: str = "generic"
@@ -53,6 +54,17 @@ class Backend:
         self._xp: ModuleType | None = None
         self._kinds: dict[Any, str] = {}
         self.fast_paths: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
+        #: loss name -> ``builder(input, target, **options)``: the kernel call ``run(input, target)`` that the fast
+        #: path makes for arrays of this signature and these checked options, or None. ``run`` returns
+        #: ``NotImplemented`` where a value it reads (a guard) is not one it covers; the loss then takes its
+        #: full path. Built once per call signature (:meth:`plan_key`), after the loss's checks passed.
+        self.kernel_plans: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
+
+    def plan_key(self, name: str, input: Any, target: Any, options: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The key of a call's signature under which its kernel plan is cached, or None where no plan may be
+        used now (the default: none). It must hold everything the loss's checks other than value reads depend
+        on: the arrays' types, dtypes, shapes and devices and the options with their types."""
+        return None
 
     # -- identification -------------------------------------------------
     def matches(self, x: object) -> bool:

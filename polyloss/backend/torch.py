@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -69,75 +70,125 @@ def _aten_nn(name: str) -> Any:
     return getattr(torch._C._nn, name)
 
 
-def _mse(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+# -- kernel plans -------------------------------------------------------------------------------------------------
+#
+# A plan builder takes a loss's checked arguments and returns the kernel call ``run(input, target)`` its fast path
+# makes for arrays of that signature, or None where the options are not ones a kernel covers. The fast path is the
+# plan run at once (:func:`_run_plan`); the loss caches the plan per call signature (``TorchBackend.plan_key``) and
+# runs it on the next call without its checks. A value a plan must read (a guard) is read in ``run`` unless the
+# loss's checks read it this call (``checked``); ``run`` returns ``NotImplemented`` where the kernel would not give
+# polyloss's number.
+
+
+def _run_plan(build: Any) -> Any:
+    """The fast path that runs the plan ``build`` makes for its arguments (``NotImplemented`` where none)."""
+
+    def fast(input: Any, target: Any, **options: Any) -> Any:
+        run = build(input, target, **options)
+        return NotImplemented if run is None else run(input, target, True)
+
+    fast.__name__ = fast.__qualname__ = build.__name__.removesuffix("_plan")
+    fast.__doc__ = build.__doc__
+    return fast
+
+
+def _pointwise_plan(name: str, *extra: Any) -> Any:
+    """``run(input, target)``: ATen's ``name`` kernel, or ``torch.nn.functional``'s while compiling (``extra``:
+    the kernel's arguments after the reduction, named as ``F``'s keyword ``extra_names``)."""
+
+    def build(input: Any, target: Any, *, reduction: str, **options: Any) -> Any:
+        aten = _aten_nn(name)
+        if aten is not None:
+            args = (_REDUCTION[reduction], *options.values())
+            return lambda input, target, checked=False: aten(input, _same_dtype(target, input), *args)
+        f = getattr(_F(), name)
+        return lambda input, target, checked=False: f(input, _same_dtype(target, input), reduction=reduction,
+                                                      **options)
+
+    return build
+
+
+def _mse_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
-        return NotImplemented
-    aten = _aten_nn("mse_loss")
-    if aten is not None:
-        return aten(input, _same_dtype(target, input), _REDUCTION[reduction])
-    return _F().mse_loss(input, _same_dtype(target, input), reduction=reduction)
+        return None
+    return _pointwise_plan("mse_loss")(input, target, reduction=reduction)
 
 
-def _l1(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+def _l1_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
-        return NotImplemented
-    aten = _aten_nn("l1_loss")
-    if aten is not None:
-        return aten(input, _same_dtype(target, input), _REDUCTION[reduction])
-    return _F().l1_loss(input, _same_dtype(target, input), reduction=reduction)
+        return None
+    return _pointwise_plan("l1_loss")(input, target, reduction=reduction)
 
 
-def _smooth_l1(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
-    if weight is not None or _empty_mean(input, reduction):
-        return NotImplemented
+def _smooth_l1_plan(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
     if beta == 0.0:  # ATen's smooth L1 divides by beta in its backward: L1's kernel, as torch.nn.functional
-        return _l1(input, target, weight=weight, reduction=reduction)
-    aten = _aten_nn("smooth_l1_loss")
-    if aten is not None:
-        return aten(input, _same_dtype(target, input), _REDUCTION[reduction], beta)
-    return _F().smooth_l1_loss(input, _same_dtype(target, input), beta=beta, reduction=reduction)
-
-
-def _huber(input: Any, target: Any, *, delta: float, weight: Any, reduction: str) -> Any:
+        return _l1_plan(input, target, weight=weight, reduction=reduction)
     if weight is not None or _empty_mean(input, reduction):
-        return NotImplemented
-    aten = _aten_nn("huber_loss")
-    if aten is not None:
-        return aten(input, _same_dtype(target, input), _REDUCTION[reduction], delta)
-    return _F().huber_loss(input, _same_dtype(target, input), delta=delta, reduction=reduction)
+        return None
+    return _pointwise_plan("smooth_l1_loss")(input, target, reduction=reduction, beta=beta)
+
+
+def _huber_plan(input: Any, target: Any, *, delta: float, weight: Any, reduction: str) -> Any:
+    if weight is not None or _empty_mean(input, reduction):
+        return None
+    return _pointwise_plan("huber_loss")(input, target, reduction=reduction, delta=delta)
 
 
 def _empty_mean(input: Any, reduction: str) -> bool:
     return reduction == "mean" and input.numel() == 0
 
 
-def _bce(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+def _in_unit_interval(target: Any) -> bool:
+    """Whether every value of ``target`` (readable) lies in [0, 1]: one ``aminmax`` (False for NaN)."""
+    if target.dtype == _torch().bool:
+        return True
+    lo, hi = _torch().aminmax(target.detach())
+    return bool(lo.item() >= 0 and hi.item() <= 1)
+
+
+def _bce_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     """ATen's kernel; the loss calls it only on values it read and found in [0, 1] without NaN (the kernel
-    raises on NaN, and asserts on a GPU, where the loss runs the generic code instead)."""
+    raises on NaN, and asserts on a GPU, where the loss runs the generic code instead). A cached plan reads
+    the target; ATen's CPU kernel raises on an input outside [0, 1] or NaN, and the loss's full path then
+    reads both."""
     if _empty_mean(input, reduction):
-        return NotImplemented
-    aten = _aten_nn("binary_cross_entropy") if weight is None else None  # F broadcasts a weight
-    if aten is not None:
-        return aten(input, _same_dtype(target, input), None, _REDUCTION[reduction])
-    return _F().binary_cross_entropy(
-        input, _same_dtype(target, input), weight=_same_dtype(weight, input), reduction=reduction
-    )
+        return None
+    if weight is not None or _aten_nn("binary_cross_entropy") is None:  # F broadcasts a weight
+        f, w = _F().binary_cross_entropy, _same_dtype(weight, input)
+        return lambda input, target, checked=False: f(input, _same_dtype(target, input), weight=w,
+                                                      reduction=reduction)
+    aten, r = _torch()._C._nn.binary_cross_entropy, _REDUCTION[reduction]
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        if not (checked or _in_unit_interval(target)):
+            return NotImplemented
+        return aten(input, _same_dtype(target, input), None, r)
+
+    return run
 
 
-def _bce_logits(input: Any, target: Any, *, weight: Any, pos_weight: Any, reduction: str) -> Any:
+def _bce_logits_plan(input: Any, target: Any, *, weight: Any, pos_weight: Any, reduction: str) -> Any:
+    """ATen's kernel; the target is in [0, 1] (the loss read it where readable; a cached plan reads it)."""
     if _empty_mean(input, reduction):
-        return NotImplemented
+        return None
     torch = _torch()
-    if not torch.compiler.is_compiling():
-        return torch.binary_cross_entropy_with_logits(input, _same_dtype(target, input), _same_dtype(weight, input),
-                                                      _same_dtype(pos_weight, input), _REDUCTION[reduction])
-    return _F().binary_cross_entropy_with_logits(
-        input,
-        _same_dtype(target, input),
-        weight=_same_dtype(weight, input),
-        pos_weight=_same_dtype(pos_weight, input),
-        reduction=reduction,
-    )
+    w, pw = _same_dtype(weight, input), _same_dtype(pos_weight, input)
+    if torch.compiler.is_compiling():
+        f = _F().binary_cross_entropy_with_logits
+        return lambda input, target, checked=False: f(input, _same_dtype(target, input), weight=w, pos_weight=pw,
+                                                      reduction=reduction)
+    aten, r, readable = torch.binary_cross_entropy_with_logits, _REDUCTION[reduction], _values_readable(target)
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        if readable and not (checked or _in_unit_interval(target)):
+            return NotImplemented
+        return aten(input, _same_dtype(target, input), w, pw, r)
+
+    return run
+
+
+_mse, _l1, _smooth_l1, _huber = map(_run_plan, (_mse_plan, _l1_plan, _smooth_l1_plan, _huber_plan))
+_bce, _bce_logits = _run_plan(_bce_plan), _run_plan(_bce_logits_plan)
 
 
 def _to_class_dim_1(input: Any, axis: int) -> Any:
@@ -228,14 +279,54 @@ def _native_mean_on_cpu(input: Any) -> bool:
     return type(input) is _torch().Tensor and _values_readable(input)
 
 
-def _exact_native_mean(loss: Any, target: Any, weight: Any, ignore_index: int | None) -> bool:
-    """Whether ATen's "mean" of class indices (on values the loss read) is polyloss's: without class weights, with
-    no target to ignore and a sample at least, it is the sum over the count (NaN only from a NaN input), known
-    without a read; otherwise it is where it is finite (ATen divides 0 by 0, or by class weights summing to 0,
-    where polyloss's rule gives 0 * sum; an infinite input gives the same inf either way)."""
-    if weight is None and ignore_index is None and target.numel():
-        return True
-    return math.isfinite(loss.detach().item())
+def _native_mean_exact(target: Any, weight: Any, ignore_index: int | None) -> bool:
+    """Whether ATen's "mean" of class indices is polyloss's without a read: without class weights, with no target
+    to ignore and a sample at least, it is the sum over the count (NaN only from a NaN input). Otherwise it is
+    where it is finite (ATen divides 0 by 0, or by class weights summing to 0, where polyloss's rule gives
+    0 * sum; an infinite input gives the same inf either way): the value is read."""
+    return weight is None and ignore_index is None and target.numel() > 0
+
+
+def _native_mean_plan(kernel: Any, input: Any, target: Any, weight: Any, ignore_index: int | None) -> Any:
+    """``run(x, target)``: ATen's class-index ``kernel(x, target, weight, "mean", ignore_index)`` (one C++ call
+    and ATen's own two-node graph: the least per-call overhead at small sizes) where its mean is polyloss's (see
+    :func:`_native_mean_exact`), else polyloss's mean of ``nll_loss_forward`` on ``log_softmax(x)``, ``x`` itself
+    where ``kernel`` is ``nll_loss``. None where the mean cannot be read (not a plain CPU tensor, tracing)."""
+    if target.dtype.is_floating_point or not _native_mean_on_cpu(input):
+        return None
+    torch = _torch()
+    w, ignore = _same_dtype(weight, input), _aten_ignore_index(ignore_index)
+    def log_probabilities(x: Any) -> Any:
+        return x if kernel is torch._C._nn.nll_loss else torch.log_softmax(x, 1)
+
+    extra = () if kernel is torch._C._nn.nll_loss else (0.0,)
+    if _native_mean_exact(target, w, ignore_index):
+        return lambda input, target, checked=False: kernel(input, target, w, _MEAN, ignore, *extra)
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        out = kernel(input, target, w, _MEAN, ignore, *extra)
+        if math.isfinite(out.item()):
+            return out
+        return _nll_mean(log_probabilities(input), target, w, ignore)
+
+    return run
+
+
+def _cross_entropy_plan(
+    input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, label_smoothing: float,
+    reduction: str,
+) -> Any:
+    """ATen's one-call cross-entropy of 2-D logits and class indices under "mean" without smoothing."""
+    if reduction != "mean" or label_smoothing != 0.0 or input.ndim != 2 or axis != 1:
+        return None
+    return _native_mean_plan(_torch()._C._nn.cross_entropy_loss, input, target, weight, ignore_index)
+
+
+def _nll_plan(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, reduction: str) -> Any:
+    """ATen's one-call NLL of 2-D log-probabilities and class indices under "mean"."""
+    if reduction != "mean" or input.ndim != 2 or axis != 1:
+        return None
+    return _native_mean_plan(_torch()._C._nn.nll_loss, input, target, weight, ignore_index)
 
 
 def _cross_entropy(
@@ -260,11 +351,10 @@ def _cross_entropy(
                                reduction=reduction)
     ignore = _aten_ignore_index(ignore_index)
     if reduction == "mean" and label_smoothing == 0.0 and input.ndim == 2 and axis == 1:
-        if _native_mean_on_cpu(input):
-            # one C++ call and ATen's own two-node graph: the least per-call overhead at small sizes
-            out = torch._C._nn.cross_entropy_loss(input, target, w, _MEAN, ignore, 0.0)
-            if _exact_native_mean(out, target, w, ignore_index):
-                return out
+        run = _cross_entropy_plan(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                                  label_smoothing=label_smoothing, reduction=reduction)
+        if run is not None:
+            return run(input, target, True)
         return _nll_mean(torch.log_softmax(input, 1), target, w, ignore)
     x = _to_class_dim_1(input, axis)
     if reduction != "mean":
@@ -282,10 +372,9 @@ def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int |
     w = _same_dtype(weight, input)
     ignore = _aten_ignore_index(ignore_index)
     if reduction == "mean" and input.ndim == 2 and axis == 1:
-        if _native_mean_on_cpu(input):
-            out = _torch()._C._nn.nll_loss(input, target, w, _MEAN, ignore)
-            if _exact_native_mean(out, target, w, ignore_index):
-                return out
+        run = _nll_plan(input, target, axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction)
+        if run is not None:
+            return run(input, target, True)
         return _nll_mean(input, target, w, ignore)
     # nll_loss's backward needs a contiguous gradient buffer for K-dim inputs
     x = _to_class_dim_1(input, axis).contiguous()
@@ -294,20 +383,30 @@ def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int |
     return _nll_mean(x, target, w, ignore)
 
 
-def _kl_div(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
+def _kl_div_plan(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
+    """``torch.kl_div`` ("batchmean" and "mean" from its sum). Probability targets are >= 0 (the loss read them
+    where readable; a cached plan reads their minimum)."""
     torch = _torch()
-    t = _same_dtype(target, input)
     if torch.compiler.is_compiling():
-        def kl(r: str) -> Any:
-            return _F().kl_div(input, t, reduction=r, log_target=log_target)
+        def kl(x: Any, t: Any, r: str) -> Any:
+            return _F().kl_div(x, t, reduction=r, log_target=log_target)
     else:
-        def kl(r: str) -> Any:
-            return torch.kl_div(input, t, _REDUCTION[r], log_target=log_target)
-    if reduction in ("none", "sum"):
-        return kl(reduction)
-    total = kl("sum")
-    n = input.numel() if reduction == "mean" else (input.shape[0] if input.ndim else 1)
-    return total / n if n else total
+        def kl(x: Any, t: Any, r: str) -> Any:
+            return torch.kl_div(x, t, _REDUCTION[r], log_target=log_target)
+    guarded = not log_target and target.dtype != torch.bool and target.numel() > 0 and _values_readable(target)
+    n = None if reduction in ("none", "sum") else (
+        input.numel() if reduction == "mean" else (input.shape[0] if input.ndim else 1))
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        if guarded and not checked and not target.detach().min().item() >= 0:
+            return NotImplemented
+        t = _same_dtype(target, input)
+        if n is None:
+            return kl(input, t, reduction)
+        total = kl(input, t, "sum")
+        return total / n if n else total
+
+    return run
 
 
 def _finite(x: Any) -> bool:
@@ -316,23 +415,29 @@ def _finite(x: Any) -> bool:
     return math.isfinite(float(x.detach().sum()))
 
 
-def _multi_margin(
+def _multi_margin_plan(
     input: Any, target: Any, *, p: int, margin: float, weight: Any, axis: int, reduction: str
 ) -> Any:
+    """ATen's kernel, which checks the class indices itself. It (and its backward) adds a term only where
+    m - x_y + x_j > 0, false for NaN: it would hide a NaN score (or an infinite one meeting another), so it runs
+    on inputs (and weights) read and found finite only."""
     if input.ndim > 2 or (input.ndim == 2 and axis != 1) or input.numel() == 0:
-        return NotImplemented  # ATen's kernel returns uninitialised memory for an empty batch under "sum"
+        return None  # ATen's kernel returns uninitialised memory for an empty batch under "sum"
     if input.device.type == "cpu" and input.dtype in (_torch().float16, _torch().bfloat16):
-        return NotImplemented  # no half-precision CPU kernel
-    # ATen's kernel (and its backward) adds a term only where m - x_y + x_j > 0, false for NaN: it would
-    # hide a NaN score (or an infinite one meeting another). It runs on inputs read and found finite only.
-    if not _values_readable(input) or not _finite(input) or (weight is not None and not _finite(weight)):
-        return NotImplemented
-    aten = _aten_nn("multi_margin_loss")
-    if aten is not None:
-        return aten(input, target, p, margin, _same_dtype(weight, input), _REDUCTION[reduction])
-    return _F().multi_margin_loss(
-        input, target, p=p, margin=margin, weight=_same_dtype(weight, input), reduction=reduction
-    )
+        return None  # no half-precision CPU kernel
+    if not _values_readable(input):
+        return None
+    aten, w, r = _aten_nn("multi_margin_loss"), _same_dtype(weight, input), _REDUCTION[reduction]
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        if not _finite(input) or (w is not None and not _finite(w)):
+            return NotImplemented
+        return aten(input, target, p, margin, w, r)
+
+    return run
+
+
+_kl_div, _multi_margin = _run_plan(_kl_div_plan), _run_plan(_multi_margin_plan)
 
 
 # -- fused closed-form backward -------------------------------------------------------------------------------------
@@ -483,6 +588,19 @@ FAST_PATHS = {
     "kl_div": _kl_div,
     "multi_margin_loss": _multi_margin,
 }
+#: loss name -> plan builder (see "kernel plans" above): the kernel calls losses cache per call signature
+KERNEL_PLANS: dict[str, Callable[..., Any]] = {
+    "mse_loss": _mse_plan,
+    "l1_loss": _l1_plan,
+    "smooth_l1_loss": _smooth_l1_plan,
+    "huber_loss": _huber_plan,
+    "binary_cross_entropy": _bce_plan,
+    "binary_cross_entropy_with_logits": _bce_logits_plan,
+    "cross_entropy": _cross_entropy_plan,
+    "nll_loss": _nll_plan,
+    "kl_div": _kl_div_plan,
+    "multi_margin_loss": _multi_margin_plan,
+}
 FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
 FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
 
@@ -501,6 +619,18 @@ class TorchBackend(Backend):
     def __init__(self) -> None:
         super().__init__()
         self.fast_paths = FAST_PATHS
+        self.kernel_plans = KERNEL_PLANS
+
+    def plan_key(self, name: str, input: Any, target: Any, options: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Plain tensors outside tracing, with the fast paths on (a plan made eagerly never runs while compiling
+        or under ``torch.func``; a subclass such as FakeTensor gets none)."""
+        torch = _torch()
+        if input.__class__ is not torch.Tensor or target.__class__ is not torch.Tensor or not fast_paths_enabled():
+            return None
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+            return None
+        return (name, input.dtype, input.shape, input.device, target.dtype, target.shape, *options,
+                *map(type, options))
 
     def matches(self, x: object) -> bool:
         return isinstance(x, _torch().Tensor)

@@ -20,12 +20,57 @@ def _half(dtype: Any) -> bool:
     return str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
 
 
-def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> Any:
+#: :meth:`Backend.plan_key` -> ``(loss name, run, options)``: the kernel call checked arguments of that
+#: signature took (see :func:`planned`)
+_PLANS: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
+_MAX_PLANS = 4096
+
+
+def plan_key(backend: Backend, name: str, input: Any, target: Any, *options: Any) -> tuple[Any, ...] | None:
+    """The signature under which the kernel plan of this call is cached, or None where the backend uses
+    none now (no plans, another array type, tracing, fast paths off)."""
+    if not backend.kernel_plans:
+        return None
+    return backend.plan_key(name, input, target, options)
+
+
+def planned(key: tuple[Any, ...] | None, input: Any, target: Any) -> Any:
+    """The loss from the kernel plan cached under ``key`` (:func:`plan_key`), or ``NotImplemented`` (no plan,
+    or one of its guards or the kernel declined the values: the loss takes its full path, checks included).
+
+    A plan stands for the checks that depend on the signature alone (types, dtypes, shapes, options), which
+    passed when it was built; reads of values stay in the plan, as guards. The per-call overhead of a small
+    loss is then one key and one dictionary lookup above the native kernel.
+    """
+    entry = _PLANS.get(key) if key is not None else None
+    if entry is None:
+        return NotImplemented
+    try:
+        return entry[1](input, target)
+    except (IndexError, RuntimeError):  # the full path raises it again, explained where it can be
+        return NotImplemented
+
+
+def _remember_plan(backend: Backend, key: tuple[Any, ...], name: str, args: tuple[Any, ...],
+                   options: dict[str, Any]) -> None:
+    build = backend.kernel_plans.get(name)
+    run = build(*args, **options) if build is not None else None
+    if run is not None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = (name, run, options)
+
+
+def try_fast_path(backend: Backend, name: str, *args: Any, plan: tuple[Any, ...] | None = None,
+                  **options: Any) -> Any:
     """The backend's native kernel for ``name`` if it covers these options, else ``NotImplemented``.
 
     Half-precision inputs are given to the kernel in float32 and the result cast
     back (as PyTorch's autocast does for losses): native half kernels round every
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
+
+    ``plan``: the call's :func:`plan_key`, given where ``args`` are the loss's own ``(input, target)`` and the
+    checks passed: the kernel call is then cached for the next call of this signature (:func:`planned`).
     """
     fast = backend.fast_paths.get(name)
     if fast is None or not fast_paths_enabled():
@@ -33,7 +78,10 @@ def try_fast_path(backend: Backend, name: str, *args: Any, **options: Any) -> An
     input = args[0]
     try:
         if not _half(input.dtype):
-            return fast(*args, **options)
+            out = fast(*args, **options)
+            if plan is not None and out is not NotImplemented:
+                _remember_plan(backend, plan, name, args, options)
+            return out
         up = [v.upcast_half(backend, a) if hasattr(a, "dtype") else a for a in args]
         out = fast(*up, **{k: v.upcast_half(backend, a) if hasattr(a, "dtype") else a for k, a in options.items()})
     except (IndexError, RuntimeError):

@@ -24,6 +24,8 @@ from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
 from polyloss.functional._common import optional_array
+from polyloss.functional._common import plan_key
+from polyloss.functional._common import planned
 from polyloss.functional._common import pointwise_inputs
 from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
@@ -71,6 +73,7 @@ def _value_range(backend: Backend, values: Any) -> tuple[float, float, bool]:
     if lo == lo and hi == hi:  # the common case: one or two reductions, no NaN
         return lo, hi, False
     xp = backend.xp
+    values = backend.stop_gradient(values)
     nan = xp.isnan(values)
     lo = float(xp.min(xp.where(nan, math.inf, values)))
     hi = float(xp.max(xp.where(nan, -math.inf, values)))
@@ -141,8 +144,13 @@ def binary_cross_entropy(
     Matches ``torch.nn.functional.binary_cross_entropy``.
     """
     backend = resolve(input, target)
+    plan = plan_key(backend, "binary_cross_entropy", input, target, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     if _check_binary_cross_entropy(backend, input, target, weight, reduction):
-        out = try_fast_path(backend, "binary_cross_entropy", input, target, weight=weight, reduction=reduction)
+        out = try_fast_path(backend, "binary_cross_entropy", input, target, weight=weight, reduction=reduction,
+                            plan=plan)
         if out is not NotImplemented:
             return out
     x, y, w = compute_dtype(backend, input, target, weight)
@@ -203,10 +211,15 @@ def binary_cross_entropy_with_logits(
     Matches ``torch.nn.functional.binary_cross_entropy_with_logits``.
     """
     backend = resolve(input, target)
+    unweighted = weight is None and pos_weight is None
+    plan = plan_key(backend, "binary_cross_entropy_with_logits", input, target, reduction) if unweighted else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     _check_binary_cross_entropy_with_logits(backend, input, target, weight, pos_weight, reduction)
     out = try_fast_path(
         backend, "binary_cross_entropy_with_logits", input, target,
-        weight=weight, pos_weight=pos_weight, reduction=reduction,
+        weight=weight, pos_weight=pos_weight, reduction=reduction, plan=plan,
     )
     if out is not NotImplemented:
         return out
@@ -477,12 +490,18 @@ def cross_entropy(
     expanded into a one-hot array.
     """
     backend = resolve(input, target)
+    plan = (plan_key(backend, "cross_entropy", input, target, axis, ignore_index, label_smoothing, reduction)
+            if weight is None else None)
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
                               allow_probabilities=True, kernel=True)
     axis = parts.axis
     out = try_fast_path(
         backend, "cross_entropy", input, parts.target, axis=axis, weight=weight,
         ignore_index=parts.ignore_index, label_smoothing=parts.label_smoothing, reduction=reduction,
+        plan=plan if parts.target is target else None,
     )
     if out is not NotImplemented:
         return out
@@ -583,11 +602,15 @@ def nll_loss(
     Matches ``torch.nn.functional.nll_loss``.
     """
     backend = resolve(input, target)
+    plan = plan_key(backend, "nll_loss", input, target, axis, ignore_index, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, 0.0, reduction,
                               allow_probabilities=False, kernel=True)
     out = try_fast_path(
         backend, "nll_loss", input, parts.target, axis=parts.axis, weight=weight,
-        ignore_index=parts.ignore_index, reduction=reduction,
+        ignore_index=parts.ignore_index, reduction=reduction, plan=plan if parts.target is target else None,
     )
     if out is not NotImplemented:
         return out
@@ -654,8 +677,12 @@ def kl_div(input: ArrayT, target: Array, *, log_target: bool = False, reduction:
     Matches ``torch.nn.functional.kl_div``.
     """
     backend = resolve(input, target)
+    plan = plan_key(backend, "kl_div", input, target, log_target, reduction)
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     _check_kl_div(backend, input, target, log_target, reduction)
-    out = try_fast_path(backend, "kl_div", input, target, log_target=log_target, reduction=reduction)
+    out = try_fast_path(backend, "kl_div", input, target, log_target=log_target, reduction=reduction, plan=plan)
     if out is not NotImplemented:
         return out
     x, y, q = _kl_target(backend, input, target, log_target)

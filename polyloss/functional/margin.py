@@ -20,6 +20,8 @@ from polyloss.functional._common import apply_sample_seed
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
+from polyloss.functional._common import plan_key
+from polyloss.functional._common import planned
 from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
 from polyloss.functional._define import gradient
@@ -316,10 +318,14 @@ def multi_margin_loss(
     Matches ``torch.nn.functional.multi_margin_loss``.
     """
     backend = resolve(input, target)
+    plan = plan_key(backend, "multi_margin_loss", input, target, p, margin, axis, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
     p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)
     out = try_fast_path(
         backend, "multi_margin_loss", input, index, p=p, margin=margin, weight=weight,
-        axis=axis, reduction=reduction,
+        axis=axis, reduction=reduction, plan=plan if index is target else None,
     )
     if out is not NotImplemented:
         return out

@@ -11,10 +11,13 @@ from typing import Any
 
 from polyloss import _checks as v
 from polyloss._namespace import resolve
+from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import flat_dot
 from polyloss.functional._common import optional_array
+from polyloss.functional._common import plan_key
+from polyloss.functional._common import planned
 from polyloss.functional._common import pointwise_inputs
 from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
@@ -40,11 +43,9 @@ __all__ = [
 ]
 
 
-def _pointwise_checks(
-    input: Any, target: Any, weight: Any, reduction: str
-) -> Any:
+def _pointwise_checks(input: Any, target: Any, weight: Any, reduction: str, backend: Backend | None = None) -> Any:
     """The checks every regression loss (and its gradient) runs first; returns the backend."""
-    backend = resolve(input, target)
+    backend = backend or resolve(input, target)
     pointwise_inputs(backend, input, target, reduction)
     optional_array(backend, weight, "weight", tuple(input.shape))
     return backend
@@ -162,8 +163,13 @@ def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduc
 
     Matches ``torch.nn.functional.mse_loss``.
     """
-    backend = _pointwise_checks(input, target, weight, reduction)
-    out = try_fast_path(backend, "mse_loss", input, target, weight=weight, reduction=reduction)
+    backend = resolve(input, target)
+    plan = plan_key(backend, "mse_loss", input, target, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
+    _pointwise_checks(input, target, weight, reduction, backend)
+    out = try_fast_path(backend, "mse_loss", input, target, weight=weight, reduction=reduction, plan=plan)
     if out is not NotImplemented:
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
@@ -209,8 +215,13 @@ def l1_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduct
     :math:`x = y` is 0, and at a NaN difference 0 too (PyTorch's ``sgn``; the
     loss itself is NaN). Matches ``torch.nn.functional.l1_loss``.
     """
-    backend = _pointwise_checks(input, target, weight, reduction)
-    out = try_fast_path(backend, "l1_loss", input, target, weight=weight, reduction=reduction)
+    backend = resolve(input, target)
+    plan = plan_key(backend, "l1_loss", input, target, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
+    _pointwise_checks(input, target, weight, reduction, backend)
+    out = try_fast_path(backend, "l1_loss", input, target, weight=weight, reduction=reduction, plan=plan)
     if out is not NotImplemented:
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
@@ -261,9 +272,15 @@ def smooth_l1_loss(
 
     Edge rules as :func:`mse_loss`. Matches ``torch.nn.functional.smooth_l1_loss``.
     """
-    backend = _pointwise_checks(input, target, weight, reduction)
+    backend = resolve(input, target)
+    plan = plan_key(backend, "smooth_l1_loss", input, target, beta, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
+    _pointwise_checks(input, target, weight, reduction, backend)
     beta = _threshold(beta, "beta", strict=False)
-    out = try_fast_path(backend, "smooth_l1_loss", input, target, beta=beta, weight=weight, reduction=reduction)
+    out = try_fast_path(backend, "smooth_l1_loss", input, target, beta=beta, weight=weight, reduction=reduction,
+                        plan=plan)
     if out is not NotImplemented:
         return out
     x, y, w = compute_dtype(backend, input, target, weight)
@@ -338,9 +355,15 @@ def huber_loss(
     Edge rules as :func:`mse_loss`. Equals ``delta * smooth_l1_loss(beta=delta)``.
     Matches ``torch.nn.functional.huber_loss``.
     """
-    backend = _pointwise_checks(input, target, weight, reduction)
+    backend = resolve(input, target)
+    plan = plan_key(backend, "huber_loss", input, target, delta, reduction) if weight is None else None
+    out = planned(plan, input, target)
+    if out is not NotImplemented:
+        return out
+    _pointwise_checks(input, target, weight, reduction, backend)
     delta = _threshold(delta, "delta", strict=True)
-    out = try_fast_path(backend, "huber_loss", input, target, delta=delta, weight=weight, reduction=reduction)
+    out = try_fast_path(backend, "huber_loss", input, target, delta=delta, weight=weight, reduction=reduction,
+                        plan=plan)
     if out is not NotImplemented:
         return out
     x, y, w = compute_dtype(backend, input, target, weight)

@@ -1,0 +1,143 @@
+"""Kernel plans (``polyloss.functional._common.planned``): the native kernel call a loss caches per call signature.
+
+The edge rules on the plans' path run in ``tests/functional/test_edge_rules.py`` (its ``planned`` paths); here:
+which calls get a plan, that a plan gives PyTorch's numbers, and where none may run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polyloss as pl
+from polyloss._namespace import resolve
+from polyloss.functional import _common
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _arrays() -> dict[str, object]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    return {
+        "x": x,
+        "y": torch.randn(6, 5, generator=gen, dtype=torch.float64),
+        "t": torch.randint(0, 5, (6,), generator=gen),
+        "p": torch.rand(6, 5, generator=gen, dtype=torch.float64),
+        "b": (torch.rand(6, 5, generator=gen) > 0.5).double(),
+        "lp": torch.log_softmax(x, 1),
+    }
+
+
+# loss name -> (polyloss call, torch.nn.functional call) on the arrays above
+CALLS = {
+    "cross_entropy": (lambda a: pl.cross_entropy(a["x"], a["t"]), lambda a: F.cross_entropy(a["x"], a["t"])),
+    "nll_loss": (lambda a: pl.nll_loss(a["lp"], a["t"]), lambda a: F.nll_loss(a["lp"], a["t"])),
+    "mse_loss": (lambda a: pl.mse_loss(a["x"], a["y"]), lambda a: F.mse_loss(a["x"], a["y"])),
+    "l1_loss": (lambda a: pl.l1_loss(a["x"], a["y"], reduction="sum"),
+                lambda a: F.l1_loss(a["x"], a["y"], reduction="sum")),
+    "huber_loss": (lambda a: pl.huber_loss(a["x"], a["y"], delta=0.5),
+                   lambda a: F.huber_loss(a["x"], a["y"], delta=0.5)),
+    "smooth_l1_loss": (lambda a: pl.smooth_l1_loss(a["x"], a["y"], beta=0.0),
+                       lambda a: F.smooth_l1_loss(a["x"], a["y"], beta=0.0)),
+    "kl_div": (lambda a: pl.kl_div(a["lp"], a["p"], reduction="batchmean"),
+               lambda a: F.kl_div(a["lp"], a["p"], reduction="batchmean")),
+    "binary_cross_entropy": (lambda a: pl.binary_cross_entropy(a["p"], a["b"]),
+                             lambda a: F.binary_cross_entropy(a["p"], a["b"])),
+    "binary_cross_entropy_with_logits": (lambda a: pl.binary_cross_entropy_with_logits(a["x"], a["p"]),
+                                         lambda a: F.binary_cross_entropy_with_logits(a["x"], a["p"])),
+    "multi_margin_loss": (lambda a: pl.multi_margin_loss(a["x"], a["t"], margin=0.5),
+                          lambda a: F.multi_margin_loss(a["x"], a["t"], margin=0.5)),
+}
+
+
+def _plans_of(name: str) -> int:
+    return sum(key[0] == name for key in _common._PLANS)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_second_call_runs_the_cached_plan_with_pytorchs_numbers(name: str) -> None:
+    ours, theirs = CALLS[name]
+    a = _arrays()
+    _common._PLANS.clear()
+    first = ours(a)
+    assert _plans_of(name) == 1
+    second = ours(a)
+    input_name = {"nll_loss": "lp", "kl_div": "lp", "binary_cross_entropy": "p"}.get(name, "x")
+    leaf = a[input_name] = a[input_name].detach().requires_grad_(True)
+    third = ours(a)  # requires grad: the same plan, and autograd through the kernel
+    assert _plans_of(name) == 1
+    expected = theirs(a)
+    for value in (first, second, third):
+        np.testing.assert_allclose(value.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
+    (grad,) = torch.autograd.grad(third, leaf)
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_plans_are_per_signature() -> None:
+    a = _arrays()
+    _common._PLANS.clear()
+    pl.cross_entropy(a["x"], a["t"])
+    pl.cross_entropy(a["x"][:3], a["t"][:3])
+    pl.cross_entropy(a["x"].float(), a["t"])
+    pl.cross_entropy(a["x"], a["t"], ignore_index=2)
+    assert _plans_of("cross_entropy") == 4
+
+
+def test_an_option_of_another_type_is_another_signature() -> None:
+    """``log_target=0`` equals ``False`` as a key, but only a bool is allowed: the plan must not answer it."""
+    a = _arrays()
+    pl.kl_div(a["lp"], a["p"])
+    with pytest.raises(TypeError, match="log_target"):
+        pl.kl_div(a["lp"], a["p"], log_target=0)
+
+
+def test_a_plan_declines_values_its_kernel_would_get_wrong() -> None:
+    a = _arrays()
+    pl.binary_cross_entropy_with_logits(a["x"], a["p"])
+    with pytest.raises(ValueError, match="target"):
+        pl.binary_cross_entropy_with_logits(a["x"], a["p"] + 1.0)
+    pl.multi_margin_loss(a["x"], a["t"])
+    nan = a["x"].clone()
+    nan[0, 1] = float("nan")
+    assert torch.isnan(pl.multi_margin_loss(nan, a["t"]))  # ATen's kernel would skip the NaN term
+    bad = a["t"].clone()
+    bad[0] = 7
+    with pytest.raises(ValueError, match="target"):
+        pl.multi_margin_loss(a["x"], bad)
+    pl.cross_entropy(a["x"], a["t"])
+    ignored = torch.full_like(a["t"], -100)
+    assert pl.cross_entropy(a["x"], ignored).item() == 0.0  # polyloss's rule where ATen's mean is NaN
+
+
+def test_no_plan_while_tracing_or_with_the_fast_paths_off() -> None:
+    a = _arrays()
+    backend = resolve(a["x"])
+    pl.cross_entropy(a["x"], a["t"])
+    assert _common.plan_key(backend, "cross_entropy", a["x"], a["t"], -1, -100, 0.0, "mean") is not None
+    with pl.fast_paths(False):
+        assert _common.plan_key(backend, "cross_entropy", a["x"], a["t"], -1, -100, 0.0, "mean") is None
+    keys = []
+
+    def traced(x: object) -> object:
+        keys.append(_common.plan_key(backend, "cross_entropy", x, a["t"], -1, -100, 0.0, "mean"))
+        return pl.cross_entropy(x, a["t"])
+
+    grad = torch.func.grad(traced)(a["x"])
+    assert keys == [None]
+    x = a["x"].clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(F.cross_entropy(x, a["t"]), x)
+    np.testing.assert_allclose(grad.numpy(), expected.numpy(), rtol=1e-12)
+    per_sample = torch.func.vmap(lambda x, t: pl.cross_entropy(x[None], t[None]))(a["x"], a["t"])
+    np.testing.assert_allclose(per_sample.numpy(), F.cross_entropy(a["x"], a["t"], reduction="none").numpy(),
+                               rtol=1e-12)
+
+
+def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "_MAX_PLANS", 3)
+    _common._PLANS.clear()
+    for n in range(1, 6):
+        pl.mse_loss(torch.ones(n), torch.zeros(n))
+    assert 1 <= len(_common._PLANS) <= 3
