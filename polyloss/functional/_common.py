@@ -170,10 +170,8 @@ def runs_fused(backend: Backend, name: str, input: Any) -> bool:
 
 
 def flat_dot(backend: Backend, a: Any, b: Any) -> Any:
-    """``sum(a * b)`` over every element without an ``a * b`` temporary (one ``vecdot`` of the flat arrays)."""
+    """``sum(a * b)`` over every element without an ``a * b`` temporary: the ``matmul`` of the flat arrays (a
+    BLAS dot in NumPy; NumPy's ``vecdot`` ufunc is up to 6x slower in float64)."""
     xp = backend.xp
-    vecdot = getattr(xp, "vecdot", None)  # standard since 2023.12; a namespace without it sums the product
-    if vecdot is None:
-        return xp.sum(a * b)
     n = math.prod(a.shape)
-    return vecdot(xp.reshape(a, (n,)), xp.reshape(b, (n,)))
+    return xp.matmul(xp.reshape(a, (n,)), xp.reshape(b, (n,)))
