@@ -361,9 +361,98 @@ def _ctc_occupancy(lp_ext: Any, skip_next: Any, in_len: Any, ends: Any, alphas: 
     return out
 
 
+# The scaled recursions' underflow check: a rounding below the normal range changes a value (alpha or beta,
+# in its step's normalised units) by at most 8 * 2^-1074 / min(its normaliser, 1); such a change moves -log p by
+# at most that times 1 / Z_t (the overlap of the normalised alphas and betas at its step) relatively, and every
+# occupancy by at most as much absolutely. A sample runs in log space unless these bounds sum to below 1e-18.
+_CTC_UNDERFLOW_BUDGET = 1e-18 / (8 * 2.0**-1074)
+
+
+def _ctc_scaled(lp_ext: Any, skip: Any, in_len: Any, ext_len: Any) -> tuple[Any, Any, Any]:
+    """CTC's ``(nll, occupancy, exact)`` by the scaled linear-space recursions (float64 whatever the input).
+
+    The classic forward-backward in probability space (Rabiner 1989; Graves et al. 2006, section 4.1):
+    ``alpha_t = (alpha_{t-1}(s) + alpha_{t-1}(s-1) + skip * alpha_{t-1}(s-2)) * y_t(l'_s)`` with
+    ``y = exp(lp_ext)``, each step normalised by ``c_t = sum_s alpha_t(s)`` (``log p = sum_t log c_t +
+    log(alpha(end) + alpha(end - 1))``); beta likewise backwards without its own step's emission, normalised
+    by ``d_t``; the occupancy at each step is ``alpha * beta / Z_t`` with ``Z_t = sum_s alpha * beta``. Sums
+    and products of non-negative numbers only: no cancellation, so rounding stays relative (like the log
+    space steps') except where values leave the normal range. ``exact`` (N,) is False for a sample whose
+    underflow bound (``_CTC_UNDERFLOW_BUDGET``) is not met, or with an input of length 0, a non-finite
+    result (an impossible alignment, NaN, +inf or an overflow): its other outputs are then meaningless."""
+    np = _np()
+    t_max, n, ell = lp_ext.shape
+    position = np.arange(ell)
+    ends = (position >= ext_len[:, None] - 2) & (position < ext_len[:, None])  # (N, L)
+    skip_f = skip.astype(np.float64)
+    skip_next = np.zeros((n, ell))
+    skip_next[:, :-2] = skip_f[:, 2:]
+    read = np.arange(t_max)[:, None] < in_len[None, :]  # (T, N)
+    # alpha at [..., 2:] after two zero states, beta at [..., :-2] before two: the shifted terms are views
+    alpha_p, beta_p = np.zeros((t_max, n, ell + 2)), np.zeros((t_max, n, ell + 2))
+    alpha, beta = alpha_p[:, :, 2:], beta_p[:, :, :-2]
+    c, d = np.empty((t_max, n)), np.ones((t_max, n))
+    add, total = np.add, np.add.reduce
+    with np.errstate(all="ignore"):
+        y = np.exp(lp_ext, dtype=np.float64)
+        np.multiply(y[0], (position < 2) & (position < ext_len[:, None]), out=alpha[0])
+        for t in range(t_max):  # frames beyond an input length (y = 1 there) are computed, never read
+            new = alpha[t]
+            if t:
+                previous = alpha_p[t - 1]
+                np.multiply(previous[:, :-2], skip_f, out=new)
+                add(new, previous[:, 1:-1], out=new)
+                add(new, previous[:, 2:], out=new)
+                np.multiply(new, y[t], out=new)
+            total(new, axis=1, out=c[t])
+            np.divide(new, c[t][:, None], out=new)  # 0 / 0 = NaN where no state is left: not exact
+        start = ends / np.sum(ends, axis=1, keepdims=True)
+        beta[t_max - 1] = start
+        starts = set((in_len - 1).tolist())
+        emitted_p = np.zeros((n, ell + 2))
+        emitted = emitted_p[:, :-2]
+        for t in range(t_max - 2, -1, -1):
+            new = beta[t]
+            np.multiply(y[t + 1], beta[t + 1], out=emitted)
+            np.multiply(emitted_p[:, 2:], skip_next, out=new)
+            add(new, emitted_p[:, 1:-1], out=new)
+            add(new, emitted, out=new)
+            total(new, axis=1, out=d[t])
+            np.divide(new, d[t][:, None], out=new)
+            if t in starts:  # each sample's backward recursion starts at its last frame
+                here = in_len == t + 1
+                new[here] = start[here]
+                d[t, here] = 1.0
+        final = np.sum(alpha[np.maximum(in_len - 1, 0), np.arange(n)] * ends, axis=1)
+        nll = -(np.sum(np.log(c, where=read, out=np.zeros_like(c)), axis=0) + np.log(final))
+        occupancy = np.multiply(alpha, beta)
+        z = np.sum(occupancy, axis=2)
+        occupancy /= z[:, :, None]
+        occupancy[~read] = 0.0
+        margin = z * np.minimum(c, 1.0) * np.minimum(d, 1.0)
+        bound = np.sum(np.divide(1.0, margin, where=read, out=np.zeros_like(margin)), axis=0)
+        exact = (bound <= _CTC_UNDERFLOW_BUDGET) & (in_len > 0) & np.isfinite(nll)
+    return nll, occupancy, exact
+
+
+def _ctc_posterior(lp_ext: Any, skip: Any, in_len: Any, ext_len: Any,
+                   log_space: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """``(nll, occupancy)`` of :func:`polyloss.functional.ctc._posterior` by :func:`_ctc_scaled`, 5-7x faster
+    than the log-space steps; the samples it cannot guarantee come from ``log_space(rows)`` (the log-space
+    recursions on those samples: their numbers to the last bit)."""
+    np = _np()
+    nll, occupancy, exact = _ctc_scaled(lp_ext, skip, in_len, ext_len)
+    nll, occupancy = nll.astype(lp_ext.dtype, copy=False), occupancy.astype(lp_ext.dtype, copy=False)
+    rows = np.flatnonzero(~exact)
+    if rows.size:
+        nll[rows], occupancy[:, rows] = log_space(rows)
+    return nll, occupancy
+
+
 FAST_PATHS: dict[str, Callable[..., Any]] = {
     "ctc_loss.alphas": _ctc_alphas,
     "ctc_loss.occupancy": _ctc_occupancy,
+    "ctc_loss.posterior": _ctc_posterior,
     "multi_margin_loss.value_and_grad": _multi_margin_value_and_grad,
     "multi_margin_loss": _multi_margin,
     "cross_entropy.value_and_grad": _cross_entropy_value_and_grad,

@@ -336,8 +336,33 @@ def _ctc_loss_value_and_grad(
     return finish(lt.backend, value, log_probs), finish(lt.backend, grad, log_probs)
 
 
-def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotangent: Any) -> tuple[Any, Any]:
-    """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
+def _rows(lt: _Lattice, rows: Any) -> _Lattice:
+    """The lattice of the samples at positions ``rows`` (an integer index array along the batch)."""
+    xp = lt.backend.xp
+
+    def take(a: Any, axis: int) -> Any:
+        return xp.take(a, rows, axis=axis)
+
+    return _Lattice(lt.backend, take(lt.lp, 1), take(lt.labels, 0), take(lt.lp_ext, 1), take(lt.skip, 0),
+                    take(lt.in_len, 0), take(lt.ext_len, 0), take(lt.target_len, 0))
+
+
+def _posterior(lt: _Lattice) -> tuple[Any, Any]:
+    """``(nll (N,), occupancy (T, N, L))``: ``-log p(target | input)`` (inf where no alignment exists) and
+    the posterior occupancy ``exp(alpha + beta - log p_t(l'_s) + nll)`` of every state at every step (0
+    beyond each input length and where no alignment exists).
+
+    A backend's ``ctc_loss.posterior`` kernel may compute them another way (NumPy: scaled linear-space
+    recursions), handing the samples it cannot guarantee to the log-space recursions here (its last argument:
+    ``rows -> (nll, occupancy)`` of those samples)."""
+    kernel = lt.backend.fast_paths.get("ctc_loss.posterior") if fast_paths_enabled() and lt.lp.shape[0] else None
+    if kernel is not None:
+        return kernel(lt.lp_ext, lt.skip, lt.in_len, lt.ext_len, lambda rows: _log_posterior(_rows(lt, rows)))
+    return _log_posterior(lt)
+
+
+def _log_posterior(lt: _Lattice) -> tuple[Any, Any]:
+    """:func:`_posterior` by the forward and backward recursions in log space."""
     backend = lt.backend
     xp = backend.xp
     t_max, n, ell = lt.lp_ext.shape
@@ -351,19 +376,26 @@ def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotan
     finite_nll = xp.expand_dims(xp.where(nll == math.inf, 0.0, nll), axis=1)  # no path at all: occupancy 0
     kernel = backend.fast_paths.get("ctc_loss.occupancy") if fast_paths_enabled() and t_max else None
     if kernel is not None:  # the same steps, in place
-        occupancy = kernel(lt.lp_ext, skip_next, lt.in_len, ends, alphas, finite_nll)
-    else:
-        beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
-        steps = []
-        in_len = xp.expand_dims(lt.in_len, axis=1)
-        for t in range(t_max - 1, -1, -1):
-            skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
-            recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
-            beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
-                            xp.where(in_len - 1 > t, recursed, NEG_INF))
-            both = alphas[t] + beta
-            steps.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
-        occupancy = xp.stack(steps[::-1], axis=0)  # (T, N, L)
+        return nll, kernel(lt.lp_ext, skip_next, lt.in_len, ends, alphas, finite_nll)
+    beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
+    steps = []
+    in_len = xp.expand_dims(lt.in_len, axis=1)
+    for t in range(t_max - 1, -1, -1):
+        skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
+        recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
+        beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
+                        xp.where(in_len - 1 > t, recursed, NEG_INF))
+        both = alphas[t] + beta
+        steps.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
+    return nll, xp.stack(steps[::-1], axis=0)  # (T, N, L)
+
+
+def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotangent: Any) -> tuple[Any, Any]:
+    """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
+    backend = lt.backend
+    xp = backend.xp
+    n = lt.lp_ext.shape[1]
+    nll, occupancy = _posterior(lt)
     classes = lt.lp.shape[2]
     hot = xp.astype(xp.expand_dims(lt.labels, axis=2) == xp.reshape(
         xp.arange(classes, dtype=xp.int64, device=backend.device(lt.lp)), (1, 1, classes)), lt.lp.dtype)  # (N, L, C)
