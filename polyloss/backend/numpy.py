@@ -361,88 +361,122 @@ def _ctc_occupancy(lp_ext: Any, skip_next: Any, in_len: Any, ends: Any, alphas: 
     return out
 
 
-# The scaled recursions' underflow check: a rounding below the normal range changes a value (alpha or beta,
-# in its step's normalised units) by at most 8 * 2^-1074 / min(its normaliser, 1); such a change moves -log p by
-# at most that times 1 / Z_t (the overlap of the normalised alphas and betas at its step) relatively, and every
-# occupancy by at most as much absolutely. A sample runs in log space unless these bounds sum to below 1e-18.
-_CTC_UNDERFLOW_BUDGET = 1e-18 / (8 * 2.0**-1074)
+# The scaled recursions (see _ctc_scaled). Each step's values are rescaled to sum 1 every _CTC_RESCALE steps; with
+# emissions of at most e (log-probabilities <= 1, others run in log space) the values in between stay below (3e)^4.
+# A rounding below float64's normal range then changes a value by at most _CTC_ROUNDING * 2^-1074 (in the units of
+# its step), which moves -log p relatively, and each occupancy absolutely, by at most that over the overlap of the
+# forward and backward values at that step (normalised on the other side). A sample keeps its linear-space numbers
+# when these bounds sum to below 1e-18 over its steps; otherwise it runs in log space.
+_CTC_RESCALE = 4
+_CTC_ROUNDING = 1e5
+_CTC_UNDERFLOW_BUDGET = 1e-18 / (_CTC_ROUNDING * 2.0**-1074)
 
 
-def _ctc_scaled(lp_ext: Any, skip: Any, in_len: Any, ext_len: Any) -> tuple[Any, Any, Any]:
+def _ctc_scaled(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any) -> tuple[Any, Any, Any]:
     """CTC's ``(nll, occupancy, exact)`` by the scaled linear-space recursions (float64 whatever the input).
 
     The classic forward-backward in probability space (Rabiner 1989; Graves et al. 2006, section 4.1):
-    ``alpha_t = (alpha_{t-1}(s) + alpha_{t-1}(s-1) + skip * alpha_{t-1}(s-2)) * y_t(l'_s)`` with
-    ``y = exp(lp_ext)``, each step normalised by ``c_t = sum_s alpha_t(s)`` (``log p = sum_t log c_t +
-    log(alpha(end) + alpha(end - 1))``); beta likewise backwards without its own step's emission, normalised
-    by ``d_t``; the occupancy at each step is ``alpha * beta / Z_t`` with ``Z_t = sum_s alpha * beta``. Sums
-    and products of non-negative numbers only: no cancellation, so rounding stays relative (like the log
-    space steps') except where values leave the normal range. ``exact`` (N,) is False for a sample whose
-    underflow bound (``_CTC_UNDERFLOW_BUDGET``) is not met, or with an input of length 0, a non-finite
-    result (an impossible alignment, NaN, +inf or an overflow): its other outputs are then meaningless."""
+    ``alpha_t(s) = (alpha_{t-1}(s) + alpha_{t-1}(s-1) + skip_s alpha_{t-1}(s-2)) y_t(s)`` with the emissions
+    ``y_t(s) = exp(lp[t, labels[s]])``; beta likewise backwards, without its own step's emission. Every few
+    steps each sample's values are divided by their sum ``c_t`` (``log p = sum_t log c_t + log(alpha(end) +
+    alpha(end - 1))``); the occupancy at each step is ``alpha beta / sum_s alpha beta``. Sums and products of
+    non-negative numbers only: no cancellation, so rounding stays relative (like the log-space steps') except
+    below the normal range, which the bound above (``_CTC_UNDERFLOW_BUDGET``) accounts for. ``exact`` (N,) is
+    False for a sample that does not meet it, with an input of length 0, a NaN or a log-probability above 1
+    among the emissions of its read frames, or a non-finite result (no alignment at all): its other outputs
+    are then meaningless."""
     np = _np()
-    t_max, n, ell = lp_ext.shape
+    t_max, n, classes = lp.shape
+    ell = labels.shape[1]
+    w = ell + 2
     position = np.arange(ell)
     ends = (position >= ext_len[:, None] - 2) & (position < ext_len[:, None])  # (N, L)
-    skip_f = skip.astype(np.float64)
-    skip_next = np.zeros((n, ell))
-    skip_next[:, :-2] = skip_f[:, 2:]
     read = np.arange(t_max)[:, None] < in_len[None, :]  # (T, N)
-    # alpha at [..., 2:] after two zero states, beta at [..., :-2] before two: the shifted terms are views
-    alpha_p, beta_p = np.zeros((t_max, n, ell + 2)), np.zeros((t_max, n, ell + 2))
-    alpha, beta = alpha_p[:, :, 2:], beta_p[:, :, :-2]
-    c, d = np.empty((t_max, n)), np.ones((t_max, n))
-    add, total = np.add, np.add.reduce
+    wild = np.zeros(n, dtype=bool)
+
+    def padded(values: Any) -> Any:
+        """(..., N, L) -> (..., N * (L + 2)): each sample's row after two zeros, one flat row (per step)."""
+        out = np.zeros((*values.shape[:-2], n, w))
+        out[..., 2:] = values
+        return out.reshape(*values.shape[:-2], n * w)
+
     with np.errstate(all="ignore"):
-        y = np.exp(lp_ext, dtype=np.float64)
-        np.multiply(y[0], (position < 2) & (position < ext_len[:, None]), out=alpha[0])
-        for t in range(t_max):  # frames beyond an input length (y = 1 there) are computed, never read
-            new = alpha[t]
-            if t:
-                previous = alpha_p[t - 1]
-                np.multiply(previous[:, :-2], skip_f, out=new)
-                add(new, previous[:, 1:-1], out=new)
-                add(new, previous[:, 2:], out=new)
-                np.multiply(new, y[t], out=new)
-            total(new, axis=1, out=c[t])
-            np.divide(new, c[t][:, None], out=new)  # 0 / 0 = NaN where no state is left: not exact
+        # the emissions in that layout: exp of the (T, N, C) log-probabilities, then one gather (a 0 after them)
+        every = np.zeros((t_max, n * classes + 1))
+        np.exp(lp.reshape(t_max, n * classes), out=every[:, :-1], dtype=np.float64)
+        column = np.full((n, w), n * classes)
+        column[:, 2:] = labels + (np.arange(n) * classes)[:, None]
+        y = np.take(every, column.reshape(-1), axis=1)  # (T, N * (L + 2))
+        if not float(np.max(y, initial=0.0)) <= math.e:  # a NaN, or a log-probability above 1
+            bad = (y > math.e) | np.isnan(y)
+            wild = np.any(bad.reshape(t_max, n, w) & read[:, :, None], axis=(0, 2))
+            y[bad] = 0.0  # no NaN nor overflow anywhere: the samples share the rows of one array
+        # the forward recursion, flat: the state s - k of every sample is the offset view [.. - k]
+        alpha = np.zeros((t_max, n * w))
+        alpha[0] = y[0] * padded((position < 2) & (position < ext_len[:, None]))
+        skip_p = padded(skip)
+        c, d = np.ones((t_max, n)), np.ones((t_max, n))
+        add, total = np.add, np.add.reduce
+
+        def rescale(rows: Any, out: Any) -> None:
+            total(rows, axis=1, out=out)
+            np.multiply(rows, (1.0 / np.where(out > 0.0, out, 1.0))[:, None], out=rows)
+
+        rescale(alpha[0].reshape(n, w), c[0])
+        for t in range(1, t_max):  # frames beyond an input length (y = 1 there) are computed, never read
+            new, previous = alpha[t], alpha[t - 1]
+            np.multiply(previous[:-2], skip_p[2:], out=new[2:])
+            add(new[2:], previous[1:-1], out=new[2:])
+            add(new[2:], previous[2:], out=new[2:])
+            np.multiply(new, y[t], out=new)  # and the zeros before each row back
+            if t % _CTC_RESCALE == 0:
+                rescale(new.reshape(n, w), c[t])
+        # the backward recursion: beta(s) = b(s) + b(s + 1) + skip_{s+2} b(s + 2), b = y_{t+1} beta_{t+1}
         start = ends / np.sum(ends, axis=1, keepdims=True)
-        beta[t_max - 1] = start
+        beta = np.zeros((t_max, n * w))
+        beta[t_max - 1] = padded(start)
+        skip_next = np.zeros((n, ell))
+        skip_next[:, :-2] = skip[:, 2:]  # s -> s + 2 allowed
+        skip_next = padded(skip_next)
         starts = set((in_len - 1).tolist())
-        emitted_p = np.zeros((n, ell + 2))
-        emitted = emitted_p[:, :-2]
+        emitted = np.zeros(n * w + 2)
         for t in range(t_max - 2, -1, -1):
             new = beta[t]
-            np.multiply(y[t + 1], beta[t + 1], out=emitted)
-            np.multiply(emitted_p[:, 2:], skip_next, out=new)
-            add(new, emitted_p[:, 1:-1], out=new)
-            add(new, emitted, out=new)
-            total(new, axis=1, out=d[t])
-            np.divide(new, d[t][:, None], out=new)
+            np.multiply(y[t + 1], beta[t + 1], out=emitted[:-2])
+            np.multiply(emitted[2:], skip_next, out=new)
+            add(new, emitted[1:-1], out=new)
+            add(new, emitted[:-2], out=new)  # (the second zero before each row takes b(0): never read)
+            rows = new.reshape(n, w)
+            if (t_max - 1 - t) % _CTC_RESCALE == 0:
+                rescale(rows[:, 2:], d[t])
             if t in starts:  # each sample's backward recursion starts at its last frame
                 here = in_len == t + 1
-                new[here] = start[here]
+                rows[here, 2:] = start[here]
                 d[t, here] = 1.0
-        final = np.sum(alpha[np.maximum(in_len - 1, 0), np.arange(n)] * ends, axis=1)
+        alpha_3, beta_3 = alpha.reshape(t_max, n, w), beta.reshape(t_max, n, w)
+        beta_3[:, :, 1] = 0.0  # every row now holds zeros before its states: sums over whole rows
+        final = np.sum(alpha_3[np.maximum(in_len - 1, 0), np.arange(n), 2:] * ends, axis=1)
         nll = -(np.sum(np.log(c, where=read, out=np.zeros_like(c)), axis=0) + np.log(final))
-        occupancy = np.multiply(alpha, beta)
-        z = np.sum(occupancy, axis=2)
+        both = np.multiply(alpha_3, beta_3)
+        z = total(both, axis=2)
+        # the bound: forward roundings over z / (sum of beta), backward ones over z / (sum of alpha)
+        spread = (total(beta_3, axis=2) / np.minimum(c, 1.0) + total(alpha_3, axis=2) / np.minimum(d, 1.0)) / z
+        bound = np.sum(spread, axis=0, where=read)
+        occupancy = both[:, :, 2:]
         occupancy /= z[:, :, None]
         occupancy[~read] = 0.0
-        margin = z * np.minimum(c, 1.0) * np.minimum(d, 1.0)
-        bound = np.sum(np.divide(1.0, margin, where=read, out=np.zeros_like(margin)), axis=0)
-        exact = (bound <= _CTC_UNDERFLOW_BUDGET) & (in_len > 0) & np.isfinite(nll)
+        exact = (bound <= _CTC_UNDERFLOW_BUDGET) & (in_len > 0) & np.isfinite(nll) & ~wild
     return nll, occupancy, exact
 
 
-def _ctc_posterior(lp_ext: Any, skip: Any, in_len: Any, ext_len: Any,
+def _ctc_posterior(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any,
                    log_space: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, Any]:
     """``(nll, occupancy)`` of :func:`polyloss.functional.ctc._posterior` by :func:`_ctc_scaled`, 5-7x faster
     than the log-space steps; the samples it cannot guarantee come from ``log_space(rows)`` (the log-space
     recursions on those samples: their numbers to the last bit)."""
     np = _np()
-    nll, occupancy, exact = _ctc_scaled(lp_ext, skip, in_len, ext_len)
-    nll, occupancy = nll.astype(lp_ext.dtype, copy=False), occupancy.astype(lp_ext.dtype, copy=False)
+    nll, occupancy, exact = _ctc_scaled(lp, labels, skip, in_len, ext_len)
+    nll, occupancy = nll.astype(lp.dtype, copy=False), occupancy.astype(lp.dtype, copy=False)
     rows = np.flatnonzero(~exact)
     if rows.size:
         nll[rows], occupancy[:, rows] = log_space(rows)

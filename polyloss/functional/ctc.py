@@ -357,7 +357,7 @@ def _posterior(lt: _Lattice) -> tuple[Any, Any]:
     ``rows -> (nll, occupancy)`` of those samples)."""
     kernel = lt.backend.fast_paths.get("ctc_loss.posterior") if fast_paths_enabled() and lt.lp.shape[0] else None
     if kernel is not None:
-        return kernel(lt.lp_ext, lt.skip, lt.in_len, lt.ext_len, lambda rows: _log_posterior(_rows(lt, rows)))
+        return kernel(lt.lp, lt.labels, lt.skip, lt.in_len, lt.ext_len, lambda rows: _log_posterior(_rows(lt, rows)))
     return _log_posterior(lt)
 
 
