@@ -40,7 +40,7 @@ class _Lattice:
     backend: Backend
     lp: Any  # (T, N, C) log-probabilities, compute dtype
     labels: Any  # (N, L) the extended label sequence (blank, l1, blank, l2, ..., blank), int64
-    lp_ext: Any  # (T, N, L) log-probabilities of the extended labels
+    lp_ext: Any  # (T, N, L) log-probabilities of the extended labels (None until a log-space recursion needs them)
     skip: Any  # (N, L) bool: the transition s - 2 -> s is allowed
     in_len: Any  # (N,) int64
     ext_len: Any  # (N,) int64: 2 * target length + 1
@@ -98,9 +98,10 @@ def _shift(xp: Any, a: Any, k: int) -> Any:
 
 def _lattice(
     log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: Any, reduction: str,
-    zero_infinity: Any,
+    zero_infinity: Any, *, gather: bool = True,
 ) -> _Lattice:
-    """Every check (shared by the loss and its gradient), then the extended labels and their log-probabilities."""
+    """Every check (shared by the loss and its gradient), then the extended labels and, with ``gather``, their
+    log-probabilities (else gathered by :func:`_gathered` where needed)."""
     backend = resolve(log_probs, targets)
     v.check_reduction(reduction)
     v.check_floating(backend, log_probs, "log_probs")
@@ -143,15 +144,24 @@ def _lattice(
     # frames beyond each input length are never read: 0 there keeps their values out of every derivative
     frames = xp.reshape(xp.arange(t_max, device=device), (t_max, 1, 1))
     lp = xp.where(frames < xp.reshape(in_len, (1, n, 1)), lp, 0.0)
-    ell = 2 * s_max + 1
-    index = xp.broadcast_to(xp.expand_dims(labels, axis=0), (t_max, n, ell))
-    if t_max * n * ell:
-        lp_ext = backend.take_along_axis(lp, index, axis=2)
-    else:
-        lp_ext = xp.zeros((t_max, n, ell), dtype=lp.dtype, device=device)
     previous = _shift(xp, xp.astype(labels, lp.dtype), 2)
     skip = (labels != blank) & (xp.astype(labels, lp.dtype) != previous)
-    return _Lattice(backend, lp, labels, lp_ext, skip, in_len, 2 * target_len + 1, target_len)
+    lt = _Lattice(backend, lp, labels, None, skip, in_len, 2 * target_len + 1, target_len)
+    return _gathered(lt) if gather else lt
+
+
+def _gathered(lt: _Lattice) -> _Lattice:
+    """``lt`` with the log-probabilities of its extended labels, ``lp_ext`` (T, N, L)."""
+    if lt.lp_ext is not None:
+        return lt
+    backend, xp = lt.backend, lt.backend.xp
+    t_max, n, ell = lt.lp.shape[0], lt.lp.shape[1], lt.labels.shape[1]
+    if t_max * n * ell:
+        index = xp.broadcast_to(xp.expand_dims(lt.labels, axis=0), (t_max, n, ell))
+        lp_ext = backend.take_along_axis(lt.lp, index, axis=2)
+    else:
+        lp_ext = xp.zeros((t_max, n, ell), dtype=lt.lp.dtype, device=backend.device(lt.lp))
+    return _Lattice(backend, lt.lp, lt.labels, lp_ext, lt.skip, lt.in_len, lt.ext_len, lt.target_len)
 
 
 def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, Any]:
@@ -312,7 +322,7 @@ def ctc_loss_grad(
 ) -> Any:
     r"""Gradient of :func:`polyloss.ctc_loss` w.r.t. ``log_probs`` (PyTorch's convention, see the loss):
     :math:`e^{\log p_t(c)} - \exp(\log\sum_{s: l'_s = c} \alpha_t(s)\beta_t(s) + \ell - \log p_t(c))`."""
-    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, gather=False)
     return finish(lt.backend, _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)[1], log_probs)
 
 
@@ -329,7 +339,7 @@ def _ctc_loss_value_and_grad(
     cotangent: Any = None,
 ) -> Any:
     """The loss from the forward recursion the gradient runs anyway (two recursions instead of three)."""
-    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, gather=False)
     if not runs_fused(lt.backend, "ctc_loss", log_probs):
         return NotImplemented
     value, grad = _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)
@@ -343,7 +353,8 @@ def _rows(lt: _Lattice, rows: Any) -> _Lattice:
     def take(a: Any, axis: int) -> Any:
         return xp.take(a, rows, axis=axis)
 
-    return _Lattice(lt.backend, take(lt.lp, 1), take(lt.labels, 0), take(lt.lp_ext, 1), take(lt.skip, 0),
+    lp_ext = None if lt.lp_ext is None else take(lt.lp_ext, 1)
+    return _Lattice(lt.backend, take(lt.lp, 1), take(lt.labels, 0), lp_ext, take(lt.skip, 0),
                     take(lt.in_len, 0), take(lt.ext_len, 0), take(lt.target_len, 0))
 
 
@@ -363,6 +374,7 @@ def _posterior(lt: _Lattice) -> tuple[Any, Any]:
 
 def _log_posterior(lt: _Lattice) -> tuple[Any, Any]:
     """:func:`_posterior` by the forward and backward recursions in log space."""
+    lt = _gathered(lt)
     backend = lt.backend
     xp = backend.xp
     t_max, n, ell = lt.lp_ext.shape
@@ -394,7 +406,7 @@ def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotan
     """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
     backend = lt.backend
     xp = backend.xp
-    n = lt.lp_ext.shape[1]
+    n = lt.lp.shape[1]
     nll, occupancy = _posterior(lt)
     classes = lt.lp.shape[2]
     hot = xp.astype(xp.expand_dims(lt.labels, axis=2) == xp.reshape(
