@@ -471,9 +471,9 @@ def _ctc_scaled(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any) -> t
 
 def _ctc_posterior(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any,
                    log_space: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, Any]:
-    """``(nll, occupancy)`` of :func:`polyloss.functional.ctc._posterior` by :func:`_ctc_scaled`, 5-7x faster
-    than the log-space steps; the samples it cannot guarantee come from ``log_space(rows)`` (the log-space
-    recursions on those samples: their numbers to the last bit)."""
+    """``(nll, occupancy)`` of :func:`polyloss.functional.ctc._posterior` by :func:`_ctc_scaled` (3-4x faster
+    than the log-space steps at T=200, N=16, S=40); the samples it cannot guarantee come from
+    ``log_space(rows)`` (the log-space recursions on those samples: their numbers to the last bit)."""
     np = _np()
     nll, occupancy, exact = _ctc_scaled(lp, labels, skip, in_len, ext_len)
     nll, occupancy = nll.astype(lp.dtype, copy=False), occupancy.astype(lp.dtype, copy=False)

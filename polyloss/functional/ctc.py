@@ -2,7 +2,9 @@
 
 The forward (alpha) and backward (beta) recursions run in log space over the time
 steps, vectorised over the batch and the extended label sequence; PyTorch's native
-kernel is the torch fast path (``polyloss/backend/_torch_ctc.py``).
+kernel is the torch fast path (``polyloss/backend/_torch_ctc.py``). NumPy's gradient
+runs scaled linear-space recursions (``ctc_loss.posterior``), each sample falling back
+to the log-space steps where an underflow bound is not met.
 Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
 """
 
@@ -251,7 +253,12 @@ def ctc_loss(
     :math:`e^{\log p_t(c)} - \gamma_t(c)` with :math:`\gamma` the posterior occupancy of class
     ``c`` at ``t`` (from the alpha-beta recursions), 0 beyond each input length; it equals
     the true gradient after a ``log_softmax`` (the :math:`e^{\log p}` term then cancels), and
-    on torch the generic path's autograd gives the same numbers.
+    on torch the generic path's autograd gives the same numbers. On NumPy the gradient (and the
+    value :func:`polyloss.value_and_grad` returns with it) comes from the scaled linear-space
+    recursions (Rabiner's scaling, in float64 also for float32 input), within 1e-12 of the log-space
+    numbers; a sample whose probabilities leave float64's range there (a bound on what the
+    underflows can change is checked per sample), or that holds a NaN or no alignment, runs in log
+    space and gives its numbers to the last bit.
 
     Edge rules: a NaN (or +inf) anywhere in a sample's frames below its input length, even at
     a class no alignment reads, gives NaN for that sample (never hidden; PyTorch's kernel skips
