@@ -361,12 +361,13 @@ def _ctc_occupancy(lp_ext: Any, skip_next: Any, in_len: Any, ends: Any, alphas: 
     return out
 
 
-# The scaled recursions (see _ctc_scaled). Each step's values are rescaled to sum 1 every _CTC_RESCALE steps; with
-# emissions of at most e (log-probabilities <= 1, others run in log space) the values in between stay below (3e)^4.
-# A rounding below float64's normal range then changes a value by at most _CTC_ROUNDING * 2^-1074 (in the units of
-# its step), which moves -log p relatively, and each occupancy absolutely, by at most that over the overlap of the
-# forward and backward values at that step (normalised on the other side). A sample keeps its linear-space numbers
-# when these bounds sum to below 1e-18 over its steps; otherwise it runs in log space.
+# The scaled recursions (_ctc_scaled) divide each sample's values by their sum c_t every _CTC_RESCALE steps; with
+# emissions of at most e (a log-probability above 1 runs in log space) the values in between stay below (3e)^4. A
+# rounding below float64's normal range then changes a value by at most _CTC_ROUNDING * 2^-1074 / min(c_t, 1) in
+# the units of its step (c_t = 1 where not rescaled). Such a change moves p relatively by at most that times
+# sum_s beta_t(s) / sum_s alpha_t(s) beta_t(s) (alpha and beta swapped for a backward value), and every occupancy
+# absolutely by as much. A sample keeps its linear-space numbers when these bounds sum to at most 1e-18 over its
+# read steps (-log p then moves by at most 1e-18); otherwise it runs in log space.
 _CTC_RESCALE = 4
 _CTC_ROUNDING = 1e5
 _CTC_UNDERFLOW_BUDGET = 1e-18 / (_CTC_ROUNDING * 2.0**-1074)
