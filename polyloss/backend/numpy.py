@@ -408,6 +408,7 @@ def _ctc_scaled(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any) -> t
         column = np.full((n, w), n * classes)
         column[:, 2:] = labels + (np.arange(n) * classes)[:, None]
         y = np.take(every, column.reshape(-1), axis=1)  # (T, N * (L + 2))
+        del every
         if not float(np.max(y, initial=0.0)) <= math.e:  # a NaN, or a log-probability above 1
             bad = (y > math.e) | np.isnan(y)
             wild = np.any(bad.reshape(t_max, n, w) & read[:, :, None], axis=(0, 2))
@@ -458,10 +459,16 @@ def _ctc_scaled(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any) -> t
         beta_3[:, :, 1] = 0.0  # every row now holds zeros before its states: sums over whole rows
         final = np.sum(alpha_3[np.maximum(in_len - 1, 0), np.arange(n), 2:] * ends, axis=1)
         nll = -(np.sum(np.log(c, where=read, out=np.zeros_like(c)), axis=0) + np.log(final))
-        both = np.multiply(alpha_3, beta_3)
+        del y
+        # alpha scaled to sum 1 at every step before the products (which could otherwise leave the normal range),
+        # z = sum_s alpha beta; the bound: the forward roundings over z * (sum of alpha) / (sum of beta), the
+        # backward ones over z, those of the products (L + 1 of them) over z
+        mass = total(alpha_3, axis=2)
+        spread = total(beta_3, axis=2) / (mass * np.minimum(c, 1.0)) + 1.0 / np.minimum(d, 1.0) + ell
+        alpha_3 /= mass[:, :, None]
+        both = np.multiply(alpha_3, beta_3, out=alpha_3)
         z = total(both, axis=2)
-        # the bound: forward roundings over z / (sum of beta), backward ones over z / (sum of alpha)
-        spread = (total(beta_3, axis=2) / np.minimum(c, 1.0) + total(alpha_3, axis=2) / np.minimum(d, 1.0)) / z
+        spread /= z
         bound = np.sum(spread, axis=0, where=read)
         occupancy = both[:, :, 2:]
         occupancy /= z[:, :, None]

@@ -128,6 +128,52 @@ def test_a_dominant_path_that_dies_falls_back_to_log_space(k, linear_alone):
     np.testing.assert_allclose(grad, torch_grad, rtol=0, atol=GRAD_ATOL)
 
 
+def _mp_posterior(lp, labels, blank):
+    """``(nll, occupancy (T, L))`` of one sample in 50-digit arithmetic (mpmath): the unscaled recursions."""
+    mp = pytest.importorskip("mpmath")
+    with mp.workdps(50):
+        t_max, ell = lp.shape[0], len(labels)
+        y = [[mp.exp(mp.mpf(float(lp[t, k]))) for k in labels] for t in range(t_max)]
+        skip = [s >= 2 and labels[s] != blank and labels[s] != labels[s - 2] for s in range(ell)]
+        alpha = [[mp.mpf(0)] * ell for _ in range(t_max)]
+        beta = [[mp.mpf(0)] * ell for _ in range(t_max)]
+        alpha[0][: min(2, ell)] = y[0][: min(2, ell)]
+        beta[-1][max(0, ell - 2):] = [mp.mpf(1)] * min(2, ell)
+        for t in range(1, t_max):
+            for s in range(ell):
+                alpha[t][s] = y[t][s] * sum(alpha[t - 1][r] for r in (s, s - 1, s - 2 if skip[s] else -1) if r >= 0)
+        for t in range(t_max - 2, -1, -1):
+            for s in range(ell):
+                beta[t][s] = sum(y[t + 1][r] * beta[t + 1][r] for r in (s, s + 1, s + 2) if r < ell
+                                 and (r < s + 2 or skip[r]))
+        p = alpha[-1][-1] + (alpha[-1][-2] if ell > 1 else 0)
+        occupancy = [[float(alpha[t][s] * beta[t][s] / p) for s in range(ell)] for t in range(t_max)]
+        return float(-mp.log(p)), np.array(occupancy)
+
+
+@pytest.mark.parametrize("seed", [32, 60, 159])
+def test_peaked_logits_whose_alpha_beta_products_leave_the_normal_range(seed):
+    """Logits of scale 100: at some steps alpha and beta are each far inside float64's range but their products
+    are not (their overlap is below 1e-300); alpha is rescaled before the products, and the bound counts their
+    roundings (unscaled products once gave occupancies off by up to 2e-4 here). Against 50-digit arithmetic the
+    kept samples are within 1e-15 (the log-space steps: 1e-12)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(51, 4, 7)) * 100
+    log_probs = x - x.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    args = (log_probs, rng.integers(0, 6, size=(4, 13)), np.full(4, 51), np.full(4, 13))
+    nll, occupancy, exact = _scaled(*args, blank=6)
+    assert exact.any() and not exact.all()
+    labels = ctc._lattice(*args, 6, "none", False).labels
+    for i in np.flatnonzero(exact):
+        true_nll, true_occupancy = _mp_posterior(log_probs[:, i], labels[i].tolist(), 6)
+        assert abs(nll[i] - true_nll) <= 1e-15 * true_nll
+        np.testing.assert_allclose(occupancy[:, i], true_occupancy, rtol=0, atol=1e-15)
+    (value, grad), (ref_value, ref_grad) = _fast_and_generic(*args, blank=6, reduction="none")
+    np.testing.assert_allclose(value, ref_value, rtol=VALUE_RTOL)
+    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=GRAD_ATOL)
+
+
 def _adversarial(dtype):
     """One sample per edge: (label, whether the linear-space kernel keeps it)."""
     rng = np.random.default_rng(5)
