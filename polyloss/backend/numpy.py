@@ -366,8 +366,9 @@ def _ctc_occupancy(lp_ext: Any, skip_next: Any, in_len: Any, ends: Any, alphas: 
 # rounding below float64's normal range then changes a value by at most _CTC_ROUNDING * 2^-1074 / min(c_t, 1) in
 # the units of its step (c_t = 1 where not rescaled). Such a change moves p relatively by at most that times
 # sum_s beta_t(s) / sum_s alpha_t(s) beta_t(s) (alpha and beta swapped for a backward value), and every occupancy
-# absolutely by as much. A sample keeps its linear-space numbers when these bounds sum to at most 1e-18 over its
-# read steps (-log p then moves by at most 1e-18); otherwise it runs in log space.
+# absolutely by as much; the occupancies' own products (alpha rescaled to sum 1 first) add L + 1 roundings over
+# sum_s alpha_t(s) beta_t(s). A sample keeps its linear-space numbers when these bounds sum to at most 1e-18 over
+# its read steps (-log p then moves by at most 1e-18); otherwise it runs in log space.
 _CTC_RESCALE = 4
 _CTC_ROUNDING = 1e5
 _CTC_UNDERFLOW_BUDGET = 1e-18 / (_CTC_ROUNDING * 2.0**-1074)
