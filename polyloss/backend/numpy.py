@@ -462,8 +462,8 @@ def _ctc_scaled(lp: Any, labels: Any, skip: Any, in_len: Any, ext_len: Any) -> t
         nll = -(np.sum(np.log(c, where=read, out=np.zeros_like(c)), axis=0) + np.log(final))
         del y
         # alpha scaled to sum 1 at every step before the products (which could otherwise leave the normal range),
-        # z = sum_s alpha beta; the bound: the forward roundings over z * (sum of alpha) / (sum of beta), the
-        # backward ones over z, those of the products (L + 1 of them) over z
+        # z = sum_s alpha beta; the bound's terms, each over z: the forward roundings weigh (sum of beta) / (sum
+        # of alpha) / min(c, 1), the backward ones 1 / min(d, 1), the L + 1 roundings of the products at most L
         mass = total(alpha_3, axis=2)
         spread = total(beta_3, axis=2) / (mass * np.minimum(c, 1.0)) + 1.0 / np.minimum(d, 1.0) + ell
         alpha_3 /= mass[:, :, None]
