@@ -2,7 +2,9 @@
 
 The forward (alpha) and backward (beta) recursions run in log space over the time
 steps, vectorised over the batch and the extended label sequence; PyTorch's native
-kernel is the torch fast path (``polyloss/backend/_torch_ctc.py``).
+kernel is the torch fast path (``polyloss/backend/_torch_ctc.py``). NumPy's gradient
+runs scaled linear-space recursions (``ctc_loss.posterior``), each sample falling back
+to the log-space steps where an underflow bound is not met.
 Each loss is declared with ``@loss`` and its gradient, next to it, with ``@gradient(...)``.
 """
 
@@ -40,7 +42,7 @@ class _Lattice:
     backend: Backend
     lp: Any  # (T, N, C) log-probabilities, compute dtype
     labels: Any  # (N, L) the extended label sequence (blank, l1, blank, l2, ..., blank), int64
-    lp_ext: Any  # (T, N, L) log-probabilities of the extended labels
+    lp_ext: Any  # (T, N, L) log-probabilities of the extended labels (None until a log-space recursion needs them)
     skip: Any  # (N, L) bool: the transition s - 2 -> s is allowed
     in_len: Any  # (N,) int64
     ext_len: Any  # (N,) int64: 2 * target length + 1
@@ -98,9 +100,10 @@ def _shift(xp: Any, a: Any, k: int) -> Any:
 
 def _lattice(
     log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: Any, reduction: str,
-    zero_infinity: Any,
+    zero_infinity: Any, *, gather: bool = True,
 ) -> _Lattice:
-    """Every check (shared by the loss and its gradient), then the extended labels and their log-probabilities."""
+    """Every check (shared by the loss and its gradient), then the extended labels and, with ``gather``, their
+    log-probabilities (else gathered by :func:`_gathered` where needed)."""
     backend = resolve(log_probs, targets)
     v.check_reduction(reduction)
     v.check_floating(backend, log_probs, "log_probs")
@@ -143,15 +146,24 @@ def _lattice(
     # frames beyond each input length are never read: 0 there keeps their values out of every derivative
     frames = xp.reshape(xp.arange(t_max, device=device), (t_max, 1, 1))
     lp = xp.where(frames < xp.reshape(in_len, (1, n, 1)), lp, 0.0)
-    ell = 2 * s_max + 1
-    index = xp.broadcast_to(xp.expand_dims(labels, axis=0), (t_max, n, ell))
-    if t_max * n * ell:
-        lp_ext = backend.take_along_axis(lp, index, axis=2)
-    else:
-        lp_ext = xp.zeros((t_max, n, ell), dtype=lp.dtype, device=device)
     previous = _shift(xp, xp.astype(labels, lp.dtype), 2)
     skip = (labels != blank) & (xp.astype(labels, lp.dtype) != previous)
-    return _Lattice(backend, lp, labels, lp_ext, skip, in_len, 2 * target_len + 1, target_len)
+    lt = _Lattice(backend, lp, labels, None, skip, in_len, 2 * target_len + 1, target_len)
+    return _gathered(lt) if gather else lt
+
+
+def _gathered(lt: _Lattice) -> _Lattice:
+    """``lt`` with the log-probabilities of its extended labels, ``lp_ext`` (T, N, L)."""
+    if lt.lp_ext is not None:
+        return lt
+    backend, xp = lt.backend, lt.backend.xp
+    t_max, n, ell = lt.lp.shape[0], lt.lp.shape[1], lt.labels.shape[1]
+    if t_max * n * ell:
+        index = xp.broadcast_to(xp.expand_dims(lt.labels, axis=0), (t_max, n, ell))
+        lp_ext = backend.take_along_axis(lt.lp, index, axis=2)
+    else:
+        lp_ext = xp.zeros((t_max, n, ell), dtype=lt.lp.dtype, device=backend.device(lt.lp))
+    return _Lattice(backend, lt.lp, lt.labels, lp_ext, lt.skip, lt.in_len, lt.ext_len, lt.target_len)
 
 
 def _alphas(lt: _Lattice, keep_all: bool) -> tuple[Any, Any]:
@@ -241,7 +253,12 @@ def ctc_loss(
     :math:`e^{\log p_t(c)} - \gamma_t(c)` with :math:`\gamma` the posterior occupancy of class
     ``c`` at ``t`` (from the alpha-beta recursions), 0 beyond each input length; it equals
     the true gradient after a ``log_softmax`` (the :math:`e^{\log p}` term then cancels), and
-    on torch the generic path's autograd gives the same numbers.
+    on torch the generic path's autograd gives the same numbers. On NumPy the gradient (and the
+    value :func:`polyloss.value_and_grad` returns with it) comes from the scaled linear-space
+    recursions (Rabiner's scaling, in float64 also for float32 input), within 1e-12 of the log-space
+    numbers; a sample whose probabilities leave float64's range there (a bound on what the
+    underflows can change is checked per sample), or that holds a NaN or no alignment, runs in log
+    space and gives its numbers to the last bit.
 
     Edge rules: a NaN (or +inf) anywhere in a sample's frames below its input length, even at
     a class no alignment reads, gives NaN for that sample (never hidden; PyTorch's kernel skips
@@ -312,7 +329,7 @@ def ctc_loss_grad(
 ) -> Any:
     r"""Gradient of :func:`polyloss.ctc_loss` w.r.t. ``log_probs`` (PyTorch's convention, see the loss):
     :math:`e^{\log p_t(c)} - \exp(\log\sum_{s: l'_s = c} \alpha_t(s)\beta_t(s) + \ell - \log p_t(c))`."""
-    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, gather=False)
     return finish(lt.backend, _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)[1], log_probs)
 
 
@@ -329,15 +346,42 @@ def _ctc_loss_value_and_grad(
     cotangent: Any = None,
 ) -> Any:
     """The loss from the forward recursion the gradient runs anyway (two recursions instead of three)."""
-    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    lt = _lattice(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity, gather=False)
     if not runs_fused(lt.backend, "ctc_loss", log_probs):
         return NotImplemented
     value, grad = _ctc_value_and_grad(lt, reduction, zero_infinity, cotangent)
     return finish(lt.backend, value, log_probs), finish(lt.backend, grad, log_probs)
 
 
-def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotangent: Any) -> tuple[Any, Any]:
-    """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
+def _rows(lt: _Lattice, rows: Any) -> _Lattice:
+    """The lattice of the samples at positions ``rows`` (an integer index array along the batch)."""
+    xp = lt.backend.xp
+
+    def take(a: Any, axis: int) -> Any:
+        return xp.take(a, rows, axis=axis)
+
+    lp_ext = None if lt.lp_ext is None else take(lt.lp_ext, 1)
+    return _Lattice(lt.backend, take(lt.lp, 1), take(lt.labels, 0), lp_ext, take(lt.skip, 0),
+                    take(lt.in_len, 0), take(lt.ext_len, 0), take(lt.target_len, 0))
+
+
+def _posterior(lt: _Lattice) -> tuple[Any, Any]:
+    """``(nll (N,), occupancy (T, N, L))``: ``-log p(target | input)`` (inf where no alignment exists) and
+    the posterior occupancy ``exp(alpha + beta - log p_t(l'_s) + nll)`` of every state at every step (0
+    beyond each input length and where no alignment exists).
+
+    A backend's ``ctc_loss.posterior`` kernel may compute them another way (NumPy: scaled linear-space
+    recursions), handing the samples it cannot guarantee to the log-space recursions here (its last argument:
+    ``rows -> (nll, occupancy)`` of those samples)."""
+    kernel = lt.backend.fast_paths.get("ctc_loss.posterior") if fast_paths_enabled() and lt.lp.shape[0] else None
+    if kernel is not None:
+        return kernel(lt.lp, lt.labels, lt.skip, lt.in_len, lt.ext_len, lambda rows: _log_posterior(_rows(lt, rows)))
+    return _log_posterior(lt)
+
+
+def _log_posterior(lt: _Lattice) -> tuple[Any, Any]:
+    """:func:`_posterior` by the forward and backward recursions in log space."""
+    lt = _gathered(lt)
     backend = lt.backend
     xp = backend.xp
     t_max, n, ell = lt.lp_ext.shape
@@ -351,19 +395,26 @@ def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotan
     finite_nll = xp.expand_dims(xp.where(nll == math.inf, 0.0, nll), axis=1)  # no path at all: occupancy 0
     kernel = backend.fast_paths.get("ctc_loss.occupancy") if fast_paths_enabled() and t_max else None
     if kernel is not None:  # the same steps, in place
-        occupancy = kernel(lt.lp_ext, skip_next, lt.in_len, ends, alphas, finite_nll)
-    else:
-        beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
-        steps = []
-        in_len = xp.expand_dims(lt.in_len, axis=1)
-        for t in range(t_max - 1, -1, -1):
-            skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
-            recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
-            beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
-                            xp.where(in_len - 1 > t, recursed, NEG_INF))
-            both = alphas[t] + beta
-            steps.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
-        occupancy = xp.stack(steps[::-1], axis=0)  # (T, N, L)
+        return nll, kernel(lt.lp_ext, skip_next, lt.in_len, ends, alphas, finite_nll)
+    beta = xp.full((n, ell), NEG_INF, dtype=lt.lp.dtype, device=backend.device(lt.lp))
+    steps = []
+    in_len = xp.expand_dims(lt.in_len, axis=1)
+    for t in range(t_max - 1, -1, -1):
+        skipped = xp.where(skip_next, _shift(xp, beta, -2), NEG_INF)
+        recursed = _logaddexp(backend, beta, _shift(xp, beta, -1), skipped) + lt.lp_ext[t, ...]
+        beta = xp.where(in_len - 1 == t, xp.where(ends, lt.lp_ext[t, ...], NEG_INF),
+                        xp.where(in_len - 1 > t, recursed, NEG_INF))
+        both = alphas[t] + beta
+        steps.append(xp.where(both == NEG_INF, 0.0, xp.exp(both - lt.lp_ext[t, ...] + finite_nll)))
+    return nll, xp.stack(steps[::-1], axis=0)  # (T, N, L)
+
+
+def _ctc_value_and_grad(lt: _Lattice, reduction: str, zero_infinity: bool, cotangent: Any) -> tuple[Any, Any]:
+    """``(value, gradient)`` in the compute dtype, from one forward and one backward recursion."""
+    backend = lt.backend
+    xp = backend.xp
+    n = lt.lp.shape[1]
+    nll, occupancy = _posterior(lt)
     classes = lt.lp.shape[2]
     hot = xp.astype(xp.expand_dims(lt.labels, axis=2) == xp.reshape(
         xp.arange(classes, dtype=xp.int64, device=backend.device(lt.lp)), (1, 1, classes)), lt.lp.dtype)  # (N, L, C)
