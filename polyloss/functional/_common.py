@@ -8,6 +8,7 @@ from typing import Any
 from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import fast_paths_enabled
+from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 
 
@@ -26,29 +27,29 @@ _PLANS: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
 _MAX_PLANS = 4096
 
 
-def plan_key(backend: Backend, name: str, input: Any, target: Any, *options: Any) -> tuple[Any, ...] | None:
-    """The signature under which the kernel plan of this call is cached, or None where the backend uses
-    none now (no plans, another array type, tracing, fast paths off)."""
-    if not backend.kernel_plans:
-        return None
-    return backend.plan_key(name, input, target, options)
-
-
-def planned(key: tuple[Any, ...] | None, input: Any, target: Any) -> Any:
-    """The loss from the kernel plan cached under ``key`` (:func:`plan_key`), or ``NotImplemented`` (no plan,
-    or one of its guards or the kernel declined the values: the loss takes its full path, checks included).
+def planned(
+    name: str, input: Any, target: Any, *options: Any, cacheable: bool = True
+) -> tuple[Backend, tuple[Any, ...] | None, Any]:
+    """``(backend, plan key, loss)``: the backend of ``(input, target)``, the signature under which this call's
+    kernel plan is cached (None where the backend uses none now: no plans, another array type, tracing, fast
+    paths off, or not ``cacheable``) and the loss from the plan cached under it, or ``NotImplemented`` (no
+    plan, or one of its guards or the kernel declined the values: the loss then takes its full path, checks
+    included, and hands the key to :func:`try_fast_path`).
 
     A plan stands for the checks that depend on the signature alone (types, dtypes, shapes, options), which
     passed when it was built; reads of values stay in the plan, as guards. The per-call overhead of a small
-    loss is then one key and one dictionary lookup above the native kernel.
+    loss is then one key and one dictionary lookup above the native kernel. ``options``: every option the
+    checks depend on, in a fixed order (array options are not: a call holding one passes ``cacheable=False``).
     """
+    backend = resolve(input, target)
+    key = backend.plan_key(name, input, target, options) if cacheable and backend.kernel_plans else None
     entry = _PLANS.get(key) if key is not None else None
     if entry is None:
-        return NotImplemented
+        return backend, key, NotImplemented
     try:
-        return entry[1](input, target)
+        return backend, key, entry[1](input, target)
     except (IndexError, RuntimeError):  # the full path raises it again, explained where it can be
-        return NotImplemented
+        return backend, key, NotImplemented
 
 
 def _remember_plan(backend: Backend, key: tuple[Any, ...], name: str, args: tuple[Any, ...],
@@ -69,7 +70,7 @@ def try_fast_path(backend: Backend, name: str, *args: Any, plan: tuple[Any, ...]
     back (as PyTorch's autocast does for losses): native half kernels round every
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
 
-    ``plan``: the call's :func:`plan_key`, given where ``args`` are the loss's own ``(input, target)`` and the
+    ``plan``: the call's plan key (:func:`planned`), given where ``args`` are the loss's own ``(input, target)`` and the
     checks passed: the kernel call is then cached for the next call of this signature (:func:`planned`).
     """
     fast = backend.fast_paths.get(name)

@@ -24,7 +24,6 @@ from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
 from polyloss.functional._common import optional_array
-from polyloss.functional._common import plan_key
 from polyloss.functional._common import planned
 from polyloss.functional._common import pointwise_inputs
 from polyloss.functional._common import runs_fused
@@ -143,9 +142,7 @@ def binary_cross_entropy(
 
     Matches ``torch.nn.functional.binary_cross_entropy``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "binary_cross_entropy", input, target, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("binary_cross_entropy", input, target, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     if _check_binary_cross_entropy(backend, input, target, weight, reduction):
@@ -210,10 +207,8 @@ def binary_cross_entropy_with_logits(
 
     Matches ``torch.nn.functional.binary_cross_entropy_with_logits``.
     """
-    backend = resolve(input, target)
-    unweighted = weight is None and pos_weight is None
-    plan = plan_key(backend, "binary_cross_entropy_with_logits", input, target, reduction) if unweighted else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("binary_cross_entropy_with_logits", input, target, reduction,
+                                 cacheable=weight is None and pos_weight is None)
     if out is not NotImplemented:
         return out
     _check_binary_cross_entropy_with_logits(backend, input, target, weight, pos_weight, reduction)
@@ -489,10 +484,8 @@ def cross_entropy(
     Matches ``torch.nn.functional.cross_entropy``. The logits are never
     expanded into a one-hot array.
     """
-    backend = resolve(input, target)
-    plan = (plan_key(backend, "cross_entropy", input, target, axis, ignore_index, label_smoothing, reduction)
-            if weight is None else None)
-    out = planned(plan, input, target)
+    backend, plan, out = planned("cross_entropy", input, target, axis, ignore_index, label_smoothing, reduction,
+                                 cacheable=weight is None)
     if out is not NotImplemented:
         return out
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, label_smoothing, reduction,
@@ -601,9 +594,7 @@ def nll_loss(
 
     Matches ``torch.nn.functional.nll_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "nll_loss", input, target, axis, ignore_index, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("nll_loss", input, target, axis, ignore_index, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, 0.0, reduction,
@@ -676,9 +667,7 @@ def kl_div(input: ArrayT, target: Array, *, log_target: bool = False, reduction:
 
     Matches ``torch.nn.functional.kl_div``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "kl_div", input, target, log_target, reduction)
-    out = planned(plan, input, target)
+    backend, plan, out = planned("kl_div", input, target, log_target, reduction)
     if out is not NotImplemented:
         return out
     _check_kl_div(backend, input, target, log_target, reduction)

@@ -20,7 +20,6 @@ from polyloss.functional._common import apply_sample_seed
 from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import one_hot
-from polyloss.functional._common import plan_key
 from polyloss.functional._common import planned
 from polyloss.functional._common import runs_fused
 from polyloss.functional._common import try_fast_path
@@ -317,9 +316,8 @@ def multi_margin_loss(
 
     Matches ``torch.nn.functional.multi_margin_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "multi_margin_loss", input, target, p, margin, axis, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("multi_margin_loss", input, target, p, margin, axis, reduction,
+                                 cacheable=weight is None)
     if out is not NotImplemented:
         return out
     p, margin, axis, index = _check_multi_margin(backend, input, target, p, margin, weight, axis, reduction)

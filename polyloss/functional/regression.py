@@ -16,7 +16,6 @@ from polyloss.functional._common import compute_dtype
 from polyloss.functional._common import finish
 from polyloss.functional._common import flat_dot
 from polyloss.functional._common import optional_array
-from polyloss.functional._common import plan_key
 from polyloss.functional._common import planned
 from polyloss.functional._common import pointwise_inputs
 from polyloss.functional._common import runs_fused
@@ -163,9 +162,7 @@ def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduc
 
     Matches ``torch.nn.functional.mse_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "mse_loss", input, target, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("mse_loss", input, target, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -215,9 +212,7 @@ def l1_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduct
     :math:`x = y` is 0, and at a NaN difference 0 too (PyTorch's ``sgn``; the
     loss itself is NaN). Matches ``torch.nn.functional.l1_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "l1_loss", input, target, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("l1_loss", input, target, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -272,9 +267,7 @@ def smooth_l1_loss(
 
     Edge rules as :func:`mse_loss`. Matches ``torch.nn.functional.smooth_l1_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "smooth_l1_loss", input, target, beta, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("smooth_l1_loss", input, target, beta, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -355,9 +348,7 @@ def huber_loss(
     Edge rules as :func:`mse_loss`. Equals ``delta * smooth_l1_loss(beta=delta)``.
     Matches ``torch.nn.functional.huber_loss``.
     """
-    backend = resolve(input, target)
-    plan = plan_key(backend, "huber_loss", input, target, delta, reduction) if weight is None else None
-    out = planned(plan, input, target)
+    backend, plan, out = planned("huber_loss", input, target, delta, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)

@@ -115,14 +115,15 @@ def test_a_plan_declines_values_its_kernel_would_get_wrong() -> None:
 def test_no_plan_while_tracing_or_with_the_fast_paths_off() -> None:
     a = _arrays()
     backend = resolve(a["x"])
+    options = (-1, -100, 0.0, "mean")
     pl.cross_entropy(a["x"], a["t"])
-    assert _common.plan_key(backend, "cross_entropy", a["x"], a["t"], -1, -100, 0.0, "mean") is not None
+    assert backend.plan_key("cross_entropy", a["x"], a["t"], options) is not None
     with pl.fast_paths(False):
-        assert _common.plan_key(backend, "cross_entropy", a["x"], a["t"], -1, -100, 0.0, "mean") is None
+        assert backend.plan_key("cross_entropy", a["x"], a["t"], options) is None
     keys = []
 
     def traced(x: object) -> object:
-        keys.append(_common.plan_key(backend, "cross_entropy", x, a["t"], -1, -100, 0.0, "mean"))
+        keys.append(backend.plan_key("cross_entropy", x, a["t"], options))
         return pl.cross_entropy(x, a["t"])
 
     grad = torch.func.grad(traced)(a["x"])
@@ -133,6 +134,17 @@ def test_no_plan_while_tracing_or_with_the_fast_paths_off() -> None:
     per_sample = torch.func.vmap(lambda x, t: pl.cross_entropy(x[None], t[None]))(a["x"], a["t"])
     np.testing.assert_allclose(per_sample.numpy(), F.cross_entropy(a["x"], a["t"], reduction="none").numpy(),
                                rtol=1e-12)
+
+
+def test_array_options_are_not_cached() -> None:
+    a = _arrays()
+    _common._PLANS.clear()
+    pl.cross_entropy(a["x"], a["t"], weight=torch.ones(5, dtype=torch.float64))
+    pl.binary_cross_entropy_with_logits(a["x"], a["p"], pos_weight=torch.ones(5, dtype=torch.float64))
+    assert not _common._PLANS
+    weight = torch.linspace(0.5, 2.0, 5, dtype=torch.float64)
+    np.testing.assert_allclose(pl.cross_entropy(a["x"], a["t"], weight=weight).numpy(),
+                               F.cross_entropy(a["x"], a["t"], weight=weight).numpy(), rtol=1e-12)
 
 
 def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
