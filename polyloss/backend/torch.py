@@ -384,8 +384,8 @@ def _nll(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int |
 
 
 def _kl_div_plan(input: Any, target: Any, *, log_target: bool, reduction: str) -> Any:
-    """``torch.kl_div`` ("batchmean" and "mean" from its sum). Probability targets are >= 0 (the loss read them
-    where readable; a cached plan reads their minimum)."""
+    """``torch.kl_div`` ("batchmean", and "mean" of an empty input, from its sum). Probability targets are >= 0
+    (the loss read them where readable; a cached plan reads their minimum)."""
     torch = _torch()
     if torch.compiler.is_compiling():
         def kl(x: Any, t: Any, r: str) -> Any:
@@ -394,8 +394,9 @@ def _kl_div_plan(input: Any, target: Any, *, log_target: bool, reduction: str) -
         def kl(x: Any, t: Any, r: str) -> Any:
             return torch.kl_div(x, t, _REDUCTION[r], log_target=log_target)
     guarded = not log_target and target.dtype != torch.bool and target.numel() > 0 and _values_readable(target)
-    n = None if reduction in ("none", "sum") else (
-        input.numel() if reduction == "mean" else (input.shape[0] if input.ndim else 1))
+    # ATen's own reduction where it is polyloss's: "none", "sum" and the "mean" of a non-empty input
+    native = reduction in ("none", "sum") or (reduction == "mean" and input.numel() > 0)
+    n = None if native else (input.numel() if reduction == "mean" else (input.shape[0] if input.ndim else 1))
 
     def run(input: Any, target: Any, checked: bool = False) -> Any:
         if guarded and not checked and not target.detach().min().item() >= 0:
