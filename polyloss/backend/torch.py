@@ -485,6 +485,7 @@ FAST_PATHS = {
 }
 FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
 FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
+FAST_PATHS.update(__import__("polyloss.backend._torch_lovasz", fromlist=["FAST_PATHS"]).FAST_PATHS)  # lovasz_loss
 
 
 class TorchBackend(Backend):
