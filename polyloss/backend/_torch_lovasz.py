@@ -84,7 +84,10 @@ def _solve(v: Any, fg: Any, need_grad: bool, masked: bool) -> tuple[Any, Any, An
     return value, total, torch.empty_like(weights).scatter_(0, order, weights)
 
 
-def _rows(hinge: bool, per_image: bool, n: int, c: int) -> Iterator[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]]:
+Row = tuple[int, int, tuple[Any, ...], tuple[Any, ...]]
+
+
+def _rows(hinge: bool, per_image: bool, n: int, c: int) -> Iterator[Row]:
     """``(b, k, index, pixels)``: each row of the (B, K, L) layout, the part of (N, C, S) it holds and that
     part's pixels in the (N, S) class indices (multiclass) or (N, C, S) masks (hinge)."""
     for b in range(n if per_image else 1):
@@ -179,12 +182,14 @@ def _function() -> Any:
 
 def _lovasz_rows(xs: Any, ts: Any, valid: Any, *, hinge: bool, per_image: bool, from_logits: bool) -> Any:
     """``(losses, totals)`` ``(B, K)`` of :func:`polyloss.lovasz_loss` from its flattened ``(N, C, S)`` input,
-    targets (floats, 0 at ignored pixels) and float mask of the kept pixels (None: all kept)."""
+    its targets (multiclass: the ``(N, S)`` class indices; hinge: ``(N, C, S)`` masks, 0 at ignored pixels)
+    and the float mask of the kept pixels (``(N, 1, S)`` or ``(N, C, S)``; None: all kept)."""
     tb = _tb()
     wants = tb._wants_grad(xs, ts, valid)
     if wants is None or _key_dtype(xs.dtype) is None or xs.numel() == 0:
         return NotImplemented  # tracing, a target needing a gradient, half precision, or nothing to sort
-    ts = tb._same_dtype(ts, xs)
+    if hinge:
+        ts = tb._same_dtype(ts, xs)
     if wants:
         out: tuple[Any, Any] = _function().apply(xs, ts, valid, hinge, per_image, from_logits)
         return out
