@@ -180,21 +180,26 @@ def _function() -> Any:
     return _LovaszRows
 
 
-def _lovasz_rows(xs: Any, ts: Any, valid: Any, *, hinge: bool, per_image: bool, from_logits: bool) -> Any:
-    """``(losses, totals)`` ``(B, K)`` of :func:`polyloss.lovasz_loss` from its flattened ``(N, C, S)`` input,
-    its targets (multiclass: the ``(N, S)`` class indices; hinge: ``(N, C, S)`` masks, 0 at ignored pixels)
-    and the float mask of the kept pixels (``(N, 1, S)`` or ``(N, C, S)``; None: all kept)."""
+def _lovasz_rows(xs: Any, ts: Any, valid: Any, *, hinge: bool, per_image: bool, from_logits: bool,
+                 need_grad: bool) -> Any:
+    """``(losses, totals, d, p)`` of :func:`polyloss.lovasz_loss` (as :func:`_forward`) from its flattened
+    ``(N, C, S)`` input, its targets (multiclass: the ``(N, S)`` class indices; hinge: ``(N, C, S)`` masks, 0
+    at ignored pixels) and the float mask of the kept pixels (``(N, 1, S)`` or ``(N, C, S)``; None: all kept).
+
+    For the loss (``need_grad`` false) ``d`` and ``p`` are None and ``losses`` is differentiable (by the custom
+    backward) where ``xs`` requires grad; for the closed-form gradient, only where it does not (the gradient
+    built from ``xs`` by autograd-traced operations stays differentiable: the generic code's)."""
     tb = _tb()
     wants = tb._wants_grad(xs, ts, valid)
-    if wants is None or _key_dtype(xs.dtype) is None or xs.numel() == 0:
+    if wants is None or (need_grad and wants) or _key_dtype(xs.dtype) is None or xs.numel() == 0:
         return NotImplemented  # tracing, a target needing a gradient, half precision, or nothing to sort
     if hinge:
         ts = tb._same_dtype(ts, xs)
     if wants:
-        out: tuple[Any, Any] = _function().apply(xs, ts, valid, hinge, per_image, from_logits)
-        return out
-    losses, totals, _, _ = _forward(xs, ts, valid, hinge, per_image, from_logits, False)
-    return losses, totals
+        losses, totals = _function().apply(xs, ts, valid, hinge, per_image, from_logits)
+        return losses, totals, None, None
+    losses, totals, d, p = _forward(xs, ts, valid, hinge, per_image, from_logits, need_grad)
+    return losses, totals, d, p if need_grad else None
 
 
 FAST_PATHS = {"lovasz_loss.rows": _lovasz_rows}

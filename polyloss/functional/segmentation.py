@@ -534,6 +534,7 @@ class _Lovasz:
     losses: Any  # (B, K) the Lovasz extension of each image and class
     weight: Any  # (B, K) how each enters its row of the "none" vector
     count: Any  # the "mean" denominator: None for the mean over the rows, else a 0-d array
+    d_rows: Any = None  # a fast path's (N, C, S) d (its row's value) / d (x or p) at each pixel (gradient only)
 
 
 def _lovasz_layout(xp: Any, a: Any, n: int, k: int, per_image: bool, hinge: bool) -> Any:
@@ -590,15 +591,15 @@ def _lovasz_parts(
 
     xs = flat(x)
     valid = None if m is None else flat(m)
-    kernel = backend.fast_paths.get("lovasz_loss.rows") if fast_paths_enabled() and not need_grad else None
+    kernel = backend.fast_paths.get("lovasz_loss.rows") if fast_paths_enabled() else None
     if kernel is not None:  # multiclass: the class indices (N, S), and the kept pixels (N, 1, S)
         rows = kernel(xs, flat(t) if hinge else xp.reshape(t, (n, shape[2])),
                       valid if hinge or valid is None else valid[:, :1, ...], hinge=hinge, per_image=per_image,
-                      from_logits=from_logits)
-        if rows is not NotImplemented:  # the rows' values (B, K), differentiable, and foreground counts
-            losses, total = rows
-            return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, None, None, None, None, None, losses,
-                           *_lovasz_row_weights(xp, losses, total, hinge, per_image))
+                      from_logits=from_logits, need_grad=need_grad)
+        if rows is not NotImplemented:  # the rows' values and foreground counts (B, K), d_rows and p
+            losses, total, d_rows, p = rows
+            return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, p, None, None, None, None, losses,
+                           *_lovasz_row_weights(xp, losses, total, hinge, per_image), d_rows)
     ts = flat(t if hinge else _class_masks(backend, t, m, x, axis))
     if hinge:
         sign = 2.0 * ts - 1.0
@@ -742,15 +743,15 @@ def lovasz_loss_grad(
         dl = lv.weight * xp.expand_dims(up, axis=0)
     else:
         dl = lv.weight * xp.expand_dims(up, axis=1)
-    sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
-    inverse = xp.argsort(lv.perm, axis=-1, stable=True)
-    d_errors = _lovasz_unlayout(xp, backend.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape, lv.per_image,
-                                lv.hinge)
-    if lv.hinge:
-        g = -lv.sign * d_errors
+    if lv.d_rows is not None:  # a fast path's: through the sort and the hinge or |p - t| already
+        g = lv.d_rows * xp.expand_dims(dl, axis=-1)
     else:
-        g = lv.sign * d_errors
-        if from_logits:
-            g = lv.p * (g - xp.sum(lv.p * g, axis=1, keepdims=True))
+        sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
+        inverse = xp.argsort(lv.perm, axis=-1, stable=True)
+        d_errors = _lovasz_unlayout(xp, backend.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape,
+                                    lv.per_image, lv.hinge)
+        g = -lv.sign * d_errors if lv.hinge else lv.sign * d_errors
+    if not lv.hinge and from_logits:
+        g = lv.p * (g - xp.sum(lv.p * g, axis=1, keepdims=True))
     g = xp.moveaxis(xp.reshape(g, lv.moved), 1, lv.axis)
     return finish(backend, g, input)

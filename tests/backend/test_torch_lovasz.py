@@ -220,3 +220,34 @@ def test_matches_float64_numpy_reference_at_a_larger_size():
     ref_value, ref_grad = pl.value_and_grad(pl.lovasz_loss, x.numpy(), t.numpy(), ignore_index=-1)
     np.testing.assert_allclose(value.numpy(), ref_value, rtol=1e-12)
     np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore", [None, -1])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_closed_form_gradient_on_the_fast_path_matches_generic_code(monkeypatch, mode, per_image, ignore,
+                                                                    reduction):
+    """``pl.value_and_grad`` runs the kernel where the input needs no gradient (the sort order's weights with
+    the sign folded in), else the generic code, whose gradient stays differentiable."""
+    from polyloss.backend import _torch_lovasz
+
+    x, t = _data(mode, 23 + per_image, ignore=ignore)
+    options = {"mode": mode, "per_image": per_image, "ignore_index": ignore, "reduction": reduction}
+    shape = tuple(pl.lovasz_loss(x, t, **options).shape)
+    cotangent = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=x.dtype) if shape else None
+    calls = []
+    forward = _torch_lovasz._forward
+    monkeypatch.setattr(_torch_lovasz, "_forward", lambda *a: calls.append(a[-1]) or forward(*a))
+    value, grad = pl.value_and_grad(pl.lovasz_loss, x, t, cotangent=cotangent, **options)
+    assert sorted(calls) == [False, True]  # the value's rows, then the gradient's
+    with pl.fast_paths(False):
+        ref_value, ref_grad = pl.value_and_grad(pl.lovasz_loss, x, t, cotangent=cotangent, **options)
+    _assert_same(value, ref_value, x.dtype)
+    _assert_same(grad, ref_grad, x.dtype)
+    _, autograd_grad = _value_and_grad(x, t, cotangent, **options)
+    _assert_same(grad, autograd_grad, x.dtype)
+    xin = x.clone().requires_grad_(True)
+    _, grad = pl.value_and_grad(pl.lovasz_loss, xin, t, cotangent=cotangent, **options)
+    _assert_same(grad.detach(), ref_grad, x.dtype)
+    assert grad.requires_grad == (mode == "multiclass")  # built by autograd-traced operations (the softmax's)
