@@ -706,7 +706,10 @@ lovasz_loss.__doc__ = _doc(r"""Lovasz loss (Berman et al., *The Lovasz-Softmax l
 
     The gradient (:func:`polyloss.value_and_grad`) is the Lovasz weights at the sorted errors,
     scattered back to the pixels (PyTorch's autograd through ``sort``), through the hinge's
-    ``relu`` (0 at an error of 0) or ``|.|`` (0 at ``p = t``) and the softmax.
+    ``relu`` (0 at an error of 0) or ``|.|`` (0 at ``p = t``) and the softmax. On eager PyTorch
+    tensors the problems (classes, images) are solved one at a time, sorted as integer keys, with
+    a custom backward: the same numbers, tied errors in the same order, a fraction of the time and
+    memory, and no second derivative (``polyloss.fast_paths(False)`` runs the generic code).
 
 {EDGE}
 
