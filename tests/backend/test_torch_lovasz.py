@@ -60,12 +60,18 @@ def _assert_same(a, b, dtype):
     torch.testing.assert_close(a, b, equal_nan=True, **tol)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 100], ids=["rows-together", "one-row-a-sort", "rows-in-chunks"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("ignore", [None, -1])
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-def test_fast_path_matches_generic_code_with_ties(mode, per_image, ignore, reduction, dtype):
+def test_fast_path_matches_generic_code_with_ties(monkeypatch, mode, per_image, ignore, reduction, dtype, chunk):
+    from polyloss.backend import _torch_lovasz
+
+    if chunk is not None:  # short rows are sorted together: here each alone (as long rows are), or a few
+        monkeypatch.setattr(_torch_lovasz, "ALONE", 1 if chunk == 1 else 10**9)
+        monkeypatch.setattr(_torch_lovasz, "CHUNK", chunk)
     x, t = _data(mode, 7 + 3 * per_image, ignore=ignore, dtype=dtype)
     options = {"mode": mode, "per_image": per_image, "ignore_index": ignore, "reduction": reduction}
     value, grad = _value_and_grad(x, t, **options)
@@ -111,17 +117,21 @@ def test_nan_payloads_and_ignored_nan(payload):
         _assert_same(grad, ref_grad, x.dtype)
 
 
-def test_sort_key_orders_as_a_stable_float_sort():
-    """The integer keys order the errors exactly as ``torch.sort(descending=True, stable=True)`` of the floats."""
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sort_key_orders_as_a_stable_float_sort(dtype, rows):
+    """The integer keys order each row exactly as ``torch.sort(descending=True, stable=True)`` of the floats
+    (one row alone, or rows sorted together: their order indexes the flattened rows)."""
     from polyloss.backend._torch_lovasz import _sort_descending
 
-    for dtype in (torch.float32, torch.float64):
-        v = torch.tensor([0.5, 0.0, float("inf"), 0.5, float("nan"), 1e-45, 0.25, 0.0, float("nan"), 3.0,
-                          0.5, 1e-300], dtype=dtype)
-        values, order = _sort_descending(v)
-        ref_values, ref_order = torch.sort(v, descending=True, stable=True)
-        assert torch.equal(order, ref_order)
-        torch.testing.assert_close(values, ref_values, equal_nan=True, rtol=0, atol=0)
+    v = torch.tensor([0.5, 0.0, float("inf"), 0.5, float("nan"), 1e-45, 0.25, 0.0, float("nan"), 3.0, 0.5,
+                      1e-300, float(np.finfo(np.float32).max)], dtype=dtype)
+    v = torch.stack([v.roll(i) for i in range(rows)])
+    values, order = _sort_descending(v)
+    ref_values, ref_order = torch.sort(v, dim=-1, descending=True, stable=True)
+    ref_order = ref_order + torch.arange(rows).unsqueeze(-1) * v.shape[1]
+    assert torch.equal(order, ref_order.view(-1))
+    torch.testing.assert_close(values, ref_values, equal_nan=True, rtol=0, atol=0)
 
 
 def test_empty_classes_all_ignored_and_empty_batch():
