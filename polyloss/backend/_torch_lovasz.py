@@ -140,9 +140,9 @@ def _forward(xs: Any, ts: Any, valid: Any, hinge: bool, per_image: bool, from_lo
     step = 1 if length >= ALONE else max(1, CHUNK // length)
     for r0 in range(0, count, step):
         r1 = min(count, r0 + step)
-        part = source[r0:r1].reshape(r1 - r0, length)
+        part = source[r0:r1].reshape(r1 - r0, length).contiguous()  # (a view of other strides where S = 1)
         if hinge:
-            t = ts[r0:r1].reshape(r1 - r0, length)
+            t = ts[r0:r1].reshape(r1 - r0, length).contiguous()
             sign = 2.0 * t - 1.0
             e = torch.mul(part, sign).neg_().add_(1.0)
             dropped = e <= 0.0  # the relu's kink and below (NaN kept)

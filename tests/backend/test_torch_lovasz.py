@@ -261,3 +261,21 @@ def test_closed_form_gradient_on_the_fast_path_matches_generic_code(monkeypatch,
     _, grad = pl.value_and_grad(pl.lovasz_loss, xin, t, cotangent=cotangent, **options)
     _assert_same(grad.detach(), ref_grad, x.dtype)
     assert grad.requires_grad == (mode == "multiclass")  # built by autograd-traced operations (the softmax's)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 4, 1), (1, 3, 1, 1), (5, 1), (2, 3, 1, 7)])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_degenerate_spatial_sizes(shape, per_image):
+    """No space (``(N, C)``), one pixel, one image or one class: rows whose views have unusual strides."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    for mode in MODES:
+        xm = x[:, :1] if mode == "binary" else x
+        t = (torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen) if mode == "multiclass"
+             else (torch.rand(xm.shape, generator=gen) < 0.5).double())
+        for dtype in (torch.float64, torch.float32):
+            options = {"mode": mode, "per_image": per_image}
+            value, grad = _value_and_grad(xm.to(dtype), t, **options)
+            ref_value, ref_grad = _value_and_grad(xm.to(dtype), t, fast=False, **options)
+            _assert_same(value, ref_value, dtype)
+            _assert_same(grad, ref_grad, dtype)
