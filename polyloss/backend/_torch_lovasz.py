@@ -199,8 +199,11 @@ def _function() -> Any:
                 )
             d, p = ctx.saved_tensors
             g = d * grad_losses.unsqueeze(-1)
-            if p is not None:
-                g = torch.ops.aten._softmax_backward_data(g, p, 1, p.dtype)
+            if p is not None:  # the softmax's backward p (g - sum_c p g) in place: no second image-sized buffer
+                dot = torch.mul(p[:, 0], g[:, 0])
+                for k in range(1, p.shape[1]):
+                    dot.addcmul_(p[:, k], g[:, k])
+                g.sub_(dot.unsqueeze(1)).mul_(p)
             return g, None, None, None, None, None
 
     _cache["function"] = _LovaszRows
