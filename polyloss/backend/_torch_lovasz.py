@@ -5,9 +5,10 @@ arguments and flattened them to ``(N, C, S)``; the kernel returns the Lovasz ext
 the loss's ``(B, K, L)`` layout and its foreground count, both ``(B, K)``, and the loss reduces them as
 its generic code does. It differs from the generic code in three ways, none of them in the numbers:
 
-- one row (a class over the batch, or an image's class, or a hinge problem) is solved at a time, so
-  that only one row's sort order and temporaries are alive, where the generic code sorts all of them
-  at once and keeps their ``int64`` orders for the gather's backward;
+- one row (a class over the batch, or an image's class, or a hinge problem) is solved at a time (rows
+  of fewer than ``ALONE`` pixels a few together), so that only one row's sort order and temporaries
+  are alive, where the generic code sorts all of them at once and keeps their ``int64`` orders for the
+  gather's backward;
 - the errors are sorted as integer keys: a non-negative float's bits, read as an integer, order as the
   float does, and ``torch.sort`` of a 1-d integer tensor on the CPU is a radix sort (3-4x faster than
   its comparison sort of floats). The sort is stable, NaN (any payload) comes first and the errors the
