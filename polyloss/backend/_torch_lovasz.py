@@ -3,7 +3,8 @@
 Merged into the torch backend's ``FAST_PATHS`` as ``"lovasz_loss.rows"``. The loss has checked its
 arguments and flattened them to ``(N, C, S)``; the kernel returns the Lovasz extension of every row of
 the loss's ``(B, K, L)`` layout and its foreground count, both ``(B, K)``, and the loss reduces them as
-its generic code does. It differs from the generic code in three ways, none of them in the numbers:
+its generic code does (for the closed-form gradient also each pixel's derivative of its row's value and
+the softmax). It differs from the generic code in three ways, none of them in the numbers:
 
 - one row (a class over the batch, or an image's class, or a hinge problem) is solved at a time (rows
   of fewer than ``ALONE`` pixels a few together), so that only one row's sort order and temporaries
