@@ -604,6 +604,7 @@ KERNEL_PLANS: dict[str, Callable[..., Any]] = {
 }
 FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
 FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
+FAST_PATHS.update(__import__("polyloss.backend._torch_lovasz", fromlist=["FAST_PATHS"]).FAST_PATHS)  # lovasz_loss
 
 
 class TorchBackend(Backend):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyloss import _checks as v
+from polyloss._namespace import fast_paths_enabled
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import compute_dtype
@@ -108,11 +109,13 @@ def _check_probabilities(backend: Backend, x: Any, loss_name: str) -> None:
 
 def _segmentation_inputs(
     input: Any, target: Any, mode: Any, axis: Any, from_logits: Any, ignore_index: Any, reduction: str,
-    loss_name: str, *, check_reduction: bool = True,
+    loss_name: str, *, check_reduction: bool = True, labels: bool = False,
 ) -> tuple[Backend, Any, Any, Any, int]:
     """The checks of every segmentation loss, then ``(backend, x, t, m, axis)``: the input in its compute
     dtype, the targets as floats in its layout (one-hot in multiclass mode, 0 at ignored pixels) and the
-    float mask of the non-ignored pixels (broadcastable to ``x``; None when nothing can be ignored)."""
+    float mask of the non-ignored pixels (broadcastable to ``x``; None when nothing can be ignored).
+    With ``labels``, multiclass targets stay class indices (0 at ignored pixels; :func:`_class_masks`
+    makes the one-hot floats)."""
     backend = resolve(input, target)
     if check_reduction:
         v.check_reduction(reduction)
@@ -155,9 +158,7 @@ def _segmentation_inputs(
             valid = target != usable
             target = xp.where(valid, target, xp.zeros_like(target))
             m = xp.expand_dims(xp.astype(valid, x.dtype), axis=axis)
-        t = xp.astype(one_hot(backend, target, num_classes, axis, x.ndim), x.dtype)
-        if m is not None:
-            t = t * m
+        t = target if labels else _class_masks(backend, target, m, x, axis)
     else:
         t = xp.astype(target, x.dtype)
         if t.ndim < x.ndim:
@@ -168,6 +169,14 @@ def _segmentation_inputs(
             t = xp.where(valid, t, 0.0)
             m = xp.astype(valid, x.dtype)
     return backend, x, t, m, axis
+
+
+def _class_masks(backend: Backend, labels: Any, m: Any, x: Any, axis: int) -> Any:
+    """The multiclass targets as floats of ``x``'s dtype and layout: the one-hot of ``labels`` (class axis
+    ``axis``), times the mask ``m`` of the non-ignored pixels (None: all kept)."""
+    xp = backend.xp
+    t = xp.astype(one_hot(backend, labels, x.shape[axis], axis, x.ndim), x.dtype)
+    return t if m is None else t * m
 
 
 def _pixels(
@@ -519,12 +528,13 @@ class _Lovasz:
     per_image: bool
     p: Any  # (N, C, S) probabilities (softmax mode) or None
     sign: Any  # (N, C, S): 2 t - 1 (hinge) or sign(p - t) (softmax; gradient only): d error / d (x or p) up to sign
-    perm: Any  # (B, K, L) the descending order of the errors
+    perm: Any  # (B, K, L) the descending order of the errors (None on a backend's fast path: as grad, keep)
     keep: Any  # (B, K, L) float: the sorted pixel counts (not ignored, error above 0 for the hinge); None: all
     grad: Any  # (B, K, L) the Lovasz extension's weights at the sorted errors
     losses: Any  # (B, K) the Lovasz extension of each image and class
     weight: Any  # (B, K) how each enters its row of the "none" vector
     count: Any  # the "mean" denominator: None for the mean over the rows, else a 0-d array
+    d_rows: Any = None  # a fast path's (N, C, S) d (its row's value) / d (x or p) at each pixel (gradient only)
 
 
 def _lovasz_layout(xp: Any, a: Any, n: int, k: int, per_image: bool, hinge: bool) -> Any:
@@ -567,7 +577,7 @@ def _lovasz_parts(
     if mode in ("binary", "multilabel") and from_logits is False:
         raise ValueError(f"from_logits=False is not possible in {mode} mode: the Lovasz hinge takes logits")
     backend, x, t, m, axis = _segmentation_inputs(input, target, mode, axis, from_logits, ignore_index, reduction,
-                                                  "lovasz_loss")
+                                                  "lovasz_loss", labels=True)
     if x.ndim < 2:
         raise ValueError(f"input of lovasz_loss must be (N, C, ...) with a batch axis, got shape {tuple(x.shape)}")
     xp = backend.xp
@@ -579,8 +589,18 @@ def _lovasz_parts(
     def flat(a: Any) -> Any:
         return xp.reshape(xp.moveaxis(xp.broadcast_to(a, tuple(x.shape)), axis, 1), shape)
 
-    xs, ts = flat(x), flat(t)
+    xs = flat(x)
     valid = None if m is None else flat(m)
+    kernel = backend.fast_paths.get("lovasz_loss.rows") if fast_paths_enabled() else None
+    if kernel is not None:  # multiclass: the class indices (N, S), and the kept pixels (N, 1, S)
+        rows = kernel(xs, flat(t) if hinge else xp.reshape(t, (n, shape[2])),
+                      valid if hinge or valid is None else valid[:, :1, ...], hinge=hinge, per_image=per_image,
+                      from_logits=from_logits, need_grad=need_grad)
+        if rows is not NotImplemented:  # the rows' values and foreground counts (B, K), d_rows and p
+            losses, total, d_rows, p = rows
+            return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, p, None, None, None, None, losses,
+                           *_lovasz_row_weights(xp, losses, total, hinge, per_image), d_rows)
+    ts = flat(t if hinge else _class_masks(backend, t, m, x, axis))
     if hinge:
         sign = 2.0 * ts - 1.0
         errors = 1.0 - xs * sign
@@ -610,18 +630,19 @@ def _lovasz_parts(
         if hinge:
             keep = keep * xp.astype(~(e_sorted <= 0.0), e.dtype)  # the relu's derivative (1 at NaN, as autograd)
     losses = xp.sum(errs * lovasz, axis=-1)
-    count = None
+    return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, p, sign, perm, keep, lovasz, losses,
+                   *_lovasz_row_weights(xp, losses, total[..., 0], hinge, per_image))
+
+
+def _lovasz_row_weights(xp: Any, losses: Any, total: Any, hinge: bool, per_image: bool) -> tuple[Any, Any]:
+    """``(weight, count)`` of :class:`_Lovasz` from the rows' values and foreground counts ``(B, K)``."""
     if hinge:
-        weight = xp.ones_like(losses)
-    else:
-        present = xp.astype(total[..., 0] > 0.0, losses.dtype)  # classes absent from the target are skipped
-        classes = xp.sum(present, axis=1, keepdims=True)
-        if per_image:
-            weight = present / xp.where(classes == 0.0, 1.0, classes)
-        else:
-            weight, count = present, classes[0, 0]
-    return _Lovasz(backend, x, axis, shape, moved, hinge, per_image, p, sign, perm, keep, lovasz, losses, weight,
-                   count)
+        return xp.ones_like(losses), None
+    present = xp.astype(total > 0.0, losses.dtype)  # classes absent from the target are skipped
+    classes = xp.sum(present, axis=1, keepdims=True)
+    if per_image:
+        return present / xp.where(classes == 0.0, 1.0, classes), None
+    return present, classes[0, 0]
 
 
 def _lovasz_rows(lv: _Lovasz) -> Any:
@@ -685,7 +706,10 @@ lovasz_loss.__doc__ = _doc(r"""Lovasz loss (Berman et al., *The Lovasz-Softmax l
 
     The gradient (:func:`polyloss.value_and_grad`) is the Lovasz weights at the sorted errors,
     scattered back to the pixels (PyTorch's autograd through ``sort``), through the hinge's
-    ``relu`` (0 at an error of 0) or ``|.|`` (0 at ``p = t``) and the softmax.
+    ``relu`` (0 at an error of 0) or ``|.|`` (0 at ``p = t``) and the softmax. On eager PyTorch
+    tensors the problems (classes, images) are solved one at a time, sorted as integer keys, with
+    a custom backward: the same numbers, tied errors in the same order, a fraction of the time and
+    memory, and no second derivative (``polyloss.fast_paths(False)`` runs the generic code).
 
 {EDGE}
 
@@ -722,15 +746,15 @@ def lovasz_loss_grad(
         dl = lv.weight * xp.expand_dims(up, axis=0)
     else:
         dl = lv.weight * xp.expand_dims(up, axis=1)
-    sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
-    inverse = xp.argsort(lv.perm, axis=-1, stable=True)
-    d_errors = _lovasz_unlayout(xp, backend.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape, lv.per_image,
-                                lv.hinge)
-    if lv.hinge:
-        g = -lv.sign * d_errors
+    if lv.d_rows is not None:  # a fast path's: through the sort and the hinge or |p - t| already
+        g = lv.d_rows * xp.expand_dims(dl, axis=-1)
     else:
-        g = lv.sign * d_errors
-        if from_logits:
-            g = lv.p * (g - xp.sum(lv.p * g, axis=1, keepdims=True))
+        sorted_grad = xp.expand_dims(dl, axis=-1) * lv.grad * lv.keep
+        inverse = xp.argsort(lv.perm, axis=-1, stable=True)
+        d_errors = _lovasz_unlayout(xp, backend.take_along_axis(sorted_grad, inverse, axis=-1), lv.shape,
+                                    lv.per_image, lv.hinge)
+        g = -lv.sign * d_errors if lv.hinge else lv.sign * d_errors
+    if not lv.hinge and from_logits:
+        g = lv.p * (g - xp.sum(lv.p * g, axis=1, keepdims=True))
     g = xp.moveaxis(xp.reshape(g, lv.moved), 1, lv.axis)
     return finish(backend, g, input)
