@@ -608,6 +608,15 @@ class TorchBackend(Backend):
         lo, hi = torch.aminmax(x.detach())
         return lo.item(), hi.item()
 
+    def first_index(self, ids: Any, size: int) -> Any:
+        """One ``scatter_reduce`` (``"amin"``) of the positions into ``size + 1`` columns (the last collects
+        the entries of no id)."""
+        torch = _torch()
+        n, g = (int(d) for d in ids.shape)
+        positions = torch.arange(g, dtype=torch.int64, device=ids.device).expand(n, g)
+        out = torch.full((n, size + 1), g, dtype=torch.int64, device=ids.device)
+        return out.scatter_reduce_(1, ids.to(torch.int64), positions, "amin")[:, :size]
+
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x
         slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under

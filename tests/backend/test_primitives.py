@@ -147,3 +147,28 @@ def test_one_hot_bce_sum_is_bce_with_a_one_hot_target_and_its_gradient_is_torchs
             (ref_grad,) = torch.autograd.grad(bce, reference, cotangent)
             np.testing.assert_allclose(grad.detach().numpy(), ref_grad.numpy(), rtol=max(xp.rtol, 1e-12),
                                        atol=xp.atol)
+
+
+@pytest.mark.parametrize("g", [1, 6, 40])
+def test_first_index_is_the_least_position_of_each_id_and_g_where_absent(xp, g):
+    rng = np.random.default_rng(g)
+    size = 9
+    ids = rng.integers(0, size + 1, (4, g))  # size: an entry of no id
+    ids[0] = size  # a row holding no id
+    expected = np.full((4, size), g)
+    for i in range(4):
+        for j in reversed(range(g)):
+            if ids[i, j] < size:
+                expected[i, ids[i, j]] = j
+    x = xp.asarray(ids, dtype=xp.ns.int64)
+    got = _backend(x).first_index(x, size)
+    assert tuple(got.shape) == (4, size) and got.dtype == xp.ns.int64
+    np.testing.assert_array_equal(xp.to_numpy(got), expected)
+
+
+def test_first_index_traces_under_torch_compile():
+    torch = pytest.importorskip("torch")
+    backend = pl.get_backend("torch")
+    ids = torch.tensor([[2, 0, 2, 3], [3, 3, 1, 1]])
+    compiled = torch.compile(lambda i: backend.first_index(i, 3), fullgraph=True, backend="eager")
+    assert torch.equal(compiled(ids), torch.tensor([[1, 4, 0], [4, 2, 4]]))
