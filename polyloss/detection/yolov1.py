@@ -21,6 +21,7 @@ CuPy, ...): no per-image loop, no boolean indexing, no data-dependent shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -35,10 +36,12 @@ from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
+from polyloss.boxes.iou import pairwise_score
 from polyloss.backend import Backend
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
+from polyloss.detection._base import LossTerm
 from polyloss.detection._base import SampleRun
 from polyloss.detection._base import normalize_ground_truth
 from polyloss.detection._base import sample_ground_truth
@@ -380,22 +383,41 @@ class YOLOv1Loss(DetectionRecipe):
             )
         return backend
 
-    def _predictors(self, backend: Backend, pred: Any) -> Any:
-        n = pred.shape[0]
-        s, b = self.grid, self.boxes_per_cell
-        return backend.xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5))
+    def _fields(self, backend: Backend, pred: Any) -> Any:
+        """The predictor fields ``(x, y, w, h, conf)`` field-major, ``(5, N, S, S, B)``: the reshape copies
+        them once (for ``B > 1``), so that each field is one block of consecutive values for every later pass
+        (a field read in place strides over the channels, several times slower on CPU)."""
+        xp = backend.xp
+        n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
+        p = xp.permute_dims(xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5)), (4, 0, 1, 2, 3))
+        return xp.reshape(xp.reshape(p, (5, n * s * s * b)), (5, n, s, s, b))
 
-    def _pred_gradient(self, backend: Backend, pred: Any, *, predictors: Any = None, scores: Any = None) -> Any:
-        """A gradient of ``pred``'s shape from gradients of its predictor fields ``(N, S, S, B, 5)`` and class
-        scores ``(N, S, S, C)`` (None: zero)."""
+    def _corners(self, backend: Backend, fields: Any) -> tuple[Any, Any, Any, Any]:
+        """The predicted boxes' ``(x1, y1, x2, y2)`` arrays ``(N, S, S, B)`` from :meth:`_fields`."""
+        xp = backend.xp
+        s = self.grid
+        offsets = xp.astype(xp.arange(s, device=backend.device(fields)), fields.dtype)
+        cx = (xp.reshape(offsets, (1, 1, s, 1)) + fields[0, ...]) / s
+        cy = (xp.reshape(offsets, (1, s, 1, 1)) + fields[1, ...]) / s
+        half_w = xp.clip(fields[2, ...], min=0.0) * 0.5
+        half_h = xp.clip(fields[3, ...], min=0.0) * 0.5
+        return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+    def _pred_gradient(self, backend: Backend, pred: Any, *, fields: Any = None, scores: Any = None) -> Any:
+        """A gradient of ``pred``'s shape from gradients of its predictor fields, field-major ``(k, N, S, S, B)``
+        for the first ``k`` fields (the others: zero), and of its class scores ``(N, S, S, C)`` (None: zero)."""
         xp = backend.xp
         n, s, b, c = int(pred.shape[0]), self.grid, self.boxes_per_cell, self.num_classes
         device = backend.device(pred)
-        if predictors is None:
-            predictors = xp.zeros((n, s, s, b, 5), dtype=pred.dtype, device=device)
+        if fields is None:
+            fields = xp.zeros((5, n, s, s, b), dtype=pred.dtype, device=device)
+        elif int(fields.shape[0]) < 5:
+            missing = xp.zeros((5 - int(fields.shape[0]), n, s, s, b), dtype=pred.dtype, device=device)
+            fields = xp.concat([fields, missing], axis=0)
         if scores is None:
             scores = xp.zeros((n, s, s, c), dtype=pred.dtype, device=device)
-        return xp.concat([xp.reshape(predictors, (n, s, s, 5 * b)), scores], axis=-1)
+        predictors = xp.reshape(xp.permute_dims(fields, (1, 2, 3, 4, 0)), (n, s, s, 5 * b))
+        return xp.concat([predictors, scores], axis=-1)
 
     # -- stages -------------------------------------------------------------
     def encode_ground_truth(self, gt_boxes: Any, gt_labels: Any, *, like: Any) -> YOLOv1Cells:
@@ -424,25 +446,20 @@ class YOLOv1Loss(DetectionRecipe):
         col = xp.clip(xp.floor(cx * s), min=0.0, max=s - 1.0)
         row = xp.clip(xp.floor(cy * s), min=0.0, max=s - 1.0)
         g = int(labels.shape[1])
-        cell = xp.astype(row * s + col, xp.int32)  # (N, G), row-major cell index
-        cell = xp.where(valid, cell, s * s)  # padding lies in no cell
-        cell_ids = xp.arange(s * s, dtype=xp.int32, device=device)
-        hit = xp.astype(xp.expand_dims(cell, axis=-1) == cell_ids, xp.int32)  # (N, G, S*S)
-        # the first object (input order) whose centre lies in a cell owns it: the least index of a hit
-        # (G where none), one reduction over G (int32: PyTorch's int64 reduction over a middle axis is 40x slower)
-        box_ids = xp.reshape(xp.arange(g, dtype=xp.int32, device=device), (g, 1))
-        first = xp.astype(xp.min(g - hit * (g - box_ids), axis=1), xp.int64)  # (N, S*S)
+        cell = xp.where(valid, xp.astype(row * s + col, xp.int64), s * s)  # (N, G) row-major; padding in none
+        # the first object (input order) whose centre lies in a cell owns it (G where none)
+        first = backend.first_index(cell, s * s)  # (N, S*S)
         owned = first < g
         obj = xp.astype(owned, dtype)  # (N, S*S)
-        owner_index = first * xp.astype(owned, xp.int64)  # 0 where no owner
+        owner_index = xp.where(owned, first, 0)
         # padding holds PADDING_BOX (finite), so every gathered field is finite and * obj clears empty cells
         fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=-1)  # (N, G, 8)
         rows = xp.reshape(owner_index + xp.reshape(xp.arange(n, dtype=xp.int64, device=device), (n, 1)) * g, (-1,))
         per_cell = xp.take(xp.reshape(fields, (n * g, 8)), rows, axis=0)  # (N S*S, 8)
         per_cell = xp.reshape(per_cell, (n, s, s, 8)) * xp.reshape(obj, (n, s, s, 1))
-        class_ids = xp.arange(c, dtype=labels.dtype, device=device)
-        cell_label = xp.expand_dims(backend.take_along_axis(labels, owner_index, axis=1), axis=-1)  # (N, S*S, 1)
-        classes = xp.astype(cell_label == class_ids, dtype) * xp.expand_dims(obj, axis=-1)  # (N, S*S, C)
+        cell_label = xp.where(owned, backend.take_along_axis(labels, owner_index, axis=1), -1)  # (N, S*S)
+        classes = xp.astype(xp.expand_dims(cell_label, axis=-1) == xp.arange(c, dtype=labels.dtype, device=device),
+                            dtype)  # (N, S*S, C), 0 in empty cells
         return YOLOv1Cells(
             obj=xp.reshape(obj, (n, s, s)),
             coords=per_cell[..., 0:4],
@@ -459,17 +476,7 @@ class YOLOv1Loss(DetectionRecipe):
         Differentiable (wrap ``pred`` in ``stop_gradient`` to match without gradient).
         """
         backend = self._check_pred(pred)
-        xp = backend.xp
-        s = self.grid
-        p = self._predictors(backend, pred)
-        offsets = xp.astype(xp.arange(s, device=backend.device(pred)), pred.dtype)
-        col = xp.reshape(offsets, (1, 1, s, 1))
-        row = xp.reshape(offsets, (1, s, 1, 1))
-        cx = (col + p[..., 0]) / s
-        cy = (row + p[..., 1]) / s
-        half_w = xp.clip(p[..., 2], min=0.0) * 0.5
-        half_h = xp.clip(p[..., 3], min=0.0) * 0.5
-        return xp.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+        return backend.xp.stack(self._corners(backend, self._fields(backend, pred)), axis=-1)
 
     def match_predictors(self, pred: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         """Pick the responsible predictor in every cell holding an object.
@@ -479,13 +486,22 @@ class YOLOv1Loss(DetectionRecipe):
         NaN prediction, counts as the highest). Empty cells have no responsible predictor.
         """
         backend = self._check_pred(pred)
+        return self._match(backend, self._fields(backend, backend.stop_gradient(pred)), cells)
+
+    def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         xp = backend.xp
-        boxes = self.decode_boxes(backend.stop_gradient(pred))
-        iou = backend.stop_gradient(self.box_iou(backend, boxes, cells.boxes[..., None, :]))
-        iou = xp.where(cells.obj[..., None] > 0, iou, 0.0)
-        best = xp.astype(xp.argmax(xp.where(xp.isnan(iou), math.inf, iou), axis=-1), xp.int64)  # first maximum
-        ids = xp.arange(self.boxes_per_cell, dtype=xp.int64, device=backend.device(pred))
-        responsible = xp.astype(best[..., None] == ids, pred.dtype) * cells.obj[..., None]
+        fields = backend.stop_gradient(fields)
+        corners = self._corners(backend, fields)
+        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays: no (..., 4) boxes
+            cell_boxes = cells.boxes if cells.boxes.dtype == fields.dtype else xp.astype(cells.boxes, fields.dtype)
+            iou = pairwise_score(xp, "iou")(corners, tuple(cell_boxes[..., None, k] for k in range(4)))
+        else:
+            iou = self.box_iou(backend, xp.stack(corners, axis=-1), cells.boxes[..., None, :])
+        has_object = cells.obj[..., None] > 0
+        iou = xp.where(has_object, backend.stop_gradient(iou), 0.0)
+        best = xp.argmax(xp.where(xp.isnan(iou), math.inf, iou), axis=-1)  # the first maximum
+        ids = xp.arange(self.boxes_per_cell, dtype=best.dtype, device=backend.device(fields))
+        responsible = xp.astype((xp.expand_dims(best, axis=-1) == ids) & has_object, fields.dtype)
         return YOLOv1Targets(cells=cells, iou=iou, responsible=responsible)
 
     def assign_targets(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> YOLOv1Targets:
@@ -498,48 +514,59 @@ class YOLOv1Loss(DetectionRecipe):
         """The four terms on assigned targets: ``"coord"`` and ``"obj"`` over the responsible predictors,
         ``"noobj"`` over the others, ``"class"`` over the cells holding an object; divided by :meth:`normaliser`."""
         backend = self._check_pred(pred)
+        return self._loss_stage(backend, pred, self._fields(backend, pred), targets)
+
+    def _loss_stage(self, backend: Backend, pred: Any, fields: Any, targets: YOLOv1Targets) -> LossStage:
         xp = backend.xp
         cells = targets.cells
         responsible = targets.responsible > 0
-        b = self.boxes_per_cell
-        p = self._predictors(backend, pred)
-        scores = pred[..., 5 * b:]
-        conf = p[..., 4]
-        wh = p[..., 2:4]
+        scores = pred[..., 5 * self.boxes_per_cell:]
+        conf = fields[4, ...]
+        wh = xp.moveaxis(fields[2:4, ...], 0, -1)  # (N, S, S, B, 2), a view
         sizes = self.size_transform(backend, wh)
-        pred_coords = xp.concat([p[..., 0:2], sizes], axis=-1)
+        # (N, S, S, B, 4) as a view of the field-major (4, N, S, S, B) block: one copy, no interleaving
+        coords = xp.concat([fields[0:2, ...], xp.moveaxis(sizes, -1, 0)], axis=0)
+        pred_coords = xp.moveaxis(coords, 0, -1)
         t = cells.coords[..., None, :]
         target_coords = xp.concat([t[..., 0:2], self.size_transform(backend, t[..., 2:4])], axis=-1)
         target_coords = xp.broadcast_to(target_coords, tuple(pred_coords.shape))
+        # one confidence target for both confidence terms: the responsible predictors' (IoU or 1), else 0
         if self.conf_target == "iou":
-            conf_target = backend.stop_gradient(targets.iou)
+            conf_target = xp.where(responsible, backend.stop_gradient(targets.iou), 0.0)
         else:
-            conf_target = xp.ones_like(conf)
-        zeros = xp.zeros((*conf.shape, 1), dtype=conf.dtype, device=backend.device(conf))
+            conf_target = targets.responsible
+        conf_part = self.error_part("conf_error", backend)
+        conf_output = conf_part(conf, conf_target)
 
         def coord_pullback(g: Any) -> Any:  # through [x, y, size_transform(w, h)] to pred
             g_wh = self.size_transform_vjp(backend, wh, sizes, g[..., 2:4])
-            return self._pred_gradient(backend, pred, predictors=xp.concat([g[..., 0:2], g_wh, zeros], axis=-1))
+            return self._pred_gradient(backend, pred, fields=xp.moveaxis(xp.concat([g[..., 0:2], g_wh], axis=-1),
+                                                                         -1, 0))
 
         def conf_pullback(g: Any) -> Any:
-            g_p = xp.concat([xp.broadcast_to(zeros, (*conf.shape, 4)), xp.expand_dims(g, axis=-1)], axis=-1)
-            return self._pred_gradient(backend, pred, predictors=g_p)
+            n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
+            zeros = xp.zeros((4, n, s, s, b), dtype=g.dtype, device=backend.device(g))
+            return self._pred_gradient(backend, pred, fields=xp.concat([zeros, xp.expand_dims(g, axis=0)], axis=0))
 
         def class_pullback(g: Any) -> Any:
             return self._pred_gradient(backend, pred, scores=g)
 
-        def term(component: str, part_name: str, input: Any, target: Any, mask: Any, pullback: Any) -> Any:
+        def term(component: str, part_name: str, input: Any, target: Any, mask: Any, pullback: Any,
+                 **kwargs: Any) -> LossTerm:
             return self.term(backend, component, part_name, "pred", input, target, mask,
-                             part=self.error_part(part_name, backend), pullback=pullback)
+                             part=self.error_part(part_name, backend), pullback=pullback, **kwargs)
 
+        class_term = term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback)
+        if class_term.part is _SQUARED_ERROR:  # NaN exactly where a score is (one-hot targets): a smaller test
+            class_term = dataclasses.replace(class_term, source=class_term.loss)
         return LossStage(
             backend=backend, targets=targets, aux={"responsible": responsible},
             normaliser=self.normaliser(backend, pred),
             terms=(
-                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback),
-                term("obj", "conf_error", conf, conf_target, responsible, conf_pullback),
-                term("noobj", "conf_error", conf, xp.zeros_like(conf), ~responsible, conf_pullback),
-                term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback),
+                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback, source=coords),
+                term("obj", "conf_error", conf, conf_target, responsible, conf_pullback, output=conf_output),
+                term("noobj", "conf_error", conf, conf_target, ~responsible, conf_pullback, output=conf_output),
+                class_term,
             ),
             non_finite=cells.non_finite,
         )
@@ -549,8 +576,16 @@ class YOLOv1Loss(DetectionRecipe):
         return self.evaluate(self.loss_stage(pred, targets))
 
     def stages(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> tuple[LossStage]:
-        """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage`."""
-        return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
+        """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage` (the predictor fields
+        read once for both)."""
+        if (type(self).assign_targets is not YOLOv1Loss.assign_targets
+                or type(self).match_predictors is not YOLOv1Loss.match_predictors
+                or type(self).loss_stage is not YOLOv1Loss.loss_stage):  # a subclass's own stages
+            return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
+        backend = self._check_pred(pred)
+        fields = self._fields(backend, pred)
+        cells = self.encode_ground_truth(gt_boxes, gt_labels, like=pred)
+        return (self._loss_stage(backend, pred, fields, self._match(backend, fields, cells)),)
 
     def __call__(self, pred: ArrayT, gt_boxes: Any, gt_labels: Any) -> RecipeResult[ArrayT]:
         """The YOLOv1 loss of a batch; see the class docstring."""
