@@ -577,8 +577,21 @@ class TorchBackend(Backend):
         return out
 
     def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:
-        # torch.take_along_dim wraps negative indices with an int64 remainder pass: 3x slower
-        return _torch().gather(x, axis, indices)
+        """``gather`` (``torch.take_along_dim`` wraps negative indices with an int64 remainder pass: 3x
+        slower); whole rows through one ``index_select`` when ``indices`` is expanded along the axes after
+        ``axis`` (``gather`` reads element by element: 5-10x slower on CPU)."""
+        torch = _torch()
+        axis = axis % x.ndim
+        trailing = tuple(x.shape[axis + 1:])
+        if (not trailing or indices.ndim != x.ndim or any(st != 0 for st in indices.stride()[axis + 1:])
+                or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis)):
+            return torch.gather(x, axis, indices)
+        lead, n = math.prod(x.shape[:axis]), int(x.shape[axis])
+        index = indices[(Ellipsis,) + (0,) * len(trailing)].reshape(lead, -1)
+        if lead > 1:
+            index = index + torch.arange(0, lead * n, n, dtype=index.dtype, device=index.device)[:, None]
+        rows = x.reshape(lead * n, math.prod(trailing)).index_select(0, index.reshape(-1))
+        return rows.reshape(indices.shape)
 
     def random_bits(self, shape: tuple[int, ...], bits: int, *, rng: Any = None, device: Any = None) -> Any:
         """``torch.randint`` on a GPU and while compiling (no host draw, no transfer; ``torch.manual_seed``

@@ -309,13 +309,15 @@ def normalize_ground_truth(
             boxes = xp.zeros((batch_size, 1, 4), dtype=dtype, device=device)
             labels = xp.full((batch_size, 1), -1, dtype=xp.int64, device=device)
     real = labels >= 0
-    if validate and backend.is_host_array(boxes) and batch_size > 0:
-        _validate(backend, boxes, labels, real, num_classes if gt_labels is not None else None, background)
     finite = xp.all(xp.isfinite(boxes), axis=-1)
+    validated = validate and backend.is_host_array(boxes) and batch_size > 0
+    if validated:
+        _validate(backend, boxes, labels, real, finite, num_classes if gt_labels is not None else None, background)
     valid = real & finite
     padding = xp.asarray(PADDING_BOX, dtype=dtype, device=device)
+    # validated: every real box is finite (else it raised)
     return GroundTruth(boxes=xp.where(xp.expand_dims(valid, axis=-1), boxes, padding), labels=labels, valid=valid,
-                       non_finite=xp.any(real & ~finite))
+                       non_finite=None if validated else xp.any(real & ~finite))
 
 
 def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
@@ -327,12 +329,18 @@ def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
     return flat // g, flat % g
 
 
-def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, num_classes: int | None,
+def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, finite: Any, num_classes: int | None,
               background: bool) -> None:
     xp = backend.xp
     x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    finite = xp.all(xp.isfinite(boxes), axis=-1)
-    where = _first(backend, real & ~(finite & (x2 > x1) & (y2 > y1)))  # NaN compares False: caught here
+    bad_box = real & ~(finite & (x2 > x1) & (y2 > y1))  # NaN compares False: caught here
+    first = 1 if background else 0
+    # one read when all is well: a bad box, a label below -1, or a real label outside [first, num_classes)
+    bad_label = (labels < -1) if num_classes is None else (labels < -1) | (real & ((labels < first)
+                                                                                   | (labels >= num_classes)))
+    if not bool(xp.any(bad_box | bad_label)):
+        return
+    where = _first(backend, bad_box)
     if where is not None:
         i, j = where
         coords = [float(boxes[i, j, k]) for k in range(4)]
@@ -350,7 +358,6 @@ def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, num_classes:
         i, j = where
         raise ValueError(f"gt_labels[{i}][{j}] = {int(labels[i, j])}: labels are class indices, -1 marks padding")
     if num_classes is not None:
-        first = 1 if background else 0
         where = _first(backend, real & ((labels < first) | (labels >= num_classes)))
         if where is not None:
             i, j = where

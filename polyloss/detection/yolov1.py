@@ -449,17 +449,20 @@ class YOLOv1Loss(DetectionRecipe):
         cell = xp.where(valid, xp.astype(row * s + col, xp.int64), s * s)  # (N, G) row-major; padding in none
         # the first object (input order) whose centre lies in a cell owns it (G where none)
         first = backend.first_index(cell, s * s)  # (N, S*S)
-        owned = first < g
-        obj = xp.astype(owned, dtype)  # (N, S*S)
-        owner_index = xp.where(owned, first, 0)
-        # padding holds PADDING_BOX (finite), so every gathered field is finite and * obj clears empty cells
+        obj = xp.astype(first < g, dtype)  # (N, S*S)
+        # gathered per cell from column `first`, a row of zeros (G) where the cell is empty; padding holds
+        # PADDING_BOX (finite), so every gathered field is finite
         fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=-1)  # (N, G, 8)
-        rows = xp.reshape(owner_index + xp.reshape(xp.arange(n, dtype=xp.int64, device=device), (n, 1)) * g, (-1,))
-        per_cell = xp.take(xp.reshape(fields, (n * g, 8)), rows, axis=0)  # (N S*S, 8)
-        per_cell = xp.reshape(per_cell, (n, s, s, 8)) * xp.reshape(obj, (n, s, s, 1))
-        cell_label = xp.where(owned, backend.take_along_axis(labels, owner_index, axis=1), -1)  # (N, S*S)
-        classes = xp.astype(xp.expand_dims(cell_label, axis=-1) == xp.arange(c, dtype=labels.dtype, device=device),
-                            dtype)  # (N, S*S, C), 0 in empty cells
+        fields = xp.concat([fields, xp.zeros((n, 1, 8), dtype=dtype, device=device)], axis=1)
+        per_cell = backend.take_along_axis(fields, xp.broadcast_to(xp.expand_dims(first, axis=-1), (n, s * s, 8)),
+                                           axis=1)
+        per_cell = xp.reshape(per_cell, (n, s, s, 8))
+        # the one-hot class: a row of the identity, the zero row C for an empty cell (or a label >= C, unvalidated)
+        labels = xp.concat([xp.where(labels < c, labels, c), xp.full((n, 1), c, dtype=labels.dtype, device=device)],
+                           axis=1)
+        cell_label = xp.reshape(backend.take_along_axis(labels, first, axis=1), (n * s * s, 1))
+        classes = backend.take_along_axis(xp.eye(c + 1, c, dtype=dtype, device=device),
+                                          xp.broadcast_to(cell_label, (n * s * s, c)), axis=0)  # (N S*S, C)
         return YOLOv1Cells(
             obj=xp.reshape(obj, (n, s, s)),
             coords=per_cell[..., 0:4],
