@@ -578,13 +578,16 @@ class TorchBackend(Backend):
 
     def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any:
         """``gather`` (``torch.take_along_dim`` wraps negative indices with an int64 remainder pass: 3x
-        slower); whole rows through one ``index_select`` when ``indices`` is expanded along the axes after
-        ``axis`` (``gather`` reads element by element: 5-10x slower on CPU)."""
+        slower); one ``index_select`` when ``indices`` is expanded along the axes after ``axis`` (whole rows)
+        or along every other axis (``gather`` reads element by element: 5-10x slower on CPU)."""
         torch = _torch()
         axis = axis % x.ndim
         trailing = tuple(x.shape[axis + 1:])
-        if (not trailing or indices.ndim != x.ndim or any(st != 0 for st in indices.stride()[axis + 1:])
-                or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis)):
+        if indices.ndim != x.ndim or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis):
+            return torch.gather(x, axis, indices)
+        if all(st == 0 for d, st in enumerate(indices.stride()) if d != axis):  # one index for every slice
+            return x.index_select(axis, indices[(0,) * axis + (slice(None),) + (0,) * len(trailing)])
+        if not trailing or any(st != 0 for st in indices.stride()[axis + 1:]):
             return torch.gather(x, axis, indices)
         lead, n = math.prod(x.shape[:axis]), int(x.shape[axis])
         index = indices[(Ellipsis,) + (0,) * len(trailing)].reshape(lead, -1)

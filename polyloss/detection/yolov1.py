@@ -92,6 +92,10 @@ def safe_sqrt(backend: Backend, x: Any, *, eps: float) -> Any:
 _SQUARED_ERROR = functools.partial(mse_loss, reduction="none")
 _DEFAULT_ERRORS = (squared_error, sum_squared_error)
 
+#: Axis orders between the recipe's field-major blocks ``(F, B, N, S, S)`` and ``(N, S, S, B, F)``.
+_TO_CELLS = (2, 3, 4, 1, 0)
+_TO_FIELDS = (4, 3, 0, 1, 2)
+
 
 # -- stage outputs -------------------------------------------------------------
 
@@ -383,40 +387,52 @@ class YOLOv1Loss(DetectionRecipe):
             )
         return backend
 
+    # The predictors' fields are handled field-major, (F, B, N, S, S): every field of every predictor is one
+    # block of consecutive cells, and per-cell arrays (N, S, S) broadcast along the leading axes, where the CPU
+    # kernels vectorise (a field read in place from pred strides over the channels, and a (N, S, S, 1) array
+    # broadcast against (N, S, S, B) repeats every value B times in the innermost loop: both several times
+    # slower). The arrays a stage returns keep their documented shapes, as views of these blocks.
+
     def _fields(self, backend: Backend, pred: Any) -> Any:
-        """The predictor fields ``(x, y, w, h, conf)`` field-major, ``(5, N, S, S, B)``: the reshape copies
-        them once (for ``B > 1``), so that each field is one block of consecutive values for every later pass
-        (a field read in place strides over the channels, several times slower on CPU)."""
+        """The predictor fields ``(x, y, w, h, conf)``, ``(5, B, N, S, S)``: one copy of ``pred``'s predictor block."""
         xp = backend.xp
         n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
-        p = xp.permute_dims(xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5)), (4, 0, 1, 2, 3))
-        return xp.reshape(xp.reshape(p, (5, n * s * s * b)), (5, n, s, s, b))
+        p = xp.permute_dims(xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5)), (4, 3, 0, 1, 2))
+        return xp.reshape(xp.reshape(p, (5 * b, n * s * s)), (5, b, n, s, s))
 
     def _corners(self, backend: Backend, fields: Any) -> tuple[Any, Any, Any, Any]:
-        """The predicted boxes' ``(x1, y1, x2, y2)`` arrays ``(N, S, S, B)`` from :meth:`_fields`."""
+        """The predicted boxes' ``(x1, y1, x2, y2)`` arrays ``(B, N, S, S)`` from :meth:`_fields`."""
         xp = backend.xp
         s = self.grid
         offsets = xp.astype(xp.arange(s, device=backend.device(fields)), fields.dtype)
-        cx = (xp.reshape(offsets, (1, 1, s, 1)) + fields[0, ...]) / s
-        cy = (xp.reshape(offsets, (1, s, 1, 1)) + fields[1, ...]) / s
+        cx = (xp.reshape(offsets, (1, 1, 1, s)) + fields[0, ...]) / s
+        cy = (xp.reshape(offsets, (1, 1, s, 1)) + fields[1, ...]) / s
         half_w = xp.clip(fields[2, ...], min=0.0) * 0.5
         half_h = xp.clip(fields[3, ...], min=0.0) * 0.5
         return cx - half_w, cy - half_h, cx + half_w, cy + half_h
 
+    def _transformed(self, backend: Backend, block: Any) -> tuple[Any, Any, Any]:
+        """``(x, y, size_transform(w, h))`` of a field-major block ``(4, B, N, S, S)``, and the ``(N, S, S, B, 2)``
+        views ``wh`` and ``size_transform(wh)`` (for the gradient)."""
+        xp = backend.xp
+        wh = xp.permute_dims(block[2:4, ...], _TO_CELLS)
+        sizes = self.size_transform(backend, wh)
+        return xp.concat([block[0:2, ...], xp.permute_dims(sizes, _TO_FIELDS)], axis=0), wh, sizes
+
     def _pred_gradient(self, backend: Backend, pred: Any, *, fields: Any = None, scores: Any = None) -> Any:
-        """A gradient of ``pred``'s shape from gradients of its predictor fields, field-major ``(k, N, S, S, B)``
+        """A gradient of ``pred``'s shape from gradients of its predictor fields, field-major ``(k, B, N, S, S)``
         for the first ``k`` fields (the others: zero), and of its class scores ``(N, S, S, C)`` (None: zero)."""
         xp = backend.xp
         n, s, b, c = int(pred.shape[0]), self.grid, self.boxes_per_cell, self.num_classes
         device = backend.device(pred)
         if fields is None:
-            fields = xp.zeros((5, n, s, s, b), dtype=pred.dtype, device=device)
+            fields = xp.zeros((5, b, n, s, s), dtype=pred.dtype, device=device)
         elif int(fields.shape[0]) < 5:
-            missing = xp.zeros((5 - int(fields.shape[0]), n, s, s, b), dtype=pred.dtype, device=device)
+            missing = xp.zeros((5 - int(fields.shape[0]), b, n, s, s), dtype=pred.dtype, device=device)
             fields = xp.concat([fields, missing], axis=0)
         if scores is None:
             scores = xp.zeros((n, s, s, c), dtype=pred.dtype, device=device)
-        predictors = xp.reshape(xp.permute_dims(fields, (1, 2, 3, 4, 0)), (n, s, s, 5 * b))
+        predictors = xp.reshape(xp.permute_dims(fields, _TO_CELLS), (n, s, s, 5 * b))
         return xp.concat([predictors, scores], axis=-1)
 
     # -- stages -------------------------------------------------------------
@@ -449,14 +465,15 @@ class YOLOv1Loss(DetectionRecipe):
         cell = xp.where(valid, xp.astype(row * s + col, xp.int64), s * s)  # (N, G) row-major; padding in none
         # the first object (input order) whose centre lies in a cell owns it (G where none)
         first = backend.first_index(cell, s * s)  # (N, S*S)
-        obj = xp.astype(first < g, dtype)  # (N, S*S)
-        # gathered per cell from column `first`, a row of zeros (G) where the cell is empty; padding holds
+        obj = xp.astype(first < g, dtype)
+        # gathered per cell from column `first`, a column of zeros (G) where the cell is empty; padding holds
         # PADDING_BOX (finite), so every gathered field is finite
-        fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=-1)  # (N, G, 8)
-        fields = xp.concat([fields, xp.zeros((n, 1, 8), dtype=dtype, device=device)], axis=1)
-        per_cell = backend.take_along_axis(fields, xp.broadcast_to(xp.expand_dims(first, axis=-1), (n, s * s, 8)),
-                                           axis=1)
-        per_cell = xp.reshape(per_cell, (n, s, s, 8))
+        fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=0)  # (8, N, G)
+        fields = xp.reshape(xp.concat([fields, xp.zeros((8, n, 1), dtype=dtype, device=device)], axis=2),
+                            (8, n * (g + 1)))
+        offsets = xp.reshape(xp.arange(0, n * (g + 1), g + 1, dtype=first.dtype, device=device), (n, 1))
+        columns = xp.broadcast_to(xp.reshape(first + offsets, (1, n * s * s)), (8, n * s * s))
+        per_cell = xp.reshape(backend.take_along_axis(fields, columns, axis=1), (8, n, s, s))  # field-major
         # the one-hot class: a row of the identity, the zero row C for an empty cell (or a label >= C, unvalidated)
         labels = xp.concat([xp.where(labels < c, labels, c), xp.full((n, 1), c, dtype=labels.dtype, device=device)],
                            axis=1)
@@ -465,8 +482,8 @@ class YOLOv1Loss(DetectionRecipe):
                                           xp.broadcast_to(cell_label, (n * s * s, c)), axis=0)  # (N S*S, C)
         return YOLOv1Cells(
             obj=xp.reshape(obj, (n, s, s)),
-            coords=per_cell[..., 0:4],
-            boxes=per_cell[..., 4:8],
+            coords=xp.permute_dims(per_cell[0:4, ...], (1, 2, 3, 0)),
+            boxes=xp.permute_dims(per_cell[4:8, ...], (1, 2, 3, 0)),
             classes=xp.reshape(classes, (n, s, s, c)),
             non_finite=gt.non_finite,
         )
@@ -479,7 +496,8 @@ class YOLOv1Loss(DetectionRecipe):
         Differentiable (wrap ``pred`` in ``stop_gradient`` to match without gradient).
         """
         backend = self._check_pred(pred)
-        return backend.xp.stack(self._corners(backend, self._fields(backend, pred)), axis=-1)
+        xp = backend.xp
+        return xp.permute_dims(xp.stack(self._corners(backend, self._fields(backend, pred)), axis=0), _TO_CELLS)
 
     def match_predictors(self, pred: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         """Pick the responsible predictor in every cell holding an object.
@@ -493,19 +511,30 @@ class YOLOv1Loss(DetectionRecipe):
 
     def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         xp = backend.xp
-        fields = backend.stop_gradient(fields)
-        corners = self._corners(backend, fields)
-        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays: no (..., 4) boxes
-            cell_boxes = cells.boxes if cells.boxes.dtype == fields.dtype else xp.astype(cells.boxes, fields.dtype)
-            iou = pairwise_score(xp, "iou")(corners, tuple(cell_boxes[..., None, k] for k in range(4)))
+        b = self.boxes_per_cell
+        corners = self._corners(backend, backend.stop_gradient(fields))  # (B, N, S, S) each
+        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays
+            cell_boxes = xp.permute_dims(cells.boxes, (3, 0, 1, 2))
+            if cell_boxes.dtype != fields.dtype:
+                cell_boxes = xp.astype(cell_boxes, fields.dtype)
+            iou = pairwise_score(xp, "iou")(corners, tuple(cell_boxes[k, ...] for k in range(4)))
         else:
-            iou = self.box_iou(backend, xp.stack(corners, axis=-1), cells.boxes[..., None, :])
-        has_object = cells.obj[..., None] > 0
-        iou = xp.where(has_object, backend.stop_gradient(iou), 0.0)
-        best = xp.argmax(xp.where(xp.isnan(iou), math.inf, iou), axis=-1)  # the first maximum
-        ids = xp.arange(self.boxes_per_cell, dtype=best.dtype, device=backend.device(fields))
-        responsible = xp.astype((xp.expand_dims(best, axis=-1) == ids) & has_object, fields.dtype)
-        return YOLOv1Targets(cells=cells, iou=iou, responsible=responsible)
+            boxes = xp.permute_dims(xp.stack(corners, axis=0), _TO_CELLS)
+            iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
+        has_object = cells.obj > 0
+        iou = xp.where(has_object, backend.stop_gradient(iou), 0.0)  # (B, N, S, S)
+        # the first maximum over the predictors, a NaN counting as the highest: one comparison per predictor
+        key = xp.where(xp.isnan(iou), math.inf, iou)
+        best, top = xp.zeros(tuple(has_object.shape), dtype=xp.int64, device=backend.device(fields)), key[0, ...]
+        for j in range(1, b):
+            better = key[j, ...] > top
+            best = xp.where(better, j, best)
+            if j < b - 1:
+                top = xp.where(better, key[j, ...], top)
+        ids = xp.reshape(xp.arange(b, dtype=xp.int64, device=backend.device(fields)), (b, 1, 1, 1))
+        responsible = xp.astype((best == ids) & has_object, fields.dtype)
+        return YOLOv1Targets(cells=cells, iou=xp.permute_dims(iou, (1, 2, 3, 0)),
+                             responsible=xp.permute_dims(responsible, (1, 2, 3, 0)))
 
     def assign_targets(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> YOLOv1Targets:
         """:meth:`encode_ground_truth` then :meth:`match_predictors`."""
@@ -524,32 +553,29 @@ class YOLOv1Loss(DetectionRecipe):
         cells = targets.cells
         responsible = targets.responsible > 0
         scores = pred[..., 5 * self.boxes_per_cell:]
-        conf = fields[4, ...]
-        wh = xp.moveaxis(fields[2:4, ...], 0, -1)  # (N, S, S, B, 2), a view
-        sizes = self.size_transform(backend, wh)
-        # (N, S, S, B, 4) as a view of the field-major (4, N, S, S, B) block: one copy, no interleaving
-        coords = xp.concat([fields[0:2, ...], xp.moveaxis(sizes, -1, 0)], axis=0)
-        pred_coords = xp.moveaxis(coords, 0, -1)
-        t = cells.coords[..., None, :]
-        target_coords = xp.concat([t[..., 0:2], self.size_transform(backend, t[..., 2:4])], axis=-1)
-        target_coords = xp.broadcast_to(target_coords, tuple(pred_coords.shape))
+        conf = xp.permute_dims(fields[4, ...], (1, 2, 3, 0))  # (N, S, S, B)
+        coords, wh, sizes = self._transformed(backend, fields[0:4, ...])  # (4, B, N, S, S)
+        pred_coords = xp.permute_dims(coords, _TO_CELLS)  # (N, S, S, B, 4)
+        cell_coords = xp.expand_dims(xp.permute_dims(cells.coords, (3, 0, 1, 2)), axis=1)  # (4, 1, N, S, S)
+        target_coords = xp.broadcast_to(xp.permute_dims(self._transformed(backend, cell_coords)[0], _TO_CELLS),
+                                        tuple(pred_coords.shape))
         # one confidence target for both confidence terms: the responsible predictors' (IoU or 1), else 0
         if self.conf_target == "iou":
             conf_target = xp.where(responsible, backend.stop_gradient(targets.iou), 0.0)
         else:
             conf_target = targets.responsible
-        conf_part = self.error_part("conf_error", backend)
-        conf_output = conf_part(conf, conf_target)
+        conf_output = self.error_part("conf_error", backend)(conf, conf_target)
 
         def coord_pullback(g: Any) -> Any:  # through [x, y, size_transform(w, h)] to pred
             g_wh = self.size_transform_vjp(backend, wh, sizes, g[..., 2:4])
-            return self._pred_gradient(backend, pred, fields=xp.moveaxis(xp.concat([g[..., 0:2], g_wh], axis=-1),
-                                                                         -1, 0))
+            return self._pred_gradient(backend, pred, fields=xp.permute_dims(
+                xp.concat([g[..., 0:2], g_wh], axis=-1), _TO_FIELDS))
 
         def conf_pullback(g: Any) -> Any:
             n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
-            zeros = xp.zeros((4, n, s, s, b), dtype=g.dtype, device=backend.device(g))
-            return self._pred_gradient(backend, pred, fields=xp.concat([zeros, xp.expand_dims(g, axis=0)], axis=0))
+            zeros = xp.zeros((4, b, n, s, s), dtype=g.dtype, device=backend.device(g))
+            g_conf = xp.expand_dims(xp.permute_dims(g, (3, 0, 1, 2)), axis=0)
+            return self._pred_gradient(backend, pred, fields=xp.concat([zeros, g_conf], axis=0))
 
         def class_pullback(g: Any) -> Any:
             return self._pred_gradient(backend, pred, scores=g)
