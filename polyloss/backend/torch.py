@@ -583,7 +583,8 @@ class TorchBackend(Backend):
         torch = _torch()
         axis = axis % x.ndim
         trailing = tuple(x.shape[axis + 1:])
-        if indices.ndim != x.ndim or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis):
+        if (indices.ndim != x.ndim or indices.numel() == 0
+                or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis)):
             return torch.gather(x, axis, indices)
         if all(st == 0 for d, st in enumerate(indices.stride()) if d != axis):  # one index for every slice
             return x.index_select(axis, indices[(0,) * axis + (slice(None),) + (0,) * len(trailing)])

@@ -332,12 +332,15 @@ def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
 def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, finite: Any, num_classes: int | None,
               background: bool) -> None:
     xp = backend.xp
-    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    bad_box = real & ~(finite & (x2 > x1) & (y2 > y1))  # NaN compares False: caught here
+    # one read when all is well: a real box not finite or with x2 <= x1 or y2 <= y1 (NaN compares False), a
+    # label below -1, or a real label outside [first, num_classes) (label 0 is the background's)
+    bad_box = real & ~(finite & xp.all(boxes[..., 2:4] > boxes[..., 0:2], axis=-1))
     first = 1 if background else 0
-    # one read when all is well: a bad box, a label below -1, or a real label outside [first, num_classes)
-    bad_label = (labels < -1) if num_classes is None else (labels < -1) | (real & ((labels < first)
-                                                                                   | (labels >= num_classes)))
+    bad_label = labels < -1
+    if num_classes is not None:
+        bad_label = bad_label | (labels >= num_classes)
+        if background:
+            bad_label = bad_label | (labels == 0)
     if not bool(xp.any(bad_box | bad_label)):
         return
     where = _first(backend, bad_box)
@@ -484,7 +487,8 @@ class LossStage:
         NaN when the term's input (or its ``source``) holds a NaN anywhere,
         selected by the mask or not, or when :attr:`non_finite` is set. The NaN
         is added as a constant: the gradient is the term's own. ``nan_flags``
-        keeps the NaN test of each source array by ``id`` across the terms of one call.
+        keeps the NaN test of each source array by ``id`` across the terms of
+        one call (a 0-d array, NaN or 0, or None: no test).
         """
         xp = self.backend.xp
         n = self._normaliser(term)
@@ -493,16 +497,20 @@ class LossStage:
         else:  # one normaliser per image
             value = xp.sum(per_prediction(self.backend, xp.where(term.mask, term.loss, 0.0), 1) / n)
         source = term.input if term.source is None else term.source
-        flags = {} if nan_flags is None else nan_flags
+        nans = {} if nan_flags is None else nan_flags
         if term.finite_source:
-            flags[id(source)] = None
-        elif id(source) not in flags:  # the standard's max propagates NaN: one reduction, no (..., C) bool array
-            flags[id(source)] = (xp.isnan(xp.max(self.backend.stop_gradient(source))) if math.prod(source.shape)
-                                 else None)
-        flag = flags[id(source)]
+            nans[id(source)] = None
+        elif id(source) not in nans:  # the standard's max propagates NaN: one reduction, no (..., C) bool array;
+            # clip(., 0, 0) maps every number (inf too) to 0 and keeps a NaN: NaN or 0, a constant
+            nans[id(source)] = (xp.clip(xp.max(self.backend.stop_gradient(source)), min=0.0, max=0.0)
+                                if math.prod(source.shape) else None)
+        nan = nans[id(source)]
         if self.non_finite is not None:
-            flag = self.non_finite if flag is None else flag | self.non_finite
-        return value if flag is None else value + nan_if(self.backend, flag, term.loss)
+            flagged = nan_if(self.backend, self.non_finite, term.loss)
+            nan = flagged if nan is None else nan + flagged
+        if nan is None:
+            return value
+        return value + (nan if nan.dtype == value.dtype else xp.astype(nan, value.dtype))
 
     def components(self) -> dict[str, Any]:
         """The unweighted components by name (:meth:`component` of each term)."""

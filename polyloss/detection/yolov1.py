@@ -36,8 +36,8 @@ from polyloss._api import RecipeResult
 from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
-from polyloss.boxes.iou import pairwise_score
 from polyloss.backend import Backend
+from polyloss.boxes.iou import pairwise_score
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
@@ -337,7 +337,10 @@ class YOLOv1Loss(DetectionRecipe):
         xp = backend.xp
         device = backend.device(pred)
         if self.normalize == "batch":
-            return self.count(backend, xp.ones((int(pred.shape[0]),), dtype=xp.bool, device=device), pred)
+            n = int(pred.shape[0])
+            if self.normalize_over == "local":  # the count of an all-True mask: no reduction
+                return xp.asarray(float(max(n, 1)), dtype=pred.dtype, device=device)
+            return self.count(backend, xp.ones((n,), dtype=xp.bool, device=device), pred)
         world = backend.world_size() if self.normalize_over == "world" else 1
         return xp.asarray(1.0 / world, dtype=pred.dtype, device=device)
 

@@ -188,3 +188,11 @@ def test_take_along_axis_with_one_index_broadcast_along_every_other_axis(xp, axi
     broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
     got = _backend(x).take_along_axis(x, broadcast, axis=axis)
     np.testing.assert_array_equal(xp.to_numpy(got), expected)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (2, 0, 3), (2, 4, 0)])
+def test_take_along_axis_with_empty_broadcast_indices(xp, shape):
+    x = xp.asarray(np.zeros((shape[0], 5, shape[2])))
+    index = xp.ns.broadcast_to(xp.asarray(np.zeros((1, shape[1], 1), dtype=np.int64)), shape)
+    got = _backend(x).take_along_axis(x, index, axis=1)
+    assert tuple(got.shape) == shape
