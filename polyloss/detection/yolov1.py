@@ -459,27 +459,24 @@ class YOLOv1Loss(DetectionRecipe):
         gt = normalize_ground_truth(backend, gt_boxes, gt_labels, like=like, batch_size=n, validate=self.validate,
                                     num_classes=c, background=False)
         boxes, labels, valid = gt.boxes, gt.labels, gt.valid
-        x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-        cx = (x1 + x2) * 0.5
-        cy = (y1 + y2) * 0.5
-        col = xp.clip(xp.floor(cx * s), min=0.0, max=s - 1.0)
-        row = xp.clip(xp.floor(cy * s), min=0.0, max=s - 1.0)
         g = int(labels.shape[1])
-        cell = xp.where(valid, xp.astype(row * s + col, xp.int64), s * s)  # (N, G) row-major; padding in none
-        # the first object (input order) whose centre lies in a cell owns it (G where none)
-        first = backend.first_index(cell, s * s)  # (N, S*S)
+        # field-major boxes (4, N, G + 1), column G a zero box: the source of every field of an empty cell
+        boxes = xp.concat([xp.permute_dims(boxes, (2, 0, 1)), xp.zeros((4, n, 1), dtype=dtype, device=device)],
+                          axis=2)
+        lo, hi = boxes[0:2, ...], boxes[2:4, ...]
+        centre = (lo + hi) * (0.5 * s)  # (x, y) in grid units
+        cell_xy = xp.clip(xp.floor(centre), min=0.0, max=s - 1.0)  # a centre at 1.0 falls in the last cell
+        # (x, y) in the cell, (w, h), (x1, y1, x2, y2): (8, N (G + 1))
+        fields = xp.reshape(xp.concat([centre - cell_xy, hi - lo, boxes], axis=0), (8, n * (g + 1)))
+        cell = xp.astype(cell_xy[1, :, :g] * s + cell_xy[0, :, :g], xp.int64)  # (N, G) row-major
+        # the first object (input order) whose centre lies in a cell owns it (G where none; padding in none)
+        first = backend.first_index(xp.where(valid, cell, s * s), s * s)  # (N, S*S)
         obj = xp.astype(first < g, dtype)
-        # gathered per cell from column `first`, a column of zeros (G) where the cell is empty; padding holds
-        # PADDING_BOX (finite), so every gathered field is finite
-        fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=0)  # (8, N, G)
-        fields = xp.reshape(xp.concat([fields, xp.zeros((8, n, 1), dtype=dtype, device=device)], axis=2),
-                            (8, n * (g + 1)))
         offsets = xp.reshape(xp.arange(0, n * (g + 1), g + 1, dtype=first.dtype, device=device), (n, 1))
         columns = xp.broadcast_to(xp.reshape(first + offsets, (1, n * s * s)), (8, n * s * s))
         per_cell = xp.reshape(backend.take_along_axis(fields, columns, axis=1), (8, n, s, s))  # field-major
         # the one-hot class: a row of the identity, the zero row C for an empty cell (or a label >= C, unvalidated)
-        labels = xp.concat([xp.where(labels < c, labels, c), xp.full((n, 1), c, dtype=labels.dtype, device=device)],
-                           axis=1)
+        labels = xp.concat([xp.clip(labels, max=c), xp.full((n, 1), c, dtype=labels.dtype, device=device)], axis=1)
         cell_label = xp.reshape(backend.take_along_axis(labels, first, axis=1), (n * s * s, 1))
         classes = backend.take_along_axis(xp.eye(c + 1, c, dtype=dtype, device=device),
                                           xp.broadcast_to(cell_label, (n * s * s, c)), axis=0)  # (N S*S, C)
