@@ -654,19 +654,23 @@ class DetectionRecipe:
     # -- loss stages --------------------------------------------------------------------
     def term(self, backend: Backend, component: str, part_name: str, argument: str, input: Any, target: Any,
              mask: Any, *, part: LossPart | None = None, source: Any = None,
-             pullback: Callable[[Any], Any] | None = None, normaliser: Any = None, output: Any = None) -> LossTerm:
+             pullback: Callable[[Any], Any] | None = None, normaliser: Any = None, output: Any = None,
+             loss: Any = None) -> LossTerm:
         """Call the part ``part_name`` (``getattr(self, part_name)`` unless ``part`` is given) on
         ``(input, target)`` and describe the term (see :class:`LossTerm` for the other arguments).
 
         ``output``: what the part returned on ``(input, target)`` when the recipe has called it already (two
-        terms on one part's output, each with its own mask): the part is not called again.
+        terms on one part's output, each with its own mask): the part is not called again. ``loss``: that
+        output summed per prediction when the recipe has summed it (default: :func:`per_prediction`).
         """
         fn: LossPart = getattr(self, part_name) if part is None else part
         if output is None:
             output = fn(input, target)
+        if loss is None:
+            loss = per_prediction(backend, output, mask.ndim)
         return LossTerm(component=component, part_name=part_name, part=fn, argument=argument, input=input,
-                        target=target, output=output, loss=per_prediction(backend, output, mask.ndim), mask=mask,
-                        source=source, pullback=pullback, normaliser=normaliser)
+                        target=target, output=output, loss=loss, mask=mask, source=source, pullback=pullback,
+                        normaliser=normaliser)
 
     @classmethod
     def sample_data(cls, seed: int = 0) -> tuple[dict[str, Any], SampleRun] | None:

@@ -565,6 +565,12 @@ class YOLOv1Loss(DetectionRecipe):
         else:
             conf_target = targets.responsible
         conf_output = self.error_part("conf_error", backend)(conf, conf_target)
+        coord_output = self.error_part("coord_error", backend)(pred_coords, target_coords)
+        if coord_output.ndim == 5:  # per coordinate: summed over the field-major axis (the last axis of
+            # these views is the outermost in memory, where PyTorch's reduction is 10x slower)
+            coord_loss = xp.permute_dims(xp.sum(xp.permute_dims(coord_output, _TO_FIELDS), axis=0), (1, 2, 3, 0))
+        else:
+            coord_loss = None
 
         def coord_pullback(g: Any) -> Any:  # through [x, y, size_transform(w, h)] to pred
             g_wh = self.size_transform_vjp(backend, wh, sizes, g[..., 2:4])
@@ -592,7 +598,8 @@ class YOLOv1Loss(DetectionRecipe):
             backend=backend, targets=targets, aux={"responsible": responsible},
             normaliser=self.normaliser(backend, pred),
             terms=(
-                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback, source=coords),
+                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback, source=coords,
+                     output=coord_output, loss=coord_loss),
                 term("obj", "conf_error", conf, conf_target, responsible, conf_pullback, output=conf_output),
                 term("noobj", "conf_error", conf, conf_target, ~responsible, conf_pullback, output=conf_output),
                 class_term,
