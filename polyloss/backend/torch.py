@@ -581,21 +581,23 @@ class TorchBackend(Backend):
         slower); one ``index_select`` when ``indices`` is expanded along the axes after ``axis`` (whole rows)
         or along every other axis (``gather`` reads element by element: 5-10x slower on CPU)."""
         torch = _torch()
-        axis = axis % x.ndim
-        trailing = tuple(x.shape[axis + 1:])
-        if (indices.ndim != x.ndim or indices.numel() == 0
-                or any(indices.shape[d] != x.shape[d] for d in range(x.ndim) if d != axis)):
+        ndim = x.ndim
+        axis = axis % ndim
+        shape, index_shape = x.shape, indices.shape
+        if (ndim < 2 or indices.ndim != ndim or shape[:axis] != index_shape[:axis]
+                or shape[axis + 1:] != index_shape[axis + 1:] or indices.numel() == 0):
             return torch.gather(x, axis, indices)
-        if all(st == 0 for d, st in enumerate(indices.stride()) if d != axis):  # one index for every slice
-            return x.index_select(axis, indices[(0,) * axis + (slice(None),) + (0,) * len(trailing)])
-        if not trailing or any(st != 0 for st in indices.stride()[axis + 1:]):
+        strides = indices.stride()
+        if not any(strides[:axis]) and not any(strides[axis + 1:]):  # one index for every slice
+            return x.index_select(axis, indices[(0,) * axis + (slice(None),) + (0,) * (ndim - axis - 1)])
+        if axis == ndim - 1 or any(strides[axis + 1:]):
             return torch.gather(x, axis, indices)
-        lead, n = math.prod(x.shape[:axis]), int(x.shape[axis])
-        index = indices[(Ellipsis,) + (0,) * len(trailing)].reshape(lead, -1)
+        lead, n = math.prod(shape[:axis]), int(shape[axis])
+        index = indices[(Ellipsis,) + (0,) * (ndim - axis - 1)].reshape(lead, -1)
         if lead > 1:
             index = index + torch.arange(0, lead * n, n, dtype=index.dtype, device=index.device)[:, None]
-        rows = x.reshape(lead * n, math.prod(trailing)).index_select(0, index.reshape(-1))
-        return rows.reshape(indices.shape)
+        rows = x.reshape(lead * n, math.prod(shape[axis + 1:])).index_select(0, index.reshape(-1))
+        return rows.reshape(index_shape)
 
     def random_bits(self, shape: tuple[int, ...], bits: int, *, rng: Any = None, device: Any = None) -> Any:
         """``torch.randint`` on a GPU and while compiling (no host draw, no transfer; ``torch.manual_seed``

@@ -309,7 +309,7 @@ def normalize_ground_truth(
             boxes = xp.zeros((batch_size, 1, 4), dtype=dtype, device=device)
             labels = xp.full((batch_size, 1), -1, dtype=xp.int64, device=device)
     real = labels >= 0
-    finite = _all_coordinates(xp.isfinite(boxes))
+    finite = xp.max(xp.abs(boxes), axis=-1) < math.inf  # NaN compares False (isfinite and all: 2x slower)
     validated = validate and backend.is_host_array(boxes) and batch_size > 0
     if validated:
         _validate(backend, boxes, labels, real, finite, num_classes if gt_labels is not None else None, background)
@@ -318,15 +318,6 @@ def normalize_ground_truth(
     # validated: every real box is finite (else it raised)
     return GroundTruth(boxes=xp.where(xp.expand_dims(valid, axis=-1), boxes, padding), labels=labels, valid=valid,
                        non_finite=None if validated else xp.any(real & ~finite))
-
-
-def _all_coordinates(ok: Any) -> Any:
-    """``all(ok, axis=-1)`` of a bool ``(..., k)`` array as ``k - 1`` element-wise ANDs (PyTorch's reductions
-    over a short last axis are several times slower)."""
-    out = ok[..., 0]
-    for k in range(1, int(ok.shape[-1])):
-        out = out & ok[..., k]
-    return out
 
 
 def _first(backend: Backend, bad: Any) -> tuple[int, int] | None:
@@ -343,7 +334,7 @@ def _validate(backend: Backend, boxes: Any, labels: Any, real: Any, finite: Any,
     xp = backend.xp
     # one read when all is well: a real box not finite or with x2 <= x1 or y2 <= y1 (NaN compares False), a
     # label below -1, or a real label outside [first, num_classes) (label 0 is the background's)
-    bad_box = real & ~(finite & _all_coordinates(boxes[..., 2:4] > boxes[..., 0:2]))
+    bad_box = real & ~(finite & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1]))
     first = 1 if background else 0
     bad_label = labels < -1
     if num_classes is not None:
