@@ -403,16 +403,17 @@ class YOLOv1Loss(DetectionRecipe):
         p = xp.permute_dims(xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5)), (4, 3, 0, 1, 2))
         return xp.reshape(xp.reshape(p, (5 * b, n * s * s)), (5, b, n, s, s))
 
-    def _corners(self, backend: Backend, fields: Any) -> tuple[Any, Any, Any, Any]:
-        """The predicted boxes' ``(x1, y1, x2, y2)`` arrays ``(B, N, S, S)`` from :meth:`_fields`."""
+    def _corners(self, backend: Backend, fields: Any) -> tuple[Any, Any]:
+        """The predicted boxes' corners ``(x1, y1)`` and ``(x2, y2)``, each ``(2, B, N, S, S)``, from :meth:`_fields`
+        (both axes in one pass)."""
         xp = backend.xp
         s = self.grid
         offsets = xp.astype(xp.arange(s, device=backend.device(fields)), fields.dtype)
-        cx = (xp.reshape(offsets, (1, 1, 1, s)) + fields[0, ...]) / s
-        cy = (xp.reshape(offsets, (1, 1, s, 1)) + fields[1, ...]) / s
-        half_w = xp.clip(fields[2, ...], min=0.0) * 0.5
-        half_h = xp.clip(fields[3, ...], min=0.0) * 0.5
-        return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+        grid = xp.stack([xp.broadcast_to(xp.reshape(offsets, (1, s)), (s, s)),  # the column (x), then the row (y)
+                         xp.broadcast_to(xp.reshape(offsets, (s, 1)), (s, s))], axis=0)
+        centre = (xp.reshape(grid, (2, 1, 1, s, s)) + fields[0:2, ...]) / s
+        half = xp.clip(fields[2:4, ...], min=0.0) * 0.5
+        return centre - half, centre + half
 
     def _transformed(self, backend: Backend, block: Any) -> tuple[Any, Any, Any]:
         """``(x, y, size_transform(w, h))`` of a field-major block ``(4, B, N, S, S)``, and the ``(N, S, S, B, 2)``
@@ -497,7 +498,7 @@ class YOLOv1Loss(DetectionRecipe):
         """
         backend = self._check_pred(pred)
         xp = backend.xp
-        return xp.permute_dims(xp.stack(self._corners(backend, self._fields(backend, pred)), axis=0), _TO_CELLS)
+        return xp.permute_dims(xp.concat(self._corners(backend, self._fields(backend, pred)), axis=0), _TO_CELLS)
 
     def match_predictors(self, pred: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         """Pick the responsible predictor in every cell holding an object.
@@ -512,14 +513,15 @@ class YOLOv1Loss(DetectionRecipe):
     def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         xp = backend.xp
         b = self.boxes_per_cell
-        corners = self._corners(backend, backend.stop_gradient(fields))  # (B, N, S, S) each
-        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays
+        lo, hi = self._corners(backend, backend.stop_gradient(fields))
+        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays (B, N, S, S)
             cell_boxes = xp.permute_dims(cells.boxes, (3, 0, 1, 2))
             if cell_boxes.dtype != fields.dtype:
                 cell_boxes = xp.astype(cell_boxes, fields.dtype)
-            iou = pairwise_score(xp, "iou")(corners, tuple(cell_boxes[k, ...] for k in range(4)))
+            iou = pairwise_score(xp, "iou")((lo[0, ...], lo[1, ...], hi[0, ...], hi[1, ...]),
+                                            tuple(cell_boxes[k, ...] for k in range(4)))
         else:
-            boxes = xp.permute_dims(xp.stack(corners, axis=0), _TO_CELLS)
+            boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
             iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
         has_object = cells.obj > 0
         iou = xp.where(has_object, backend.stop_gradient(iou), 0.0)  # (B, N, S, S)
