@@ -21,7 +21,6 @@ CuPy, ...): no per-image loop, no boolean indexing, no data-dependent shapes.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from polyloss.detection._base import LossStage
 from polyloss.detection._base import LossTerm
 from polyloss.detection._base import SampleRun
 from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import per_prediction
 from polyloss.detection._base import sample_ground_truth
 from polyloss.functional import mse_loss
 from polyloss.typing import ArrayT
@@ -408,7 +408,7 @@ class YOLOv1Loss(DetectionRecipe):
         (both axes in one pass)."""
         xp = backend.xp
         s = self.grid
-        offsets = xp.astype(xp.arange(s, device=backend.device(fields)), fields.dtype)
+        offsets = xp.arange(s, dtype=fields.dtype, device=backend.device(fields))
         grid = xp.stack([xp.broadcast_to(xp.reshape(offsets, (1, s)), (s, s)),  # the column (x), then the row (y)
                          xp.broadcast_to(xp.reshape(offsets, (s, 1)), (s, s))], axis=0)
         centre = (xp.reshape(grid, (2, 1, 1, s, s)) + fields[0:2, ...]) / s
@@ -523,8 +523,9 @@ class YOLOv1Loss(DetectionRecipe):
         else:
             boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
             iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
+            iou = backend.stop_gradient(iou)
         has_object = cells.obj > 0
-        iou = xp.where(has_object, backend.stop_gradient(iou), 0.0)  # (B, N, S, S)
+        iou = xp.where(has_object, iou, 0.0)  # (B, N, S, S)
         # the first maximum over the predictors, a NaN counting as the highest: one comparison per predictor
         key = xp.where(xp.isnan(iou), math.inf, iou)
         best, top = xp.zeros(tuple(has_object.shape), dtype=xp.int64, device=backend.device(fields)), key[0, ...]
@@ -593,9 +594,12 @@ class YOLOv1Loss(DetectionRecipe):
             return self.term(backend, component, part_name, "pred", input, target, mask,
                              part=self.error_part(part_name, backend), pullback=pullback, **kwargs)
 
-        class_term = term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback)
-        if class_term.part is _SQUARED_ERROR:  # NaN exactly where a score is (one-hot targets): a smaller test
-            class_term = dataclasses.replace(class_term, source=class_term.loss)
+        class_part = self.error_part("class_error", backend)
+        class_output = class_part(scores, cells.classes)
+        class_loss = per_prediction(backend, class_output, 3)
+        # the default squared error is NaN exactly where a score is (one-hot targets): the NaN test reads the
+        # per-cell loss, not the scores (a strided (N, S, S, C) view)
+        class_source = class_loss if class_part is _SQUARED_ERROR else None
         return LossStage(
             backend=backend, targets=targets, aux={"responsible": responsible},
             normaliser=self.normaliser(backend, pred),
@@ -604,7 +608,8 @@ class YOLOv1Loss(DetectionRecipe):
                      output=coord_output, loss=coord_loss),
                 term("obj", "conf_error", conf, conf_target, responsible, conf_pullback, output=conf_output),
                 term("noobj", "conf_error", conf, conf_target, ~responsible, conf_pullback, output=conf_output),
-                class_term,
+                term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback, output=class_output,
+                     loss=class_loss, source=class_source),
             ),
             non_finite=cells.non_finite,
         )
