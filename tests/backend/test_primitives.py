@@ -58,15 +58,19 @@ def test_take_along_axis_gathers_like_numpy(xp):
     np.testing.assert_array_equal(xp.to_numpy(got), np.take_along_axis(xp.to_numpy(x), index, axis=1))
 
 
+@pytest.mark.parametrize("along", ["trailing", "others"])
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
-def test_take_along_axis_with_indices_broadcast_along_trailing_axes(xp, axis):
+def test_take_along_axis_with_indices_broadcast(xp, axis, along):
     rng = np.random.default_rng(4)
     x = xp.asarray(rng.standard_normal((3, 6, 5)))
     values = xp.to_numpy(x)
     shape = list(values.shape)
     shape[axis] = 7
     small = [1, 1, 1]
-    small[: axis % 3 + 1] = shape[: axis % 3 + 1]  # constant along the axes after ``axis``
+    if along == "trailing":  # constant along the axes after ``axis`` (whole rows)
+        small[: axis % 3 + 1] = shape[: axis % 3 + 1]
+    else:  # one index for every slice along ``axis``
+        small[axis] = 7
     index = rng.integers(0, values.shape[axis], small)
     expected = np.take_along_axis(values, np.broadcast_to(index, shape), axis=axis)
     broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
@@ -172,22 +176,6 @@ def test_first_index_traces_under_torch_compile():
     ids = torch.tensor([[2, 0, 2, 3], [3, 3, 1, 1]])
     compiled = torch.compile(lambda i: backend.first_index(i, 3), fullgraph=True, backend="eager")
     assert torch.equal(compiled(ids), torch.tensor([[1, 4, 0], [4, 2, 4]]))
-
-
-@pytest.mark.parametrize("axis", [0, 1, -1])
-def test_take_along_axis_with_one_index_broadcast_along_every_other_axis(xp, axis):
-    rng = np.random.default_rng(5)
-    x = xp.asarray(rng.standard_normal((3, 6, 5)))
-    values = xp.to_numpy(x)
-    shape = list(values.shape)
-    shape[axis] = 8
-    small = [1, 1, 1]
-    small[axis] = 8
-    index = rng.integers(0, values.shape[axis], small)
-    expected = np.take_along_axis(values, np.broadcast_to(index, shape), axis=axis)
-    broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
-    got = _backend(x).take_along_axis(x, broadcast, axis=axis)
-    np.testing.assert_array_equal(xp.to_numpy(got), expected)
 
 
 @pytest.mark.parametrize("shape", [(0, 4, 3), (2, 0, 3), (2, 4, 0)])
