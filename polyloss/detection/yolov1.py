@@ -526,16 +526,17 @@ class YOLOv1Loss(DetectionRecipe):
             iou = backend.stop_gradient(iou)
         has_object = cells.obj > 0
         iou = xp.where(has_object, iou, 0.0)  # (B, N, S, S)
-        # the first maximum over the predictors, a NaN counting as the highest: one comparison per predictor
+        # the first maximum over the predictors, a NaN counting as the highest: predictor j wins where it beats
+        # every earlier one strictly (one comparison per predictor) and no later one beats it
         key = xp.where(xp.isnan(iou), math.inf, iou)
-        best, top = xp.zeros(tuple(has_object.shape), dtype=xp.int64, device=backend.device(fields)), key[0, ...]
+        top, wins = key[0, ...], [has_object]
         for j in range(1, b):
             better = key[j, ...] > top
-            best = xp.where(better, j, best)
+            beaten = ~better
+            wins = [w & beaten for w in wins] + [better & has_object]
             if j < b - 1:
                 top = xp.where(better, key[j, ...], top)
-        ids = xp.reshape(xp.arange(b, dtype=xp.int64, device=backend.device(fields)), (b, 1, 1, 1))
-        responsible = xp.astype((best == ids) & has_object, fields.dtype)
+        responsible = xp.astype(xp.stack(wins, axis=0), fields.dtype)
         return YOLOv1Targets(cells=cells, iou=xp.permute_dims(iou, (1, 2, 3, 0)),
                              responsible=xp.permute_dims(responsible, (1, 2, 3, 0)))
 
