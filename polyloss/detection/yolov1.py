@@ -508,20 +508,26 @@ class YOLOv1Loss(DetectionRecipe):
         NaN prediction, counts as the highest). Empty cells have no responsible predictor.
         """
         backend = self._check_pred(pred)
-        return self._match(backend, self._fields(backend, backend.stop_gradient(pred)), cells)
+        fields = self._fields(backend, backend.stop_gradient(pred))
+        if type(self).decode_boxes is not YOLOv1Loss.decode_boxes:  # a subclass's own decoding
+            return self._match(backend, fields, cells, boxes=self.decode_boxes(backend.stop_gradient(pred)))
+        return self._match(backend, fields, cells)
 
-    def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
+    def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells, *, boxes: Any = None) -> YOLOv1Targets:
+        """:meth:`match_predictors` on the fields (:meth:`_fields`), or on decoded ``boxes`` ``(N, S, S, B, 4)``."""
         xp = backend.xp
         b = self.boxes_per_cell
-        lo, hi = self._corners(backend, backend.stop_gradient(fields))
-        if self.box_iou is paired_box_iou:  # the default part on the coordinate arrays (B, N, S, S)
+        if boxes is None:
+            lo, hi = self._corners(backend, backend.stop_gradient(fields))
+        if boxes is None and self.box_iou is paired_box_iou:  # the default part on the coordinate arrays
             cell_boxes = xp.permute_dims(cells.boxes, (3, 0, 1, 2))
             if cell_boxes.dtype != fields.dtype:
                 cell_boxes = xp.astype(cell_boxes, fields.dtype)
             iou = pairwise_score(xp, "iou")((lo[0, ...], lo[1, ...], hi[0, ...], hi[1, ...]),
                                             tuple(cell_boxes[k, ...] for k in range(4)))
         else:
-            boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
+            if boxes is None:
+                boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
             iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
             iou = backend.stop_gradient(iou)
         has_object = cells.obj > 0
@@ -624,6 +630,7 @@ class YOLOv1Loss(DetectionRecipe):
         read once for both)."""
         if (type(self).assign_targets is not YOLOv1Loss.assign_targets
                 or type(self).match_predictors is not YOLOv1Loss.match_predictors
+                or type(self).decode_boxes is not YOLOv1Loss.decode_boxes
                 or type(self).loss_stage is not YOLOv1Loss.loss_stage):  # a subclass's own stages
             return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
         backend = self._check_pred(pred)
