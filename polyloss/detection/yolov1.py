@@ -415,13 +415,16 @@ class YOLOv1Loss(DetectionRecipe):
         half = xp.clip(fields[2:4, ...], min=0.0) * 0.5
         return centre - half, centre + half
 
-    def _transformed(self, backend: Backend, block: Any) -> tuple[Any, Any, Any]:
-        """``(x, y, size_transform(w, h))`` of a field-major block ``(4, B, N, S, S)``, and the ``(N, S, S, B, 2)``
-        views ``wh`` and ``size_transform(wh)`` (for the gradient)."""
+    def _transformed(self, backend: Backend, x: Any, y: Any, w: Any, h: Any) -> tuple[Any, Any, Any]:
+        """``(x, y, size_transform(w, h))`` as a field-major block ``(4, B, N, S, S)`` from the four fields, and
+        the ``(N, S, S, B, 2)`` views ``wh`` and ``size_transform(wh)`` (for the gradient). The fields are taken
+        apart and put together by ``unstack`` and ``stack``, whose gradients are views and one ``stack`` (a
+        slice's gradient fills a zero array of the whole block)."""
         xp = backend.xp
-        wh = xp.permute_dims(block[2:4, ...], _TO_CELLS)
+        wh = xp.permute_dims(xp.stack([w, h], axis=0), _TO_CELLS)
         sizes = self.size_transform(backend, wh)
-        return xp.concat([block[0:2, ...], xp.permute_dims(sizes, _TO_FIELDS)], axis=0), wh, sizes
+        size_w, size_h = xp.unstack(xp.permute_dims(sizes, _TO_FIELDS), axis=0)
+        return xp.stack([x, y, size_w, size_h], axis=0), wh, sizes
 
     def _pred_gradient(self, backend: Backend, pred: Any, *, fields: Any = None, scores: Any = None) -> Any:
         """A gradient of ``pred``'s shape from gradients of its predictor fields, field-major ``(k, B, N, S, S)``
@@ -563,12 +566,13 @@ class YOLOv1Loss(DetectionRecipe):
         cells = targets.cells
         responsible = targets.responsible > 0
         scores = pred[..., 5 * self.boxes_per_cell:]
-        conf = xp.permute_dims(fields[4, ...], (1, 2, 3, 0))  # (N, S, S, B)
-        coords, wh, sizes = self._transformed(backend, fields[0:4, ...])  # (4, B, N, S, S)
+        x, y, w, h, conf = xp.unstack(fields, axis=0)  # (B, N, S, S) each
+        conf = xp.permute_dims(conf, (1, 2, 3, 0))  # (N, S, S, B)
+        coords, wh, sizes = self._transformed(backend, x, y, w, h)  # (4, B, N, S, S)
         pred_coords = xp.permute_dims(coords, _TO_CELLS)  # (N, S, S, B, 4)
         cell_coords = xp.expand_dims(xp.permute_dims(cells.coords, (3, 0, 1, 2)), axis=1)  # (4, 1, N, S, S)
-        target_coords = xp.broadcast_to(xp.permute_dims(self._transformed(backend, cell_coords)[0], _TO_CELLS),
-                                        tuple(pred_coords.shape))
+        target_block = self._transformed(backend, *xp.unstack(cell_coords, axis=0))[0]
+        target_coords = xp.broadcast_to(xp.permute_dims(target_block, _TO_CELLS), tuple(pred_coords.shape))
         # one confidence target for both confidence terms: the responsible predictors' (IoU or 1), else 0
         if self.conf_target == "iou":
             conf_target = xp.where(responsible, backend.stop_gradient(targets.iou), 0.0)
