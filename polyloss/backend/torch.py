@@ -631,10 +631,11 @@ class TorchBackend(Backend):
         """One ``scatter_reduce`` (``"amin"``) of the positions into ``size + 1`` columns (the last collects
         the entries of no id)."""
         torch = _torch()
-        n, g = (int(d) for d in ids.shape)
+        n, g = ids.shape
         positions = torch.arange(g, dtype=torch.int64, device=ids.device).expand(n, g)
         out = torch.full((n, size + 1), g, dtype=torch.int64, device=ids.device)
-        return out.scatter_reduce_(1, ids.to(torch.int64), positions, "amin")[:, :size]
+        ids = ids if ids.dtype == torch.int64 else ids.to(torch.int64)
+        return out.scatter_reduce_(1, ids, positions, "amin")[:, :size]
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
         """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x
