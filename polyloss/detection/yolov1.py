@@ -36,11 +36,14 @@ from polyloss._hooks import hookimpl
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend import Backend
+from polyloss.boxes.iou import pairwise_score
 from polyloss.detection._base import DetectionRecipe
 from polyloss.detection._base import LossPart
 from polyloss.detection._base import LossStage
+from polyloss.detection._base import LossTerm
 from polyloss.detection._base import SampleRun
 from polyloss.detection._base import normalize_ground_truth
+from polyloss.detection._base import per_prediction
 from polyloss.detection._base import sample_ground_truth
 from polyloss.functional import mse_loss
 from polyloss.typing import ArrayT
@@ -88,6 +91,10 @@ def safe_sqrt(backend: Backend, x: Any, *, eps: float) -> Any:
 #: recipe sums the coordinate and class errors per predictor / cell).
 _SQUARED_ERROR = functools.partial(mse_loss, reduction="none")
 _DEFAULT_ERRORS = (squared_error, sum_squared_error)
+
+#: Axis orders between the recipe's field-major blocks ``(F, B, N, S, S)`` and ``(N, S, S, B, F)``.
+_TO_CELLS = (2, 3, 4, 1, 0)
+_TO_FIELDS = (4, 3, 0, 1, 2)
 
 
 # -- stage outputs -------------------------------------------------------------
@@ -330,7 +337,10 @@ class YOLOv1Loss(DetectionRecipe):
         xp = backend.xp
         device = backend.device(pred)
         if self.normalize == "batch":
-            return self.count(backend, xp.ones((int(pred.shape[0]),), dtype=xp.bool, device=device), pred)
+            n = int(pred.shape[0])
+            if self.normalize_over == "local":  # the count of an all-True mask: no reduction
+                return xp.asarray(float(max(n, 1)), dtype=pred.dtype, device=device)
+            return self.count(backend, xp.ones((n,), dtype=xp.bool, device=device), pred)
         world = backend.world_size() if self.normalize_over == "world" else 1
         return xp.asarray(1.0 / world, dtype=pred.dtype, device=device)
 
@@ -380,22 +390,57 @@ class YOLOv1Loss(DetectionRecipe):
             )
         return backend
 
-    def _predictors(self, backend: Backend, pred: Any) -> Any:
-        n = pred.shape[0]
-        s, b = self.grid, self.boxes_per_cell
-        return backend.xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5))
+    # The predictors' fields are handled field-major, (F, B, N, S, S): every field of every predictor is one
+    # block of consecutive cells, and per-cell arrays (N, S, S) broadcast along the leading axes, where the CPU
+    # kernels vectorise (a field read in place from pred strides over the channels, and a (N, S, S, 1) array
+    # broadcast against (N, S, S, B) repeats every value B times in the innermost loop: both several times
+    # slower). The arrays a stage returns keep their documented shapes, as views of these blocks.
 
-    def _pred_gradient(self, backend: Backend, pred: Any, *, predictors: Any = None, scores: Any = None) -> Any:
-        """A gradient of ``pred``'s shape from gradients of its predictor fields ``(N, S, S, B, 5)`` and class
-        scores ``(N, S, S, C)`` (None: zero)."""
+    def _fields(self, backend: Backend, pred: Any) -> Any:
+        """The predictor fields ``(x, y, w, h, conf)``, ``(5, B, N, S, S)``: one copy of ``pred``'s predictor block."""
+        xp = backend.xp
+        n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
+        p = xp.permute_dims(xp.reshape(pred[..., : 5 * b], (n, s, s, b, 5)), (4, 3, 0, 1, 2))
+        return xp.reshape(xp.reshape(p, (5 * b, n * s * s)), (5, b, n, s, s))
+
+    def _corners(self, backend: Backend, fields: Any) -> tuple[Any, Any]:
+        """The predicted boxes' corners ``(x1, y1)`` and ``(x2, y2)``, each ``(2, B, N, S, S)``, from :meth:`_fields`
+        (both axes in one pass)."""
+        xp = backend.xp
+        s = self.grid
+        offsets = xp.arange(s, dtype=fields.dtype, device=backend.device(fields))
+        grid = xp.stack([xp.broadcast_to(xp.reshape(offsets, (1, s)), (s, s)),  # the column (x), then the row (y)
+                         xp.broadcast_to(xp.reshape(offsets, (s, 1)), (s, s))], axis=0)
+        centre = (xp.reshape(grid, (2, 1, 1, s, s)) + fields[0:2, ...]) / s
+        half = xp.clip(fields[2:4, ...], min=0.0) * 0.5
+        return centre - half, centre + half
+
+    def _transformed(self, backend: Backend, x: Any, y: Any, w: Any, h: Any) -> tuple[Any, Any, Any]:
+        """``(x, y, size_transform(w, h))`` as a field-major block ``(4, B, N, S, S)`` from the four fields, and
+        the ``(N, S, S, B, 2)`` views ``wh`` and ``size_transform(wh)`` (for the gradient). The fields are taken
+        apart and put together by ``unstack`` and ``stack``, whose gradients are views and one ``stack`` (a
+        slice's gradient fills a zero array of the whole block)."""
+        xp = backend.xp
+        wh = xp.permute_dims(xp.stack([w, h], axis=0), _TO_CELLS)
+        sizes = self.size_transform(backend, wh)
+        size_w, size_h = xp.unstack(xp.permute_dims(sizes, _TO_FIELDS), axis=0)
+        return xp.stack([x, y, size_w, size_h], axis=0), wh, sizes
+
+    def _pred_gradient(self, backend: Backend, pred: Any, *, fields: Any = None, scores: Any = None) -> Any:
+        """A gradient of ``pred``'s shape from gradients of its predictor fields, field-major ``(k, B, N, S, S)``
+        for the first ``k`` fields (the others: zero), and of its class scores ``(N, S, S, C)`` (None: zero)."""
         xp = backend.xp
         n, s, b, c = int(pred.shape[0]), self.grid, self.boxes_per_cell, self.num_classes
         device = backend.device(pred)
-        if predictors is None:
-            predictors = xp.zeros((n, s, s, b, 5), dtype=pred.dtype, device=device)
+        if fields is None:
+            fields = xp.zeros((5, b, n, s, s), dtype=pred.dtype, device=device)
+        elif int(fields.shape[0]) < 5:
+            missing = xp.zeros((5 - int(fields.shape[0]), b, n, s, s), dtype=pred.dtype, device=device)
+            fields = xp.concat([fields, missing], axis=0)
         if scores is None:
             scores = xp.zeros((n, s, s, c), dtype=pred.dtype, device=device)
-        return xp.concat([xp.reshape(predictors, (n, s, s, 5 * b)), scores], axis=-1)
+        predictors = xp.reshape(xp.permute_dims(fields, _TO_CELLS), (n, s, s, 5 * b))
+        return xp.concat([predictors, scores], axis=-1)
 
     # -- stages -------------------------------------------------------------
     def encode_ground_truth(self, gt_boxes: Any, gt_labels: Any, *, like: Any) -> YOLOv1Cells:
@@ -418,35 +463,31 @@ class YOLOv1Loss(DetectionRecipe):
         gt = normalize_ground_truth(backend, gt_boxes, gt_labels, like=like, batch_size=n, validate=self.validate,
                                     num_classes=c, background=False)
         boxes, labels, valid = gt.boxes, gt.labels, gt.valid
-        x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-        cx = (x1 + x2) * 0.5
-        cy = (y1 + y2) * 0.5
-        col = xp.clip(xp.floor(cx * s), min=0.0, max=s - 1.0)
-        row = xp.clip(xp.floor(cy * s), min=0.0, max=s - 1.0)
         g = int(labels.shape[1])
-        cell = xp.astype(row * s + col, xp.int32)  # (N, G), row-major cell index
-        cell = xp.where(valid, cell, s * s)  # padding lies in no cell
-        cell_ids = xp.arange(s * s, dtype=xp.int32, device=device)
-        hit = xp.astype(xp.expand_dims(cell, axis=-1) == cell_ids, xp.int32)  # (N, G, S*S)
-        # the first object (input order) whose centre lies in a cell owns it: the least index of a hit
-        # (G where none), one reduction over G (int32: PyTorch's int64 reduction over a middle axis is 40x slower)
-        box_ids = xp.reshape(xp.arange(g, dtype=xp.int32, device=device), (g, 1))
-        first = xp.astype(xp.min(g - hit * (g - box_ids), axis=1), xp.int64)  # (N, S*S)
-        owned = first < g
-        obj = xp.astype(owned, dtype)  # (N, S*S)
-        owner_index = first * xp.astype(owned, xp.int64)  # 0 where no owner
-        # padding holds PADDING_BOX (finite), so every gathered field is finite and * obj clears empty cells
-        fields = xp.stack([cx * s - col, cy * s - row, x2 - x1, y2 - y1, x1, y1, x2, y2], axis=-1)  # (N, G, 8)
-        rows = xp.reshape(owner_index + xp.reshape(xp.arange(n, dtype=xp.int64, device=device), (n, 1)) * g, (-1,))
-        per_cell = xp.take(xp.reshape(fields, (n * g, 8)), rows, axis=0)  # (N S*S, 8)
-        per_cell = xp.reshape(per_cell, (n, s, s, 8)) * xp.reshape(obj, (n, s, s, 1))
-        class_ids = xp.arange(c, dtype=labels.dtype, device=device)
-        cell_label = xp.expand_dims(backend.take_along_axis(labels, owner_index, axis=1), axis=-1)  # (N, S*S, 1)
-        classes = xp.astype(cell_label == class_ids, dtype) * xp.expand_dims(obj, axis=-1)  # (N, S*S, C)
+        # field-major boxes (4, N, G + 1), column G a zero box: the source of every field of an empty cell
+        boxes = xp.concat([xp.permute_dims(boxes, (2, 0, 1)), xp.zeros((4, n, 1), dtype=dtype, device=device)],
+                          axis=2)
+        lo, hi = boxes[0:2, ...], boxes[2:4, ...]
+        centre = (lo + hi) * (0.5 * s)  # (x, y) in grid units
+        cell_xy = xp.clip(xp.floor(centre), min=0.0, max=s - 1.0)  # a centre at 1.0 falls in the last cell
+        # (x, y) in the cell, (w, h), (x1, y1, x2, y2): (8, N (G + 1))
+        fields = xp.reshape(xp.concat([centre - cell_xy, hi - lo, boxes], axis=0), (8, n * (g + 1)))
+        cell = xp.astype(cell_xy[1, :, :g] * s + cell_xy[0, :, :g], xp.int64)  # (N, G) row-major
+        # the first object (input order) whose centre lies in a cell owns it (G where none; padding in none)
+        first = backend.first_index(xp.where(valid, cell, s * s), s * s)  # (N, S*S)
+        obj = xp.astype(first < g, dtype)
+        offsets = xp.reshape(xp.arange(0, n * (g + 1), g + 1, dtype=first.dtype, device=device), (n, 1))
+        columns = xp.broadcast_to(xp.reshape(first + offsets, (1, n * s * s)), (8, n * s * s))
+        per_cell = xp.reshape(backend.take_along_axis(fields, columns, axis=1), (8, n, s, s))  # field-major
+        # the one-hot class: a row of the identity, the zero row C for an empty cell (or a label >= C, unvalidated)
+        labels = xp.concat([xp.clip(labels, max=c), xp.full((n, 1), c, dtype=labels.dtype, device=device)], axis=1)
+        cell_label = xp.reshape(backend.take_along_axis(labels, first, axis=1), (n * s * s, 1))
+        classes = backend.take_along_axis(xp.eye(c + 1, c, dtype=dtype, device=device),
+                                          xp.broadcast_to(cell_label, (n * s * s, c)), axis=0)  # (N S*S, C)
         return YOLOv1Cells(
             obj=xp.reshape(obj, (n, s, s)),
-            coords=per_cell[..., 0:4],
-            boxes=per_cell[..., 4:8],
+            coords=xp.permute_dims(per_cell[0:4, ...], (1, 2, 3, 0)),
+            boxes=xp.permute_dims(per_cell[4:8, ...], (1, 2, 3, 0)),
             classes=xp.reshape(classes, (n, s, s, c)),
             non_finite=gt.non_finite,
         )
@@ -460,16 +501,7 @@ class YOLOv1Loss(DetectionRecipe):
         """
         backend = self._check_pred(pred)
         xp = backend.xp
-        s = self.grid
-        p = self._predictors(backend, pred)
-        offsets = xp.astype(xp.arange(s, device=backend.device(pred)), pred.dtype)
-        col = xp.reshape(offsets, (1, 1, s, 1))
-        row = xp.reshape(offsets, (1, s, 1, 1))
-        cx = (col + p[..., 0]) / s
-        cy = (row + p[..., 1]) / s
-        half_w = xp.clip(p[..., 2], min=0.0) * 0.5
-        half_h = xp.clip(p[..., 3], min=0.0) * 0.5
-        return xp.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+        return xp.permute_dims(xp.concat(self._corners(backend, self._fields(backend, pred)), axis=0), _TO_CELLS)
 
     def match_predictors(self, pred: Any, cells: YOLOv1Cells) -> YOLOv1Targets:
         """Pick the responsible predictor in every cell holding an object.
@@ -479,14 +511,43 @@ class YOLOv1Loss(DetectionRecipe):
         NaN prediction, counts as the highest). Empty cells have no responsible predictor.
         """
         backend = self._check_pred(pred)
+        fields = self._fields(backend, backend.stop_gradient(pred))
+        if type(self).decode_boxes is not YOLOv1Loss.decode_boxes:  # a subclass's own decoding
+            return self._match(backend, fields, cells, boxes=self.decode_boxes(backend.stop_gradient(pred)))
+        return self._match(backend, fields, cells)
+
+    def _match(self, backend: Backend, fields: Any, cells: YOLOv1Cells, *, boxes: Any = None) -> YOLOv1Targets:
+        """:meth:`match_predictors` on the fields (:meth:`_fields`), or on decoded ``boxes`` ``(N, S, S, B, 4)``."""
         xp = backend.xp
-        boxes = self.decode_boxes(backend.stop_gradient(pred))
-        iou = backend.stop_gradient(self.box_iou(backend, boxes, cells.boxes[..., None, :]))
-        iou = xp.where(cells.obj[..., None] > 0, iou, 0.0)
-        best = xp.astype(xp.argmax(xp.where(xp.isnan(iou), math.inf, iou), axis=-1), xp.int64)  # first maximum
-        ids = xp.arange(self.boxes_per_cell, dtype=xp.int64, device=backend.device(pred))
-        responsible = xp.astype(best[..., None] == ids, pred.dtype) * cells.obj[..., None]
-        return YOLOv1Targets(cells=cells, iou=iou, responsible=responsible)
+        b = self.boxes_per_cell
+        if boxes is None:
+            lo, hi = self._corners(backend, backend.stop_gradient(fields))
+        if boxes is None and self.box_iou is paired_box_iou:  # the default part on the coordinate arrays
+            cell_boxes = xp.permute_dims(cells.boxes, (3, 0, 1, 2))
+            if cell_boxes.dtype != fields.dtype:
+                cell_boxes = xp.astype(cell_boxes, fields.dtype)
+            iou = pairwise_score(xp, "iou")((lo[0, ...], lo[1, ...], hi[0, ...], hi[1, ...]),
+                                            tuple(cell_boxes[k, ...] for k in range(4)))
+        else:
+            if boxes is None:
+                boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
+            iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
+            iou = backend.stop_gradient(iou)
+        has_object = cells.obj > 0
+        iou = xp.where(has_object, iou, 0.0)  # (B, N, S, S)
+        # the first maximum over the predictors, a NaN counting as the highest: predictor j wins where it beats
+        # every earlier one strictly (one comparison per predictor) and no later one beats it
+        key = xp.where(xp.isnan(iou), math.inf, iou)
+        top, wins = key[0, ...], [has_object]
+        for j in range(1, b):
+            better = key[j, ...] > top
+            beaten = ~better
+            wins = [w & beaten for w in wins] + [better & has_object]
+            if j < b - 1:
+                top = xp.where(better, key[j, ...], top)
+        responsible = xp.astype(xp.stack(wins, axis=0), fields.dtype)
+        return YOLOv1Targets(cells=cells, iou=xp.permute_dims(iou, (1, 2, 3, 0)),
+                             responsible=xp.permute_dims(responsible, (1, 2, 3, 0)))
 
     def assign_targets(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> YOLOv1Targets:
         """:meth:`encode_ground_truth` then :meth:`match_predictors`."""
@@ -498,48 +559,68 @@ class YOLOv1Loss(DetectionRecipe):
         """The four terms on assigned targets: ``"coord"`` and ``"obj"`` over the responsible predictors,
         ``"noobj"`` over the others, ``"class"`` over the cells holding an object; divided by :meth:`normaliser`."""
         backend = self._check_pred(pred)
+        return self._loss_stage(backend, pred, self._fields(backend, pred), targets)
+
+    def _loss_stage(self, backend: Backend, pred: Any, fields: Any, targets: YOLOv1Targets) -> LossStage:
         xp = backend.xp
         cells = targets.cells
         responsible = targets.responsible > 0
-        b = self.boxes_per_cell
-        p = self._predictors(backend, pred)
-        scores = pred[..., 5 * b:]
-        conf = p[..., 4]
-        wh = p[..., 2:4]
-        sizes = self.size_transform(backend, wh)
-        pred_coords = xp.concat([p[..., 0:2], sizes], axis=-1)
-        t = cells.coords[..., None, :]
-        target_coords = xp.concat([t[..., 0:2], self.size_transform(backend, t[..., 2:4])], axis=-1)
-        target_coords = xp.broadcast_to(target_coords, tuple(pred_coords.shape))
+        scores = pred[..., 5 * self.boxes_per_cell:]
+        x, y, w, h, conf = xp.unstack(fields, axis=0)  # (B, N, S, S) each
+        conf = xp.permute_dims(conf, (1, 2, 3, 0))  # (N, S, S, B)
+        coords, wh, sizes = self._transformed(backend, x, y, w, h)  # (4, B, N, S, S)
+        pred_coords = xp.permute_dims(coords, _TO_CELLS)  # (N, S, S, B, 4)
+        cell_coords = xp.expand_dims(xp.permute_dims(cells.coords, (3, 0, 1, 2)), axis=1)  # (4, 1, N, S, S)
+        target_block = self._transformed(backend, *xp.unstack(cell_coords, axis=0))[0]
+        target_coords = xp.broadcast_to(xp.permute_dims(target_block, _TO_CELLS), tuple(pred_coords.shape))
+        # one confidence target for both confidence terms: the responsible predictors' (IoU or 1), else 0
         if self.conf_target == "iou":
-            conf_target = backend.stop_gradient(targets.iou)
+            conf_target = xp.where(responsible, backend.stop_gradient(targets.iou), 0.0)
         else:
-            conf_target = xp.ones_like(conf)
-        zeros = xp.zeros((*conf.shape, 1), dtype=conf.dtype, device=backend.device(conf))
+            conf_target = targets.responsible
+        conf_output = self.error_part("conf_error", backend)(conf, conf_target)
+        coord_output = self.error_part("coord_error", backend)(pred_coords, target_coords)
+        if coord_output.ndim == 5:  # per coordinate: summed over the field-major axis (the last axis of
+            # these views is the outermost in memory, where PyTorch's reduction is 10x slower)
+            coord_loss = xp.permute_dims(xp.sum(xp.permute_dims(coord_output, _TO_FIELDS), axis=0), (1, 2, 3, 0))
+        else:
+            coord_loss = None
 
         def coord_pullback(g: Any) -> Any:  # through [x, y, size_transform(w, h)] to pred
             g_wh = self.size_transform_vjp(backend, wh, sizes, g[..., 2:4])
-            return self._pred_gradient(backend, pred, predictors=xp.concat([g[..., 0:2], g_wh, zeros], axis=-1))
+            return self._pred_gradient(backend, pred, fields=xp.permute_dims(
+                xp.concat([g[..., 0:2], g_wh], axis=-1), _TO_FIELDS))
 
         def conf_pullback(g: Any) -> Any:
-            g_p = xp.concat([xp.broadcast_to(zeros, (*conf.shape, 4)), xp.expand_dims(g, axis=-1)], axis=-1)
-            return self._pred_gradient(backend, pred, predictors=g_p)
+            n, s, b = int(pred.shape[0]), self.grid, self.boxes_per_cell
+            zeros = xp.zeros((4, b, n, s, s), dtype=g.dtype, device=backend.device(g))
+            g_conf = xp.expand_dims(xp.permute_dims(g, (3, 0, 1, 2)), axis=0)
+            return self._pred_gradient(backend, pred, fields=xp.concat([zeros, g_conf], axis=0))
 
         def class_pullback(g: Any) -> Any:
             return self._pred_gradient(backend, pred, scores=g)
 
-        def term(component: str, part_name: str, input: Any, target: Any, mask: Any, pullback: Any) -> Any:
+        def term(component: str, part_name: str, input: Any, target: Any, mask: Any, pullback: Any,
+                 **kwargs: Any) -> LossTerm:
             return self.term(backend, component, part_name, "pred", input, target, mask,
-                             part=self.error_part(part_name, backend), pullback=pullback)
+                             part=self.error_part(part_name, backend), pullback=pullback, **kwargs)
 
+        class_part = self.error_part("class_error", backend)
+        class_output = class_part(scores, cells.classes)
+        class_loss = per_prediction(backend, class_output, 3)
+        # the default squared error is NaN exactly where a score is (one-hot targets): the NaN test reads the
+        # per-cell loss, not the scores (a strided (N, S, S, C) view)
+        class_source = class_loss if class_part is _SQUARED_ERROR else None
         return LossStage(
             backend=backend, targets=targets, aux={"responsible": responsible},
             normaliser=self.normaliser(backend, pred),
             terms=(
-                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback),
-                term("obj", "conf_error", conf, conf_target, responsible, conf_pullback),
-                term("noobj", "conf_error", conf, xp.zeros_like(conf), ~responsible, conf_pullback),
-                term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback),
+                term("coord", "coord_error", pred_coords, target_coords, responsible, coord_pullback, source=coords,
+                     output=coord_output, loss=coord_loss),
+                term("obj", "conf_error", conf, conf_target, responsible, conf_pullback, output=conf_output),
+                term("noobj", "conf_error", conf, conf_target, ~responsible, conf_pullback, output=conf_output),
+                term("class", "class_error", scores, cells.classes, cells.obj > 0, class_pullback, output=class_output,
+                     loss=class_loss, source=class_source),
             ),
             non_finite=cells.non_finite,
         )
@@ -549,8 +630,17 @@ class YOLOv1Loss(DetectionRecipe):
         return self.evaluate(self.loss_stage(pred, targets))
 
     def stages(self, pred: Any, gt_boxes: Any, gt_labels: Any) -> tuple[LossStage]:
-        """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage`."""
-        return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
+        """The call's one loss stage: :meth:`assign_targets`, then :meth:`loss_stage` (the predictor fields
+        read once for both)."""
+        if (type(self).assign_targets is not YOLOv1Loss.assign_targets
+                or type(self).match_predictors is not YOLOv1Loss.match_predictors
+                or type(self).decode_boxes is not YOLOv1Loss.decode_boxes
+                or type(self).loss_stage is not YOLOv1Loss.loss_stage):  # a subclass's own stages
+            return (self.loss_stage(pred, self.assign_targets(pred, gt_boxes, gt_labels)),)
+        backend = self._check_pred(pred)
+        fields = self._fields(backend, pred)
+        cells = self.encode_ground_truth(gt_boxes, gt_labels, like=pred)
+        return (self._loss_stage(backend, pred, fields, self._match(backend, fields, cells)),)
 
     def __call__(self, pred: ArrayT, gt_boxes: Any, gt_labels: Any) -> RecipeResult[ArrayT]:
         """The YOLOv1 loss of a batch; see the class docstring."""

@@ -58,15 +58,19 @@ def test_take_along_axis_gathers_like_numpy(xp):
     np.testing.assert_array_equal(xp.to_numpy(got), np.take_along_axis(xp.to_numpy(x), index, axis=1))
 
 
+@pytest.mark.parametrize("along", ["trailing", "others"])
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
-def test_take_along_axis_with_indices_broadcast_along_trailing_axes(xp, axis):
+def test_take_along_axis_with_indices_broadcast(xp, axis, along):
     rng = np.random.default_rng(4)
     x = xp.asarray(rng.standard_normal((3, 6, 5)))
     values = xp.to_numpy(x)
     shape = list(values.shape)
     shape[axis] = 7
     small = [1, 1, 1]
-    small[: axis % 3 + 1] = shape[: axis % 3 + 1]  # constant along the axes after ``axis``
+    if along == "trailing":  # constant along the axes after ``axis`` (whole rows)
+        small[: axis % 3 + 1] = shape[: axis % 3 + 1]
+    else:  # one index for every slice along ``axis``
+        small[axis] = 7
     index = rng.integers(0, values.shape[axis], small)
     expected = np.take_along_axis(values, np.broadcast_to(index, shape), axis=axis)
     broadcast = xp.ns.broadcast_to(xp.asarray(index, dtype=xp.ns.int64), tuple(shape))
@@ -147,3 +151,36 @@ def test_one_hot_bce_sum_is_bce_with_a_one_hot_target_and_its_gradient_is_torchs
             (ref_grad,) = torch.autograd.grad(bce, reference, cotangent)
             np.testing.assert_allclose(grad.detach().numpy(), ref_grad.numpy(), rtol=max(xp.rtol, 1e-12),
                                        atol=xp.atol)
+
+
+@pytest.mark.parametrize("g", [1, 6, 40])
+def test_first_index_is_the_least_position_of_each_id_and_g_where_absent(xp, g):
+    rng = np.random.default_rng(g)
+    size = 9
+    ids = rng.integers(0, size + 1, (4, g))  # size: an entry of no id
+    ids[0] = size  # a row holding no id
+    expected = np.full((4, size), g)
+    for i in range(4):
+        for j in reversed(range(g)):
+            if ids[i, j] < size:
+                expected[i, ids[i, j]] = j
+    x = xp.asarray(ids, dtype=xp.ns.int64)
+    got = _backend(x).first_index(x, size)
+    assert tuple(got.shape) == (4, size) and got.dtype == xp.ns.int64
+    np.testing.assert_array_equal(xp.to_numpy(got), expected)
+
+
+def test_first_index_traces_under_torch_compile():
+    torch = pytest.importorskip("torch")
+    backend = pl.get_backend("torch")
+    ids = torch.tensor([[2, 0, 2, 3], [3, 3, 1, 1]])
+    compiled = torch.compile(lambda i: backend.first_index(i, 3), fullgraph=True, backend="eager")
+    assert torch.equal(compiled(ids), torch.tensor([[1, 4, 0], [4, 2, 4]]))
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (2, 0, 3), (2, 4, 0)])
+def test_take_along_axis_with_empty_broadcast_indices(xp, shape):
+    x = xp.asarray(np.zeros((shape[0], 5, shape[2])))
+    index = xp.ns.broadcast_to(xp.asarray(np.zeros((1, shape[1], 1), dtype=np.int64)), shape)
+    got = _backend(x).take_along_axis(x, index, axis=1)
+    assert tuple(got.shape) == shape
