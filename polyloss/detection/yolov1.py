@@ -520,16 +520,15 @@ class YOLOv1Loss(DetectionRecipe):
         """:meth:`match_predictors` on the fields (:meth:`_fields`), or on decoded ``boxes`` ``(N, S, S, B, 4)``."""
         xp = backend.xp
         b = self.boxes_per_cell
-        if boxes is None:
-            lo, hi = self._corners(backend, backend.stop_gradient(fields))
-        if boxes is None and self.box_iou is paired_box_iou:  # the default part on the coordinate arrays
+        lo, hi = self._corners(backend, backend.stop_gradient(fields)) if boxes is None else (None, None)
+        if lo is not None and hi is not None and self.box_iou is paired_box_iou:  # the default part, on coordinates
             cell_boxes = xp.permute_dims(cells.boxes, (3, 0, 1, 2))
             if cell_boxes.dtype != fields.dtype:
                 cell_boxes = xp.astype(cell_boxes, fields.dtype)
             iou = pairwise_score(xp, "iou")((lo[0, ...], lo[1, ...], hi[0, ...], hi[1, ...]),
                                             tuple(cell_boxes[k, ...] for k in range(4)))
         else:
-            if boxes is None:
+            if lo is not None and hi is not None:
                 boxes = xp.permute_dims(xp.concat([lo, hi], axis=0), _TO_CELLS)
             iou = xp.permute_dims(self.box_iou(backend, boxes, cells.boxes[..., None, :]), (3, 0, 1, 2))
             iou = backend.stop_gradient(iou)
