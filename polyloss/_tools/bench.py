@@ -328,8 +328,8 @@ def bench_torch(names: list[str], sizes: dict[str, tuple[int, int]], *, repeat: 
                                 torch.autograd.grad(out, xg)
                         return _synchronized(go, sync)
 
-                    t_ref, s_ref = _median_and_spread(run(lambda: ref(xg, y)), repeat, min_time)
-                    t_pl, s_pl = _median_and_spread(run(lambda: loss(xg, y, **kw)), repeat, min_time)
+                    (t_ref, s_ref), (t_pl, s_pl) = _interleaved(
+                        [run(lambda: ref(xg, y)), run(lambda: loss(xg, y, **kw))], repeat, min_time)
                     with pl.fast_paths(False):
                         t_gen = _median_time(run(lambda: loss(xg, y, **kw)), repeat, min_time)
                     rows.append(Row(name, label_backend, size, mode, label, t_pl, t_ref, t_gen, max(s_ref, s_pl)))
