@@ -272,6 +272,9 @@ def test_head_sequences_equal_padded(xp):
     padded = run_head(xp, recipe, proposals, gt_list, label_list, np.random.default_rng(0), g=None)
     seq = run_head(xp, recipe, proposals, gt_list, label_list, np.random.default_rng(0), sequence=True)
     for a, b in zip(padded[0].__dict__.values(), seq[0].__dict__.values(), strict=True):
+        if a is None or b is None:  # validated ground truth carries no non-finite flag (None means False)
+            assert a is None and b is None
+            continue
         np.testing.assert_array_equal(xp.to_numpy(a), xp.to_numpy(b))
     assert comps(xp, padded[3]) == comps(xp, seq[3])
 
