@@ -92,32 +92,27 @@ def _run_plan(build: Any) -> Any:
     return fast
 
 
-def _pointwise_plan(name: str, *extra: Any) -> Any:
-    """``run(input, target)``: ATen's ``name`` kernel, or ``torch.nn.functional``'s while compiling (``extra``:
-    the kernel's arguments after the reduction, named as ``F``'s keyword ``extra_names``)."""
-
-    def build(input: Any, target: Any, *, reduction: str, **options: Any) -> Any:
-        aten = _aten_nn(name)
-        if aten is not None:
-            args = (_REDUCTION[reduction], *options.values())
-            return lambda input, target, checked=False: aten(input, _same_dtype(target, input), *args)
-        f = getattr(_F(), name)
-        return lambda input, target, checked=False: f(input, _same_dtype(target, input), reduction=reduction,
-                                                      **options)
-
-    return build
+def _pointwise_run(name: str, reduction: str, **options: Any) -> Any:
+    """``run(input, target)``: ATen's ``name`` kernel (its arguments after the reduction: ``options``' values, in
+    ``torch.nn.functional``'s order), or ``torch.nn.functional``'s while compiling."""
+    aten = _aten_nn(name)
+    if aten is not None:
+        args = (_REDUCTION[reduction], *options.values())
+        return lambda input, target, checked=False: aten(input, _same_dtype(target, input), *args)
+    f = getattr(_F(), name)
+    return lambda input, target, checked=False: f(input, _same_dtype(target, input), reduction=reduction, **options)
 
 
 def _mse_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return None
-    return _pointwise_plan("mse_loss")(input, target, reduction=reduction)
+    return _pointwise_run("mse_loss", reduction)
 
 
 def _l1_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return None
-    return _pointwise_plan("l1_loss")(input, target, reduction=reduction)
+    return _pointwise_run("l1_loss", reduction)
 
 
 def _smooth_l1_plan(input: Any, target: Any, *, beta: float, weight: Any, reduction: str) -> Any:
@@ -125,13 +120,13 @@ def _smooth_l1_plan(input: Any, target: Any, *, beta: float, weight: Any, reduct
         return _l1_plan(input, target, weight=weight, reduction=reduction)
     if weight is not None or _empty_mean(input, reduction):
         return None
-    return _pointwise_plan("smooth_l1_loss")(input, target, reduction=reduction, beta=beta)
+    return _pointwise_run("smooth_l1_loss", reduction, beta=beta)
 
 
 def _huber_plan(input: Any, target: Any, *, delta: float, weight: Any, reduction: str) -> Any:
     if weight is not None or _empty_mean(input, reduction):
         return None
-    return _pointwise_plan("huber_loss")(input, target, reduction=reduction, delta=delta)
+    return _pointwise_run("huber_loss", reduction, delta=delta)
 
 
 def _empty_mean(input: Any, reduction: str) -> bool:
@@ -287,19 +282,18 @@ def _native_mean_exact(target: Any, weight: Any, ignore_index: int | None) -> bo
     return weight is None and ignore_index is None and target.numel() > 0
 
 
-def _native_mean_plan(kernel: Any, input: Any, target: Any, weight: Any, ignore_index: int | None) -> Any:
-    """``run(x, target)``: ATen's class-index ``kernel(x, target, weight, "mean", ignore_index)`` (one C++ call
-    and ATen's own two-node graph: the least per-call overhead at small sizes) where its mean is polyloss's (see
-    :func:`_native_mean_exact`), else polyloss's mean of ``nll_loss_forward`` on ``log_softmax(x)``, ``x`` itself
-    where ``kernel`` is ``nll_loss``. None where the mean cannot be read (not a plain CPU tensor, tracing)."""
+def _native_mean_plan(kernel: Any, input: Any, target: Any, weight: Any, ignore_index: int | None, *,
+                      logits: bool) -> Any:
+    """``run(x, target)``: ATen's class-index ``kernel(x, target, weight, "mean", ignore_index, ...)`` (one C++
+    call and ATen's own two-node graph: the least per-call overhead at small sizes) where its mean is polyloss's
+    (see :func:`_native_mean_exact`), else polyloss's mean of ``nll_loss_forward`` on the log-probabilities
+    (``log_softmax(x)`` of ``logits``, else ``x``). None where the mean cannot be read (not a plain CPU tensor,
+    tracing)."""
     if target.dtype.is_floating_point or not _native_mean_on_cpu(input):
         return None
     torch = _torch()
     w, ignore = _same_dtype(weight, input), _aten_ignore_index(ignore_index)
-    def log_probabilities(x: Any) -> Any:
-        return x if kernel is torch._C._nn.nll_loss else torch.log_softmax(x, 1)
-
-    extra = () if kernel is torch._C._nn.nll_loss else (0.0,)
+    extra = (0.0,) if logits else ()  # cross_entropy_loss's label smoothing
     if _native_mean_exact(target, w, ignore_index):
         return lambda input, target, checked=False: kernel(input, target, w, _MEAN, ignore, *extra)
 
@@ -307,7 +301,7 @@ def _native_mean_plan(kernel: Any, input: Any, target: Any, weight: Any, ignore_
         out = kernel(input, target, w, _MEAN, ignore, *extra)
         if math.isfinite(out.item()):
             return out
-        return _nll_mean(log_probabilities(input), target, w, ignore)
+        return _nll_mean(torch.log_softmax(input, 1) if logits else input, target, w, ignore)
 
     return run
 
@@ -319,14 +313,14 @@ def _cross_entropy_plan(
     """ATen's one-call cross-entropy of 2-D logits and class indices under "mean" without smoothing."""
     if reduction != "mean" or label_smoothing != 0.0 or input.ndim != 2 or axis != 1:
         return None
-    return _native_mean_plan(_torch()._C._nn.cross_entropy_loss, input, target, weight, ignore_index)
+    return _native_mean_plan(_torch()._C._nn.cross_entropy_loss, input, target, weight, ignore_index, logits=True)
 
 
 def _nll_plan(input: Any, target: Any, *, axis: int, weight: Any, ignore_index: int | None, reduction: str) -> Any:
     """ATen's one-call NLL of 2-D log-probabilities and class indices under "mean"."""
     if reduction != "mean" or input.ndim != 2 or axis != 1:
         return None
-    return _native_mean_plan(_torch()._C._nn.nll_loss, input, target, weight, ignore_index)
+    return _native_mean_plan(_torch()._C._nn.nll_loss, input, target, weight, ignore_index, logits=False)
 
 
 def _cross_entropy(

@@ -21,9 +21,9 @@ def _half(dtype: Any) -> bool:
     return str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
 
 
-#: :meth:`Backend.plan_key` -> ``(loss name, run, options)``: the kernel call checked arguments of that
-#: signature took (see :func:`planned`)
-_PLANS: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
+#: :meth:`Backend.plan_key` -> ``run(input, target)``: the kernel call checked arguments of that signature took
+#: (see :func:`planned`)
+_PLANS: dict[tuple[Any, ...], Any] = {}
 _MAX_PLANS = 4096
 
 
@@ -43,11 +43,11 @@ def planned(
     """
     backend = resolve(input, target)
     key = backend.plan_key(name, input, target, options) if cacheable and backend.kernel_plans else None
-    entry = _PLANS.get(key) if key is not None else None
-    if entry is None:
+    run = _PLANS.get(key) if key is not None else None
+    if run is None:
         return backend, key, NotImplemented
     try:
-        return backend, key, entry[1](input, target)
+        return backend, key, run(input, target)
     except (IndexError, RuntimeError):  # the full path raises it again, explained where it can be
         return backend, key, NotImplemented
 
@@ -59,7 +59,7 @@ def _remember_plan(backend: Backend, key: tuple[Any, ...], name: str, args: tupl
     if run is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        _PLANS[key] = (name, run, options)
+        _PLANS[key] = run
 
 
 def try_fast_path(backend: Backend, name: str, *args: Any, plan: tuple[Any, ...] | None = None,
@@ -70,8 +70,8 @@ def try_fast_path(backend: Backend, name: str, *args: Any, plan: tuple[Any, ...]
     back (as PyTorch's autocast does for losses): native half kernels round every
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
 
-    ``plan``: the call's plan key (:func:`planned`), given where ``args`` are the loss's own ``(input, target)`` and the
-    checks passed: the kernel call is then cached for the next call of this signature (:func:`planned`).
+    ``plan``: the call's plan key from :func:`planned`, given where ``args`` are the loss's own ``(input, target)``
+    and its checks passed: the kernel call is then cached for the next call of this signature.
     """
     fast = backend.fast_paths.get(name)
     if fast is None or not fast_paths_enabled():
