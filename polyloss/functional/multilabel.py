@@ -52,11 +52,12 @@ def _check_soft_margin(input: Any, target: Any, reduction: str) -> Backend:
 
 
 def soft_margin_elementwise(backend: Backend, x: Any, y: Any, *, need_grad: bool) -> tuple[Any, Any]:
-    """``log(1 + exp(-y x)) = -log_sigmoid(y x)``, finite for any margin, and, if asked, its derivative
+    """``log(1 + exp(-y x)) = softplus(-y x)``, finite for any margin, and, if asked, its derivative
     ``-y sigmoid(-y x)``. Also the torch fast path's fused forward and backward."""
-    margin = y * x
-    value = -backend.log_sigmoid(margin)
-    return value, (-y * backend.sigmoid(-margin) if need_grad else None)
+    neg_y = -y
+    neg_margin = neg_y * x
+    value = backend.softplus(neg_margin)
+    return value, (neg_y * backend.sigmoid(neg_margin) if need_grad else None)
 
 
 @loss
