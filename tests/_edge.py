@@ -11,8 +11,9 @@ same exception class. The paths of one backend case: the loss with the fast path
 and off, :func:`polyloss.value_and_grad` with the fast paths on and off and, on torch,
 autograd through the loss (the fused closed-form backward where the fast path is one)
 compared with the closed-form gradient. On torch, the loss and autograd also run after a call of the same
-signature on tame values (0.5 and class 0), which caches the call's kernel plan: the edge input then meets the
-plan's guards instead of the loss's checks (``polyloss.functional._common.planned``).
+signature on tame values (0.5 and class 0, or 1.0 where the labels must be 1 or -1), which caches the call's
+kernel plan: the edge input then meets the plan's guards instead of the loss's checks
+(``polyloss.functional._common.planned``).
 
 Families add their rows in ``tests/functional/_edge_rows_<family>.py`` (a ``ROWS``
 list); ``tests/functional/test_edge_rules.py`` runs them all in one parametrised test.
@@ -181,18 +182,21 @@ def outcomes(row: EdgeRow, case: Any) -> list[Outcome]:
 
 
 def _warm_plan(fn: Callable[..., Any], xs: tuple[Any, ...], opts: dict[str, Any]) -> None:
-    """Call ``fn`` on arrays of ``xs``'s signature holding 0.5 (floating) or 0 (integer, bool): where that
-    passes the loss's checks, its kernel plan for the signature is cached."""
+    """Call ``fn`` on arrays of ``xs``'s signature holding 0.5 (floating) or 0 (integer, bool), else, where the
+    loss's checks refuse those (labels 1 or -1), 1.0 and 0: where a call passes the checks, its kernel plan for
+    the signature is cached."""
     import torch
 
-    tame = [x if not isinstance(x, torch.Tensor) else torch.full_like(x, 0.5) if x.is_floating_point()
-            else torch.zeros_like(x) for x in xs]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fn(*tame, **opts)
-    except (ValueError, TypeError, RuntimeError, IndexError):
-        pass
+    for fill in (0.5, 1.0):
+        tame = [x if not isinstance(x, torch.Tensor) else torch.full_like(x, fill) if x.is_floating_point()
+                else torch.zeros_like(x) for x in xs]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn(*tame, **opts)
+            return
+        except (ValueError, TypeError, RuntimeError, IndexError):
+            pass
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None, rtol: float, atol: float) -> bool:

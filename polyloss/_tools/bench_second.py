@@ -60,49 +60,65 @@ class SecondRow:
         return self.polyloss_peak_mib / self.reference_peak_mib
 
 
-def _torch_cases(rng: np.random.Generator) -> dict[str, tuple[str, tuple[np.ndarray, ...], dict[str, Any]]]:
-    """name -> (size label, arrays, options) at the large size; the first array is differentiated."""
-    x, y = rng.normal(size=(1024, 1024)), rng.normal(size=(1024, 1024))
-    signs = rng.choice([-1.0, 1.0], size=(1024, 1024))
-    lists = np.full((1024, 64), -1)
-    lists[:, :3] = np.stack([rng.permutation(64)[:3] for _ in range(1024)])
-    e1, e2, e3 = (rng.normal(size=(4096, 256)) for _ in range(3))
+def _torch_cases(rng: np.random.Generator, *, tiny: bool = False
+                 ) -> dict[str, tuple[str, tuple[np.ndarray, ...], dict[str, Any]]]:
+    """name -> (size label, arrays, options) at the large size (or the per-call overhead size, 32x10, with
+    ``tiny``); the first array is differentiated."""
+    rows, cols, pairs, dim, n_lists = (32, 10, 32, 10, 32) if tiny else (1024, 1024, 4096, 256, 1024)
+    x, y = rng.normal(size=(rows, cols)), rng.normal(size=(rows, cols))
+    signs = rng.choice([-1.0, 1.0], size=(rows, cols))
+    classes = min(cols, 64)
+    lists = np.full((n_lists, classes), -1)
+    lists[:, :3] = np.stack([rng.permutation(classes)[:3] for _ in range(n_lists)])
+    e1, e2, e3 = (rng.normal(size=(pairs, dim)) for _ in range(3))
+    grid, flat, embedded = f"{rows}x{cols}", str(rows * cols), f"{pairs}x{dim}"
     return {
-        "poisson_nll_loss": ("1024x1024", (x, rng.poisson(2.0, size=x.shape).astype(float)), {}),
-        "gaussian_nll_loss": ("1024x1024", (x, y, rng.uniform(0.5, 2.0, size=x.shape)), {}),
-        "cosine_embedding_loss": ("4096x256", (e1, e2, signs[0, :].repeat(4)), {"margin": 0.1}),
-        "margin_ranking_loss": ("1048576", (x.ravel(), y.ravel(), signs.ravel()), {"margin": 0.1}),
-        "triplet_margin_loss": ("4096x256", (e1, e2, e3), {}),
-        "hinge_embedding_loss": ("1024x1024", (np.abs(x), signs), {}),
-        "soft_margin_loss": ("1024x1024", (x, signs), {}),
-        "multilabel_soft_margin_loss": ("1024x1024", (x, (signs > 0).astype(float)), {}),
-        "multilabel_margin_loss": ("1024x64", (x[:, :64].copy(), lists), {}),
+        "poisson_nll_loss": (grid, (x, rng.poisson(2.0, size=x.shape).astype(float)), {}),
+        "gaussian_nll_loss": (grid, (x, y, rng.uniform(0.5, 2.0, size=x.shape)), {}),
+        "cosine_embedding_loss": (embedded, (e1, e2, rng.choice([-1.0, 1.0], size=pairs)), {"margin": 0.1}),
+        "margin_ranking_loss": (flat, (x.ravel(), y.ravel(), signs.ravel()), {"margin": 0.1}),
+        "triplet_margin_loss": (embedded, (e1, e2, e3), {}),
+        "hinge_embedding_loss": (grid, (np.abs(x), signs), {}),
+        "soft_margin_loss": (grid, (x, signs), {}),
+        "multilabel_soft_margin_loss": (grid, (x, (signs > 0).astype(float)), {}),
+        "multilabel_margin_loss": (f"{n_lists}x{classes}", (x[:n_lists, :classes].copy(), lists), {}),
     }
 
 
-def bench_torch_second(*, repeat: int, progress: Callable[[str], None]) -> list[SecondRow]:
-    """PyTorch's losses of the second set: polyloss on torch CPU vs ``torch.nn.functional``, fwd+bwd."""
+def bench_torch_second(*, repeat: int, progress: Callable[[str], None], tiny: bool = False) -> list[SecondRow]:
+    """PyTorch's losses of the second set: polyloss on torch CPU vs ``torch.nn.functional``, fwd+bwd at the
+    large size; with ``tiny``, forward and fwd+bwd at 32x10 (the per-call overhead), one thread."""
     import torch
     import torch.nn.functional as F
 
     from polyloss._tools.bench import _interleaved
 
     rows = []
-    for name, (size, arrays, options) in _torch_cases(np.random.default_rng(0)).items():
-        progress(f"torch {name} {size} forward+backward")
-        first = torch.from_numpy(arrays[0]).requires_grad_(True)
-        rest = [torch.from_numpy(a) for a in arrays[1:]]
+    threads = torch.get_num_threads()
+    if tiny:
+        torch.set_num_threads(1)
+    modes = ("forward", "forward+backward") if tiny else ("forward+backward",)
+    for name, (size, arrays, options) in _torch_cases(np.random.default_rng(0), tiny=tiny).items():
         native, ours = getattr(F, name), pl.get_loss(name)
+        for mode in modes:
+            progress(f"torch {name} {size} {mode}")
+            backward = mode != "forward"
+            first = torch.from_numpy(arrays[0]).requires_grad_(backward)
+            rest = [torch.from_numpy(a) for a in arrays[1:]]
 
-        def step(f: Callable[..., Any], first: Any = first, rest: Any = rest,
-                 options: Any = options) -> Callable[[], None]:
-            def go() -> None:
-                torch.autograd.grad(f(first, *rest, **options), first)
+            def step(f: Callable[..., Any], first: Any = first, rest: Any = rest, options: Any = options,
+                     backward: bool = backward) -> Callable[[], None]:
+                def go() -> None:
+                    out = f(first, *rest, **options)
+                    if backward:
+                        torch.autograd.grad(out, first)
 
-            return go
+                return go
 
-        (t_ref, _), (t_pl, _) = _interleaved([step(native), step(ours)], repeat)
-        rows.append(SecondRow("torch", name, size, "torch.nn.functional", t_pl, t_ref))
+            (t_ref, _), (t_pl, _) = _interleaved([step(native), step(ours)], repeat, 0.01 if tiny else 0.05)
+            label = f"{size} {'fwd' if mode == 'forward' else 'fwd+bwd'}" if tiny else size
+            rows.append(SecondRow("torch", name, label, "torch.nn.functional", t_pl, t_ref))
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -242,6 +258,7 @@ def run_second(*, repeat: int, progress: Callable[[str], None], memory: bool = T
     if importlib.util.find_spec("torch") is None:
         return []
     rows = bench_torch_second(repeat=repeat, progress=progress)
+    rows += bench_torch_second(repeat=repeat, progress=progress, tiny=True)
     rows += bench_segmentation(repeat=max(3, repeat // 2), progress=progress, memory=memory)
     rows += bench_ctc(repeat=repeat, progress=progress)
     return rows
@@ -251,12 +268,14 @@ def format_second_table(rows: list[SecondRow]) -> str:
     """The rows as a text table: ratio polyloss / reference, and peak-memory ratio where measured."""
     if not rows:
         return ""
-    lines = [f"{'loss':<30}{'size':>20}  {'reference':<30}{'ms':>10}{'ratio':>8}{'peak MiB':>18}{'mem ratio':>10}"]
+    lines = [f"{'loss':<30}{'size':>20}  {'reference':<30}{'ms':>10}{'ratio':>8}{'overhead us':>13}"
+             f"{'peak MiB':>18}{'mem ratio':>10}"]
     for r in rows:
         peak = "" if r.polyloss_peak_mib is None else f"{r.polyloss_peak_mib:.0f} / {r.reference_peak_mib or 0:.0f}"
         mem = "" if r.memory_ratio is None else f"{r.memory_ratio:.2f}"
-        lines.append(f"{r.loss:<30}{r.size:>20}  {r.reference:<30}{1e3 * r.polyloss_s:>10.2f}{r.ratio:>8.2f}"
-                     f"{peak:>18}{mem:>10}")
+        overhead = 1e6 * (r.polyloss_s - r.reference_s)
+        lines.append(f"{r.loss:<30}{r.size:>20}  {r.reference:<30}{1e3 * r.polyloss_s:>10.3f}{r.ratio:>8.2f}"
+                     f"{overhead:>13.1f}{peak:>18}{mem:>10}")
     return "\n".join(lines)
 
 

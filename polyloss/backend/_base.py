@@ -54,13 +54,13 @@ class Backend:
         self._xp: ModuleType | None = None
         self._kinds: dict[Any, str] = {}
         self.fast_paths: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
-        #: loss name -> ``builder(input, target, **options)``: the kernel call ``run(input, target)`` that the fast
-        #: path makes for arrays of this signature and these checked options, or None. ``run`` returns
+        #: loss name -> ``builder(*arrays, **options)``: the kernel call ``run(*arrays)`` that the fast path makes
+        #: for arrays of this signature and these checked options, or None. ``run`` returns
         #: ``NotImplemented`` where a value it reads (a guard) is not one it covers; the loss then takes its
         #: full path. Built once per call signature (:meth:`plan_key`), after the loss's checks passed.
         self.kernel_plans: Mapping[str, Callable[..., Any]] = _NO_FAST_PATHS
 
-    def plan_key(self, name: str, input: Any, target: Any, options: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def plan_key(self, name: str, arrays: tuple[Any, ...], options: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The key of a call's signature under which its kernel plan is cached, or None where no plan may be
         used now (the default: none). It must hold everything the loss's checks other than value reads depend
         on: the arrays' types, dtypes, shapes and devices and the options with their types."""

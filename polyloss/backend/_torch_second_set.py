@@ -1,11 +1,14 @@
-"""PyTorch fast paths of the second set of losses, merged into :data:`polyloss.backend.torch.FAST_PATHS`.
+"""PyTorch fast paths and kernel plans of the second set of losses, merged into
+:data:`polyloss.backend.torch.FAST_PATHS` and ``KERNEL_PLANS``.
 
 Each receives arguments the loss has already validated (label values, ``var``'s sign, class indices: read
 once, by the loss's check function) and returns ``NotImplemented`` where PyTorch's semantics differ from
 polyloss's -- the mean of an empty batch (PyTorch: NaN) above all -- so that the generic code runs. Where
-PyTorch has a kernel it is ``torch.nn.functional``'s; ``soft_margin_loss`` instead runs the family's
-closed-form value and derivative in one fused autograd node, since PyTorch's kernel overflows to inf
-(and its gradient to NaN) where ``-y x`` is large.
+PyTorch has a kernel it is ATen's (``torch.<name>``, which ``torch.nn.functional``'s wrapper calls), built
+as a plan (see "kernel plans" in :mod:`polyloss.backend.torch`): a cached plan reads the labels a loss
+checks (1 or -1, or in [0, 1]) as its guard. ``soft_margin_loss`` instead runs the family's closed-form
+value and derivative in one fused autograd node, since PyTorch's kernel overflows to inf (and its gradient
+to NaN) where ``-y x`` is large.
 
 Nothing here imports torch or :mod:`polyloss.backend.torch` at import time; the latter's helpers are
 looked up when a fast path runs.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["FAST_PATHS"]
+__all__ = ["FAST_PATHS", "KERNEL_PLANS"]
 
 
 def _tb() -> Any:
@@ -28,12 +31,38 @@ def _usable(input: Any, reduction: str) -> bool:
     return not _tb()._empty_mean(input, reduction)
 
 
-def _poisson_nll(input: Any, target: Any, *, log_input: bool, full: bool, eps: float, reduction: str) -> Any:
+def _signs(target: Any) -> bool:
+    """Whether every label is 1 or -1: the range of ``|t|`` in one ``aminmax`` (NaN fails)."""
+    lo, hi = _tb()._torch().aminmax(target.detach().abs())
+    return bool(lo.item() == 1 and hi.item() == 1)
+
+
+def _in_unit_interval(target: Any) -> bool:
+    return bool(_tb()._in_unit_interval(target))
+
+
+def _label_run(kernel: Any, guard: Any, target: Any, options: tuple[Any, ...]) -> Any:
+    """``run(*arrays)``: ``kernel(input, *rest in its dtype, *options)``, after ``guard(target)`` (the last
+    array) unless the loss read the target this call (``checked``), it cannot be read, or it is empty."""
     tb = _tb()
+    guarded = guard is not None and target.numel() > 0 and tb._values_readable(target)
+    same = tb._same_dtype
+
+    def run(input: Any, other: Any, *last: Any, checked: bool = False) -> Any:
+        if guarded and not checked and not guard(last[0] if last else other):
+            return NotImplemented
+        if last:
+            return kernel(input, same(other, input), same(last[0], input), *options)
+        return kernel(input, same(other, input), *options)
+
+    return run
+
+
+def _poisson_nll_plan(input: Any, target: Any, *, log_input: bool, full: bool, eps: float, reduction: str) -> Any:
     if not _usable(input, reduction):
-        return NotImplemented
-    return tb._F().poisson_nll_loss(input, tb._same_dtype(target, input), log_input=log_input, full=full,
-                                    eps=eps, reduction=reduction)
+        return None
+    torch = _tb()._torch()
+    return _label_run(torch.poisson_nll_loss, None, target, (log_input, full, eps, _tb()._REDUCTION[reduction]))
 
 
 def _gaussian_nll(input: Any, target: Any, var: Any, *, full: bool, eps: float, reduction: str) -> Any:
@@ -48,36 +77,33 @@ def _gaussian_nll(input: Any, target: Any, var: Any, *, full: bool, eps: float, 
                                      reduction=reduction)
 
 
-def _cosine_embedding(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:
-    tb = _tb()
+def _cosine_embedding_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:
     if input1.ndim > 2 or not _usable(input1, reduction):
-        return NotImplemented  # ATen takes (D,) and (N, D) only
-    return tb._F().cosine_embedding_loss(input1, tb._same_dtype(input2, input1), tb._same_dtype(target, input1),
-                                         margin=margin, reduction=reduction)
+        return None  # ATen takes (D,) and (N, D) only
+    torch = _tb()._torch()
+    return _label_run(torch.cosine_embedding_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
 
 
-def _margin_ranking(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:
-    tb = _tb()
+def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:
     if not _usable(input1, reduction):
-        return NotImplemented
-    return tb._F().margin_ranking_loss(input1, tb._same_dtype(input2, input1), tb._same_dtype(target, input1),
-                                       margin=margin, reduction=reduction)
+        return None
+    torch = _tb()._torch()
+    return _label_run(torch.margin_ranking_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
 
 
-def _triplet_margin(anchor: Any, positive: Any, negative: Any, *, margin: float, p: float, eps: float, swap: bool,
-                    reduction: str) -> Any:
-    tb = _tb()
+def _triplet_margin_plan(anchor: Any, positive: Any, negative: Any, *, margin: float, p: float, eps: float,
+                         swap: bool, reduction: str) -> Any:
     if not _usable(anchor, reduction):
-        return NotImplemented
-    return tb._F().triplet_margin_loss(anchor, tb._same_dtype(positive, anchor), tb._same_dtype(negative, anchor),
-                                       margin=margin, p=p, eps=eps, swap=swap, reduction=reduction)
+        return None
+    torch = _tb()._torch()
+    return _label_run(torch.triplet_margin_loss, None, negative, (margin, p, eps, swap, _tb()._REDUCTION[reduction]))
 
 
-def _hinge_embedding(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
-    tb = _tb()
+def _hinge_embedding_plan(input: Any, target: Any, *, margin: float, reduction: str) -> Any:
     if not _usable(input, reduction):
-        return NotImplemented
-    return tb._F().hinge_embedding_loss(input, tb._same_dtype(target, input), margin=margin, reduction=reduction)
+        return None
+    torch = _tb()._torch()
+    return _label_run(torch.hinge_embedding_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
 
 
 def _soft_margin(input: Any, target: Any, *, reduction: str, elementwise: Any) -> Any:
@@ -89,12 +115,17 @@ def _soft_margin(input: Any, target: Any, *, reduction: str, elementwise: Any) -
     return tb._run_fused("soft_margin_loss", elementwise, reduction, input, tb._same_dtype(target, input))
 
 
-def _multilabel_soft_margin(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
-    tb = _tb()
+def _multilabel_soft_margin_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
+    """``torch.nn.functional``'s (a composite of ATen ops); a cached plan has no weight."""
     if not _usable(input, reduction):
-        return NotImplemented
-    return tb._F().multilabel_soft_margin_loss(input, tb._same_dtype(target, input),
-                                               weight=tb._same_dtype(weight, input), reduction=reduction)
+        return None
+    tb = _tb()
+    f, w = tb._F().multilabel_soft_margin_loss, tb._same_dtype(weight, input)
+
+    def kernel(input: Any, target: Any) -> Any:
+        return f(input, target, weight=w, reduction=reduction)
+
+    return _label_run(kernel, _in_unit_interval, target, ())
 
 
 def _multilabel_margin(input: Any, target: Any, *, reduction: str) -> Any:
@@ -119,14 +150,17 @@ def _multilabel_margin(input: Any, target: Any, *, reduction: str) -> Any:
     return tb._reduce(out if nan is None else out + nan, reduction)
 
 
+#: loss name -> plan builder (see "kernel plans" in polyloss.backend.torch, which makes their fast paths)
+KERNEL_PLANS = {
+    "poisson_nll_loss": _poisson_nll_plan,
+    "cosine_embedding_loss": _cosine_embedding_plan,
+    "margin_ranking_loss": _margin_ranking_plan,
+    "triplet_margin_loss": _triplet_margin_plan,
+    "hinge_embedding_loss": _hinge_embedding_plan,
+    "multilabel_soft_margin_loss": _multilabel_soft_margin_plan,
+}
 FAST_PATHS = {
-    "poisson_nll_loss": _poisson_nll,
     "gaussian_nll_loss": _gaussian_nll,
-    "cosine_embedding_loss": _cosine_embedding,
-    "margin_ranking_loss": _margin_ranking,
-    "triplet_margin_loss": _triplet_margin,
-    "hinge_embedding_loss": _hinge_embedding,
     "soft_margin_loss": _soft_margin,
-    "multilabel_soft_margin_loss": _multilabel_soft_margin,
     "multilabel_margin_loss": _multilabel_margin,
 }

@@ -72,7 +72,7 @@ def _aten_nn(name: str) -> Any:
 
 # -- kernel plans -------------------------------------------------------------------------------------------------
 #
-# A plan builder takes a loss's checked arguments and returns the kernel call ``run(input, target)`` its fast path
+# A plan builder takes a loss's checked arguments and returns the kernel call ``run(*arrays)`` its fast path
 # makes for arrays of that signature, or None where the options are not ones a kernel covers. The fast path is the
 # plan run at once (:func:`_run_plan`); the loss caches the plan per call signature (``TorchBackend.plan_key``) and
 # runs it on the next call without its checks. A value a plan must read (a guard) is read in ``run`` unless the
@@ -83,9 +83,9 @@ def _aten_nn(name: str) -> Any:
 def _run_plan(build: Any) -> Any:
     """The fast path that runs the plan ``build`` makes for its arguments (``NotImplemented`` where none)."""
 
-    def fast(input: Any, target: Any, **options: Any) -> Any:
-        run = build(input, target, **options)
-        return NotImplemented if run is None else run(input, target, True)
+    def fast(*arrays: Any, **options: Any) -> Any:
+        run = build(*arrays, **options)
+        return NotImplemented if run is None else run(*arrays, checked=True)
 
     fast.__name__ = fast.__qualname__ = build.__name__.removesuffix("_plan")
     fast.__doc__ = build.__doc__
@@ -596,7 +596,10 @@ KERNEL_PLANS: dict[str, Callable[..., Any]] = {
     "kl_div": _kl_div_plan,
     "multi_margin_loss": _multi_margin_plan,
 }
-FAST_PATHS.update(__import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"]).FAST_PATHS)
+_second_set = __import__("polyloss.backend._torch_second_set", fromlist=["FAST_PATHS"])
+FAST_PATHS.update(_second_set.FAST_PATHS)
+FAST_PATHS.update({name: _run_plan(build) for name, build in _second_set.KERNEL_PLANS.items()})
+KERNEL_PLANS.update(_second_set.KERNEL_PLANS)
 FAST_PATHS.update(__import__("polyloss.backend._torch_ctc", fromlist=["FAST_PATHS"]).FAST_PATHS)  # ctc_loss
 FAST_PATHS.update(__import__("polyloss.backend._torch_lovasz", fromlist=["FAST_PATHS"]).FAST_PATHS)  # lovasz_loss
 
@@ -617,16 +620,28 @@ class TorchBackend(Backend):
         self.fast_paths = FAST_PATHS
         self.kernel_plans = KERNEL_PLANS
 
-    def plan_key(self, name: str, input: Any, target: Any, options: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def plan_key(self, name: str, arrays: tuple[Any, ...], options: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """Plain tensors outside tracing, with the fast paths on (a plan made eagerly never runs while compiling
         or under ``torch.func``; a subclass such as FakeTensor gets none)."""
         torch = _torch()
-        if input.__class__ is not torch.Tensor or target.__class__ is not torch.Tensor or not fast_paths_enabled():
+        tensor = torch.Tensor
+        input = arrays[0]
+        if input.__class__ is not tensor or not fast_paths_enabled():
             return None
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return None
-        return (name, input.dtype, input.shape, input.device, target.dtype, target.shape, *options,
-                *map(type, options))
+        if len(arrays) == 2:
+            target = arrays[1]
+            if target.__class__ is not tensor:
+                return None
+            return (name, input.dtype, input.shape, input.device, target.dtype, target.shape, *options,
+                    *map(type, options))
+        signature: list[Any] = [name, input.device]
+        for a in arrays:
+            if a.__class__ is not tensor:
+                return None
+            signature += (a.dtype, a.shape)
+        return (*signature, *options, *map(type, options))
 
     def matches(self, x: object) -> bool:
         return isinstance(x, _torch().Tensor)

@@ -21,33 +21,34 @@ def _half(dtype: Any) -> bool:
     return str(dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16")
 
 
-#: :meth:`Backend.plan_key` -> ``run(input, target)``: the kernel call checked arguments of that signature took
-#: (see :func:`planned`)
+#: :meth:`Backend.plan_key` -> ``run(*arrays)``: the kernel call checked arguments of that signature took (see
+#: :func:`planned`)
 _PLANS: dict[tuple[Any, ...], Any] = {}
 _MAX_PLANS = 4096
 
 
 def planned(
-    name: str, input: Any, target: Any, *options: Any, cacheable: bool = True
+    name: str, arrays: tuple[Any, ...], *options: Any, cacheable: bool = True, input_name: str = "input"
 ) -> tuple[Backend, tuple[Any, ...] | None, Any]:
-    """``(backend, plan key, loss)``: the backend of ``(input, target)``, the signature under which this call's
-    kernel plan is cached (None where the backend uses none now: no plans, another array type, tracing, fast
-    paths off, or not ``cacheable``) and the loss from the plan cached under it, or ``NotImplemented`` (no
-    plan, or one of its guards or the kernel declined the values: the loss then takes its full path, checks
-    included, and hands the key to :func:`try_fast_path`).
+    """``(backend, plan key, loss)``: the backend of ``arrays`` (the loss's array arguments in order, input
+    first, named ``input_name`` in errors; of two, the second must share the first's namespace), the
+    signature under which this call's kernel plan is cached (None where the backend uses none now: no plans,
+    another array type, tracing, fast paths off, or not ``cacheable``) and the loss from the plan cached under
+    it, or ``NotImplemented`` (no plan, or one of its guards or the kernel declined the values: the loss then
+    takes its full path, checks included, and hands the key to :func:`try_fast_path`).
 
     A plan stands for the checks that depend on the signature alone (types, dtypes, shapes, options), which
     passed when it was built; reads of values stay in the plan, as guards. The per-call overhead of a small
     loss is then one key and one dictionary lookup above the native kernel. ``options``: every option the
     checks depend on, in a fixed order (array options are not: a call holding one passes ``cacheable=False``).
     """
-    backend = resolve(input, target)
-    key = backend.plan_key(name, input, target, options) if cacheable and backend.kernel_plans else None
+    backend = resolve(*arrays[:2] if len(arrays) == 2 else arrays[:1], input_name=input_name)
+    key = backend.plan_key(name, arrays, options) if cacheable and backend.kernel_plans else None
     run = _PLANS.get(key) if key is not None else None
     if run is None:
         return backend, key, NotImplemented
     try:
-        return backend, key, run(input, target)
+        return backend, key, run(*arrays)
     except (IndexError, RuntimeError):  # the full path raises it again, explained where it can be
         return backend, key, NotImplemented
 
@@ -70,8 +71,8 @@ def try_fast_path(backend: Backend, name: str, *args: Any, plan: tuple[Any, ...]
     back (as PyTorch's autocast does for losses): native half kernels round every
     intermediate, e.g. ``x - y`` before squaring, and lose up to 10x the result's precision.
 
-    ``plan``: the call's plan key from :func:`planned`, given where ``args`` are the loss's own ``(input, target)``
-    and its checks passed: the kernel call is then cached for the next call of this signature.
+    ``plan``: the call's plan key from :func:`planned`, given where ``args`` are the loss's own arrays (as given to
+    :func:`planned`) and its checks passed: the kernel call is then cached for the next call of this signature.
     """
     fast = backend.fast_paths.get(name)
     if fast is None or not fast_paths_enabled():

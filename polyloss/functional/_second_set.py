@@ -95,11 +95,13 @@ def check_unit_interval(backend: Backend, target: Any, loss: str, name: str = "t
 
 
 def forward(backend: Backend, name: str, arrays: tuple[Any, ...], options: dict[str, Any],
-            parts: Callable[..., tuple[Any, Any]], raw: tuple[Any, ...] = ()) -> Any:
+            parts: Callable[..., tuple[Any, Any]], raw: tuple[Any, ...] = (), *,
+            plan: tuple[Any, ...] | None = None) -> Any:
     """The loss ``name``: the backend's fast path for ``(*arrays, *raw, **options)`` where it has one,
     else ``parts(*arrays in the input's compute dtype, *raw, need_grad=False)`` (element-wise or
-    per-sample values) reduced by ``options["reduction"]``."""
-    out = try_fast_path(backend, name, *arrays, *raw, **options)
+    per-sample values) reduced by ``options["reduction"]``. ``plan``: the key :func:`planned` gave for
+    ``arrays`` (the loss's own), under which the kernel call is cached."""
+    out = try_fast_path(backend, name, *arrays, *raw, plan=plan if not raw else None, **options)
     if out is not NotImplemented:
         return out
     value, _ = parts(*compute_dtype(backend, *arrays), *raw, need_grad=False)

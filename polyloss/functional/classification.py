@@ -142,7 +142,7 @@ def binary_cross_entropy(
 
     Matches ``torch.nn.functional.binary_cross_entropy``.
     """
-    backend, plan, out = planned("binary_cross_entropy", input, target, reduction, cacheable=weight is None)
+    backend, plan, out = planned("binary_cross_entropy", (input, target), reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     if _check_binary_cross_entropy(backend, input, target, weight, reduction):
@@ -207,7 +207,7 @@ def binary_cross_entropy_with_logits(
 
     Matches ``torch.nn.functional.binary_cross_entropy_with_logits``.
     """
-    backend, plan, out = planned("binary_cross_entropy_with_logits", input, target, reduction,
+    backend, plan, out = planned("binary_cross_entropy_with_logits", (input, target), reduction,
                                  cacheable=weight is None and pos_weight is None)
     if out is not NotImplemented:
         return out
@@ -484,7 +484,7 @@ def cross_entropy(
     Matches ``torch.nn.functional.cross_entropy``. The logits are never
     expanded into a one-hot array.
     """
-    backend, plan, out = planned("cross_entropy", input, target, axis, ignore_index, label_smoothing, reduction,
+    backend, plan, out = planned("cross_entropy", (input, target), axis, ignore_index, label_smoothing, reduction,
                                  cacheable=weight is None)
     if out is not NotImplemented:
         return out
@@ -594,7 +594,7 @@ def nll_loss(
 
     Matches ``torch.nn.functional.nll_loss``.
     """
-    backend, plan, out = planned("nll_loss", input, target, axis, ignore_index, reduction, cacheable=weight is None)
+    backend, plan, out = planned("nll_loss", (input, target), axis, ignore_index, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     parts = _check_class_loss(backend, input, target, axis, weight, ignore_index, 0.0, reduction,
@@ -667,7 +667,7 @@ def kl_div(input: ArrayT, target: Array, *, log_target: bool = False, reduction:
 
     Matches ``torch.nn.functional.kl_div``.
     """
-    backend, plan, out = planned("kl_div", input, target, log_target, reduction)
+    backend, plan, out = planned("kl_div", (input, target), log_target, reduction)
     if out is not NotImplemented:
         return out
     _check_kl_div(backend, input, target, log_target, reduction)

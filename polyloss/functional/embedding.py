@@ -17,6 +17,7 @@ from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.functional._common import planned
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._second_set import backward
@@ -121,9 +122,13 @@ def cosine_embedding_loss(input1: ArrayT, input2: Array, target: Array, *, margi
 
     Matches ``torch.nn.functional.cosine_embedding_loss``.
     """
+    arrays = (input1, input2, target)
+    _, plan, out = planned("cosine_embedding_loss", arrays, margin, reduction, input_name="input1")
+    if out is not NotImplemented:
+        return out
     backend, margin = _check_cosine(input1, input2, target, margin, reduction)
-    return forward(backend, "cosine_embedding_loss", (input1, input2, target),
-                   {"margin": margin, "reduction": reduction}, partial(cosine_embedding_parts, backend, margin=margin))
+    return forward(backend, "cosine_embedding_loss", arrays, {"margin": margin, "reduction": reduction},
+                   partial(cosine_embedding_parts, backend, margin=margin), plan=plan)
 
 
 @gradient(cosine_embedding_loss)
@@ -183,9 +188,13 @@ def margin_ranking_loss(input1: ArrayT, input2: Array, target: Array, *, margin:
 
     Matches ``torch.nn.functional.margin_ranking_loss``.
     """
+    arrays = (input1, input2, target)
+    _, plan, out = planned("margin_ranking_loss", arrays, margin, reduction, input_name="input1")
+    if out is not NotImplemented:
+        return out
     backend, margin = _check_ranking(input1, input2, target, margin, reduction)
-    return forward(backend, "margin_ranking_loss", (input1, input2, target),
-                   {"margin": margin, "reduction": reduction}, partial(margin_ranking_parts, backend, margin=margin))
+    return forward(backend, "margin_ranking_loss", arrays, {"margin": margin, "reduction": reduction},
+                   partial(margin_ranking_parts, backend, margin=margin), plan=plan)
 
 
 @gradient(margin_ranking_loss)
@@ -308,10 +317,14 @@ def triplet_margin_loss(anchor: ArrayT, positive: Array, negative: Array, *, mar
 
     Matches ``torch.nn.functional.triplet_margin_loss``.
     """
+    arrays = (anchor, positive, negative)
+    _, plan, out = planned("triplet_margin_loss", arrays, margin, p, eps, swap, reduction, input_name="anchor")
+    if out is not NotImplemented:
+        return out
     backend, margin, p, eps = _check_triplet(anchor, positive, negative, margin, p, eps, swap, reduction)
     options: dict[str, Any] = {"margin": margin, "p": p, "eps": eps, "swap": swap}
-    return forward(backend, "triplet_margin_loss", (anchor, positive, negative), {**options, "reduction": reduction},
-                   partial(triplet_parts, backend, **options))
+    return forward(backend, "triplet_margin_loss", arrays, {**options, "reduction": reduction},
+                   partial(triplet_parts, backend, **options), plan=plan)
 
 
 @gradient(triplet_margin_loss)
@@ -375,9 +388,12 @@ def hinge_embedding_loss(input: ArrayT, target: Array, *, margin: float = 1.0, r
 
     Matches ``torch.nn.functional.hinge_embedding_loss``.
     """
+    _, plan, out = planned("hinge_embedding_loss", (input, target), margin, reduction)
+    if out is not NotImplemented:
+        return out
     backend, margin = _check_hinge_embedding(input, target, margin, reduction)
     return forward(backend, "hinge_embedding_loss", (input, target), {"margin": margin, "reduction": reduction},
-                   partial(hinge_embedding_parts, backend, margin=margin))
+                   partial(hinge_embedding_parts, backend, margin=margin), plan=plan)
 
 
 @gradient(hinge_embedding_loss)

@@ -14,6 +14,7 @@ from polyloss import _checks as v
 from polyloss._namespace import check_same
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
+from polyloss.functional._common import planned
 from polyloss.functional._common import pointwise_inputs
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
@@ -98,10 +99,14 @@ def poisson_nll_loss(input: ArrayT, target: Array, *, log_input: bool = True, fu
 
     Matches ``torch.nn.functional.poisson_nll_loss``.
     """
+    _, plan, out = planned("poisson_nll_loss", (input, target), log_input, full, eps, reduction)
+    if out is not NotImplemented:
+        return out
     backend, eps = _check_poisson(input, target, log_input, full, eps, reduction)
     options: dict[str, Any] = {"log_input": log_input, "full": full, "eps": eps}
     parts = partial(poisson_nll_parts, backend, **options)
-    return forward(backend, "poisson_nll_loss", (input, target), {**options, "reduction": reduction}, parts)
+    return forward(backend, "poisson_nll_loss", (input, target), {**options, "reduction": reduction}, parts,
+                   plan=plan)
 
 
 @gradient(poisson_nll_loss)

@@ -316,7 +316,7 @@ def multi_margin_loss(
 
     Matches ``torch.nn.functional.multi_margin_loss``.
     """
-    backend, plan, out = planned("multi_margin_loss", input, target, p, margin, axis, reduction,
+    backend, plan, out = planned("multi_margin_loss", (input, target), p, margin, axis, reduction,
                                  cacheable=weight is None)
     if out is not NotImplemented:
         return out

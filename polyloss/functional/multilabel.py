@@ -15,6 +15,7 @@ from polyloss import _checks as v
 from polyloss._namespace import resolve
 from polyloss.backend._base import Backend
 from polyloss.functional._common import optional_array
+from polyloss.functional._common import planned
 from polyloss.functional._define import gradient
 from polyloss.functional._define import loss
 from polyloss.functional._second_set import backward
@@ -159,9 +160,12 @@ def multilabel_soft_margin_loss(
 
     Matches ``torch.nn.functional.multilabel_soft_margin_loss``.
     """
+    _, plan, out = planned("multilabel_soft_margin_loss", (input, target), reduction, cacheable=weight is None)
+    if out is not NotImplemented:
+        return out
     backend = _check_multilabel_soft_margin(input, target, weight, reduction)
     return forward(backend, "multilabel_soft_margin_loss", (input, target), {"weight": weight, "reduction": reduction},
-                   partial(multilabel_soft_margin_parts, backend, weight=weight))
+                   partial(multilabel_soft_margin_parts, backend, weight=weight), plan=plan)
 
 
 @gradient(multilabel_soft_margin_loss)

@@ -162,7 +162,7 @@ def mse_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduc
 
     Matches ``torch.nn.functional.mse_loss``.
     """
-    backend, plan, out = planned("mse_loss", input, target, reduction, cacheable=weight is None)
+    backend, plan, out = planned("mse_loss", (input, target), reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -212,7 +212,7 @@ def l1_loss(input: ArrayT, target: Array, *, weight: Array | None = None, reduct
     :math:`x = y` is 0, and at a NaN difference 0 too (PyTorch's ``sgn``; the
     loss itself is NaN). Matches ``torch.nn.functional.l1_loss``.
     """
-    backend, plan, out = planned("l1_loss", input, target, reduction, cacheable=weight is None)
+    backend, plan, out = planned("l1_loss", (input, target), reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -267,7 +267,7 @@ def smooth_l1_loss(
 
     Edge rules as :func:`mse_loss`. Matches ``torch.nn.functional.smooth_l1_loss``.
     """
-    backend, plan, out = planned("smooth_l1_loss", input, target, beta, reduction, cacheable=weight is None)
+    backend, plan, out = planned("smooth_l1_loss", (input, target), beta, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)
@@ -348,7 +348,7 @@ def huber_loss(
     Edge rules as :func:`mse_loss`. Equals ``delta * smooth_l1_loss(beta=delta)``.
     Matches ``torch.nn.functional.huber_loss``.
     """
-    backend, plan, out = planned("huber_loss", input, target, delta, reduction, cacheable=weight is None)
+    backend, plan, out = planned("huber_loss", (input, target), delta, reduction, cacheable=weight is None)
     if out is not NotImplemented:
         return out
     _pointwise_checks(input, target, weight, reduction, backend)

@@ -27,6 +27,10 @@ def _arrays() -> dict[str, object]:
         "p": torch.rand(6, 5, generator=gen, dtype=torch.float64),
         "b": (torch.rand(6, 5, generator=gen) > 0.5).double(),
         "lp": torch.log_softmax(x, 1),
+        "s": torch.randint(0, 2, (6, 5), generator=gen).double() * 2 - 1,
+        "s6": torch.randint(0, 2, (6,), generator=gen) * 2 - 1,
+        "z": torch.randn(6, 5, generator=gen, dtype=torch.float64),
+        "k": torch.poisson(torch.full((6, 5), 2.0, dtype=torch.float64), generator=gen),
     }
 
 
@@ -49,6 +53,19 @@ CALLS = {
                                          lambda a: F.binary_cross_entropy_with_logits(a["x"], a["p"])),
     "multi_margin_loss": (lambda a: pl.multi_margin_loss(a["x"], a["t"], margin=0.5),
                           lambda a: F.multi_margin_loss(a["x"], a["t"], margin=0.5)),
+    # the second set: three arrays, labels 1 or -1 (integer ones included) or in [0, 1] read by the plan's guard
+    "poisson_nll_loss": (lambda a: pl.poisson_nll_loss(a["x"], a["k"], full=True),
+                         lambda a: F.poisson_nll_loss(a["x"], a["k"], full=True)),
+    "cosine_embedding_loss": (lambda a: pl.cosine_embedding_loss(a["x"], a["y"], a["s6"], margin=0.2),
+                              lambda a: F.cosine_embedding_loss(a["x"], a["y"], a["s6"], margin=0.2)),
+    "margin_ranking_loss": (lambda a: pl.margin_ranking_loss(a["x"], a["y"], a["s"], margin=0.1, reduction="sum"),
+                            lambda a: F.margin_ranking_loss(a["x"], a["y"], a["s"], margin=0.1, reduction="sum")),
+    "triplet_margin_loss": (lambda a: pl.triplet_margin_loss(a["x"], a["y"], a["z"], p=1.0),
+                            lambda a: F.triplet_margin_loss(a["x"], a["y"], a["z"], p=1.0)),
+    "hinge_embedding_loss": (lambda a: pl.hinge_embedding_loss(a["x"], a["s"], reduction="none"),
+                             lambda a: F.hinge_embedding_loss(a["x"], a["s"], reduction="none")),
+    "multilabel_soft_margin_loss": (lambda a: pl.multilabel_soft_margin_loss(a["x"], a["b"]),
+                                    lambda a: F.multilabel_soft_margin_loss(a["x"], a["b"])),
 }
 
 
@@ -64,6 +81,7 @@ def test_second_call_runs_the_cached_plan_with_pytorchs_numbers(name: str) -> No
     first = ours(a)
     assert _plans_of(name) == 1
     second = ours(a)
+    assert _plans_of(name) == 1
     input_name = {"nll_loss": "lp", "kl_div": "lp", "binary_cross_entropy": "p"}.get(name, "x")
     leaf = a[input_name] = a[input_name].detach().requires_grad_(True)
     third = ours(a)  # requires grad: the same plan, and autograd through the kernel
@@ -71,8 +89,8 @@ def test_second_call_runs_the_cached_plan_with_pytorchs_numbers(name: str) -> No
     expected = theirs(a)
     for value in (first, second, third):
         np.testing.assert_allclose(value.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
-    (grad,) = torch.autograd.grad(third, leaf)
-    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    (grad,) = torch.autograd.grad(third.sum(), leaf)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), leaf)
     np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
@@ -117,13 +135,13 @@ def test_no_plan_while_tracing_or_with_the_fast_paths_off() -> None:
     backend = resolve(a["x"])
     options = (-1, -100, 0.0, "mean")
     pl.cross_entropy(a["x"], a["t"])
-    assert backend.plan_key("cross_entropy", a["x"], a["t"], options) is not None
+    assert backend.plan_key("cross_entropy", (a["x"], a["t"]), options) is not None
     with pl.fast_paths(False):
-        assert backend.plan_key("cross_entropy", a["x"], a["t"], options) is None
+        assert backend.plan_key("cross_entropy", (a["x"], a["t"]), options) is None
     keys = []
 
     def traced(x: object) -> object:
-        keys.append(backend.plan_key("cross_entropy", x, a["t"], options))
+        keys.append(backend.plan_key("cross_entropy", (x, a["t"]), options))
         return pl.cross_entropy(x, a["t"])
 
     grad = torch.func.grad(traced)(a["x"])
@@ -153,3 +171,53 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(1, 6):
         pl.mse_loss(torch.ones(n), torch.zeros(n))
     assert 1 <= len(_common._PLANS) <= 3
+
+
+def test_plans_of_three_arrays_are_per_signature_of_each() -> None:
+    a = _arrays()
+    _common._PLANS.clear()
+    pl.triplet_margin_loss(a["x"], a["y"], a["z"])
+    pl.triplet_margin_loss(a["x"], a["y"], a["z"].float().double())  # the same signature
+    assert _plans_of("triplet_margin_loss") == 1
+    pl.triplet_margin_loss(a["x"][:3], a["y"][:3], a["z"][:3])
+    pl.triplet_margin_loss(a["x"], a["y"], a["z"], swap=True)
+    assert _plans_of("triplet_margin_loss") == 3
+    with pytest.raises(ValueError, match="negative"):
+        pl.triplet_margin_loss(a["x"], a["y"], a["z"][:3])
+    with pytest.raises(TypeError, match="positive"):
+        pl.triplet_margin_loss(a["x"], a["y"].numpy(), a["z"])
+    with pytest.raises(TypeError, match="anchor"):
+        pl.triplet_margin_loss(a["x"].numpy().tolist(), a["y"], a["z"])
+
+
+@pytest.mark.parametrize("name", ["margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss"])
+def test_a_cached_plan_reads_the_labels(name: str) -> None:
+    """Labels other than 1 and -1, NaN included, meet the plan's guard: the loss's ``ValueError`` names them."""
+    a = _arrays()
+    ours, _ = CALLS[name]
+    ours(a)
+    label = "s6" if name == "cosine_embedding_loss" else "s"
+    ours({**a, label: a[label].double()})  # the float64 labels' plan
+    for bad in (0.5, 0.0, 2.0, float("nan")):
+        labels = a[label].double().clone()
+        labels.view(-1)[1] = bad
+        with pytest.raises(ValueError, match="labels 1 or -1"):
+            ours({**a, label: labels})
+    labels = a[label].clone()
+    labels.view(-1)[-1] = 0
+    with pytest.raises(ValueError, match="labels 1 or -1"):
+        ours({**a, label: labels})
+
+
+def test_a_cached_plan_keeps_nan_and_declines_what_the_kernel_differs_on() -> None:
+    a = _arrays()
+    pl.margin_ranking_loss(a["x"], a["y"], a["s"])
+    nan = a["x"].clone()
+    nan[2, 3] = float("nan")
+    assert torch.isnan(pl.margin_ranking_loss(nan, a["y"], a["s"]))
+    pl.multilabel_soft_margin_loss(a["x"], a["b"])
+    with pytest.raises(ValueError, match="target"):
+        pl.multilabel_soft_margin_loss(a["x"], a["b"] + 1.0)
+    empty = torch.zeros(0, 5, dtype=torch.float64)
+    assert pl.poisson_nll_loss(empty, empty).item() == 0.0  # polyloss's rule where ATen's mean is NaN
+    assert pl.poisson_nll_loss(empty, empty).item() == 0.0
