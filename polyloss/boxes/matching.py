@@ -88,8 +88,8 @@ class Matcher:
     def match_boxes(self, gt_boxes: Any, predictions: Any, valid: Any = None) -> Any:
         """``self(box_iou(gt_boxes, predictions), valid)``, the IoU rows going straight into the matching.
 
-        Up to 32 ground truths the ``(..., G, P)`` IoU matrix is never
-        stacked; the result is the same. A subclass that overrides
+        Up to 32 ground truths on host arrays the ``(..., G, P)`` IoU matrix
+        is never stacked; the result is the same. A subclass that overrides
         ``__call__`` is called on the matrix.
         """
         g = gt_boxes.shape[-2] if gt_boxes.ndim >= 2 else 0
@@ -99,7 +99,9 @@ class Matcher:
         backend = pair_backend(gt_boxes, predictions)
         xp = backend.xp
         batch = math.prod(gt_boxes.shape[:-2]) if predictions.ndim == 2 else math.prod(predictions.shape[:-1])
-        if batch * p <= _WHOLE_MAX:  # a few ops on the whole (..., G, P) matrix: per-op overhead dominates
+        # a few ops on the whole (..., G, P) matrix where per-op overhead dominates, and where values cannot be
+        # read (a GPU, tracing: the compiler fuses whole-matrix reductions better than a chain of rows)
+        if batch * p <= _WHOLE_MAX or not backend.is_host_array(predictions):
             quality = box_iou(gt_boxes, predictions)
             return self._match(backend, _Quality.of(xp, quality, _valid_mask(backend, tuple(quality.shape),
                                                                              valid), whole=True))
@@ -275,17 +277,16 @@ class _Quality:
 def _owners(xp: Any, claims: Any, p: int) -> Any:
     """``(..., P)`` int64: the last ground truth (row) whose claim is each prediction, else -1.
 
-    ``claims (..., G)``: each row's best prediction, -1 for none. One comparison
-    against the positions and a maximum over G (int8 up to 127 rows), instead
-    of four passes over ``(..., P)`` per row.
+    ``claims (..., G)``: each row's best prediction, -1 for none. The first
+    position of each prediction among the reversed claims (:meth:`Backend.first_index`:
+    one scatter-min on PyTorch, where the ``(..., G, P)`` comparison it replaces
+    compiles to a loop some ten times slower than the eager ops), counted back from G.
     """
-    device = _device_of(claims)
+    backend = resolve(claims, input_name="claims")
     g = claims.shape[-1]
-    positions = xp.arange(p, dtype=xp.int64, device=device)
-    claimed = xp.expand_dims(claims, axis=-1) == positions  # (..., G, P)
-    small = xp.int8 if g <= 127 else xp.int32
-    rank = xp.reshape(xp.arange(1, g + 1, dtype=small, device=device), (g, 1))
-    return xp.astype(xp.max(xp.astype(claimed, small) * rank, axis=-2), xp.int64) - 1
+    reversed_rows = xp.reshape(xp.flip(claims, axis=-1), (-1, g))
+    first = backend.first_index(xp.where(reversed_rows >= 0, reversed_rows, p), p)  # G where no row claims it
+    return xp.reshape((g - 1) - first, (*claims.shape[:-1], p))
 
 
 def _padding_to_minus_inf(xp: Any, rows: Iterable[Any], valid: Any) -> Iterator[Any]:
