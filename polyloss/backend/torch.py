@@ -779,19 +779,32 @@ class TorchBackend(Backend):
         return out.scatter_reduce_(1, ids, positions, "amin")[:, :size]
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
-        """NumPy's selection on a zero-copy view for CPU tensors (``torch.sort`` and ``topk`` are 5-30x
-        slower on CPU); ``topk`` up to the largest position elsewhere; a full sort while compiling and under
-        ``torch.func`` transforms (no value read)."""
+        """:func:`eager_kth_value`; while compiling, for CPU tensors, the same as one opaque operator of the graph
+        (``torch.ops.polyloss.kth_value``: no sort, no graph break); a full sort elsewhere while compiling and
+        under ``torch.func`` transforms (no value read)."""
         torch = _torch()
+        if (torch.compiler.is_compiling() and keys.device.type == "cpu"
+                and not torch._C._are_functorch_transforms_active()):
+            from polyloss.backend import _torch_select
+
+            return _torch_select.kth_value(keys.detach(), position, descending)
         if tracing():
             return super().kth_value(keys, position, descending=descending)
-        keys = keys.detach()
-        if keys.device.type == "cpu" and keys.dtype not in (torch.bfloat16, torch.float16):
-            numpy_backend = _numpy_backend()
-            return torch.from_numpy(numpy_backend.kth_value(keys.numpy(), position.numpy(), descending=descending))
-        head = int(position.max()) if position.numel() else 1
-        ordered = torch.topk(keys, head, dim=-1, largest=descending, sorted=True).values
-        return self.take_along_axis(ordered, position - 1, axis=-1)
+        return eager_kth_value(keys, position, descending=descending)
+
+
+def eager_kth_value(keys: Any, position: Any, *, descending: bool) -> Any:
+    """:meth:`Backend.kth_value` on tensors whose values can be read: NumPy's selection on a zero-copy view for
+    CPU tensors (``torch.sort`` and ``topk`` are 5-30x slower on CPU), ``topk`` up to the largest position
+    elsewhere. A new tensor, without a graph."""
+    torch = _torch()
+    keys = keys.detach()
+    if keys.device.type == "cpu" and keys.dtype not in (torch.bfloat16, torch.float16):
+        numpy_backend = _numpy_backend()
+        return torch.from_numpy(numpy_backend.kth_value(keys.numpy(), position.numpy(), descending=descending))
+    head = int(position.max()) if position.numel() else 1
+    ordered = torch.topk(keys, head, dim=-1, largest=descending, sorted=True).values
+    return ordered.gather(-1, position - 1)
 
 
 @hookimpl

@@ -49,6 +49,54 @@ def test_kth_value_traces_under_torch_compile():
     assert torch.equal(compiled(keys, position), expected)
 
 
+@pytest.mark.parametrize("dtype_name", ["float16", "float32", "float64", "int64"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_kth_value_while_compiling_is_one_opaque_selection_without_a_sort(dtype_name, descending):
+    """Under ``torch.compile`` on the CPU, ``kth_value`` is one ``polyloss::kth_value`` node running the eager
+    selection: no sort in the graph, no graph break, NumPy's sorted value at each row's position."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(len(dtype_name))
+    values = rng.integers(-6, 6, (5, 41)).astype(np.float64)  # ties
+    values[0, :4] = -np.inf
+    keys = torch.from_numpy(values).to(getattr(torch, dtype_name)) if dtype_name != "int64" else \
+        torch.from_numpy(values[1:].astype(np.int64))
+    position = torch.from_numpy(rng.integers(1, 42, (keys.shape[0], 1)))
+    position[0] = 1
+    backend = pl.get_backend("torch")
+    targets = []
+
+    def record(gm, example_inputs):
+        targets.extend(str(node.target) for node in gm.graph.nodes)
+        return gm
+
+    torch._dynamo.reset()
+    got = torch.compile(lambda k, p: backend.kth_value(k * 1, p, descending=descending), fullgraph=True,
+                        backend=record)(keys, position)
+    assert any("polyloss.kth_value" in t for t in targets)
+    assert not any("sort" in t or "topk" in t for t in targets)
+    ordered = np.sort(keys.double().numpy() if keys.is_floating_point() else keys.numpy(), axis=-1)
+    expected = np.take_along_axis(ordered[..., ::-1] if descending else ordered, position.numpy() - 1, axis=-1)
+    assert got.dtype == keys.dtype and got.shape == tuple(position.shape)
+    np.testing.assert_array_equal(got.double().numpy() if got.is_floating_point() else got.numpy(), expected)
+
+
+def test_kth_value_compiles_with_inductor_and_does_not_recompile():
+    torch = pytest.importorskip("torch")
+    from torch._dynamo.utils import counters
+
+    backend = pl.get_backend("torch")
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda k, p: backend.kth_value(k, p, descending=True), fullgraph=True)
+    for seed in range(3):
+        keys = torch.randn(3, 50, generator=torch.Generator().manual_seed(seed))
+        position = torch.tensor([[3], [50], [1]])
+        got = compiled(keys, position)
+        assert torch.equal(got, torch.sort(keys, dim=-1, descending=True).values.gather(1, position - 1))
+        if seed == 0:
+            graphs = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_take_along_axis_gathers_like_numpy(xp):
     rng = np.random.default_rng(3)
     values = rng.standard_normal((3, 6, 4))
