@@ -65,7 +65,11 @@ def _poisson_nll_plan(input: Any, target: Any, *, log_input: bool, full: bool, e
     return _label_run(torch.poisson_nll_loss, None, target, (log_input, full, eps, _tb()._REDUCTION[reduction]))
 
 
-def _gaussian_nll(input: Any, target: Any, var: Any, *, full: bool, eps: float, reduction: str) -> Any:
+def _gaussian_nll(input: Any, target: Any, var: Any, *, full: bool, eps: float, reduction: str, parts: Any) -> Any:
+    """``parts``: :func:`polyloss.functional.likelihood.gaussian_nll_parts` bound to the backend and options,
+    handed over by the loss. Where only ``input`` may need a gradient, the family's closed form in one fused
+    node (``torch.nn.functional``'s composite makes some fourteen passes forward and backward); where ``var``
+    needs one too, ``torch.nn.functional``'s (PyTorch's gradient by ``var``)."""
     tb = _tb()
     if not _usable(input, reduction):
         return NotImplemented
@@ -73,8 +77,10 @@ def _gaussian_nll(input: Any, target: Any, var: Any, *, full: bool, eps: float, 
         if not tb._values_readable(var):
             return NotImplemented  # PyTorch reads var's values (a sync; a graph break while tracing)
         var = tb._same_dtype(var, input)
-    return tb._F().gaussian_nll_loss(input, tb._same_dtype(target, input), var, full=full, eps=eps,
-                                     reduction=reduction)
+    target = tb._same_dtype(target, input)
+    if tb._wants_grad(input, target, None if isinstance(var, float) else var) is not None:
+        return tb._run_fused("gaussian_nll_loss", parts, reduction, input, target, var)
+    return tb._F().gaussian_nll_loss(input, target, var, full=full, eps=eps, reduction=reduction)
 
 
 def _cosine_embedding_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:

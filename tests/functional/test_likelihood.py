@@ -111,3 +111,21 @@ def test_var_gradient_on_the_fast_path_is_pytorchs():
     pl.gaussian_nll_loss(t64(x), t64(y), v1).backward()
     F.gaussian_nll_loss(t64(x), t64(y), v2).backward()
     torch.testing.assert_close(v1.grad, v2.grad)
+
+
+def test_gaussian_fast_path_is_one_fused_node_unless_var_needs_a_gradient():
+    """Only ``input`` needs a gradient: the family's closed form in one autograd node (PyTorch's numbers, the
+    value at rtol 1e-12); ``var`` needs one too: ``torch.nn.functional``'s graph, whose gradient by ``var``
+    is PyTorch's."""
+    x, y, var = _gaussian((6, 5), (6, 1), seed=8)
+    xt = t64(x, requires_grad=True)
+    out = pl.gaussian_nll_loss(xt, t64(y), t64(var), full=True)
+    assert "Fused" in type(out.grad_fn).__name__
+    (grad,) = torch.autograd.grad(out, xt)
+    xr = t64(x, requires_grad=True)
+    expected = F.gaussian_nll_loss(xr, t64(y), t64(var), full=True)
+    (expected_grad,) = torch.autograd.grad(expected, xr)
+    np.testing.assert_allclose(out.item(), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-12, atol=1e-15)
+    out = pl.gaussian_nll_loss(t64(x, requires_grad=True), t64(y), t64(var, requires_grad=True))
+    assert "Fused" not in type(out.grad_fn).__name__
