@@ -90,11 +90,26 @@ def _cosine_embedding_plan(input1: Any, input2: Any, target: Any, *, margin: flo
     return _label_run(torch.cosine_embedding_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
 
 
-def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str) -> Any:
+def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str,
+                         parts: Any) -> Any:
+    """ATen's kernel; where only ``input1`` needs a gradient, ``parts`` (the family's closed form, bound by the
+    loss) in one fused node instead: ATen's composite makes about eleven passes forward and backward, its
+    ``clamp_min`` backward a slow select."""
     if not _usable(input1, reduction):
         return None
-    torch = _tb()._torch()
-    return _label_run(torch.margin_ranking_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
+    tb = _tb()
+    aten = _label_run(tb._torch().margin_ranking_loss, _signs, target, (margin, tb._REDUCTION[reduction]))
+    guarded = target.numel() > 0 and tb._values_readable(target)
+
+    def run(input1: Any, input2: Any, target: Any, checked: bool = False) -> Any:
+        if not tb._wants_grad(input1, input2, target):
+            return aten(input1, input2, target, checked=checked)
+        if guarded and not checked and not _signs(target):
+            return NotImplemented
+        return tb._run_fused("margin_ranking_loss", parts, reduction, input1, tb._same_dtype(input2, input1),
+                             tb._same_dtype(target, input1))
+
+    return run
 
 
 def _triplet_margin_plan(anchor: Any, positive: Any, negative: Any, *, margin: float, p: float, eps: float,

@@ -162,10 +162,12 @@ def _check_ranking(input1: Any, input2: Any, target: Any, margin: object, reduct
 
 def margin_ranking_parts(backend: Backend, x1: Any, x2: Any, y: Any, *, margin: float,
                          need_grad: bool) -> tuple[Any, Any]:
-    """Element-wise ``max(0, m - y (x1 - x2))`` and, if asked, its derivative by ``x1``."""
+    """Element-wise ``max(0, m - y (x1 - x2))`` and, if asked, its derivative by ``x1`` (then the value is the
+    closed form's, ``relu``: no autograd runs through it). Also the torch fast path's fused forward and backward."""
     z = margin - y * (x1 - x2)
-    value = clamp_min0(backend, z)
-    return value, (-y * clamp_min0_grad(backend, z) if need_grad else None)
+    if not need_grad:
+        return clamp_min0(backend, z), None
+    return backend.relu(z), -y * clamp_min0_grad(backend, z)
 
 
 @loss
@@ -193,8 +195,9 @@ def margin_ranking_loss(input1: ArrayT, input2: Array, target: Array, *, margin:
     if out is not NotImplemented:
         return out
     backend, margin = _check_ranking(input1, input2, target, margin, reduction)
-    return forward(backend, "margin_ranking_loss", arrays, {"margin": margin, "reduction": reduction},
-                   partial(margin_ranking_parts, backend, margin=margin), plan=plan)
+    parts = partial(margin_ranking_parts, backend, margin=margin)
+    return forward(backend, "margin_ranking_loss", arrays, {"margin": margin, "reduction": reduction, "parts": parts},
+                   parts, plan=plan)
 
 
 @gradient(margin_ranking_loss)
