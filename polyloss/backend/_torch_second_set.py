@@ -90,11 +90,15 @@ def _cosine_embedding_plan(input1: Any, input2: Any, target: Any, *, margin: flo
     return _label_run(torch.cosine_embedding_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
 
 
+#: below this many elements a custom autograd node's own cost (about 10 us) outweighs the passes it saves
+_FUSED_MIN_ELEMENTS = 1 << 15
+
+
 def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float, reduction: str,
                          parts: Any) -> Any:
-    """ATen's kernel; where only ``input1`` needs a gradient, ``parts`` (the family's closed form, bound by the
-    loss) in one fused node instead: ATen's composite makes about eleven passes forward and backward, its
-    ``clamp_min`` backward a slow select."""
+    """ATen's kernel; where only ``input1`` needs a gradient (and it holds :data:`_FUSED_MIN_ELEMENTS` at
+    least), ``parts`` (the family's closed form, bound by the loss) in one fused node instead: ATen's
+    composite makes about eleven passes forward and backward, its ``clamp_min`` backward a slow select."""
     if not _usable(input1, reduction):
         return None
     tb = _tb()
@@ -102,7 +106,7 @@ def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float
     guarded = target.numel() > 0 and tb._values_readable(target)
 
     def run(input1: Any, input2: Any, target: Any, checked: bool = False) -> Any:
-        if not tb._wants_grad(input1, input2, target):
+        if input1.numel() < _FUSED_MIN_ELEMENTS or not tb._wants_grad(input1, input2, target):
             return aten(input1, input2, target, checked=checked)
         if guarded and not checked and not _signs(target):
             return NotImplemented

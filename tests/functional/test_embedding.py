@@ -149,3 +149,33 @@ def test_compiles_fullgraph():
     assert_compiles(pl.margin_ranking_loss, (x1, x2, _signs((6, 5), rng)))
     assert_compiles(pl.triplet_margin_loss, (x1, x2, rng.normal(size=(6, 5))), swap=True)
     assert_compiles(pl.hinge_embedding_loss, (x1, _signs((6, 5), rng)))
+
+
+def test_margin_ranking_fused_node_at_a_large_size_gives_pytorchs_numbers():
+    """From 32768 elements, where only ``input1`` needs a gradient, the torch fast path is one fused node of the
+    family's closed form (below, ATen's kernel): PyTorch's value and gradient, NaN and the kink included."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(11)
+    x1, x2 = rng.normal(size=(256, 256)), rng.normal(size=(256, 256))
+    y = rng.choice([-1.0, 1.0], size=(256, 256))
+    x2[0, 0] = x1[0, 0] + 0.1 * y[0, 0]  # the kink: m - y (x1 - x2) = 0 at m = 0.1
+    x1[1, 1] = np.nan
+    for reduction in ("mean", "sum", "none"):
+        a = torch.tensor(x1, requires_grad=True)
+        out = pl.margin_ranking_loss(a, torch.tensor(x2), torch.tensor(y), margin=0.1, reduction=reduction)
+        assert "Fused" in type(out.grad_fn).__name__
+        b = torch.tensor(x1, requires_grad=True)
+        expected = F.margin_ranking_loss(b, torch.tensor(x2), torch.tensor(y), margin=0.1, reduction=reduction)
+        np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
+        (grad,) = torch.autograd.grad(out.sum(), a)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), b)
+        np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="labels 1 or -1"):
+        bad = y.copy()
+        bad[3, 3] = 0.5
+        pl.margin_ranking_loss(torch.tensor(x1, requires_grad=True), torch.tensor(x2), torch.tensor(bad))
+    small = torch.tensor(x1[:4], requires_grad=True)
+    out = pl.margin_ranking_loss(small, torch.tensor(x2[:4]), torch.tensor(y[:4]))
+    assert "Fused" not in type(out.grad_fn).__name__
