@@ -45,11 +45,11 @@ def _label_run(kernel: Any, guard: Any, target: Any, options: tuple[Any, ...]) -
     """``run(*arrays)``: ``kernel(input, *rest in its dtype, *options)``, after ``guard(target)`` (the last
     array) unless the loss read the target this call (``checked``), it cannot be read, or it is empty."""
     tb = _tb()
-    guarded = guard is not None and target.numel() > 0 and tb._values_readable(target)
+    read = guard if guard is not None and target.numel() > 0 and tb._values_readable(target) else None
     same = tb._same_dtype
 
     def run(input: Any, other: Any, *last: Any, checked: bool = False) -> Any:
-        if guarded and not checked and not guard(last[0] if last else other):
+        if read is not None and not checked and not read(last[0] if last else other):
             return NotImplemented
         if last:
             return kernel(input, same(other, input), same(last[0], input), *options)

@@ -19,7 +19,8 @@ def kth_value(keys: torch.Tensor, position: torch.Tensor, descending: bool) -> t
     """Per row, the value at ``position`` (1-based) of ``keys`` sorted along the last axis: ``(..., 1)``."""
     from polyloss.backend.torch import eager_kth_value
 
-    return eager_kth_value(keys, position, descending=descending)
+    value: torch.Tensor = eager_kth_value(keys, position, descending=descending)
+    return value
 
 
 @kth_value.register_fake
