@@ -6,9 +6,10 @@ once, by the loss's check function) and returns ``NotImplemented`` where PyTorch
 polyloss's -- the mean of an empty batch (PyTorch: NaN) above all -- so that the generic code runs. Where
 PyTorch has a kernel it is ATen's (``torch.<name>``, which ``torch.nn.functional``'s wrapper calls), built
 as a plan (see "kernel plans" in :mod:`polyloss.backend.torch`): a cached plan reads the labels a loss
-checks (1 or -1, or in [0, 1]) as its guard. ``soft_margin_loss`` instead runs the family's closed-form
-value and derivative in one fused autograd node, since PyTorch's kernel overflows to inf (and its gradient
-to NaN) where ``-y x`` is large.
+checks (1 or -1, or in [0, 1]) as its guard. ``soft_margin_loss`` is not here: it runs the family's
+closed-form value and derivative in one fused autograd node (``_fused_elementwise`` in
+:mod:`polyloss.backend.torch`), since PyTorch's kernel overflows to inf (and its gradient to NaN) where
+``-y x`` is large.
 
 Nothing here imports torch or :mod:`polyloss.backend.torch` at import time; the latter's helpers are
 looked up when a fast path runs.
@@ -103,15 +104,16 @@ def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float
         return None
     tb = _tb()
     aten = _label_run(tb._torch().margin_ranking_loss, _signs, target, (margin, tb._REDUCTION[reduction]))
-    guarded = target.numel() > 0 and tb._values_readable(target)
+
+    def closed_form(input1: Any, input2: Any, target: Any) -> Any:
+        return tb._run_fused("margin_ranking_loss", parts, reduction, input1, input2, target)
+
+    fused = _label_run(closed_form, _signs, target, ())
 
     def run(input1: Any, input2: Any, target: Any, checked: bool = False) -> Any:
-        if input1.numel() < _FUSED_MIN_ELEMENTS or not tb._wants_grad(input1, input2, target):
-            return aten(input1, input2, target, checked=checked)
-        if guarded and not checked and not _signs(target):
-            return NotImplemented
-        return tb._run_fused("margin_ranking_loss", parts, reduction, input1, tb._same_dtype(input2, input1),
-                             tb._same_dtype(target, input1))
+        large = input1.numel() >= _FUSED_MIN_ELEMENTS
+        return (fused if large and tb._wants_grad(input1, input2, target) else aten)(input1, input2, target,
+                                                                                     checked=checked)
 
     return run
 
@@ -129,15 +131,6 @@ def _hinge_embedding_plan(input: Any, target: Any, *, margin: float, reduction: 
         return None
     torch = _tb()._torch()
     return _label_run(torch.hinge_embedding_loss, _signs, target, (margin, _tb()._REDUCTION[reduction]))
-
-
-def _soft_margin(input: Any, target: Any, *, reduction: str, elementwise: Any) -> Any:
-    """``elementwise``: :func:`polyloss.functional.multilabel.soft_margin_elementwise` bound to the backend,
-    handed over by the loss (the formula lives in the family only)."""
-    tb = _tb()
-    if tb._wants_grad(input, target) is None:
-        return NotImplemented
-    return tb._run_fused("soft_margin_loss", elementwise, reduction, input, tb._same_dtype(target, input))
 
 
 def _multilabel_soft_margin_plan(input: Any, target: Any, *, weight: Any, reduction: str) -> Any:
@@ -186,6 +179,5 @@ KERNEL_PLANS = {
 }
 FAST_PATHS = {
     "gaussian_nll_loss": _gaussian_nll,
-    "soft_margin_loss": _soft_margin,
     "multilabel_margin_loss": _multilabel_margin,
 }

@@ -17,9 +17,9 @@ __all__ = ["kth_value"]
 @torch.library.custom_op("polyloss::kth_value", mutates_args=())
 def kth_value(keys: torch.Tensor, position: torch.Tensor, descending: bool) -> torch.Tensor:
     """Per row, the value at ``position`` (1-based) of ``keys`` sorted along the last axis: ``(..., 1)``."""
-    from polyloss.backend.torch import eager_kth_value
+    from polyloss.backend.torch import _eager_kth_value
 
-    value: torch.Tensor = eager_kth_value(keys, position, descending=descending)
+    value: torch.Tensor = _eager_kth_value(keys, position, descending=descending)
     return value
 
 

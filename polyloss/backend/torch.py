@@ -572,6 +572,7 @@ FAST_PATHS = {
     "giou_loss": _fused_elementwise("giou_loss"),
     "diou_loss": _fused_elementwise("diou_loss"),
     "ciou_loss": _fused_elementwise("ciou_loss"),
+    "soft_margin_loss": _fused_elementwise("soft_margin_loss"),
     "mse_loss": _mse,
     "l1_loss": _l1,
     "smooth_l1_loss": _smooth_l1,
@@ -630,7 +631,7 @@ class TorchBackend(Backend):
             return None
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return None
-        if len(arrays) == 2:
+        if len(arrays) == 2:  # the usual (input, target): one flat tuple, no loop (a third of a tiny call's key)
             target = arrays[1]
             if target.__class__ is not tensor:
                 return None
@@ -779,7 +780,7 @@ class TorchBackend(Backend):
         return out.scatter_reduce_(1, ids, positions, "amin")[:, :size]
 
     def kth_value(self, keys: Any, position: Any, *, descending: bool = False) -> Any:
-        """:func:`eager_kth_value`; while compiling, for CPU tensors, the same as one opaque operator of the graph
+        """:func:`_eager_kth_value`; while compiling, for CPU tensors, the same as one opaque operator of the graph
         (``torch.ops.polyloss.kth_value``: no sort, no graph break); a full sort elsewhere while compiling and
         under ``torch.func`` transforms (no value read)."""
         torch = _torch()
@@ -790,10 +791,10 @@ class TorchBackend(Backend):
             return _torch_select.kth_value(keys.detach(), position, descending)
         if tracing():
             return super().kth_value(keys, position, descending=descending)
-        return eager_kth_value(keys, position, descending=descending)
+        return _eager_kth_value(keys, position, descending=descending)
 
 
-def eager_kth_value(keys: Any, position: Any, *, descending: bool) -> Any:
+def _eager_kth_value(keys: Any, position: Any, *, descending: bool) -> Any:
     """:meth:`Backend.kth_value` on tensors whose values can be read: NumPy's selection on a zero-copy view for
     CPU tensors (``torch.sort`` and ``topk`` are 5-30x slower on CPU), ``topk`` up to the largest position
     elsewhere. A new tensor, without a graph."""

@@ -18,6 +18,10 @@ cosine = builder(A, B, PAIR_LABELS)
 ranking = builder(A, B, LABELS)
 triplet = builder(A, B, N)
 hinge = builder(np.abs(A), LABELS)
+# 32768 elements: PyTorch's margin ranking runs the family's closed form in one fused node from this size on
+_rng = np.random.default_rng(0)
+ranking_large = builder(_rng.normal(size=(256, 128)), _rng.normal(size=(256, 128)),
+                        _rng.choice([-1.0, 1.0], size=(256, 128)))
 
 
 def _common(name, with_, label_at, empty, labels_shape):
@@ -65,6 +69,13 @@ ROWS = [
     EdgeRow("margin_ranking_loss", "inf-input-ranked-above", ranking(at0=((0, 0), np.inf)), "finite"),
     EdgeRow("margin_ranking_loss", "margin-negative", ranking(margin=-3.0), "finite"),
     EdgeRow("margin_ranking_loss", "margin-huge", ranking(margin=1e30), "finite"),
+    EdgeRow("margin_ranking_loss", "large-nan-input", ranking_large(at0=((3, 5), np.nan)), "nan"),
+    EdgeRow("margin_ranking_loss", "large-nan-input-none", ranking_large(at0=((3, 5), np.nan), reduction="none"),
+            "nan"),
+    EdgeRow("margin_ranking_loss", "large-inf-input-ranked-above",
+            ranking_large(at0=((0, 0), np.inf), at2=((0, 0), 1.0), reduction="sum"), "finite"),
+    EdgeRow("margin_ranking_loss", "large-label-zero", ranking_large(at2=((7, 7), 0.0)), ValueError, ("target",)),
+    EdgeRow("margin_ranking_loss", "large-nan-label", ranking_large(at2=((7, 7), np.nan)), ValueError, ("target",)),
     EdgeRow("margin_ranking_loss", "input2-shape", ranking(a1=np.zeros((3, 1))), ValueError, ("input2",)),
     EdgeRow("margin_ranking_loss", "target-shape", ranking(a2=np.ones(3)), ValueError, ("target",)),
     *_common("hinge_embedding_loss", hinge, "at1", lambda **o: hinge(a0=EMPTY, a1=EMPTY, **o), (3, 3)),
