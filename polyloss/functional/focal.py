@@ -348,12 +348,20 @@ def softmax_focal_elementwise(backend: Backend, logp_y: Any, *, gamma: float, ne
 def _softmax_focal_terms(
     backend: Backend, input: Any, parts: _SoftmaxFocal, need_grad: bool
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
-    """``(x, log p, valid, safe indices, per-sample loss, d loss / d log p_y)``, alpha applied to both."""
+    """``(x, log p, valid, safe indices, per-sample loss, d loss / d log p_y)``, alpha applied to both; ``log p``
+    is None where the cross-entropy kernel gave :math:`\log p_y` (NumPy, value only)."""
     x, a = compute_dtype(backend, input, parts.alpha_array)
-    logp = backend.log_softmax(x, parts.axis)
     valid, safe = index_targets(backend, parts.target, parts.ignore_index)
-    value, coef = softmax_focal_elementwise(backend, pick(backend, logp, safe, parts.axis), gamma=parts.gamma,
-                                            need_grad=need_grad)
+    logp, nll = None, NotImplemented
+    if not need_grad and backend.host:  # NumPy: the cross-entropy kernel's -log p_y, no log-softmax formed
+        nll = try_fast_path(backend, "cross_entropy", x, safe, axis=parts.axis, weight=None, ignore_index=None,
+                            label_smoothing=0.0, reduction="none")
+    if nll is NotImplemented:
+        logp = backend.log_softmax(x, parts.axis)
+        logp_y = pick(backend, logp, safe, parts.axis)
+    else:
+        logp_y = -nll
+    value, coef = softmax_focal_elementwise(backend, logp_y, gamma=parts.gamma, need_grad=need_grad)
     factor = take_per_class(backend, a, safe) if a is not None else parts.alpha
     if factor is not None:
         value = value * factor
@@ -394,9 +402,9 @@ def softmax_focal_loss(
     Edge rules (every path and backend):
 
     - NaN in ``input`` gives NaN in its sample (and in ``"mean"``/``"sum"``), unless the
-      sample is ignored. A logit of :math:`+\infty` gives NaN in its sample when it is the
-      target's (:math:`\infty - \infty`) and :math:`\infty` otherwise; :math:`-\infty` on
-      another class is a probability of 0 (finite loss and gradient).
+      sample is ignored. A logit of :math:`+\infty` gives NaN in its sample, on the target's
+      class or another (:math:`\infty - \infty` in the log-softmax, as PyTorch's);
+      :math:`-\infty` on another class is a probability of 0 (finite loss and gradient).
     - A class index outside [0, C) that is not ``ignore_index`` raises ``ValueError`` naming
       ``target`` where values can be read without a device sync (NumPy,
       array-api-strict, PyTorch on the CPU outside ``torch.compile``/``torch.func``). On a GPU

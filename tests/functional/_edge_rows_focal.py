@@ -89,6 +89,9 @@ ROWS += [
     EdgeRow(SM, "nan-input-in-ignored-sample", _softmax(x_at=((1, 1), NAN), y_at=(1, -100)), "finite"),
     EdgeRow(SM, "plus-inf-on-target", _softmax(x_at=((0, 0), INF)), "nan"),  # inf - inf in the log-softmax
     EdgeRow(SM, "minus-inf-on-other-class", _softmax(x_at=((0, 1), -INF)), "finite"),
+    EdgeRow(SM, "plus-inf-on-other-class", _softmax(x_at=((0, 1), INF)), "nan"),  # the whole log-softmax row
+    EdgeRow(SM, "plus-inf-on-other-class-none", _softmax(x_at=((0, 1), INF), reduction="none"), "nan"),
+    EdgeRow(SM, "all-minus-inf-row", _softmax(x=np.vstack([np.full((1, 3), -INF), L[1:]])), "nan"),
     EdgeRow(SM, "target-out-of-range", _softmax(y_at=(2, 3)), ValueError, ("target",)),
     EdgeRow(SM, "target-negative", _softmax(y_at=(2, -1)), ValueError, ("target",)),
     EdgeRow(SM, "ignored-target", _softmax(y_at=(2, -100)), "finite"),
