@@ -60,45 +60,51 @@ def _check_margin(margin: Any) -> float:
 # -- binary hinge ------------------------------------------------------------------------------
 
 
-def _check_hinge_labels(backend: Backend, target: Any) -> None:
-    """Where values can be read without a device sync: every label in {-1, 0, 1} (NaN is not)."""
+def _check_hinge_labels(backend: Backend, target: Any) -> bool:
+    """Where values can be read without a device sync: every label in {-1, 0, 1} (NaN is not). Returns whether
+    every label was read and found to be 1 or -1 (the sign map of :func:`hinge_elementwise` is then ``y``)."""
     kind = backend.dtype_kind(target.dtype)
     if kind == "b" or math.prod(target.shape) == 0 or not backend.is_host_array(target):
-        return
+        return False
     xp = backend.xp
     target = backend.stop_gradient(target)
     if kind == "i":
         t = target if target.dtype == xp.int64 else xp.astype(target, xp.int64)  # (torch: no min of uint64)
-        lo, hi = int(xp.min(t)), int(xp.max(t))
+        lo, hi = backend.min_max(t)
         if lo >= -1 and hi <= 1:
-            return
+            return False
         bad: float = lo if lo < -1 else hi
     else:
-        # |y| - y^2 is 0 exactly for -1, 0 and 1, NaN for NaN, nonzero otherwise (float arithmetic only: on
-        # CPU comparisons and bool casts cost several element-wise passes)
+        # |y| is 1 throughout for sign labels (the usual case: two passes); else |y| - y^2 is 0 exactly for -1,
+        # 0 and 1, NaN for NaN, nonzero otherwise (float arithmetic only: on CPU comparisons and bool casts
+        # cost several element-wise passes)
         gap = xp.abs(target)
+        lo, hi = backend.min_max(gap)
+        if lo == 1.0 and hi == 1.0:
+            return True
         gap -= target * target
-        if float(xp.max(gap)) == 0.0 and float(xp.min(gap)) == 0.0:
-            return
+        lo, hi = backend.min_max(gap)
+        if lo == 0.0 and hi == 0.0:
+            return False
         ok = gap == 0.0
         bad = float(xp.max(xp.where(ok, -math.inf, target)))  # NaN where one is NaN
     raise ValueError(f"target of a hinge loss must hold labels in {{-1, 1}} or {{0, 1}}, got {bad!r}")
 
 
-def _check_hinge(backend: Backend, input: Any, target: Any, margin: Any, reduction: str) -> float:
-    """The checks of the hinge losses and their gradients, labels included (where readable); returns the margin."""
+def _check_hinge(backend: Backend, input: Any, target: Any, margin: Any, reduction: str) -> tuple[float, bool]:
+    """The checks of the hinge losses and their gradients, labels included (where readable); returns the margin
+    and whether every label is known to be 1 or -1."""
     v.check_reduction(reduction)
     v.check_floating(backend, input)
     v.check_same_shape(input, target)
     if backend.dtype_kind(target.dtype) not in "fib":
         raise TypeError(f"target must hold numeric or boolean labels, got dtype {target.dtype}")
     checked = _check_margin(margin)
-    _check_hinge_labels(backend, target)
-    return checked
+    return checked, _check_hinge_labels(backend, target)
 
 
 def hinge_elementwise(
-    backend: Backend, x: Any, y: Any, *, margin: float, squared: bool, need_grad: bool
+    backend: Backend, x: Any, y: Any, *, margin: float, squared: bool, need_grad: bool, signs: bool = False
 ) -> tuple[Any, Any]:
     r"""Element-wise (squared) hinge loss of scores ``x`` and labels ``y`` (same dtype), and if
     ``need_grad`` its derivative by ``x`` (else None).
@@ -106,16 +112,18 @@ def hinge_elementwise(
     With :math:`s = y^2 + y - 1` (1 -> 1; 0 and -1 -> -1, in exact arithmetic; NaN stays NaN)
     and :math:`z = m - s x`: :math:`\ell = \max(0, z)` with derivative :math:`-s` where
     :math:`z > 0` and 0 at and below the kink, or :math:`\ell = \max(0, z)^2` with derivative
-    :math:`-2 s \max(0, z)`; a NaN ``z`` gives NaN in both. The loss, its closed-form gradient
-    and PyTorch's fused backward all call this.
+    :math:`-2 s \max(0, z)`; a NaN ``z`` gives NaN in both. ``signs``: the caller read every
+    label and found 1 or -1, where :math:`s = y` (the same numbers, three passes fewer). The
+    loss, its closed-form gradient and PyTorch's fused backward all call this.
     """
     # in-place updates only of arrays made here and not yet saved by an autograd op (see focal.py)
-    s = y + 1.0
-    s *= y
-    s -= 1.0  # y^2 + y - 1
-    z = s * x
-    z -= margin
-    z *= -1.0  # m - s x, exactly
+    if signs:
+        s = y
+    else:
+        s = y + 1.0
+        s *= y
+        s -= 1.0  # y^2 + y - 1
+    z = margin - s * x  # rounded as s x - m negated: the same number
     h = backend.relu(z)  # NaN kept
     if not (squared or need_grad or getattr(h, "requires_grad", False)):
         return h, None  # the value alone, where no autograd graph needs the step below (h * step is h)
@@ -138,8 +146,8 @@ def hinge_elementwise(
 
 def _hinge_loss(input: Any, target: Any, margin: Any, reduction: str, *, squared: bool) -> Any:
     backend = resolve(input, target)
-    margin = _check_hinge(backend, input, target, margin, reduction)
-    elementwise = partial(hinge_elementwise, backend, margin=margin, squared=squared)
+    margin, signs = _check_hinge(backend, input, target, margin, reduction)
+    elementwise = partial(hinge_elementwise, backend, margin=margin, squared=squared, signs=signs)
     name = "squared_hinge_loss" if squared else "hinge_loss"
     out = try_fast_path(backend, name, input, target, margin=margin, reduction=reduction, elementwise=elementwise)
     if out is not NotImplemented:
@@ -151,9 +159,9 @@ def _hinge_loss(input: Any, target: Any, margin: Any, reduction: str, *, squared
 
 def _hinge_grad(input: Any, target: Any, margin: Any, reduction: str, cotangent: Any, *, squared: bool) -> Any:
     backend = resolve(input, target)
-    margin = _check_hinge(backend, input, target, margin, reduction)
+    margin, signs = _check_hinge(backend, input, target, margin, reduction)
     x, y = compute_dtype(backend, input, target)
-    _, g = hinge_elementwise(backend, x, y, margin=margin, squared=squared, need_grad=True)
+    _, g = hinge_elementwise(backend, x, y, margin=margin, squared=squared, need_grad=True, signs=signs)
     up = pointwise_scale(backend, x, None, reduction, cotangent, normalize_by_weight=False)
     return finish(backend, g * up, input)
 

@@ -29,13 +29,16 @@ def _hinge_reference(margin, squared):
 @pytest.mark.parametrize("shape", [(9,), (4, 5), (2, 3, 4)])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("margin", [0.0, 1.0, 2.0])
-@pytest.mark.parametrize("labels", ["pm1", "01"])
+@pytest.mark.parametrize("labels", ["pm1", "01", "mixed"])
 @pytest.mark.parametrize("squared", [False, True])
 def test_hinge(xp, shape, reduction, margin, labels, squared):
     rng = np.random.default_rng(0)
     x = 2 * rng.normal(size=shape) + 0.0123  # keep away from the kink
     y = rng.integers(0, 2, size=shape)
     y = (2 * y - 1) if labels == "pm1" else y
+    if labels == "mixed":  # -1, 0 and 1 together (0 means -1): the general sign map, not the sign labels' shortcut
+        y = rng.integers(-1, 2, size=shape)
+        y.flat[:2] = [-1, 0]
     fn = pl.squared_hinge_loss if squared else pl.hinge_loss
     options = {"margin": margin, "reduction": reduction}
     value, grad = run_polyloss(xp, fn, x, y.astype(float), options)
