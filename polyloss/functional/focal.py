@@ -348,7 +348,7 @@ def softmax_focal_elementwise(backend: Backend, logp_y: Any, *, gamma: float, ne
 def _softmax_focal_terms(
     backend: Backend, input: Any, parts: _SoftmaxFocal, need_grad: bool
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
-    """``(x, log p, valid, safe indices, per-sample loss, d loss / d log p_y)``, alpha applied to both; ``log p``
+    r"""``(x, log p, valid, safe indices, per-sample loss, d loss / d log p_y)``, alpha applied to both; ``log p``
     is None where the cross-entropy kernel gave :math:`\log p_y` (NumPy, value only)."""
     x, a = compute_dtype(backend, input, parts.alpha_array)
     valid, safe = index_targets(backend, parts.target, parts.ignore_index)
