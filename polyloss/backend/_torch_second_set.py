@@ -6,10 +6,9 @@ once, by the loss's check function) and returns ``NotImplemented`` where PyTorch
 polyloss's -- the mean of an empty batch (PyTorch: NaN) above all -- so that the generic code runs. Where
 PyTorch has a kernel it is ATen's (``torch.<name>``, which ``torch.nn.functional``'s wrapper calls), built
 as a plan (see "kernel plans" in :mod:`polyloss.backend.torch`): a cached plan reads the labels a loss
-checks (1 or -1, or in [0, 1]) as its guard. ``soft_margin_loss`` is not here: it runs the family's
-closed-form value and derivative in one fused autograd node (``_fused_elementwise`` in
-:mod:`polyloss.backend.torch`), since PyTorch's kernel overflows to inf (and its gradient to NaN) where
-``-y x`` is large.
+checks (1 or -1, or in [0, 1]) as its guard. ``soft_margin_loss`` runs ATen's kernel on small inputs whose
+scores it cannot overflow on, and else the family's closed-form value and derivative in one fused autograd
+node: PyTorch's kernel overflows to inf (and its gradient to NaN) where ``-y x`` is large.
 
 Nothing here imports torch or :mod:`polyloss.backend.torch` at import time; the latter's helpers are
 looked up when a fast path runs.
@@ -118,6 +117,41 @@ def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float
     return run
 
 
+#: below these score magnitudes PyTorch's soft margin kernel (``exp(-y x)``) overflows neither its value nor its
+#: gradient (``z / (1 + z)``): ``e^80`` and ``e^700`` are within float32's and float64's range
+_ATEN_SOFT_MARGIN_BOUND = {"float32": 80.0, "float64": 700.0}
+
+
+def _soft_margin_plan(input: Any, target: Any, *, reduction: str, elementwise: Any) -> Any:
+    """ATen's kernel below :data:`_FUSED_MIN_ELEMENTS` where every score is small enough for it (one ``aminmax``
+    a call; NaN and inf fail it); else ``elementwise`` (the family's closed form, bound by the loss) in one
+    fused node, which is finite for any score and, at larger sizes, makes fewer passes than ATen's composite.
+    Where the target needs a gradient (ATen has none by it) or while tracing, the generic code."""
+    if not _usable(input, reduction):
+        return None
+    tb = _tb()
+    torch = tb._torch()
+    bound = _ATEN_SOFT_MARGIN_BOUND.get(str(input.dtype).removeprefix("torch."))
+    small = bound is not None and 0 < input.numel() < _FUSED_MIN_ELEMENTS and tb._values_readable(input)
+    aten = _label_run(torch._C._nn.soft_margin_loss, _signs, target, (tb._REDUCTION[reduction],))
+
+    def closed_form(input: Any, target: Any) -> Any:
+        return tb._run_fused("soft_margin_loss", elementwise, reduction, input, target)
+
+    fused = _label_run(closed_form, _signs, target, ())
+
+    def run(input: Any, target: Any, checked: bool = False) -> Any:
+        if tb._wants_grad(input, target) is None:
+            return NotImplemented
+        if small:
+            lo, hi = torch.aminmax(input.detach())
+            if -bound < lo.item() and hi.item() < bound:  # (NaN fails)
+                return aten(input, target, checked=checked)
+        return fused(input, target, checked=checked)
+
+    return run
+
+
 def _triplet_margin_plan(anchor: Any, positive: Any, negative: Any, *, margin: float, p: float, eps: float,
                          swap: bool, reduction: str) -> Any:
     if not _usable(anchor, reduction):
@@ -175,6 +209,7 @@ KERNEL_PLANS = {
     "margin_ranking_loss": _margin_ranking_plan,
     "triplet_margin_loss": _triplet_margin_plan,
     "hinge_embedding_loss": _hinge_embedding_plan,
+    "soft_margin_loss": _soft_margin_plan,
     "multilabel_soft_margin_loss": _multilabel_soft_margin_plan,
 }
 FAST_PATHS = {

@@ -572,7 +572,6 @@ FAST_PATHS = {
     "giou_loss": _fused_elementwise("giou_loss"),
     "diou_loss": _fused_elementwise("diou_loss"),
     "ciou_loss": _fused_elementwise("ciou_loss"),
-    "soft_margin_loss": _fused_elementwise("soft_margin_loss"),
     "mse_loss": _mse,
     "l1_loss": _l1,
     "smooth_l1_loss": _smooth_l1,

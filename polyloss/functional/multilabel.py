@@ -81,10 +81,13 @@ def soft_margin_loss(input: ArrayT, target: Array, *, reduction: Reduction = "me
 
     Matches ``torch.nn.functional.soft_margin_loss``.
     """
+    _, plan, out = planned("soft_margin_loss", (input, target), reduction)
+    if out is not NotImplemented:
+        return out
     backend = _check_soft_margin(input, target, reduction)
     elementwise = partial(soft_margin_elementwise, backend)
     return forward(backend, "soft_margin_loss", (input, target), {"reduction": reduction, "elementwise": elementwise},
-                   elementwise)
+                   elementwise, plan=plan)
 
 
 @gradient(soft_margin_loss)

@@ -6,6 +6,8 @@ which calls get a plan, that a plan gives PyTorch's numbers, and where none may 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,8 @@ CALLS = {
                              lambda a: F.hinge_embedding_loss(a["x"], a["s"], reduction="none")),
     "multilabel_soft_margin_loss": (lambda a: pl.multilabel_soft_margin_loss(a["x"], a["b"]),
                                     lambda a: F.multilabel_soft_margin_loss(a["x"], a["b"])),
+    "soft_margin_loss": (lambda a: pl.soft_margin_loss(a["x"], a["s"], reduction="sum"),
+                         lambda a: F.soft_margin_loss(a["x"], a["s"], reduction="sum")),
 }
 
 
@@ -190,7 +194,8 @@ def test_plans_of_three_arrays_are_per_signature_of_each() -> None:
         pl.triplet_margin_loss(a["x"].numpy().tolist(), a["y"], a["z"])
 
 
-@pytest.mark.parametrize("name", ["margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss"])
+@pytest.mark.parametrize("name", ["margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss",
+                                  "soft_margin_loss"])
 def test_a_cached_plan_reads_the_labels(name: str) -> None:
     """Labels other than 1 and -1, NaN included, meet the plan's guard: the loss's ``ValueError`` names them."""
     a = _arrays()
@@ -221,3 +226,42 @@ def test_a_cached_plan_keeps_nan_and_declines_what_the_kernel_differs_on() -> No
     empty = torch.zeros(0, 5, dtype=torch.float64)
     assert pl.poisson_nll_loss(empty, empty).item() == 0.0  # polyloss's rule where ATen's mean is NaN
     assert pl.poisson_nll_loss(empty, empty).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float32, 80.0), (torch.float64, 700.0)])
+def test_soft_margin_plan_runs_aten_only_where_its_exp_cannot_overflow(dtype, bound) -> None:
+    """A small input takes ATen's kernel (PyTorch's graph, its numbers) while every score stays below the bound;
+    a larger score, inf or NaN takes the family's fused node: finite where ATen's value is inf and its gradient
+    NaN, NaN kept."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, generator=gen, dtype=dtype)
+    y = torch.randint(0, 2, (6, 5), generator=gen).to(dtype) * 2 - 1
+    y[0, 0], y[0, 1] = -1.0, 1.0
+    _common._PLANS.clear()
+    for _ in range(2):  # the full path, then the cached plan
+        leaf = x.clone().requires_grad_(True)
+        value = pl.soft_margin_loss(leaf, y)
+        assert type(value.grad_fn).__name__ == "SoftMarginLossBackward0"
+        expected = F.soft_margin_loss(leaf, y)
+        assert torch.equal(value, expected)
+        (grad,), (expected_grad,) = torch.autograd.grad(value, leaf), torch.autograd.grad(expected, leaf)
+        assert torch.equal(grad, expected_grad)
+    assert _plans_of("soft_margin_loss") == 1
+    for score in (bound, -bound, 2.0 * bound, float("inf"), float("nan")):
+        big = x.clone()
+        big[0, 0] = score  # label -1: the margin -y x is the score itself
+        leaf = big.requires_grad_(True)
+        value = pl.soft_margin_loss(leaf, y, reduction="none")
+        assert type(value.grad_fn).__name__ == "_FusedBackward"
+        (grad,) = torch.autograd.grad(value.sum(), leaf)
+        assert _plans_of("soft_margin_loss") == 2  # the "none" signature's
+        if score != score:
+            assert torch.isnan(value[0, 0]) and torch.isnan(grad[0, 0])
+        else:  # log(1 + e^m) and its derivative sigmoid(m) at m = score, in closed form
+            expected_value = score + math.log1p(math.exp(-score)) if score > 0 else math.log1p(math.exp(score))
+            expected_slope = 1.0 / (1.0 + math.exp(-score)) if score > 0 else math.exp(score) / (1.0 + math.exp(score))
+            np.testing.assert_allclose(value[0, 0].item(), expected_value, rtol=1e-6)
+            np.testing.assert_allclose(grad[0, 0].item(), expected_slope, rtol=1e-6)
+            assert torch.isfinite(grad).all()
+        np.testing.assert_allclose(value[1:].detach().numpy(), F.soft_margin_loss(big[1:], y[1:], reduction="none")
+                                   .detach().numpy(), rtol=1e-6 if dtype == torch.float32 else 1e-12)
