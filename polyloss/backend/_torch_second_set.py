@@ -131,8 +131,8 @@ def _soft_margin_plan(input: Any, target: Any, *, reduction: str, elementwise: A
         return None
     tb = _tb()
     torch = tb._torch()
-    bound = _ATEN_SOFT_MARGIN_BOUND.get(str(input.dtype).removeprefix("torch."))
-    small = bound is not None and 0 < input.numel() < _FUSED_MIN_ELEMENTS and tb._values_readable(input)
+    bound = _ATEN_SOFT_MARGIN_BOUND.get(str(input.dtype).removeprefix("torch."), 0.0)  # 0: other dtypes, never
+    small = bound > 0.0 and 0 < input.numel() < _FUSED_MIN_ELEMENTS and tb._values_readable(input)
     aten = _label_run(torch._C._nn.soft_margin_loss, _signs, target, (tb._REDUCTION[reduction],))
 
     def closed_form(input: Any, target: Any) -> Any:
