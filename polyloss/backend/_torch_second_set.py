@@ -17,6 +17,7 @@ looked up when a fast path runs.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 __all__ = ["FAST_PATHS", "KERNEL_PLANS"]
@@ -103,11 +104,7 @@ def _margin_ranking_plan(input1: Any, input2: Any, target: Any, *, margin: float
         return None
     tb = _tb()
     aten = _label_run(tb._torch().margin_ranking_loss, _signs, target, (margin, tb._REDUCTION[reduction]))
-
-    def closed_form(input1: Any, input2: Any, target: Any) -> Any:
-        return tb._run_fused("margin_ranking_loss", parts, reduction, input1, input2, target)
-
-    fused = _label_run(closed_form, _signs, target, ())
+    fused = _label_run(partial(tb._run_fused, "margin_ranking_loss", parts, reduction), _signs, target, ())
 
     def run(input1: Any, input2: Any, target: Any, checked: bool = False) -> Any:
         large = input1.numel() >= _FUSED_MIN_ELEMENTS
@@ -134,11 +131,7 @@ def _soft_margin_plan(input: Any, target: Any, *, reduction: str, elementwise: A
     bound = _ATEN_SOFT_MARGIN_BOUND.get(str(input.dtype).removeprefix("torch."), 0.0)  # 0: other dtypes, never
     small = bound > 0.0 and 0 < input.numel() < _FUSED_MIN_ELEMENTS and tb._values_readable(input)
     aten = _label_run(torch._C._nn.soft_margin_loss, _signs, target, (tb._REDUCTION[reduction],))
-
-    def closed_form(input: Any, target: Any) -> Any:
-        return tb._run_fused("soft_margin_loss", elementwise, reduction, input, target)
-
-    fused = _label_run(closed_form, _signs, target, ())
+    fused = _label_run(partial(tb._run_fused, "soft_margin_loss", elementwise, reduction), _signs, target, ())
 
     def run(input: Any, target: Any, checked: bool = False) -> Any:
         if tb._wants_grad(input, target) is None:

@@ -62,12 +62,8 @@ def check_signs(backend: Backend, target: Any, loss: str, name: str = "target") 
     if not backend.is_host_array(target) or math.prod(target.shape) == 0:
         return
     xp = backend.xp
-    # |t| (fine for unsigned dtypes, which cannot be compared with -1 on array-api-strict; int8's abs(-128) is
-    # -128) and its range in one pass where the library has one (PyTorch's aminmax: its bool reductions, as
-    # all(|t| == 1), take seven times as long); NaN fails
-    magnitude = xp.abs(target)
-    lo, hi = backend.min_max(magnitude)
-    if lo == 1 and hi == 1:
+    signs, magnitude = v.unit_magnitudes(backend, target)
+    if signs:
         return
     ok = magnitude == 1
     if backend.dtype_kind(target.dtype) == "i":

@@ -78,9 +78,8 @@ def _check_hinge_labels(backend: Backend, target: Any) -> bool:
         # |y| is 1 throughout for sign labels (the usual case: two passes); else |y| - y^2 is 0 exactly for -1,
         # 0 and 1, NaN for NaN, nonzero otherwise (float arithmetic only: on CPU comparisons and bool casts
         # cost several element-wise passes)
-        gap = xp.abs(target)
-        lo, hi = backend.min_max(gap)
-        if lo == 1.0 and hi == 1.0:
+        signs, gap = v.unit_magnitudes(backend, target)
+        if signs:
             return True
         gap -= target * target
         lo, hi = backend.min_max(gap)

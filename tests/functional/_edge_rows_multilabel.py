@@ -22,6 +22,9 @@ ROWS = [
     EdgeRow("soft_margin_loss", "nan-input-sum", soft(at0=((2, 3), np.nan), reduction="sum"), "nan"),
     EdgeRow("soft_margin_loss", "inf-input-right-side", soft(at0=((0, 0), np.inf)), "finite"),
     EdgeRow("soft_margin_loss", "huge-margin-violation", soft(at0=((0, 0), -1e30)), "finite"),
+    # around the scores PyTorch's kernel takes on the plan's path (|x| < 80 in float32, < 700 in float64)
+    *[EdgeRow("soft_margin_loss", f"margin-violation-{int(-x)}", soft(at0=((0, 0), x), reduction=r), "finite")
+      for x in (-79.0, -100.0, -750.0) for r in ("mean", "none")],
     EdgeRow("soft_margin_loss", "nan-label", soft(at1=((0, 0), np.nan)), ValueError, ("target",)),
     EdgeRow("soft_margin_loss", "label-zero", soft(at1=((0, 0), 0.0)), ValueError, ("target",)),
     EdgeRow("soft_margin_loss", "int8-labels", soft(a1=SIGNS.astype(np.int8)), "finite"),
